@@ -1,0 +1,286 @@
+/** GpuCluster on AWS: launch template + autoscaling group behind an internal NLB, one bucket, one secret. */
+import { Fn, TerraformAsset, TerraformLocal } from 'cdktf';
+import { Construct } from 'constructs';
+import { AutoscalingGroup } from '@cdktf/provider-aws/lib/autoscaling-group';
+import { DataAwsIamPolicyDocument } from '@cdktf/provider-aws/lib/data-aws-iam-policy-document';
+import { DataAwsSsmParameter } from '@cdktf/provider-aws/lib/data-aws-ssm-parameter';
+import { IamInstanceProfile } from '@cdktf/provider-aws/lib/iam-instance-profile';
+import { IamRole } from '@cdktf/provider-aws/lib/iam-role';
+import { IamRolePolicy } from '@cdktf/provider-aws/lib/iam-role-policy';
+import { IamRolePolicyAttachment } from '@cdktf/provider-aws/lib/iam-role-policy-attachment';
+import { KmsKey } from '@cdktf/provider-aws/lib/kms-key';
+import { LaunchTemplate } from '@cdktf/provider-aws/lib/launch-template';
+import { Lb } from '@cdktf/provider-aws/lib/lb';
+import { LbListener } from '@cdktf/provider-aws/lib/lb-listener';
+import { LbTargetGroup } from '@cdktf/provider-aws/lib/lb-target-group';
+import { PlacementGroup } from '@cdktf/provider-aws/lib/placement-group';
+import { S3Bucket } from '@cdktf/provider-aws/lib/s3-bucket';
+import { S3BucketLifecycleConfiguration } from '@cdktf/provider-aws/lib/s3-bucket-lifecycle-configuration';
+import { S3BucketOwnershipControls } from '@cdktf/provider-aws/lib/s3-bucket-ownership-controls';
+import { S3BucketPolicy } from '@cdktf/provider-aws/lib/s3-bucket-policy';
+import { S3BucketPublicAccessBlock } from '@cdktf/provider-aws/lib/s3-bucket-public-access-block';
+import { S3BucketServerSideEncryptionConfigurationA } from '@cdktf/provider-aws/lib/s3-bucket-server-side-encryption-configuration';
+import { S3BucketVersioningA } from '@cdktf/provider-aws/lib/s3-bucket-versioning';
+import { S3Object } from '@cdktf/provider-aws/lib/s3-object';
+import { SecretsmanagerSecret } from '@cdktf/provider-aws/lib/secretsmanager-secret';
+import { SecretsmanagerSecretVersion } from '@cdktf/provider-aws/lib/secretsmanager-secret-version';
+import { SecurityGroup } from '@cdktf/provider-aws/lib/security-group';
+import { VpcSecurityGroupEgressRule } from '@cdktf/provider-aws/lib/vpc-security-group-egress-rule';
+import { VpcSecurityGroupIngressRule } from '@cdktf/provider-aws/lib/vpc-security-group-ingress-rule';
+import { AwsPolicyStatement, AwsPrincipal, IGrantable } from '../../core/grants';
+import { resourceName } from '../../core/naming';
+import { AwsTarget } from '../../core/targets';
+import { renderBootstrap, shq } from './bootstrap';
+import { awsStatements, GpuClusterBackend, GpuClusterPlan } from './plan';
+
+/** Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04): NVIDIA driver, CUDA, aws CLI. */
+export const AWS_GPU_AMI_PARAMETER = '/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id';
+
+export interface AwsGpuClusterResources {
+  readonly key: KmsKey;
+  readonly bucket: S3Bucket;
+  readonly agentObjects: { readonly script: S3Object; readonly manifest: S3Object };
+  readonly tokenSecret: SecretsmanagerSecret;
+  readonly role: IamRole;
+  readonly instanceProfile: IamInstanceProfile;
+  readonly hostSecurityGroup: SecurityGroup;
+  readonly loadBalancerSecurityGroup: SecurityGroup;
+  readonly launchTemplate: LaunchTemplate;
+  readonly autoscalingGroup: AutoscalingGroup;
+  readonly placementGroup?: PlacementGroup;
+  readonly loadBalancer: Lb;
+  readonly targetGroup: LbTargetGroup;
+  readonly listener: LbListener;
+}
+
+/** An IAM policy document from statements, as a data source (Terraform renders the JSON). */
+function policyDocument(scope: Construct, id: string, provider: AwsTarget['provider'], statements: readonly AwsPolicyStatement[]): DataAwsIamPolicyDocument {
+  return new DataAwsIamPolicyDocument(scope, id, {
+    provider,
+    statement: statements.map((s) => ({ effect: 'Allow', actions: [...s.actions], resources: [...s.resources] })),
+  });
+}
+
+/** The AWS principal of a role: each grant becomes one inline policy on exact ARNs. */
+export function awsRolePrincipal(owner: Construct, target: AwsTarget, role: IamRole): AwsPrincipal {
+  let grants: Construct | undefined;
+  return {
+    kind: 'aws',
+    roleArn: role.arn,
+    roleName: role.name,
+    addToPolicy(grantId, statements) {
+      grants ??= new Construct(owner, 'granted');
+      const doc = policyDocument(grants, `${grantId}-doc`, target.provider, statements);
+      new IamRolePolicy(grants, grantId, { provider: target.provider, name: grantId, role: role.id, policy: doc.json });
+    },
+  };
+}
+
+export function buildAwsGpuCluster(cluster: Construct, target: AwsTarget, plan: GpuClusterPlan): GpuClusterBackend & { readonly resources: AwsGpuClusterResources } {
+  const provider = target.provider;
+  const multiNode = plan.nodes.max > 1;
+
+  // ---- storage: the cluster's own encrypted, private bucket (agent bundle, artifacts, pipeline specs)
+  const storage = new Construct(cluster, 'storage');
+  const key = new KmsKey(storage, 'key', {
+    provider, description: `${cluster.node.path}: artifacts and agent token`, enableKeyRotation: true, deletionWindowInDays: 30,
+  });
+  const bucket = new S3Bucket(storage, 'bucket', { provider, bucket: `${plan.name}-${target.accountId}`, forceDestroy: false });
+  new S3BucketPublicAccessBlock(storage, 'public-access-block', {
+    provider, bucket: bucket.id, blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true,
+  });
+  new S3BucketOwnershipControls(storage, 'ownership', { provider, bucket: bucket.id, rule: { objectOwnership: 'BucketOwnerEnforced' } });
+  new S3BucketVersioningA(storage, 'versioning', { provider, bucket: bucket.id, versioningConfiguration: { status: 'Enabled' } });
+  new S3BucketServerSideEncryptionConfigurationA(storage, 'encryption', {
+    provider, bucket: bucket.id,
+    rule: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: 'aws:kms', kmsMasterKeyId: key.arn }, bucketKeyEnabled: true }],
+  });
+  new S3BucketLifecycleConfiguration(storage, 'lifecycle', {
+    provider, bucket: bucket.id,
+    rule: [{
+      id: 'expire-noncurrent', status: 'Enabled', filter: [{ prefix: '' }],
+      noncurrentVersionExpiration: [{ noncurrentDays: 30 }],
+      abortIncompleteMultipartUpload: [{ daysAfterInitiation: 7 }],
+    }],
+  });
+  const tlsOnly = new DataAwsIamPolicyDocument(storage, 'tls-only', {
+    provider,
+    statement: [{
+      sid: 'DenyInsecureTransport', effect: 'Deny', actions: ['s3:*'], resources: [bucket.arn, `${bucket.arn}/*`],
+      principals: [{ type: '*', identifiers: ['*'] }],
+      condition: [{ test: 'Bool', variable: 'aws:SecureTransport', values: ['false'] }],
+    }],
+  });
+  new S3BucketPolicy(storage, 'policy', { provider, bucket: bucket.id, policy: tlsOnly.json });
+  const upload = (id: string, asset: TerraformAsset) => new S3Object(storage, id, {
+    provider, bucket: bucket.id, key: `agent/${asset.assetHash}/${asset.fileName}`, source: asset.path,
+    sourceHash: Fn.filemd5(asset.path), kmsKeyId: key.arn, serverSideEncryption: 'aws:kms',
+  });
+  const agentObjects = { script: upload('agent-script', plan.agentBundle.script), manifest: upload('agent-manifest', plan.agentBundle.manifest) };
+  const s3Uri = (o: S3Object) => `s3://${bucket.bucket}/${o.key}`;
+
+  // ---- the agent token: generated, kept only in Secrets Manager
+  const secrets = new Construct(cluster, 'secret');
+  const tokenSecret = new SecretsmanagerSecret(secrets, 'agent-token', {
+    provider, name: `mlinfra/${plan.name}/agent-token`, kmsKeyId: key.arn, recoveryWindowInDays: 7,
+    description: `${cluster.node.path}: bearer token of mlinfra-agent`,
+  });
+  new SecretsmanagerSecretVersion(secrets, 'agent-token-value', { provider, secretId: tokenSecret.id, secretString: plan.agentToken });
+
+  // ---- identity
+  const iam = new Construct(cluster, 'iam');
+  const assume = new DataAwsIamPolicyDocument(iam, 'assume', {
+    provider, statement: [{ effect: 'Allow', actions: ['sts:AssumeRole'], principals: [{ type: 'Service', identifiers: ['ec2.amazonaws.com'] }] }],
+  });
+  const role = new IamRole(iam, 'role', { provider, name: `${plan.name}-host`, assumeRolePolicy: assume.json, description: `${cluster.node.path} hosts` });
+  // Session Manager instead of SSH: no key pairs, no port 22.
+  new IamRolePolicyAttachment(iam, 'ssm', { provider, role: role.name, policyArn: `arn:${target.partition}:iam::aws:policy/AmazonSSMManagedInstanceCore` });
+  const instanceProfile = new IamInstanceProfile(iam, 'profile', { provider, name: `${plan.name}-host`, role: role.name });
+
+  // ---- network: NLB security group -> host security group; intra-cluster traffic for rendezvous
+  const net = new Construct(cluster, 'network');
+  const sources = plan.allowedCidrs ?? [target.vpcCidr];
+  const lbSg = new SecurityGroup(net, 'lb-sg', { provider, name: `${plan.name}-lb`, vpcId: target.vpcId, description: 'mlinfra-agent load balancer' });
+  const hostSg = new SecurityGroup(net, 'host-sg', { provider, name: `${plan.name}-host`, vpcId: target.vpcId, description: 'mlinfra-agent hosts' });
+  sources.forEach((cidr, i) => {
+    new VpcSecurityGroupIngressRule(net, `lb-in-${i}`, {
+      provider, securityGroupId: lbSg.id, ipProtocol: 'tcp', fromPort: plan.agentPort, toPort: plan.agentPort, cidrIpv4: cidr, description: 'agent API clients',
+    });
+    new VpcSecurityGroupIngressRule(net, `host-in-${i}`, {
+      provider, securityGroupId: hostSg.id, ipProtocol: 'tcp', fromPort: plan.agentPort, toPort: plan.agentPort, cidrIpv4: cidr, description: 'agent API clients (direct)',
+    });
+  });
+  new VpcSecurityGroupEgressRule(net, 'lb-out', {
+    provider, securityGroupId: lbSg.id, ipProtocol: 'tcp', fromPort: plan.agentPort, toPort: plan.agentPort, referencedSecurityGroupId: hostSg.id, description: 'to agents',
+  });
+  new VpcSecurityGroupIngressRule(net, 'host-from-lb', {
+    provider, securityGroupId: hostSg.id, ipProtocol: 'tcp', fromPort: plan.agentPort, toPort: plan.agentPort, referencedSecurityGroupId: lbSg.id, description: 'agent API and health checks via the load balancer',
+  });
+  if (multiNode) {
+    new VpcSecurityGroupIngressRule(net, 'host-peers', {
+      provider, securityGroupId: hostSg.id, ipProtocol: '-1', referencedSecurityGroupId: hostSg.id, description: 'torchrun rendezvous and NCCL between hosts',
+    });
+  }
+  // Hosts fetch Node.js, npm packages and cloud APIs through the NAT gateway.
+  new VpcSecurityGroupEgressRule(net, 'host-out', { provider, securityGroupId: hostSg.id, ipProtocol: '-1', cidrIpv4: '0.0.0.0/0', description: 'outbound' });
+
+  // ---- compute
+  const compute = new Construct(cluster, 'compute');
+  const imageId = plan.machineImage ?? new DataAwsSsmParameter(compute, 'gpu-ami', { provider, name: AWS_GPU_AMI_PARAMETER }).insecureValue;
+  const placementGroup = multiNode ? new PlacementGroup(compute, 'placement', { provider, name: plan.name, strategy: 'cluster' }) : undefined;
+
+  const stopScript = plan.idleStopMinutes > 0 ? [
+    `IMDS=http://169.254.169.254/latest`,
+    `TOKEN=$(curl -fsS -X PUT "$IMDS/api/token" -H 'X-aws-ec2-metadata-token-ttl-seconds: 60')`,
+    `INSTANCE=$(curl -fsS -H "X-aws-ec2-metadata-token: $TOKEN" "$IMDS/meta-data/instance-id")`,
+    `# The group refuses to go below its minimum size; that refusal is the floor we want.`,
+    `aws autoscaling terminate-instance-in-auto-scaling-group --region ${target.region} --instance-id "$INSTANCE" --should-decrement-desired-capacity`,
+  ].join('\n') : undefined;
+
+  const script = renderBootstrap({
+    clusterName: plan.name, nodeVersion: plan.nodeVersion, nodeDistUrl: plan.nodeDistUrl,
+    copyCommand: (uri, dest) => `aws s3 cp --only-show-errors --region ${target.region} ${shq(uri)} ${dest}`,
+    agentScriptUri: s3Uri(agentObjects.script), agentManifestUri: s3Uri(agentObjects.manifest),
+    tokenCommand: `aws secretsmanager get-secret-value --region ${target.region} --secret-id ${shq(tokenSecret.arn)} --query SecretString --output text`,
+    stopScript, idleStopMinutes: plan.idleStopMinutes, agentPort: plan.agentPort, preemption: 'aws',
+    environment: { MLINFRA_ARTIFACTS_URI: `s3://${bucket.bucket}`, AWS_REGION: target.region },
+  });
+
+  const instanceTags = { ...target.tags, Name: plan.name, 'mlinfra:cluster': cluster.node.path };
+  const launchTemplate = new LaunchTemplate(compute, 'launch-template', {
+    provider, name: plan.name, description: `${cluster.node.path}: ${plan.shape.accelerator} x${plan.shape.count}`,
+    imageId, instanceType: plan.shape.instanceType, updateDefaultVersion: true,
+    // The script lives in a local (JSON string escaping) and is encoded by Terraform.
+    userData: Fn.base64encode(new TerraformLocal(compute, 'user-data', script).asString),
+    iamInstanceProfile: { arn: instanceProfile.arn },
+    vpcSecurityGroupIds: [hostSg.id],
+    // IMDSv2 only; hop limit 1 keeps containers on the host away from the host's credentials.
+    metadataOptions: { httpEndpoint: 'enabled', httpTokens: 'required', httpPutResponseHopLimit: 1, instanceMetadataTags: 'disabled' },
+    blockDeviceMappings: [{
+      deviceName: '/dev/sda1',
+      ebs: { volumeSize: plan.diskGiB, volumeType: 'gp3', encrypted: 'true', deleteOnTermination: 'true' },
+    }],
+    monitoring: { enabled: true },
+    tagSpecifications: [{ resourceType: 'instance', tags: instanceTags }, { resourceType: 'volume', tags: instanceTags }],
+  });
+
+  // ---- internal NLB: a stable agentUrl; source-IP stickiness keeps a client on one agent
+  const lbScope = new Construct(cluster, 'load-balancer');
+  const loadBalancer = new Lb(lbScope, 'nlb', {
+    provider, name: resourceName(cluster, { maxLength: 32 }), internal: true, loadBalancerType: 'network',
+    subnets: target.subnetIds, securityGroups: [lbSg.id], enableCrossZoneLoadBalancing: true,
+  });
+  const targetGroup = new LbTargetGroup(lbScope, 'agents', {
+    provider, name: resourceName(cluster, { maxLength: 32, suffix: 'tg' }), port: plan.agentPort, protocol: 'TCP', vpcId: target.vpcId,
+    targetType: 'instance', deregistrationDelay: '30',
+    stickiness: { type: 'source_ip', enabled: true },
+    healthCheck: { protocol: 'HTTP', path: '/healthz', port: 'traffic-port', interval: 15, healthyThreshold: 2, unhealthyThreshold: 3 },
+  });
+  const listener = new LbListener(lbScope, 'listener', {
+    provider, loadBalancerArn: loadBalancer.arn, port: plan.agentPort, protocol: 'TCP',
+    defaultAction: [{ type: 'forward', targetGroupArn: targetGroup.arn }],
+  });
+
+  const ltRef = { launchTemplateId: launchTemplate.id, version: Fn.tostring(launchTemplate.latestVersion) };
+  const autoscalingGroup = new AutoscalingGroup(compute, 'group', {
+    provider, name: plan.name, minSize: plan.nodes.min, maxSize: plan.nodes.max,
+    vpcZoneIdentifier: target.subnetIds, placementGroup: placementGroup?.id,
+    targetGroupArns: [targetGroup.arn],
+    // EC2 health only: a host spends minutes installing drivers and the agent before /healthz answers.
+    healthCheckType: 'EC2', healthCheckGracePeriod: 900,
+    waitForCapacityTimeout: '0', capacityRebalance: plan.spot,
+    ...(plan.spot ? {
+      mixedInstancesPolicy: {
+        instancesDistribution: {
+          onDemandBaseCapacity: plan.onDemandBaseNodes, onDemandPercentageAboveBaseCapacity: 0,
+          spotAllocationStrategy: 'price-capacity-optimized',
+        },
+        launchTemplate: { launchTemplateSpecification: ltRef, override: [{ instanceType: plan.shape.instanceType }] },
+      },
+    } : { launchTemplate: { id: ltRef.launchTemplateId, version: ltRef.version } }),
+    tag: [{ key: 'mlinfra:cluster', value: cluster.node.path, propagateAtLaunch: true }],
+    // Schedules, pipelines and idle stop move desired capacity; Terraform owns min and max only.
+    lifecycle: { ignoreChanges: ['desired_capacity'] },
+  });
+
+  // ---- what hosts may do: exactly this cluster's bucket, secret, key and group
+  const hostStatements: AwsPolicyStatement[] = [
+    { actions: ['s3:ListBucket'], resources: [bucket.arn] },
+    { actions: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'], resources: [`${bucket.arn}/*`] },
+    { actions: ['secretsmanager:GetSecretValue'], resources: [tokenSecret.arn] },
+    { actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [key.arn] },
+  ];
+  if (stopScript) hostStatements.push({ actions: ['autoscaling:TerminateInstanceInAutoScalingGroup'], resources: [autoscalingGroup.arn] });
+  const hostDoc = policyDocument(iam, 'host-doc', provider, hostStatements);
+  new IamRolePolicy(iam, 'host', { provider, name: 'mlinfra-host', role: role.id, policy: hostDoc.json });
+
+  const grantTo = (grantee: IGrantable, grantId: string, statements: AwsPolicyStatement[], what: string) =>
+    awsStatements(grantee, grantId, statements, `${cluster.node.path}.${what}`);
+
+  return {
+    agentUrl: `http://${loadBalancer.dnsName}:${plan.agentPort}`,
+    agentTokenSecret: { store: 'aws-secrets-manager', arn: tokenSecret.arn, name: tokenSecret.name },
+    artifactsUri: `s3://${bucket.bucket}`,
+    grantPrincipal: awsRolePrincipal(cluster, target, role),
+    grantAgentAccess: (g, id) => grantTo(g, id, [
+      { actions: ['secretsmanager:GetSecretValue'], resources: [tokenSecret.arn] },
+      { actions: ['kms:Decrypt'], resources: [key.arn] },
+    ], 'grantAgentAccess'),
+    grantArtifactsRead: (g, id) => grantTo(g, id, [
+      { actions: ['s3:ListBucket'], resources: [bucket.arn] },
+      { actions: ['s3:GetObject'], resources: [`${bucket.arn}/*`] },
+      { actions: ['kms:Decrypt'], resources: [key.arn] },
+    ], 'grantArtifactsRead'),
+    grantArtifactsWrite: (g, id) => grantTo(g, id, [
+      { actions: ['s3:PutObject', 's3:AbortMultipartUpload'], resources: [`${bucket.arn}/*`] },
+      { actions: ['kms:GenerateDataKey', 'kms:Decrypt'], resources: [key.arn] },
+    ], 'grantArtifactsWrite'),
+    grantScale: (g, id) => grantTo(g, id, [
+      { actions: ['autoscaling:SetDesiredCapacity', 'autoscaling:UpdateAutoScalingGroup'], resources: [autoscalingGroup.arn] },
+    ], 'grantScale'),
+    resources: {
+      key, bucket, agentObjects, tokenSecret, role, instanceProfile, hostSecurityGroup: hostSg, loadBalancerSecurityGroup: lbSg,
+      launchTemplate, autoscalingGroup, placementGroup, loadBalancer, targetGroup, listener,
+    },
+  };
+}

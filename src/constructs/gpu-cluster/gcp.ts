@@ -1,0 +1,312 @@
+/** GpuCluster on GCP: instance template + regional MIG behind an internal passthrough NLB, one bucket, one secret. */
+import { TerraformAsset } from 'cdktf';
+import { Construct } from 'constructs';
+import { ComputeFirewall } from '@cdktf/provider-google/lib/compute-firewall';
+import { ComputeForwardingRule } from '@cdktf/provider-google/lib/compute-forwarding-rule';
+import { ComputeInstanceTemplate } from '@cdktf/provider-google/lib/compute-instance-template';
+import { ComputeRegionBackendService } from '@cdktf/provider-google/lib/compute-region-backend-service';
+import { ComputeRegionHealthCheck } from '@cdktf/provider-google/lib/compute-region-health-check';
+import { ComputeRegionInstanceGroupManager } from '@cdktf/provider-google/lib/compute-region-instance-group-manager';
+import { ProjectIamCustomRole } from '@cdktf/provider-google/lib/project-iam-custom-role';
+import { ProjectIamMember } from '@cdktf/provider-google/lib/project-iam-member';
+import { SecretManagerSecret } from '@cdktf/provider-google/lib/secret-manager-secret';
+import { SecretManagerSecretIamMember } from '@cdktf/provider-google/lib/secret-manager-secret-iam-member';
+import { SecretManagerSecretVersion } from '@cdktf/provider-google/lib/secret-manager-secret-version';
+import { ServiceAccount } from '@cdktf/provider-google/lib/service-account';
+import { StorageBucket } from '@cdktf/provider-google/lib/storage-bucket';
+import { StorageBucketIamMember } from '@cdktf/provider-google/lib/storage-bucket-iam-member';
+import { StorageBucketObject } from '@cdktf/provider-google/lib/storage-bucket-object';
+import { GcpPrincipal, IGrantable } from '../../core/grants';
+import { shortHash } from '../../core/naming';
+import { GcpTarget } from '../../core/targets';
+import { renderBootstrap, shq } from './bootstrap';
+import { GpuClusterBackend, GpuClusterPlan } from './plan';
+
+/** Deep Learning VM image family: NVIDIA driver installer, CUDA 12.4, gcloud. */
+export const GCP_GPU_IMAGE = 'projects/deeplearning-platform-release/global/images/family/common-cu124-debian-11';
+/** Source ranges of Google Cloud health checks (and of passthrough NLB probes). */
+export const GCP_HEALTH_CHECK_RANGES = ['35.191.0.0/16', '130.211.0.0/22'];
+
+export interface GcpGpuClusterResources {
+  readonly serviceAccount: ServiceAccount;
+  /** Project-level roles of the host service account (logging, monitoring). */
+  readonly hostProjectRoles: readonly ProjectIamMember[];
+  readonly bucket: StorageBucket;
+  readonly bucketHostAccess: StorageBucketIamMember;
+  readonly agentScriptObject: StorageBucketObject;
+  readonly agentManifestObject: StorageBucketObject;
+  readonly secret: SecretManagerSecret;
+  readonly secretVersion: SecretManagerSecretVersion;
+  readonly secretHostAccess: SecretManagerSecretIamMember;
+  readonly instanceTemplate: ComputeInstanceTemplate;
+  readonly instanceGroupManager: ComputeRegionInstanceGroupManager;
+  /** Agent port from `allowedCidrs` (or the subnetwork). */
+  readonly clientFirewall: ComputeFirewall;
+  /** Agent port from Google's health-check ranges. */
+  readonly healthCheckFirewall: ComputeFirewall;
+  /** All TCP between the cluster's hosts (multi-node only). */
+  readonly peerFirewall?: ComputeFirewall;
+  readonly healthCheck: ComputeRegionHealthCheck;
+  readonly backendService: ComputeRegionBackendService;
+  readonly forwardingRule: ComputeForwardingRule;
+  /** Custom role to read and resize this cluster's group: created with idle stop or the first grantScale. */
+  readonly scaleRole?: ProjectIamCustomRole;
+  /** The host service account's conditional binding of `scaleRole` (idle stop only). */
+  readonly autostopMember?: ProjectIamMember;
+}
+
+/** Fits a name into `max` characters, keeping it unique with a hash of the whole name. */
+function fit(name: string, max: number): string {
+  if (name.length <= max) return name;
+  return `${name.slice(0, max - 9).replace(/-+$/, '')}-${shortHash(name)}`;
+}
+
+/** Machine families that take Hyperdisk only (no Persistent Disk). */
+const HYPERDISK_ONLY = /^(a3-ultragpu|a4-|a4x-)/;
+
+export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: GpuClusterPlan): GpuClusterBackend & { readonly resources: GcpGpuClusterResources } {
+  const provider = target.provider;
+  const project = target.project;
+  const region = target.region;
+  const multiNode = plan.nodes.max > 1;
+  const machineType = plan.shape.instanceType;
+  const acceleratorType = plan.shape.gcpAcceleratorType;
+  if (!machineType || !acceleratorType) {
+    throw new Error(`${cluster.node.path}: the plan has no GCP machine type or accelerator type (${plan.shape.accelerator} x${plan.shape.count})`);
+  }
+
+  // ---- identity: one service account for hosts
+  const iam = new Construct(cluster, 'iam');
+  const serviceAccount = new ServiceAccount(iam, 'host', {
+    provider, project, accountId: fit(plan.name, 30),
+    displayName: `mlinfra ${plan.name} hosts`, description: `${cluster.node.path}: GPU hosts running mlinfra-agent`,
+  });
+  const hostMember = serviceAccount.member;
+  // Project level is the only level these two exist at; they write nothing but logs and metrics
+  // (the Deep Learning VM's Ops Agent and the agent's own GPU metrics).
+  const hostProjectRoles = [['log-writer', 'roles/logging.logWriter'], ['metric-writer', 'roles/monitoring.metricWriter']].map(([id, role]) =>
+    new ProjectIamMember(iam, id, { provider, project, role, member: hostMember }));
+
+  // ---- storage: the cluster's own private bucket (agent bundle, artifacts, pipeline specs)
+  const storage = new Construct(cluster, 'storage');
+  // Google-managed encryption; a CMEK (encryption.default_kms_key_name) is a later option.
+  const bucket = new StorageBucket(storage, 'bucket', {
+    provider, project, name: `${plan.name}-artifacts`, location: region, forceDestroy: false,
+    uniformBucketLevelAccess: true, publicAccessPrevention: 'enforced',
+    versioning: { enabled: true },
+    lifecycleRule: [
+      { action: { type: 'Delete' }, condition: { daysSinceNoncurrentTime: 30, withState: 'ARCHIVED' } },
+      { action: { type: 'AbortIncompleteMultipartUpload' }, condition: { age: 7 } },
+    ],
+  });
+  // Hosts write artifacts and read the agent bundle: object access on this bucket only.
+  const bucketHostAccess = new StorageBucketIamMember(storage, 'host-objects', {
+    provider, bucket: bucket.name, role: 'roles/storage.objectAdmin', member: hostMember,
+  });
+  const upload = (id: string, asset: TerraformAsset) => new StorageBucketObject(storage, id, {
+    provider, bucket: bucket.name, name: `agent/${asset.assetHash}/${asset.fileName}`, source: asset.path,
+  });
+  const agentScriptObject = upload('agent-script', plan.agentBundle.script);
+  const agentManifestObject = upload('agent-manifest', plan.agentBundle.manifest);
+  const gsUri = (o: StorageBucketObject) => `gs://${bucket.name}/${o.name}`;
+
+  // ---- the agent token: generated, kept only in Secret Manager
+  const secrets = new Construct(cluster, 'secret');
+  const secret = new SecretManagerSecret(secrets, 'agent-token', {
+    provider, project, secretId: `${plan.name}-agent-token`, replication: { auto: {} },
+  });
+  const secretVersion = new SecretManagerSecretVersion(secrets, 'agent-token-value', { provider, secret: secret.id, secretData: plan.agentToken });
+  const secretHostAccess = new SecretManagerSecretIamMember(secrets, 'host-access', {
+    provider, project, secretId: secret.secretId, role: 'roles/secretmanager.secretAccessor', member: hostMember,
+  });
+
+  // ---- network: clients and health checks to the agent port; hosts to each other for rendezvous
+  const net = new Construct(cluster, 'network');
+  const firewall = (id: string, name: string, description: string, extra: { sourceRanges?: string[]; sourceTags?: string[]; ports?: string[] }) =>
+    new ComputeFirewall(net, id, {
+      provider, project, name, description, network: target.network, direction: 'INGRESS',
+      allow: [{ protocol: 'tcp', ports: extra.ports }],
+      sourceRanges: extra.sourceRanges, sourceTags: extra.sourceTags, targetTags: [plan.name],
+      logConfig: { metadata: 'INCLUDE_ALL_METADATA' },
+    });
+  const agentPorts = [String(plan.agentPort)];
+  const clientFirewall = firewall('agent-clients', `${plan.name}-agent`, `${cluster.node.path}: mlinfra-agent API clients`, {
+    sourceRanges: [...(plan.allowedCidrs ?? [target.subnetCidr])], ports: agentPorts,
+  });
+  const healthCheckFirewall = firewall('health-checks', `${plan.name}-health`, `${cluster.node.path}: Google health checks`, {
+    sourceRanges: GCP_HEALTH_CHECK_RANGES, ports: agentPorts,
+  });
+  const peerFirewall = multiNode ? firewall('peers', `${plan.name}-peers`, `${cluster.node.path}: torchrun rendezvous and NCCL between hosts`, {
+    sourceTags: [plan.name],
+  }) : undefined;
+
+  // ---- compute
+  const compute = new Construct(cluster, 'compute');
+  const migName = plan.name;
+  const migPath = `projects/${project}/regions/${region}/instanceGroupManagers/${migName}`;
+  const migOnly = `resource.name == "${migPath}"`;
+
+  // One custom role for reading and resizing this group, bound with a condition on the group only.
+  // deleteInstances and resize need compute.instanceGroupManagers.update on the group (the MIG's own
+  // service agent deletes the VM); gcloud resolves instance names with listManagedInstances (…get).
+  let scaleRole: ProjectIamCustomRole | undefined;
+  const ensureScaleRole = (): ProjectIamCustomRole => {
+    scaleRole ??= new ProjectIamCustomRole(iam, 'scale-role', {
+      provider, project, roleId: `mlinfra_${plan.name.replace(/-/g, '_')}_scale`,
+      title: `mlinfra ${plan.name} scale`, description: `${cluster.node.path}: read and resize managed instance group ${migName}`,
+      permissions: ['compute.instanceGroupManagers.get', 'compute.instanceGroupManagers.update'],
+    });
+    return scaleRole;
+  };
+  const bindScale = (scope: Construct, id: string, member: string) => new ProjectIamMember(scope, id, {
+    provider, project, role: ensureScaleRole().name, member,
+    condition: { title: `${migName} only`, description: `only managed instance group ${migName}`, expression: migOnly },
+  });
+
+  const stopScript = plan.idleStopMinutes > 0 ? [
+    `MIG=${migName}`,
+    `NAME=$(curl -fsS -H 'Metadata-Flavor: Google' http://metadata.google.internal/computeMetadata/v1/instance/name)`,
+    `# Jitter: idle hosts of one group should not all read the same size at the same moment.`,
+    `sleep $((RANDOM % 30))`,
+    `SIZE=$(gcloud compute instance-groups managed describe "$MIG" --region ${shq(region)} --project ${shq(project)} --format='value(targetSize)')`,
+    `if [ "$SIZE" -le ${plan.nodes.min} ]; then`,
+    `  echo "mlinfra: group $MIG at its minimum ($SIZE); $NAME stays"`,
+    `  exit 0`,
+    `fi`,
+    `# Deleting through the group lowers its target size, so the group does not replace this host.`,
+    `gcloud compute instance-groups managed delete-instances "$MIG" --region ${shq(region)} --project ${shq(project)} --instances "$NAME" --quiet`,
+  ].join('\n') : undefined;
+  const autostopMember = stopScript ? bindScale(iam, 'autostop', hostMember) : undefined;
+
+  const script = renderBootstrap({
+    clusterName: plan.name, nodeVersion: plan.nodeVersion, nodeDistUrl: plan.nodeDistUrl,
+    copyCommand: (uri, dest) => `gcloud storage cp --no-user-output-enabled ${shq(uri)} ${dest}`,
+    agentScriptUri: gsUri(agentScriptObject), agentManifestUri: gsUri(agentManifestObject),
+    tokenCommand: `gcloud secrets versions access latest --secret=${shq(secret.secretId)} --project=${shq(project)}`,
+    stopScript, idleStopMinutes: plan.idleStopMinutes, agentPort: plan.agentPort, preemption: 'gcp',
+    environment: { MLINFRA_ARTIFACTS_URI: `gs://${bucket.name}`, GOOGLE_CLOUD_PROJECT: project },
+  });
+
+  const instanceTemplate = new ComputeInstanceTemplate(compute, 'template', {
+    provider, project, namePrefix: `${plan.name}-`,
+    description: `${cluster.node.path}: ${plan.shape.accelerator} x${plan.shape.count}`,
+    machineType,
+    // Pre-attached on A2/A3/G2 (the API accepts a matching list); attached on N1.
+    guestAccelerator: [{ type: acceleratorType, count: plan.shape.count }],
+    scheduling: plan.spot ? {
+      // DELETE, not STOP: the MIG repairs a preempted VM either way; a stopped one would only keep a
+      // billed boot disk and a name the group then recreates in place.
+      provisioningModel: 'SPOT', preemptible: true, automaticRestart: false,
+      onHostMaintenance: 'TERMINATE', instanceTerminationAction: 'DELETE',
+    } : {
+      provisioningModel: 'STANDARD', preemptible: false, automaticRestart: true, onHostMaintenance: 'TERMINATE',
+    },
+    // GPUs cannot live-migrate: TERMINATE above. Secure Boot stays off: the NVIDIA driver the Deep
+    // Learning VM installs on first boot is not signed for it; vTPM and integrity monitoring stay on.
+    shieldedInstanceConfig: { enableSecureBoot: false, enableVtpm: true, enableIntegrityMonitoring: true },
+    disk: [{
+      boot: true, autoDelete: true, diskSizeGb: plan.diskGiB,
+      diskType: HYPERDISK_ONLY.test(machineType) ? 'hyperdisk-balanced' : 'pd-balanced',
+      sourceImage: plan.machineImage ?? GCP_GPU_IMAGE,
+    }],
+    // No access_config: no public IP; egress through the target's Cloud NAT.
+    networkInterface: [{ subnetwork: target.subnetwork, ...(machineType.startsWith('a3-') ? { nicType: 'GVNIC' } : {}) }],
+    metadata: {
+      'startup-script': script,
+      'enable-oslogin': 'TRUE',
+      'block-project-ssh-keys': 'true',
+      'install-nvidia-driver': 'True',
+    },
+    serviceAccount: { email: serviceAccount.email, scopes: ['cloud-platform'] },
+    tags: [plan.name],
+    lifecycle: { createBeforeDestroy: true },
+  });
+
+  // ---- internal passthrough NLB: a stable agentUrl; client-IP affinity keeps a client on one agent
+  const lbScope = new Construct(cluster, 'load-balancer');
+  const healthCheck = new ComputeRegionHealthCheck(lbScope, 'health-check', {
+    provider, project, region, name: plan.name, description: `${cluster.node.path}: mlinfra-agent /healthz`,
+    checkIntervalSec: 15, timeoutSec: 5, healthyThreshold: 2, unhealthyThreshold: 3,
+    httpHealthCheck: { port: plan.agentPort, requestPath: '/healthz' },
+  });
+
+  const instanceGroupManager = new ComputeRegionInstanceGroupManager(compute, 'group', {
+    provider, project, region, name: migName, baseInstanceName: plan.name,
+    description: `${cluster.node.path}: ${plan.shape.accelerator} x${plan.shape.count} hosts`,
+    version: [{ name: 'primary', instanceTemplate: instanceTemplate.selfLinkUnique }],
+    targetSize: plan.nodes.min,
+    ...(target.zones?.length ? { distributionPolicyZones: [...target.zones] } : {}),
+    // GPUs are zonal and rendezvous wants one zone; Google's shape for tightly coupled batch work.
+    distributionPolicyTargetShape: 'ANY_SINGLE_ZONE',
+    // Non-EVEN shapes require instance_redistribution_type NONE. OPPORTUNISTIC: a new template
+    // reaches hosts only when they are (re)created, never by killing a running training job.
+    // Regional fixed surge/unavailable values must be 0 or at least the zone count (at most 4).
+    updatePolicy: {
+      type: 'OPPORTUNISTIC', minimalAction: 'REPLACE', instanceRedistributionType: 'NONE',
+      maxSurgeFixed: 0, maxUnavailableFixed: Math.max(plan.nodes.max, 4),
+    },
+    namedPort: [{ name: 'agent', port: plan.agentPort }],
+    // Drivers, Node.js and npm install take minutes before /healthz answers.
+    autoHealingPolicies: { healthCheck: healthCheck.id, initialDelaySec: 600 },
+    waitForInstances: false,
+    // Pipelines, schedules and idle stop resize the group; Terraform sets only the starting size.
+    lifecycle: { ignoreChanges: ['target_size'] },
+  });
+
+  const backendService = new ComputeRegionBackendService(lbScope, 'backend', {
+    provider, project, region, name: plan.name, description: `${cluster.node.path}: mlinfra-agent hosts`,
+    loadBalancingScheme: 'INTERNAL', protocol: 'TCP', sessionAffinity: 'CLIENT_IP',
+    connectionDrainingTimeoutSec: 30, healthChecks: [healthCheck.id],
+    backend: [{ group: instanceGroupManager.instanceGroup, balancingMode: 'CONNECTION' }],
+  });
+  const forwardingRule = new ComputeForwardingRule(lbScope, 'forwarding-rule', {
+    provider, project, region, name: plan.name, description: `${cluster.node.path}: mlinfra-agent API`,
+    loadBalancingScheme: 'INTERNAL', ipProtocol: 'TCP', ports: agentPorts,
+    network: target.network, subnetwork: target.subnetwork, backendService: backendService.id,
+  });
+
+  // ---- grants: IAM members on exactly this cluster's secret, bucket or group
+  let grants: Construct | undefined;
+  const grantScope = () => (grants ??= new Construct(cluster, 'grants'));
+  const principalOf = (grantee: IGrantable, what: string): GcpPrincipal => {
+    const p = grantee.grantPrincipal;
+    if (p.kind !== 'gcp') throw new Error(`${cluster.node.path}.${what}: grantee is on ${p.kind}, the cluster on gcp; grants do not cross clouds`);
+    return p;
+  };
+  const bucketMember = (grantee: IGrantable, grantId: string, role: string, what: string) => {
+    const member = principalOf(grantee, what).member;
+    new StorageBucketIamMember(grantScope(), grantId, { provider, bucket: bucket.name, role, member });
+  };
+
+  const resources: GcpGpuClusterResources = {
+    serviceAccount, hostProjectRoles, bucket, bucketHostAccess, agentScriptObject, agentManifestObject,
+    secret, secretVersion, secretHostAccess, instanceTemplate, instanceGroupManager,
+    clientFirewall, healthCheckFirewall, peerFirewall, healthCheck, backendService, forwardingRule, autostopMember,
+    get scaleRole() {
+      return scaleRole;
+    },
+  };
+
+  return {
+    agentUrl: `http://${forwardingRule.ipAddress}:${plan.agentPort}`,
+    agentTokenSecret: { store: 'gcp-secret-manager', project, secretId: secret.secretId },
+    artifactsUri: `gs://${bucket.name}`,
+    grantPrincipal: { kind: 'gcp', email: serviceAccount.email, member: hostMember },
+    grantAgentAccess: (g, id) => {
+      const member = principalOf(g, 'grantAgentAccess').member;
+      new SecretManagerSecretIamMember(grantScope(), id, { provider, project, secretId: secret.secretId, role: 'roles/secretmanager.secretAccessor', member });
+    },
+    grantArtifactsRead: (g, id) => {
+      bucketMember(g, id, 'roles/storage.objectViewer', 'grantArtifactsRead');
+    },
+    // Create only: writers add new objects (runs, models) and cannot overwrite or delete history.
+    grantArtifactsWrite: (g, id) => {
+      bucketMember(g, id, 'roles/storage.objectCreator', 'grantArtifactsWrite');
+    },
+    grantScale: (g, id) => {
+      const member = principalOf(g, 'grantScale').member;
+      bindScale(grantScope(), id, member);
+    },
+    resources,
+  };
+}

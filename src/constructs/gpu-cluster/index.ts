@@ -1,0 +1,330 @@
+import { AssetType, TerraformAsset, TerraformOutput, Token } from 'cdktf';
+import { Construct } from 'constructs';
+import { existsSync } from 'fs';
+import { join } from 'path';
+import { AcceleratorName, AcceleratorShape, offeredCounts, resolveAccelerator, isAcceleratorName, ACCELERATOR_NAMES } from '../../core/accelerators';
+import { Errors } from '../../core/errors';
+import { GrantPrincipal, IGrantable } from '../../core/grants';
+import { resourceName } from '../../core/naming';
+import { packageRoot } from '../../core/package-root';
+import { generatedSecret, SecretRef } from '../../core/secrets';
+import { AwsTarget, GcpTarget, isCidr, KubernetesTarget, Target, targetKind } from '../../core/targets';
+import { AwsGpuClusterResources, buildAwsGpuCluster } from './aws';
+import { buildGcpGpuCluster, GcpGpuClusterResources } from './gcp';
+import { buildKubernetesGpuCluster, KubernetesGpuClusterResources } from './kubernetes';
+import { GpuClusterBackend, GpuClusterPlan, NodeRange } from './plan';
+
+export { NodeRange } from './plan';
+
+export interface GpuClusterProps {
+  /** Where the cluster runs. */
+  readonly target: Target;
+  /** GPU model, from the accelerator catalog. */
+  readonly accelerator: AcceleratorName;
+  /**
+   * GPUs per node.
+   * @default - the smallest count the target offers for `accelerator`
+   */
+  readonly acceleratorsPerNode?: number;
+  /**
+   * Node count bounds. `min: 0` scales to zero between jobs.
+   * @default { min: 0, max: 1 }
+   */
+  readonly nodes?: NodeRange;
+  /**
+   * Run on spot / preemptible capacity. The agent gives jobs SIGTERM on a preemption notice.
+   * AWS: mixed instances policy, capacity-optimized; GCP: SPOT provisioning; Kubernetes: GKE spot nodes.
+   * @default false
+   */
+  readonly spot?: boolean;
+  /**
+   * AWS, with `spot`: nodes always bought on demand before any spot node.
+   * @default 0
+   */
+  readonly onDemandBaseNodes?: number;
+  /**
+   * Minutes with nothing queued or running after which a host removes itself (never below `nodes.min`).
+   * 0 keeps hosts up.
+   * @default 30
+   */
+  readonly idleStopMinutes?: number;
+  /**
+   * AWS: an explicit instance type; overrides the catalog (the GPU count is taken on trust).
+   * @default - the catalog's type for accelerator x acceleratorsPerNode
+   */
+  readonly instanceType?: string;
+  /**
+   * GCP: an explicit machine type; overrides the catalog.
+   * @default - the catalog's type for accelerator x acceleratorsPerNode
+   */
+  readonly machineType?: string;
+  /**
+   * Root (AWS, GCP) or data volume (Kubernetes) size.
+   * @default 200
+   */
+  readonly diskGiB?: number;
+  /**
+   * Port the agent listens on.
+   * @default 7070
+   */
+  readonly agentPort?: number;
+  /**
+   * IPv4 CIDR blocks allowed to reach the agent port (AWS security group, GCP firewall, Kubernetes NetworkPolicy).
+   * @default - the target network's own CIDR block (AWS, GCP); pods labelled `mlinfra.dev/agent-client: "true"` (Kubernetes)
+   */
+  readonly allowedCidrs?: string[];
+  /**
+   * AWS AMI id or GCP image for hosts. Must carry NVIDIA drivers and the cloud's CLI (aws / gcloud).
+   * @default - AWS: the Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) from its SSM public parameter;
+   *            GCP: the Deep Learning VM common-cu124 image family
+   */
+  readonly machineImage?: string;
+  /**
+   * Kubernetes: the image agent pods run; needs Node.js 20+ and npm.
+   * @default 'node:20-bookworm'
+   */
+  readonly agentImage?: string;
+  /**
+   * Node.js version installed on AWS/GCP hosts.
+   * @default '20.19.5'
+   */
+  readonly nodeVersion?: string;
+  /**
+   * Where hosts download Node.js from (a mirror of nodejs.org/dist, with SHASUMS256.txt).
+   * @default 'https://nodejs.org/dist'
+   */
+  readonly nodeDistUrl?: string;
+  /**
+   * Directory holding the built agent (`mlinfra-agent.js` and its `package.json`).
+   * @default - this package's dist/agent, written by `npm run build:agent`
+   */
+  readonly agentBundleDir?: string;
+}
+
+/** A GPU cluster as other constructs see it. */
+export interface IGpuCluster extends IGrantable {
+  readonly target: Target;
+  /** The agent's HTTP address (an internal load balancer or Service: reachable inside the network). */
+  readonly agentUrl: string;
+  /** Where the agent token is kept: a reference, never the value. */
+  readonly agentTokenSecret: SecretRef;
+  readonly accelerator: AcceleratorShape;
+  readonly nodes: NodeRange;
+  readonly artifactsUri: string;
+  /** Lets `grantee` read the agent token, and so call the agent's API. */
+  grantAgentAccess(grantee: IGrantable): void;
+  grantArtifactsRead(grantee: IGrantable): void;
+  grantArtifactsWrite(grantee: IGrantable): void;
+  /** Lets `grantee` change the number of nodes (scale from zero for a schedule). */
+  grantScale(grantee: IGrantable): void;
+}
+
+const DEFAULTS = {
+  nodes: { min: 0, max: 1 },
+  idleStopMinutes: 30,
+  diskGiB: 200,
+  agentPort: 7070,
+  agentImage: 'node:20-bookworm',
+  nodeVersion: '20.19.5',
+  nodeDistUrl: 'https://nodejs.org/dist',
+};
+const MAX_NODES = 1000;
+
+export class GpuCluster extends Construct implements IGpuCluster {
+  public readonly target: Target;
+  public readonly accelerator: AcceleratorShape;
+  public readonly nodes: NodeRange;
+  public readonly spot: boolean;
+  public readonly idleStopMinutes: number;
+  public readonly agentUrl: string;
+  public readonly agentTokenSecret: SecretRef;
+  public readonly artifactsUri: string;
+  public readonly grantPrincipal: GrantPrincipal;
+  /** Escape hatches: the resources created on each target (only the one for `target` is set). */
+  public readonly aws?: AwsGpuClusterResources;
+  public readonly gcp?: GcpGpuClusterResources;
+  public readonly kubernetes?: KubernetesGpuClusterResources;
+  private readonly backend: GpuClusterBackend;
+  private grants = 0;
+
+  constructor(scope: Construct, id: string, props: GpuClusterProps) {
+    super(scope, id);
+    const plan = this.plan(props);
+    this.target = props.target;
+    this.accelerator = plan.shape;
+    this.nodes = plan.nodes;
+    this.spot = plan.spot;
+    this.idleStopMinutes = plan.idleStopMinutes;
+
+    const t = props.target;
+    let backend: GpuClusterBackend & { resources: unknown };
+    if (t instanceof AwsTarget) {
+      const b = buildAwsGpuCluster(this, t, plan);
+      this.aws = b.resources;
+      backend = b;
+    } else if (t instanceof GcpTarget) {
+      const b = buildGcpGpuCluster(this, t, plan);
+      this.gcp = b.resources;
+      backend = b;
+    } else {
+      const b = buildKubernetesGpuCluster(this, t as KubernetesTarget, plan);
+      this.kubernetes = b.resources;
+      backend = b;
+    }
+    this.backend = backend;
+    this.agentUrl = backend.agentUrl;
+    this.agentTokenSecret = backend.agentTokenSecret;
+    this.artifactsUri = backend.artifactsUri;
+    this.grantPrincipal = backend.grantPrincipal;
+
+    const outputs = new Construct(this, 'outputs');
+    new TerraformOutput(outputs, 'agent-url', { value: this.agentUrl, description: `${this.node.path}: mlinfra-agent API` });
+    new TerraformOutput(outputs, 'artifacts-uri', { value: this.artifactsUri, description: `${this.node.path}: artifacts and pipeline specs` });
+    new TerraformOutput(outputs, 'agent-token-secret', {
+      value: secretRefText(this.agentTokenSecret),
+      description: `${this.node.path}: where the agent token is kept (a reference, not the token)`,
+    });
+  }
+
+  public grantAgentAccess(grantee: IGrantable): void {
+    this.backend.grantAgentAccess(grantee, this.nextGrantId('agent'));
+  }
+  public grantArtifactsRead(grantee: IGrantable): void {
+    this.backend.grantArtifactsRead(grantee, this.nextGrantId('artifacts-read'));
+  }
+  public grantArtifactsWrite(grantee: IGrantable): void {
+    this.backend.grantArtifactsWrite(grantee, this.nextGrantId('artifacts-write'));
+  }
+  public grantScale(grantee: IGrantable): void {
+    this.backend.grantScale(grantee, this.nextGrantId('scale'));
+  }
+
+  private nextGrantId(kind: string): string {
+    this.grants += 1;
+    return `${resourceName(this, { maxLength: 40 })}-${kind}-${this.grants}`;
+  }
+
+  /** Validates props and resolves the cloud-neutral plan; throws before any resource exists. */
+  private plan(props: GpuClusterProps): GpuClusterPlan {
+    if (!props) throw Errors.missing(this, 'props', 'an object with at least target and accelerator');
+    const kind = targetKind(this, 'target', props.target);
+    if (props.accelerator === undefined) throw Errors.missing(this, 'accelerator', `one of ${ACCELERATOR_NAMES.join(', ')}`);
+    if (!isAcceleratorName(props.accelerator)) throw Errors.unknown(this, 'accelerator', props.accelerator, ACCELERATOR_NAMES);
+
+    if (props.instanceType !== undefined && kind !== 'aws') {
+      throw Errors.conflict(this, 'instanceType', props.instanceType, kind === 'gcp' ? 'machineType on a gcp target' : 'no explicit type on kubernetes', `applies to aws targets only, not ${kind}`);
+    }
+    if (props.machineType !== undefined && kind !== 'gcp') {
+      throw Errors.conflict(this, 'machineType', props.machineType, kind === 'aws' ? 'instanceType on an aws target' : 'no explicit type on kubernetes', `applies to gcp targets only, not ${kind}`);
+    }
+    if (props.instanceType !== undefined && !/^[a-z][a-z0-9-]*\d[a-z0-9-]*\.[a-z0-9-]+$/.test(props.instanceType)) {
+      throw Errors.invalid(this, 'instanceType', props.instanceType, 'an EC2 instance type such as g5.2xlarge');
+    }
+    if (props.machineType !== undefined && !/^[a-z][a-z0-9]*-[a-z0-9-]+$/.test(props.machineType)) {
+      throw Errors.invalid(this, 'machineType', props.machineType, 'a Compute Engine machine type such as a2-highgpu-1g');
+    }
+    const explicitType = props.instanceType ?? props.machineType;
+    const count = props.acceleratorsPerNode ?? offeredCounts(props.accelerator, kind)[0] ?? 1;
+    const shape = resolveAccelerator(kind, props.accelerator, count, {
+      where: this.node.path, explicitType, explicitTypeProp: kind === 'aws' ? 'instanceType' : 'machineType',
+    });
+
+    const nodes = props.nodes ?? DEFAULTS.nodes;
+    const int = (v: unknown) => typeof v === 'number' && Number.isInteger(v);
+    if (!int(nodes.min) || nodes.min < 0 || nodes.min > MAX_NODES) {
+      throw Errors.outOfRange(this, 'nodes.min', nodes.min, `an integer from 0 to ${MAX_NODES}`);
+    }
+    if (!int(nodes.max) || nodes.max < 1 || nodes.max > MAX_NODES) {
+      throw Errors.outOfRange(this, 'nodes.max', nodes.max, `an integer from 1 to ${MAX_NODES}`);
+    }
+    if (nodes.max < nodes.min) {
+      throw Errors.conflict(this, 'nodes.max', nodes.max, `an integer >= nodes.min (${nodes.min})`, 'is below nodes.min');
+    }
+
+    const spot = props.spot ?? false;
+    if (typeof spot !== 'boolean') throw Errors.invalid(this, 'spot', spot, 'true or false');
+    const onDemandBaseNodes = props.onDemandBaseNodes ?? 0;
+    if (props.onDemandBaseNodes !== undefined) {
+      if (!spot) throw Errors.conflict(this, 'onDemandBaseNodes', props.onDemandBaseNodes, 'set only with spot: true', 'has no effect without spot');
+      if (kind !== 'aws') throw Errors.conflict(this, 'onDemandBaseNodes', props.onDemandBaseNodes, 'aws targets only', `is not supported on ${kind}`);
+      if (!int(onDemandBaseNodes) || onDemandBaseNodes < 0 || onDemandBaseNodes > nodes.max) {
+        throw Errors.outOfRange(this, 'onDemandBaseNodes', onDemandBaseNodes, `an integer from 0 to nodes.max (${nodes.max})`);
+      }
+    }
+    if (spot && props.target instanceof KubernetesTarget && props.target.gpuNodeLabels !== 'gke') {
+      throw Errors.conflict(this, 'spot', spot,
+        `spot on kubernetes with a target whose gpuNodeLabels is 'gke' (spot node pools are chosen by cloud.google.com/gke-spot); here it is '${props.target.gpuNodeLabels}'`,
+        'cannot choose spot nodes on this kubernetes target');
+    }
+
+    const idleStopMinutes = props.idleStopMinutes ?? DEFAULTS.idleStopMinutes;
+    if (!int(idleStopMinutes) || idleStopMinutes < 0 || idleStopMinutes > 10080) {
+      throw Errors.outOfRange(this, 'idleStopMinutes', props.idleStopMinutes, 'an integer number of minutes from 0 (never) to 10080 (7 days)');
+    }
+    const diskGiB = props.diskGiB ?? DEFAULTS.diskGiB;
+    if (!int(diskGiB) || diskGiB < 50 || diskGiB > 16384) {
+      throw Errors.outOfRange(this, 'diskGiB', props.diskGiB, 'an integer from 50 to 16384 (GPU images alone take ~40 GiB)');
+    }
+    const agentPort = props.agentPort ?? DEFAULTS.agentPort;
+    if (!int(agentPort) || agentPort < 1024 || agentPort > 65535) {
+      throw Errors.outOfRange(this, 'agentPort', props.agentPort, 'an unprivileged port from 1024 to 65535');
+    }
+    if (props.allowedCidrs !== undefined) {
+      if (!Array.isArray(props.allowedCidrs) || props.allowedCidrs.length === 0) {
+        throw Errors.invalid(this, 'allowedCidrs', props.allowedCidrs, 'a non-empty list of IPv4 CIDR blocks, or leave unset for the network\'s own block');
+      }
+      for (const c of props.allowedCidrs) {
+        if (Token.isUnresolved(c)) continue;
+        if (!isCidr(c)) throw Errors.invalid(this, 'allowedCidrs', c, 'IPv4 CIDR blocks such as 10.0.0.0/8');
+        if (c.endsWith('/0')) {
+          throw Errors.invalid(this, 'allowedCidrs', c, 'CIDR blocks narrower than /0: the agent runs arbitrary commands for whoever holds its token', 'opens the agent to the whole internet');
+        }
+      }
+    }
+    const nodeVersion = props.nodeVersion ?? DEFAULTS.nodeVersion;
+    if (!/^(2[0-9]|[3-9][0-9])\.\d+\.\d+$/.test(nodeVersion)) {
+      throw Errors.invalid(this, 'nodeVersion', nodeVersion, 'an exact Node.js version 20.0.0 or later, e.g. 20.19.5');
+    }
+    const nodeDistUrl = props.nodeDistUrl ?? DEFAULTS.nodeDistUrl;
+    if (!/^https:\/\/[^\s'"$`\\]+$/.test(nodeDistUrl)) {
+      throw Errors.invalid(this, 'nodeDistUrl', nodeDistUrl, 'an https:// URL without quotes, spaces or $');
+    }
+    const agentImage = props.agentImage ?? DEFAULTS.agentImage;
+    if (props.agentImage !== undefined && kind !== 'kubernetes') {
+      throw Errors.conflict(this, 'agentImage', props.agentImage, 'kubernetes targets only (hosts on aws/gcp run the agent with Node.js directly)', `does not apply to ${kind}`);
+    }
+    if (!/^[a-z0-9][a-zA-Z0-9._/:@-]*$/.test(agentImage)) {
+      throw Errors.invalid(this, 'agentImage', agentImage, 'a container image reference such as node:20-bookworm');
+    }
+    if (props.machineImage !== undefined && kind === 'kubernetes') {
+      throw Errors.conflict(this, 'machineImage', props.machineImage, 'aws or gcp targets (use agentImage on kubernetes)', 'does not apply to kubernetes');
+    }
+
+    const bundleDir = props.agentBundleDir ?? join(packageRoot(), 'dist', 'agent');
+    for (const f of ['mlinfra-agent.js', 'package.json']) {
+      if (!existsSync(join(bundleDir, f))) {
+        throw Errors.missingFile(this, 'agentBundleDir', join(props.agentBundleDir ? bundleDir : 'dist/agent', f), 'run `npm run build:agent` first, or point agentBundleDir at a built agent');
+      }
+    }
+    const bundleScope = new Construct(this, 'agent-bundle');
+    const script = new TerraformAsset(bundleScope, 'script', { path: join(bundleDir, 'mlinfra-agent.js'), type: AssetType.FILE });
+    const manifest = new TerraformAsset(bundleScope, 'manifest', { path: join(bundleDir, 'package.json'), type: AssetType.FILE });
+    const token = generatedSecret(this, 'agent-token');
+
+    return {
+      name: resourceName(this, { maxLength: 40 }),
+      shape, nodes: { min: nodes.min, max: nodes.max }, spot, onDemandBaseNodes, idleStopMinutes, diskGiB, agentPort,
+      allowedCidrs: props.allowedCidrs, machineImage: props.machineImage, agentImage, nodeVersion, nodeDistUrl,
+      agentBundle: { script, manifest }, agentToken: token.result,
+    };
+  }
+}
+
+/** A secret reference as one line of text, for outputs and messages. */
+export function secretRefText(ref: SecretRef): string {
+  switch (ref.store) {
+    case 'aws-secrets-manager': return ref.arn;
+    case 'gcp-secret-manager': return `projects/${ref.project}/secrets/${ref.secretId}`;
+    case 'kubernetes-secret': return `${ref.namespace}/${ref.name}#${ref.key}`;
+  }
+}

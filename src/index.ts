@@ -1,0 +1,11 @@
+export * from './core/accelerators';
+export * from './core/duration';
+export * from './core/errors';
+export * from './core/grants';
+export { resourceName, shortHash, slug } from './core/naming';
+export { SecretRef } from './core/secrets';
+export * from './core/targets';
+export * from './constructs/gpu-cluster';
+export { AwsGpuClusterResources, AWS_GPU_AMI_PARAMETER } from './constructs/gpu-cluster/aws';
+export { GcpGpuClusterResources } from './constructs/gpu-cluster/gcp';
+export { KubernetesGpuClusterResources } from './constructs/gpu-cluster/kubernetes';

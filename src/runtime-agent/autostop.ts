@@ -1,0 +1,83 @@
+import { spawn } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+
+export interface AutostopOptions {
+  readonly idleStopMinutes: number;
+  readonly preStopCommand?: string;
+  readonly stopCommand?: string;
+  readonly isIdle: () => boolean;
+  readonly logger: Logger;
+  /** How often idleness is checked. @default 1000 ms, or less for sub-minute test settings */
+  readonly checkMs?: number;
+}
+
+interface AutostopEvents {
+  stopping: [info: { idleSeconds: number }];
+  'command:done': [info: { which: 'pre-stop' | 'stop'; exitCode: number | null }];
+}
+
+/**
+ * Idle autostop: once nothing has been queued or running for `idleStopMinutes`, runs the pre-stop
+ * hook, then the stop command (each with /bin/sh -c). It fires once per idle period: new work re-arms it.
+ */
+export class Autostop extends EventEmitter<AutostopEvents> {
+  private timer: NodeJS.Timeout | undefined;
+  private idleSince: number | null = null;
+  private fired = false;
+  private running = false;
+
+  constructor(private readonly o: AutostopOptions) {
+    super();
+  }
+
+  start(): void {
+    if (this.o.idleStopMinutes <= 0 || this.timer) return;
+    const idleMs = this.o.idleStopMinutes * 60_000;
+    const every = this.o.checkMs ?? Math.max(50, Math.min(1000, idleMs / 10));
+    this.timer = setInterval(() => this.check(idleMs), every);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private check(idleMs: number): void {
+    if (!this.o.isIdle()) {
+      this.idleSince = null;
+      this.fired = false;
+      return;
+    }
+    this.idleSince ??= Date.now();
+    if (this.fired || this.running || Date.now() - this.idleSince < idleMs) return;
+    this.fired = true;
+    void this.fire((Date.now() - this.idleSince) / 1000);
+  }
+
+  private async fire(idleSeconds: number): Promise<void> {
+    this.running = true;
+    this.o.logger.warn({ idleSeconds, stopCommand: this.o.stopCommand ?? null }, 'idle autostop');
+    this.emit('stopping', { idleSeconds });
+    try {
+      if (this.o.preStopCommand) await this.sh('pre-stop', this.o.preStopCommand);
+      if (this.o.stopCommand) await this.sh('stop', this.o.stopCommand);
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private sh(which: 'pre-stop' | 'stop', command: string): Promise<void> {
+    return new Promise((resolve) => {
+      const child = spawn('/bin/sh', ['-c', command], { stdio: 'ignore' });
+      const done = (exitCode: number | null): void => {
+        this.o.logger.info({ which, command, exitCode }, 'autostop command finished');
+        this.emit('command:done', { which, exitCode });
+        resolve();
+      };
+      child.on('error', () => done(null));
+      child.on('exit', (code) => done(code));
+    });
+  }
+}

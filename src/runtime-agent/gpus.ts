@@ -1,0 +1,20 @@
+import { execFileSync } from 'node:child_process';
+
+export interface GpuInventory {
+  readonly count: number;
+  /** 'flag' (--gpus N), 'nvidia-smi' or 'none'. */
+  readonly source: 'flag' | 'nvidia-smi' | 'none';
+  readonly names: readonly string[];
+}
+
+/** `--gpus N` wins; otherwise counts the `GPU i: NAME (UUID: ...)` lines of `nvidia-smi -L`. */
+export function detectGpus(flag: number | undefined, env: NodeJS.ProcessEnv = process.env): GpuInventory {
+  if (flag !== undefined) return { count: flag, source: 'flag', names: [] };
+  try {
+    const out = execFileSync('nvidia-smi', ['-L'], { encoding: 'utf8', timeout: 10_000, env, stdio: ['ignore', 'pipe', 'ignore'] });
+    const names = out.split('\n').map((l) => /^GPU (\d+): (.*?)(?: \(UUID: .*\))?\s*$/.exec(l.trim())).filter((m) => m !== null).map((m) => m![2]);
+    return names.length ? { count: names.length, source: 'nvidia-smi', names } : { count: 0, source: 'none', names: [] };
+  } catch {
+    return { count: 0, source: 'none', names: [] };
+  }
+}

@@ -1,0 +1,101 @@
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { FileStore } from './file';
+
+/** One object in a listing: its key relative to the listed prefix, and its full URI. */
+export interface StoredObject {
+  readonly key: string;
+  readonly uri: string;
+}
+
+/** The small interface every backend implements (file://, s3://, gs://). */
+export interface ObjectStore {
+  /** Objects under a prefix (recursively), sorted by key. */
+  list(prefixUri: string): Promise<StoredObject[]>;
+  /** Copies an object to a local file (parent directories are created). */
+  get(uri: string, localPath: string): Promise<void>;
+  /** Copies a local file to an object. */
+  put(localPath: string, uri: string): Promise<void>;
+  exists(uri: string): Promise<boolean>;
+}
+
+export type Scheme = 'file' | 's3' | 'gs';
+
+export function schemeOf(uri: string): Scheme {
+  if (uri.startsWith('s3://')) return 's3';
+  if (uri.startsWith('gs://')) return 'gs';
+  if (uri.startsWith('file://') || uri.startsWith('/')) return 'file';
+  throw new Error(`unsupported storage URI ${JSON.stringify(uri)}: use file:///path, /path, s3://bucket/key or gs://bucket/key`);
+}
+
+/** Local path of a file:// URI or absolute path. */
+export function localPathOf(uri: string): string {
+  return uri.startsWith('file://') ? fileURLToPath(uri) : path.resolve(uri);
+}
+
+/** `bucket` and `key` of s3:// and gs:// URIs. */
+export function splitBucketUri(uri: string): { bucket: string; key: string } {
+  const m = /^(s3|gs):\/\/([^/]+)\/?(.*)$/.exec(uri);
+  if (!m) throw new Error(`not a bucket URI: ${uri}`);
+  return { bucket: m[2], key: m[3] };
+}
+
+/** Joins a prefix URI and a relative key with exactly one slash. */
+export function joinUri(prefix: string, key: string): string {
+  return `${prefix.replace(/\/+$/, '')}/${key.replace(/^\/+/, '')}`;
+}
+
+/** Picks the backend for a URI; cloud SDKs are loaded (required) only when first needed. */
+export class Storage {
+  private readonly stores = new Map<Scheme, Promise<ObjectStore>>();
+
+  isLocal(uri: string): boolean {
+    return schemeOf(uri) === 'file';
+  }
+
+  for(uri: string): Promise<ObjectStore> {
+    const scheme = schemeOf(uri);
+    let store = this.stores.get(scheme);
+    if (!store) {
+      store = this.load(scheme);
+      this.stores.set(scheme, store);
+    }
+    return store;
+  }
+
+  private async load(scheme: Scheme): Promise<ObjectStore> {
+    if (scheme === 's3') return new (await import('./s3')).S3Store();
+    if (scheme === 'gs') return new (await import('./gcs')).GcsStore();
+    return new FileStore();
+  }
+
+  async list(prefixUri: string): Promise<StoredObject[]> {
+    return (await this.for(prefixUri)).list(prefixUri);
+  }
+
+  async get(uri: string, localPath: string): Promise<void> {
+    return (await this.for(uri)).get(uri, localPath);
+  }
+
+  async put(localPath: string, uri: string): Promise<void> {
+    return (await this.for(uri)).put(localPath, uri);
+  }
+
+  async exists(uri: string): Promise<boolean> {
+    return (await this.for(uri)).exists(uri);
+  }
+
+  /** Copies every file under a local directory to `prefixUri/<relative path>`. Returns how many. */
+  async putDir(localDir: string, prefixUri: string): Promise<number> {
+    const files = await new FileStore().list(localDir);
+    for (const f of files) await this.put(localPathOf(f.uri), joinUri(prefixUri, f.key));
+    return files.length;
+  }
+
+  /** Copies every object under a prefix into a local directory. Returns how many. */
+  async getDir(prefixUri: string, localDir: string): Promise<number> {
+    const objects = await this.list(prefixUri);
+    for (const o of objects) await this.get(o.uri, path.join(localDir, ...o.key.split('/')));
+    return objects.length;
+  }
+}

@@ -1,0 +1,65 @@
+import { ACCELERATOR_NAMES, ACCELERATORS, MlInfraError, offeredCounts, PRICE_SOURCES, resolveAccelerator, targetsOffering } from '../../src';
+
+describe('accelerator catalog', () => {
+  test('covers the accelerators the platform promises', () => {
+    expect([...ACCELERATOR_NAMES]).toEqual(['T4', 'L4', 'A10G', 'L40S', 'V100', 'A100-40GB', 'A100-80GB', 'H100', 'H200']);
+  });
+
+  test.each(ACCELERATOR_NAMES)('%s: shapes are consistent (ascending counts, positive specs, per-GPU price sane)', (name) => {
+    const spec = ACCELERATORS[name];
+    expect(spec.gpuMemoryGiB).toBeGreaterThan(0);
+    for (const shapes of [spec.aws, spec.gcp]) {
+      const counts = shapes.map((s) => s.count);
+      expect(counts).toEqual([...counts].sort((a, b) => a - b));
+      expect(new Set(counts).size).toBe(counts.length);
+      for (const s of shapes) {
+        expect(s.vcpu).toBeGreaterThan(0);
+        expect(s.memoryGiB).toBeGreaterThan(0);
+        const perGpu = s.usdPerHour / s.count;
+        expect(perGpu).toBeGreaterThan(0.1);
+        expect(perGpu).toBeLessThan(20);
+      }
+    }
+    if (spec.gcp.length) expect(spec.gcpAcceleratorType).toMatch(/^nvidia-/);
+    expect(spec.kubernetesUsdPerGpuHour).toBeGreaterThan(0);
+  });
+
+  test('every price names its source and date', () => {
+    for (const p of Object.values(PRICE_SOURCES)) {
+      expect(p.source.length).toBeGreaterThan(10);
+      expect(p.asOf).toMatch(/^\d{4}-\d{2}-\d{2}$/);
+    }
+  });
+
+  test('resolves shapes per target', () => {
+    const aws = resolveAccelerator('aws', 'A100-80GB', 8, { where: 'x' });
+    expect(aws).toMatchObject({ instanceType: 'p4de.24xlarge', vcpu: 96, memoryGiB: 1152, gpuMemoryGiB: 80, explicitType: false });
+    expect(aws.price.usdPerHour).toBe(27.45);
+    const gcp = resolveAccelerator('gcp', 'T4', 2, { where: 'x' });
+    expect(gcp).toMatchObject({ instanceType: 'n1-standard-16', gcpAcceleratorType: 'nvidia-tesla-t4', count: 2 });
+    const k8s = resolveAccelerator('kubernetes', 'H100', 4, { where: 'x' });
+    expect(k8s.instanceType).toBeUndefined();
+    expect(k8s.price.usdPerHour).toBeCloseTo(4 * ACCELERATORS.H100.kubernetesUsdPerGpuHour, 6);
+  });
+
+  test('an explicit type is priced per GPU from the cheapest catalog shape', () => {
+    const s = resolveAccelerator('aws', 'A10G', 1, { where: 'x', explicitType: 'g5.8xlarge' });
+    expect(s).toMatchObject({ instanceType: 'g5.8xlarge', explicitType: true });
+    expect(s.price.usdPerHour).toBeCloseTo(Math.min(1.006, 5.672 / 4, 16.288 / 8), 4);
+  });
+
+  test('offered counts and targets', () => {
+    expect(offeredCounts('H100', 'gcp')).toEqual([1, 2, 4, 8]);
+    expect(offeredCounts('A10G', 'gcp')).toEqual([]);
+    expect(targetsOffering('H100', 8)).toEqual(['aws', 'gcp', 'kubernetes']);
+    expect(targetsOffering('L40S', 4)).toEqual(['aws', 'kubernetes']);
+  });
+
+  test('fails when the combination is not offered, naming the offered counts', () => {
+    expect(() => resolveAccelerator('gcp', 'H100', 3, { where: 'stack/c' })).toThrow(
+      '[NOT_OFFERED] stack/c: acceleratorsPerNode: H100 x3 is not offered on gcp; offered: 1, 2, 4, 8',
+    );
+    expect(() => resolveAccelerator('aws', 'L4', 2, { where: 'stack/c' })).toThrow(/L4 x2 is not offered on aws; offered: 1, 4, 8 \(L4 x2 is offered on gcp, kubernetes\)/);
+    expect(() => resolveAccelerator('gcp', 'L40S', 1, { where: 's' })).toThrow(MlInfraError);
+  });
+});

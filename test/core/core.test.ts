@@ -1,0 +1,52 @@
+import { App, TerraformStack } from 'cdktf';
+import { Construct } from 'constructs';
+import { Duration, Errors, isCidr, resourceName, show, slug } from '../../src';
+
+describe('Duration', () => {
+  test('converts between units', () => {
+    expect(Duration.days(2).toHours()).toBe(48);
+    expect(Duration.hours(26).toMinutes()).toBe(1560);
+    expect(Duration.minutes(1.5).toSeconds()).toBe(90);
+    expect(Duration.hours(1).toString()).toBe('1 hours');
+  });
+  test('fails when a conversion would lose precision', () => {
+    expect(() => Duration.seconds(90).toMinutes()).toThrow(/whole minutes/);
+  });
+  test('fails when negative or fractional seconds', () => {
+    expect(() => Duration.minutes(-1)).toThrow(/>= 0/);
+    expect(() => Duration.seconds(0.5)).toThrow(/whole number of seconds/);
+  });
+});
+
+describe('naming', () => {
+  test('resource names are stable, bounded, and differ by construct path', () => {
+    const make = () => {
+      const stack = new TerraformStack(new App(), 'ml-platform');
+      return [new Construct(stack, 'Train_Cluster'), new Construct(new Construct(stack, 'other'), 'Train_Cluster')];
+    };
+    const [a, b] = make();
+    const [a2] = make();
+    expect(resourceName(a)).toBe(resourceName(a2));
+    expect(resourceName(a)).toMatch(/^ml-platform-train-cluster-[0-9a-f]{8}$/);
+    expect(resourceName(a)).not.toBe(resourceName(b));
+    expect(resourceName(a, { maxLength: 20 }).length).toBeLessThanOrEqual(20);
+    expect(resourceName(a, { suffix: 'tg' })).not.toBe(resourceName(a));
+    expect(slug('9 Lives!')).toBe('x-9-lives');
+  });
+});
+
+describe('errors', () => {
+  test('messages name the path, prop, value and what is allowed', () => {
+    const e = Errors.outOfRange('stack/c', 'nodes.max', 0, 'an integer from 1 to 1000');
+    expect(e.message).toBe('[OUT_OF_RANGE] stack/c: nodes.max is out of range (got 0); allowed: an integer from 1 to 1000');
+    expect(e).toMatchObject({ code: 'OUT_OF_RANGE', path: 'stack/c', prop: 'nodes.max', value: 0 });
+  });
+  test('long values are cut', () => {
+    expect(show('x'.repeat(500)).length).toBeLessThanOrEqual(120);
+  });
+  test('CIDR checks', () => {
+    expect(isCidr('10.0.0.0/8')).toBe(true);
+    expect(isCidr('10.0.0.256/8')).toBe(false);
+    expect(isCidr('10.0.0.0/33')).toBe(false);
+  });
+});
