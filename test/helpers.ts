@@ -75,3 +75,20 @@ export function renderTerraformString(value: string): string {
 }
 
 export { App, Construct };
+
+let bundleDir: string | undefined;
+/**
+ * A fixed stand-in for the built agent (dist/agent), so construct tests and their snapshots do
+ * not move when the agent is rebuilt.
+ */
+export function testAgentBundle(): string {
+  if (!bundleDir) {
+    const { mkdtempSync, writeFileSync } = require('fs') as typeof import('fs');
+    const { tmpdir } = require('os') as typeof import('os');
+    const { join } = require('path') as typeof import('path');
+    bundleDir = mkdtempSync(join(tmpdir(), 'mlinfra-test-agent-'));
+    writeFileSync(join(bundleDir, 'mlinfra-agent.js'), "'use strict';\n// mlinfra-agent test stand-in\n");
+    writeFileSync(join(bundleDir, 'package.json'), '{"name":"mlinfra-agent","private":true}\n');
+  }
+  return bundleDir;
+}

@@ -71,7 +71,10 @@ export class Autostop extends EventEmitter<AutostopEvents> {
   private sh(which: 'pre-stop' | 'stop', command: string): Promise<void> {
     return new Promise((resolve) => {
       const child = spawn('/bin/sh', ['-c', command], { stdio: 'ignore' });
+      let settled = false;
       const done = (exitCode: number | null): void => {
+        if (settled) return;
+        settled = true;
         this.o.logger.info({ which, command, exitCode }, 'autostop command finished');
         this.emit('command:done', { which, exitCode });
         resolve();

@@ -34,10 +34,15 @@ export class JobLog extends EventEmitter<JobLogEvents> {
 
   write(chunk: Buffer): void {
     if (this.ended) return;
-    if (this.size > 0 && this.size + chunk.length > this.maxBytes) this.rotate();
-    if (this.fd === null) this.fd = fs.openSync(this.file, 'a');
-    fs.writeSync(this.fd, chunk);
-    this.size += chunk.length;
+    let rest = chunk;
+    while (rest.length > 0) {
+      if (this.size >= this.maxBytes) this.rotate();
+      const part = rest.subarray(0, this.maxBytes - this.size);
+      if (this.fd === null) this.fd = fs.openSync(this.file, 'a');
+      fs.writeSync(this.fd, part);
+      this.size += part.length;
+      rest = rest.subarray(part.length);
+    }
     this.emit('data', chunk);
   }
 

@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { AgentError, badRequest, notFound } from './errors';
 import type { Journal } from './journal';
@@ -106,14 +106,14 @@ export function toAgentError(err: FastifyError | AgentError | Error): AgentError
 export async function buildServer(d: ServerDeps): Promise<FastifyInstance> {
   const expected = sha256(d.token);
   const app = Fastify({
-    loggerInstance: d.logger,
-    disableRequestLogging: true,
+    loggerInstance: d.logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: d.bodyLimitBytes,
     return503OnClosing: true,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false } },
     frameworkErrors: (err, _req, reply) => {
       const e = new AgentError(400, 'bad_request', err.message, 'url');
-      void reply.code(e.statusCode).send(e.toJSON());
+      void (reply as unknown as FastifyReply).code(e.statusCode).send(e.toJSON());
     },
   });
 

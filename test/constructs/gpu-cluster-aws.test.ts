@@ -6,12 +6,12 @@ import { S3BucketPublicAccessBlock } from '@cdktf/provider-aws/lib/s3-bucket-pub
 import { SecretsmanagerSecret } from '@cdktf/provider-aws/lib/secretsmanager-secret';
 import { AwsTarget, GpuCluster, GpuClusterProps } from '../../src';
 import { AWS_GPU_AMI_PARAMETER } from '../../src/constructs/gpu-cluster/aws';
-import { bashSyntaxCheck, countByType, only, renderTerraformString, resources, synth, TerraformJson } from '../helpers';
+import { bashSyntaxCheck, countByType, only, renderTerraformString, resources, synth, TerraformJson, testAgentBundle } from '../helpers';
 
 const build = (props: Partial<GpuClusterProps> = {}, extra?: (stack: TerraformStack, c: GpuCluster) => void) =>
   synth((stack) => {
     const aws = new AwsTarget(stack, 'aws', { region: 'us-east-1', tags: { team: 'ml' } });
-    const c = new GpuCluster(stack, 'train', { target: aws, accelerator: 'A100-80GB', acceleratorsPerNode: 8, nodes: { min: 0, max: 4 }, spot: true, ...props });
+    const c = new GpuCluster(stack, 'train', { target: aws, accelerator: 'A100-80GB', acceleratorsPerNode: 8, nodes: { min: 0, max: 4 }, spot: true, agentBundleDir: testAgentBundle(), ...props });
     extra?.(stack, c);
   });
 
@@ -211,7 +211,7 @@ describe('GpuCluster on AWS', () => {
   test('an existing network is used as given: no VPC created', () => {
     const { json: j2 } = synth((stack) => {
       const aws = new AwsTarget(stack, 'aws', { region: 'eu-west-1', network: { vpcId: 'vpc-123', subnetIds: ['subnet-a', 'subnet-b'], cidrBlock: '172.16.0.0/16' } });
-      new GpuCluster(stack, 'c', { target: aws, accelerator: 'T4' });
+      new GpuCluster(stack, 'c', { target: aws, accelerator: 'T4', agentBundleDir: testAgentBundle() });
     });
     expect(resources(j2, 'aws_vpc')).toEqual({});
     expect((only(j2, 'aws_autoscaling_group') as any).vpc_zone_identifier).toEqual(['subnet-a', 'subnet-b']);
@@ -221,7 +221,7 @@ describe('GpuCluster on AWS', () => {
 
   test('grants: another AWS cluster gets read on exactly the token secret and scale on exactly the group', () => {
     const { json: j2 } = build({}, (stack, c) => {
-      const other = new GpuCluster(stack, 'ops', { target: c.target, accelerator: 'T4' });
+      const other = new GpuCluster(stack, 'ops', { target: c.target, accelerator: 'T4', agentBundleDir: testAgentBundle() });
       c.grantAgentAccess(other);
       c.grantScale(other);
       c.grantArtifactsRead(other);

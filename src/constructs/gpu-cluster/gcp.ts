@@ -25,7 +25,7 @@ import { GpuClusterBackend, GpuClusterPlan } from './plan';
 /** Deep Learning VM image family: NVIDIA driver installer, CUDA 12.4, gcloud. */
 export const GCP_GPU_IMAGE = 'projects/deeplearning-platform-release/global/images/family/common-cu124-debian-11';
 /** Source ranges of Google Cloud health checks (and of passthrough NLB probes). */
-export const GCP_HEALTH_CHECK_RANGES = ['35.191.0.0/16', '130.211.0.0/22'];
+export const GCP_HEALTH_CHECK_RANGES: readonly string[] = ['35.191.0.0/16', '130.211.0.0/22'];
 
 export interface GcpGpuClusterResources {
   readonly serviceAccount: ServiceAccount;
@@ -82,8 +82,8 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
     displayName: `mlinfra ${plan.name} hosts`, description: `${cluster.node.path}: GPU hosts running mlinfra-agent`,
   });
   const hostMember = serviceAccount.member;
-  // Project level is the only level these two exist at; they write nothing but logs and metrics
-  // (the Deep Learning VM's Ops Agent and the agent's own GPU metrics).
+  // Project level: these roles have no narrower resource to bind on. They can only write logs and
+  // metrics (the Deep Learning VM's Ops Agent, the agent's GPU metrics), never read or change anything.
   const hostProjectRoles = [['log-writer', 'roles/logging.logWriter'], ['metric-writer', 'roles/monitoring.metricWriter']].map(([id, role]) =>
     new ProjectIamMember(iam, id, { provider, project, role, member: hostMember }));
 
@@ -134,7 +134,7 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
     sourceRanges: [...(plan.allowedCidrs ?? [target.subnetCidr])], ports: agentPorts,
   });
   const healthCheckFirewall = firewall('health-checks', `${plan.name}-health`, `${cluster.node.path}: Google health checks`, {
-    sourceRanges: GCP_HEALTH_CHECK_RANGES, ports: agentPorts,
+    sourceRanges: [...GCP_HEALTH_CHECK_RANGES], ports: agentPorts,
   });
   const peerFirewall = multiNode ? firewall('peers', `${plan.name}-peers`, `${cluster.node.path}: torchrun rendezvous and NCCL between hosts`, {
     sourceTags: [plan.name],

@@ -1,0 +1,255 @@
+import { constants } from 'node:os';
+import * as fs from 'node:fs';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import pino from 'pino';
+import { Agent, AGENT_VERSION } from './agent';
+import { AgentClient, type JobJson } from './client';
+import { AgentError } from './errors';
+import { TERMINAL_STATES, type JobState } from './types';
+
+/** Everything the CLI touches from the outside world (tests and embedders can pass their own). */
+export interface CliIo {
+  readonly env: NodeJS.ProcessEnv;
+  readonly stdout: NodeJS.WritableStream;
+  readonly stderr: NodeJS.WritableStream;
+  readonly exit: (code: number) => void;
+}
+
+const int = (name: string, min: number, max: number) => (v: string): number => {
+  const n = Number(v);
+  if (!/^-?\d+$/.test(v) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer ${min}..${max}`);
+  return n;
+};
+const num = (name: string, min: number) => (v: string): number => {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${name} must be a number >= ${min}`);
+  return n;
+};
+
+function readToken(file: string | undefined, env: NodeJS.ProcessEnv): string | undefined {
+  if (file) return fs.readFileSync(file, 'utf8').trim();
+  return env.MLINFRA_AGENT_TOKEN?.trim() || undefined;
+}
+
+function write(s: NodeJS.WritableStream, text: string): Promise<void> {
+  return new Promise((resolve) => {
+    if (s.write(text)) resolve();
+    else s.once('drain', () => resolve());
+  });
+}
+
+/** The exit code `submit --follow` ends with: the job's own, or 128+signal, 1 otherwise. */
+export function exitCodeOf(job: JobJson): number {
+  if (typeof job.exitCode === 'number') return job.exitCode;
+  if (job.state === 'succeeded') return 0;
+  const sig = job.signal ? (constants.signals as Record<string, number>)[job.signal] : undefined;
+  return sig ? 128 + sig : 1;
+}
+
+export function buildCli(io: CliIo): Command {
+  const program = new Command();
+  program.name('mlinfra-agent').description('Durable GPU job runner: the agent (serve) and its client.').version(AGENT_VERSION);
+  program.enablePositionalOptions();
+  program.configureOutput({ writeOut: (s) => void io.stdout.write(s), writeErr: (s) => void io.stderr.write(s) });
+  program.exitOverride((err) => {
+    io.exit(err.exitCode);
+    throw err;
+  });
+
+  program.command('serve')
+    .description('Run the agent: HTTP API, scheduler and durable journal.')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'port to listen on (0 picks a free one)', int('--port', 0, 65535), 7070)
+    .option('--data-dir <dir>', 'journal, logs and work files (default ~/.mlinfra-agent)')
+    .option('--token-file <file>', 'file holding the bearer token (or set MLINFRA_AGENT_TOKEN)')
+    .option('--gpus <n>', 'GPU slots (default: detected with nvidia-smi -L, else 0)', int('--gpus', 0, 1024))
+    .option('--max-cpu-jobs <n>', 'CPU-only jobs run at once (default: number of CPUs)', int('--max-cpu-jobs', 1, 100000))
+    .option('--idle-stop-minutes <m>', 'run the stop command after this long idle (0 = never; fractions allowed)', num('--idle-stop-minutes', 0), 0)
+    .option('--stop-command <cmd>', 'idle autostop action (/bin/sh -c)')
+    .option('--pre-stop-command <cmd>', 'hook run before the stop command (/bin/sh -c)')
+    .addOption(new Option('--preemption <provider>', 'watch for spot/preemption notices').choices(['aws', 'gcp', 'none']).default('none'))
+    .option('--aws-imds-url <url>', 'AWS instance metadata endpoint', 'http://169.254.169.254')
+    .option('--gcp-metadata-url <url>', 'GCP metadata endpoint', 'http://metadata.google.internal')
+    .option('--preemption-poll-seconds <s>', 'metadata poll interval', num('--preemption-poll-seconds', 0.01), 5)
+    .option('--grace-seconds <s>', 'seconds between SIGTERM and SIGKILL (cancel, timeout, preemption, shutdown)', num('--grace-seconds', 0), 30)
+    .option('--log-max-bytes <n>', 'rotate a job log at this size (one old generation kept)', int('--log-max-bytes', 1024, Number.MAX_SAFE_INTEGER), 64 * 1024 * 1024)
+    .option('--paused', 'accept and journal jobs but start none (maintenance, benchmarks)', false)
+    .addOption(new Option('--log-level <level>', 'agent log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
+    .action(async (o: Record<string, unknown>) => {
+      let token: string | undefined;
+      try {
+        token = readToken(o.tokenFile as string | undefined, io.env);
+      } catch (e) {
+        await write(io.stderr, `mlinfra-agent: cannot read --token-file: ${(e as Error).message}\n`);
+        io.exit(2);
+        return;
+      }
+      if (!token) {
+        await write(io.stderr, 'mlinfra-agent: refusing to start without a token: pass --token-file FILE or set MLINFRA_AGENT_TOKEN\n');
+        io.exit(2);
+        return;
+      }
+      const logger = pino({ level: o.logLevel as string, base: { pid: process.pid } });
+      let agent: Agent;
+      try {
+        agent = await Agent.start({
+          host: o.host as string, port: o.port as number, dataDir: o.dataDir as string | undefined, token,
+          gpus: o.gpus as number | undefined, maxCpuJobs: o.maxCpuJobs as number | undefined,
+          idleStopMinutes: o.idleStopMinutes as number, stopCommand: o.stopCommand as string | undefined,
+          preStopCommand: o.preStopCommand as string | undefined, preemption: o.preemption as 'aws' | 'gcp' | 'none',
+          awsImdsUrl: o.awsImdsUrl as string, gcpMetadataUrl: o.gcpMetadataUrl as string,
+          preemptionPollSeconds: o.preemptionPollSeconds as number, graceSeconds: o.graceSeconds as number,
+          logMaxBytes: o.logMaxBytes as number, paused: o.paused as boolean, logLevel: o.logLevel as string,
+        }, logger);
+      } catch (e) {
+        logger.fatal({ err: e }, 'could not start');
+        await write(io.stderr, `mlinfra-agent: could not start: ${(e as Error).message}\n`);
+        io.exit(1);
+        return;
+      }
+      let signals = 0;
+      const onSignal = (sig: NodeJS.Signals): void => {
+        signals++;
+        if (signals > 1) {
+          logger.warn({ sig }, 'second signal: exiting now');
+          io.exit(130);
+          return;
+        }
+        logger.info({ sig }, 'signal: graceful shutdown');
+        void agent.close().then(() => io.exit(0), () => io.exit(1));
+      };
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+    });
+
+  const clientOpts = (c: Command): Command => c
+    .option('--url <url>', 'agent URL (or MLINFRA_AGENT_URL)')
+    .option('--token-file <file>', 'file holding the bearer token (or MLINFRA_AGENT_TOKEN)');
+  const clientOf = (o: Record<string, unknown>): AgentClient => {
+    const url = (o.url as string | undefined) ?? io.env.MLINFRA_AGENT_URL ?? 'http://127.0.0.1:7070';
+    const token = readToken(o.tokenFile as string | undefined, io.env);
+    if (!token) throw new AgentError(401, 'no_token', 'no token: pass --token-file FILE or set MLINFRA_AGENT_TOKEN');
+    return new AgentClient(url, token);
+  };
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const run = (fn: (...args: any[]) => Promise<number>) => async (...args: unknown[]): Promise<void> => {
+    let code: number;
+    try {
+      code = await fn(...args);
+    } catch (e) {
+      const err = e instanceof AgentError ? e.toJSON() : { error: { code: 'client_error', message: (e as Error).message } };
+      await write(io.stderr, `${JSON.stringify(err)}\n`);
+      code = e instanceof AgentError && e.code === 'not_supported' ? 2 : 1;
+    }
+    io.exit(code);
+  };
+  const streamLogs = async (client: AgentClient, id: string, follow: boolean): Promise<void> => {
+    for await (const chunk of await client.logs(id, follow)) await write(io.stdout, Buffer.from(chunk).toString('utf8'));
+  };
+
+  clientOpts(program.command('submit'))
+    .description('Submit a job; prints its id (with --follow: streams its log and exits with its exit code).')
+    .option('--gpus <n>', 'GPUs wanted', int('--gpus', 0, 1024), 0)
+    .option('--retries <n>', 'retries after a failure', int('--retries', 0, 100), 0)
+    .option('--timeout <seconds>', 'kill the job after this many seconds', num('--timeout', 0.001))
+    .addOption(new Option('--kind <kind>', 'job kind').choices(['train', 'batch']).default('train'))
+    .option('--priority <n>', 'higher runs first', int('--priority', -1000, 1000), 0)
+    .option('--name <name>', 'a label')
+    .option('--cwd <dir>', 'working directory on the agent host (absolute)')
+    .option('--env <KEY=VALUE...>', 'environment variables for the job')
+    .option('--input <prefix>', 'batch: input prefix (file://, s3://, gs:// or a path)')
+    .option('--output <prefix>', 'batch: output prefix')
+    .option('--checkpoint-dir <dir>', 'checkpoint directory (path or URI)')
+    .option('--artifact-uri <uri>', 'where MLINFRA_ARTIFACT_DIR is uploaded after success')
+    .option('--follow', 'stream the log and exit with the job\'s exit code', false)
+    .argument('<command...>', 'the command and its arguments (after --)')
+    .passThroughOptions()
+    .action(run(async (command: string[], o: Record<string, unknown>) => {
+      const client = clientOf(o);
+      const env: Record<string, string> = {};
+      for (const kv of (o.env as string[] | undefined) ?? []) {
+        const at = kv.indexOf('=');
+        if (at <= 0) throw new AgentError(400, 'bad_request', `--env expects KEY=VALUE, got ${kv}`, 'env');
+        env[kv.slice(0, at)] = kv.slice(at + 1);
+      }
+      const spec: Record<string, unknown> = {
+        argv: command, env, gpus: o.gpus, retries: o.retries, kind: o.kind, priority: o.priority,
+      };
+      for (const [k, opt] of [['timeoutSeconds', 'timeout'], ['name', 'name'], ['cwd', 'cwd'], ['input', 'input'], ['output', 'output'],
+        ['checkpointDir', 'checkpointDir'], ['artifactUri', 'artifactUri']] as const) {
+        if (o[opt] !== undefined) spec[k] = o[opt];
+      }
+      const job = await client.submit(spec);
+      if (!o.follow) {
+        await write(io.stdout, `${job.id}\n`);
+        return 0;
+      }
+      await write(io.stderr, `${job.id}\n`);
+      await streamLogs(client, job.id, true);
+      let final = await client.get(job.id);
+      for (let i = 0; i < 50 && !TERMINAL_STATES.includes(final.state as JobState); i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        final = await client.get(job.id);
+      }
+      if (final.failure) await write(io.stderr, `job ${final.id} ${final.state}: ${final.failure.class}: ${final.failure.reason}\n`);
+      return exitCodeOf(final);
+    }));
+
+  clientOpts(program.command('status'))
+    .description('Print a job as JSON.')
+    .argument('<job-id>')
+    .action(run(async (id: string, o: Record<string, unknown>) => {
+      await write(io.stdout, `${JSON.stringify(await clientOf(o).get(id), null, 2)}\n`);
+      return 0;
+    }));
+
+  clientOpts(program.command('logs'))
+    .description('Print a job\'s log (-f: follow until the job ends).')
+    .option('-f, --follow', 'follow', false)
+    .argument('<job-id>')
+    .action(run(async (id: string, o: Record<string, unknown>) => {
+      await streamLogs(clientOf(o), id, Boolean(o.follow));
+      return 0;
+    }));
+
+  clientOpts(program.command('cancel'))
+    .description('Cancel a job (queued: at once; running: SIGTERM, then SIGKILL after the grace period).')
+    .argument('<job-id>')
+    .action(run(async (id: string, o: Record<string, unknown>) => {
+      const job = await clientOf(o).cancel(id);
+      await write(io.stdout, `${job.id}\t${job.state}\n`);
+      return 0;
+    }));
+
+  clientOpts(program.command('list'))
+    .description('List jobs, newest first: ID STATE EXIT KIND COMMAND (tab separated).')
+    .option('--state <state>', 'only jobs in this state')
+    .option('--json', 'print {jobs: [...]} as JSON', false)
+    .action(run(async (o: Record<string, unknown>) => {
+      const jobs = await clientOf(o).list(o.state as string | undefined);
+      if (o.json) await write(io.stdout, `${JSON.stringify({ jobs }, null, 2)}\n`);
+      else for (const j of jobs) await write(io.stdout, `${j.id}\t${j.state}\t${j.exitCode ?? '-'}\t${String(j.kind)}\t${j.argv.join(' ')}\n`);
+      return 0;
+    }));
+
+  program.command('run-pipeline')
+    .description('Run a TrainingPipeline spec (not yet supported by this agent version).')
+    .argument('<spec-uri>')
+    .action(run(async (specUri: string) => {
+      throw new AgentError(501, 'not_supported', `run-pipeline is not yet supported by mlinfra-agent ${AGENT_VERSION} (spec ${specUri} was not read)`);
+    }));
+
+  return program;
+}
+
+/** Entry point of the bundle. */
+export async function main(argv: string[] = process.argv): Promise<void> {
+  const io: CliIo = { env: process.env, stdout: process.stdout, stderr: process.stderr, exit: (code) => process.exit(code) };
+  try {
+    await buildCli(io).parseAsync(argv);
+  } catch {
+    // commander already reported the error and exitOverride called exit
+  }
+}
+
+if (require.main === module) void main();
