@@ -9,3 +9,7 @@ export * from './constructs/gpu-cluster';
 export { AwsGpuClusterResources, AWS_GPU_AMI_PARAMETER } from './constructs/gpu-cluster/aws';
 export { GcpGpuClusterResources } from './constructs/gpu-cluster/gcp';
 export { KubernetesGpuClusterResources } from './constructs/gpu-cluster/kubernetes';
+export * from './constructs/feature-store';
+export { AwsFeatureStoreResources, DYNAMODB_TTL_ATTRIBUTE } from './constructs/feature-store/aws';
+export { GcpFeatureStoreResources } from './constructs/feature-store/gcp';
+export { KubernetesFeatureStoreResources, FEATURE_STORE_CLIENT_LABEL } from './constructs/feature-store/kubernetes';

@@ -1,0 +1,228 @@
+/**
+ * FeatureStore on AWS: S3 + Glue (Athena) offline store, DynamoDB or ElastiCache Redis online
+ * store, the registry in the offline bucket, one KMS key for all of it.
+ */
+import { Lazy } from 'cdktf';
+import { Construct } from 'constructs';
+import { DataAwsIamPolicyDocument } from '@cdktf/provider-aws/lib/data-aws-iam-policy-document';
+import { DynamodbTable } from '@cdktf/provider-aws/lib/dynamodb-table';
+import { ElasticacheReplicationGroup } from '@cdktf/provider-aws/lib/elasticache-replication-group';
+import { ElasticacheSubnetGroup } from '@cdktf/provider-aws/lib/elasticache-subnet-group';
+import { GlueCatalogDatabase } from '@cdktf/provider-aws/lib/glue-catalog-database';
+import { GlueCatalogTable } from '@cdktf/provider-aws/lib/glue-catalog-table';
+import { KmsAlias } from '@cdktf/provider-aws/lib/kms-alias';
+import { KmsKey } from '@cdktf/provider-aws/lib/kms-key';
+import { S3Bucket } from '@cdktf/provider-aws/lib/s3-bucket';
+import { S3BucketLifecycleConfiguration } from '@cdktf/provider-aws/lib/s3-bucket-lifecycle-configuration';
+import { S3BucketOwnershipControls } from '@cdktf/provider-aws/lib/s3-bucket-ownership-controls';
+import { S3BucketPolicy } from '@cdktf/provider-aws/lib/s3-bucket-policy';
+import { S3BucketPublicAccessBlock } from '@cdktf/provider-aws/lib/s3-bucket-public-access-block';
+import { S3BucketServerSideEncryptionConfigurationA } from '@cdktf/provider-aws/lib/s3-bucket-server-side-encryption-configuration';
+import { S3BucketVersioningA } from '@cdktf/provider-aws/lib/s3-bucket-versioning';
+import { SecretsmanagerSecret } from '@cdktf/provider-aws/lib/secretsmanager-secret';
+import { SecretsmanagerSecretVersion } from '@cdktf/provider-aws/lib/secretsmanager-secret-version';
+import { SecurityGroup } from '@cdktf/provider-aws/lib/security-group';
+import { VpcSecurityGroupIngressRule } from '@cdktf/provider-aws/lib/vpc-security-group-ingress-rule';
+import { AwsPolicyStatement, IGrantable } from '../../core/grants';
+import { generatedSecret } from '../../core/secrets';
+import { AwsTarget } from '../../core/targets';
+import { dynamodbTableName, glueColumns, REDIS_PASSWORD_REF } from './feast';
+import { FeatureStoreBackend, FeatureStorePlan, FeatureView, principalOn } from './types';
+
+export const REDIS_PORT = 6379;
+/** Attribute the online tables expire items by. Feast does not write it; writers that set it get expiry. */
+export const DYNAMODB_TTL_ATTRIBUTE = 'expires_at';
+/** Prefix under the offline bucket where Athena (Feast's offline store) stages query results. */
+export const ATHENA_STAGING_PREFIX = 'athena-staging';
+
+export interface AwsFeatureStoreResources {
+  readonly key: KmsKey;
+  readonly bucket: S3Bucket;
+  readonly database: GlueCatalogDatabase;
+  /** Glue table per view name. */
+  readonly glueTables: Readonly<Record<string, GlueCatalogTable>>;
+  /** DynamoDB table per view name (online: 'dynamodb'). */
+  readonly dynamodbTables: Readonly<Record<string, DynamodbTable>>;
+  /** ElastiCache Redis and its surroundings (online: 'redis'). */
+  readonly redis?: {
+    readonly replicationGroup: ElasticacheReplicationGroup;
+    readonly subnetGroup: ElasticacheSubnetGroup;
+    readonly securityGroup: SecurityGroup;
+    readonly passwordSecret: SecretsmanagerSecret;
+  };
+}
+
+export function buildAwsFeatureStore(store: Construct, target: AwsTarget, plan: FeatureStorePlan): FeatureStoreBackend & { readonly resources: AwsFeatureStoreResources } {
+  const provider = target.provider;
+  const region = target.region;
+  const arn = (service: string, resource: string) => `arn:${target.partition}:${service}:${region}:${target.accountId}:${resource}`;
+
+  // ---- offline: one encrypted, private, versioned bucket (history, registry, Athena staging)
+  const offline = new Construct(store, 'offline');
+  const key = new KmsKey(offline, 'key', {
+    provider, description: `${store.node.path}: feature store (offline bucket, online tables, Redis)`, enableKeyRotation: true, deletionWindowInDays: 30,
+  });
+  new KmsAlias(offline, 'key-alias', { provider, name: `alias/mlinfra/${plan.name}`, targetKeyId: key.keyId });
+  const bucket = new S3Bucket(offline, 'bucket', { provider, bucket: `${plan.name}-${target.accountId}`, forceDestroy: false });
+  new S3BucketPublicAccessBlock(offline, 'public-access-block', {
+    provider, bucket: bucket.id, blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true,
+  });
+  new S3BucketOwnershipControls(offline, 'ownership', { provider, bucket: bucket.id, rule: { objectOwnership: 'BucketOwnerEnforced' } });
+  // Versioning: a bad `feast apply` or materialization can be rolled back (registry.db is one object).
+  new S3BucketVersioningA(offline, 'versioning', { provider, bucket: bucket.id, versioningConfiguration: { status: 'Enabled' } });
+  new S3BucketServerSideEncryptionConfigurationA(offline, 'encryption', {
+    provider, bucket: bucket.id,
+    rule: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: 'aws:kms', kmsMasterKeyId: key.arn }, bucketKeyEnabled: true }],
+  });
+  new S3BucketLifecycleConfiguration(offline, 'lifecycle', {
+    provider, bucket: bucket.id,
+    rule: [
+      { id: 'expire-noncurrent', status: 'Enabled', filter: [{ prefix: '' }], noncurrentVersionExpiration: [{ noncurrentDays: 30 }], abortIncompleteMultipartUpload: [{ daysAfterInitiation: 7 }] },
+      // Query results and temporary entity tables: scratch, not history.
+      { id: 'expire-athena-staging', status: 'Enabled', filter: [{ prefix: `${ATHENA_STAGING_PREFIX}/` }], expiration: [{ days: 7 }] },
+    ],
+  });
+  const tlsOnly = new DataAwsIamPolicyDocument(offline, 'tls-only', {
+    provider,
+    statement: [{
+      sid: 'DenyInsecureTransport', effect: 'Deny', actions: ['s3:*'], resources: [bucket.arn, `${bucket.arn}/*`],
+      principals: [{ type: '*', identifiers: ['*'] }],
+      condition: [{ test: 'Bool', variable: 'aws:SecureTransport', values: ['false'] }],
+    }],
+  });
+  new S3BucketPolicy(offline, 'policy', { provider, bucket: bucket.id, policy: tlsOnly.json });
+  const databaseName = plan.name.replace(/-/g, '_');
+  const database = new GlueCatalogDatabase(offline, 'database', {
+    provider, name: databaseName, description: `${store.node.path}: Feast project ${plan.project}`,
+    locationUri: `s3://${bucket.bucket}/features/`,
+  });
+  const offlineUri = `s3://${bucket.bucket}`;
+  const registryUri = `${offlineUri}/registry.db`;
+
+  // ---- online
+  const online = new Construct(store, 'online');
+  let redis: AwsFeatureStoreResources['redis'];
+  if (plan.online === 'redis') {
+    const subnetGroup = new ElasticacheSubnetGroup(online, 'subnet-group', {
+      provider, name: plan.name, subnetIds: target.subnetIds, description: `${store.node.path}: online store`,
+    });
+    const securityGroup = new SecurityGroup(online, 'security-group', {
+      provider, name: `${plan.name}-redis`, vpcId: target.vpcId, description: 'Feast online store (Redis)',
+    });
+    new VpcSecurityGroupIngressRule(online, 'from-vpc', {
+      provider, securityGroupId: securityGroup.id, ipProtocol: 'tcp', fromPort: REDIS_PORT, toPort: REDIS_PORT, cidrIpv4: target.vpcCidr, description: 'Redis clients in the VPC',
+    });
+    const password = generatedSecret(online, 'password');
+    const passwordSecret = new SecretsmanagerSecret(online, 'password-secret', {
+      provider, name: `mlinfra/${plan.name}/redis-password`, kmsKeyId: key.arn, recoveryWindowInDays: 7,
+      description: `${store.node.path}: Redis AUTH token of the Feast online store`,
+    });
+    new SecretsmanagerSecretVersion(online, 'password-value', { provider, secretId: passwordSecret.id, secretString: password.result });
+    const replicationGroup = new ElasticacheReplicationGroup(online, 'redis', {
+      provider, replicationGroupId: plan.name, description: `${store.node.path}: Feast online store`,
+      engine: 'redis', engineVersion: '7.1', nodeType: plan.redisNodeType, port: REDIS_PORT,
+      // Two nodes in two zones with failover: the serving path must survive a zone.
+      numCacheClusters: 2, automaticFailoverEnabled: true, multiAzEnabled: true,
+      subnetGroupName: subnetGroup.name, securityGroupIds: [securityGroup.id],
+      atRestEncryptionEnabled: 'true', kmsKeyId: key.arn, transitEncryptionEnabled: true,
+      // AUTH requires TLS; the token must reach ElastiCache itself (it also lives in Secrets Manager for clients).
+      authToken: password.result,
+      snapshotRetentionLimit: 1, autoMinorVersionUpgrade: 'true',
+    });
+    redis = { replicationGroup, subnetGroup, securityGroup, passwordSecret };
+  }
+  const redisEndpoint = redis ? `${redis.replicationGroup.primaryEndpointAddress}:${REDIS_PORT}` : undefined;
+
+  const glueTables: Record<string, GlueCatalogTable> = {};
+  const dynamodbTables: Record<string, DynamodbTable> = {};
+  const views: FeatureView[] = [];
+  let viewsScope: Construct | undefined;
+
+  const feastConfig: Record<string, unknown> = {
+    project: plan.project,
+    registry: registryUri,
+    provider: 'aws',
+    online_store: redis
+      ? { type: 'redis', redis_type: 'redis', connection_string: `${redisEndpoint},ssl=true,password=${REDIS_PASSWORD_REF}` }
+      : { type: 'dynamodb', region },
+    offline_store: {
+      type: 'athena', region, data_source: 'AwsDataCatalog', database: database.name,
+      s3_staging_location: `${offlineUri}/${ATHENA_STAGING_PREFIX}`,
+    },
+    entity_key_serialization_version: 3,
+  };
+
+  // ---- grants: exact ARNs; table lists are resolved at synth so views added after a grant are covered
+  const tableArns = () => Lazy.listValue({ produce: () => views.map((v) => dynamodbTables[v.name].arn) });
+  const glueArns = () => Lazy.listValue({
+    produce: () => [arn('glue', 'catalog'), arn('glue', `database/${databaseName}`), ...views.map((v) => arn('glue', `table/${databaseName}/${v.name}`))],
+  });
+  const readStatements = (): AwsPolicyStatement[] => [
+    ...(plan.online === 'dynamodb' ? [{ actions: ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:Query'], resources: tableArns() }] : []),
+    ...(redis ? [{ actions: ['secretsmanager:GetSecretValue'], resources: [redis.passwordSecret.arn] }] : []),
+    { actions: ['s3:ListBucket'], resources: [bucket.arn] },
+    { actions: ['s3:GetObject'], resources: [`${bucket.arn}/*`] },
+    // GetTable needs the catalog, the database and the table ARN.
+    { actions: ['glue:GetDatabase', 'glue:GetTable', 'glue:GetTables'], resources: glueArns() },
+    { actions: ['kms:Decrypt'], resources: [key.arn] },
+  ];
+  const writeStatements = (): AwsPolicyStatement[] => [
+    // DescribeTable: `feast apply` checks that a table exists before it would create one (feast#5658).
+    ...(plan.online === 'dynamodb' ? [{
+      actions: ['dynamodb:PutItem', 'dynamodb:BatchWriteItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:DescribeTable'], resources: tableArns(),
+    }] : []),
+    { actions: ['s3:PutObject', 's3:AbortMultipartUpload'], resources: [`${bucket.arn}/*`] },
+    // Deletes only in the scratch prefix: history and the registry's old versions stay.
+    { actions: ['s3:DeleteObject'], resources: [`${bucket.arn}/${ATHENA_STAGING_PREFIX}/*`] },
+    { actions: ['kms:GenerateDataKey'], resources: [key.arn] },
+  ];
+  let needsView = false;
+  store.node.addValidation({
+    validate: () => (needsView && plan.online === 'dynamodb' && views.length === 0
+      ? [`${store.node.path}: a grant on the DynamoDB online store needs at least one feature view (addFeatureView) to name its tables`]
+      : []),
+  });
+  const grant = (grantee: IGrantable, grantId: string, statements: AwsPolicyStatement[], what: string) => {
+    principalOn(`${store.node.path}.${what}`, 'aws', grantee).addToPolicy(grantId, statements);
+    needsView = true;
+  };
+
+  return {
+    offlineUri, registryUri, feastConfig,
+    onlinePasswordSecret: redis ? { store: 'aws-secrets-manager', arn: redis.passwordSecret.arn, name: redis.passwordSecret.name } : undefined,
+    onlineEndpoint: redisEndpoint,
+    addView(view) {
+      viewsScope ??= new Construct(store, 'views');
+      const scope = new Construct(viewsScope, view.name);
+      glueTables[view.name] = new GlueCatalogTable(scope, 'offline-table', {
+        provider, databaseName: database.name, name: view.name, tableType: 'EXTERNAL_TABLE',
+        description: `Feast feature view ${view.name} (ttl ${view.ttl})`,
+        parameters: { 'classification': 'parquet', 'EXTERNAL': 'TRUE', 'parquet.compression': 'SNAPPY', 'feast.ttl_seconds': String(view.ttl.toSeconds()) },
+        storageDescriptor: {
+          location: `${offlineUri}/${view.prefix}`,
+          inputFormat: 'org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat',
+          outputFormat: 'org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat',
+          serDeInfo: { name: 'parquet', serializationLibrary: 'org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe', parameters: { 'serialization.format': '1' } },
+          columns: glueColumns(view),
+        },
+      });
+      if (plan.online === 'dynamodb') {
+        // Feast's own schema (dynamodb.py): hash key entity_id (S), items {entity_id, event_ts, values}.
+        dynamodbTables[view.name] = new DynamodbTable(scope, 'online-table', {
+          provider, name: dynamodbTableName(plan.project, view.name), billingMode: 'PAY_PER_REQUEST',
+          hashKey: 'entity_id', attribute: [{ name: 'entity_id', type: 'S' }],
+          pointInTimeRecovery: { enabled: true },
+          serverSideEncryption: { enabled: true, kmsKeyArn: key.arn },
+          ttl: { attributeName: DYNAMODB_TTL_ATTRIBUTE, enabled: true },
+          deletionProtectionEnabled: true,
+        });
+      }
+      views.push(view);
+    },
+    onlineTableNames: () => (plan.online === 'dynamodb' ? views.map((v) => dynamodbTableName(plan.project, v.name)) : []),
+    offlineTableName: (view) => `${databaseName}.${view.name}`,
+    grantRead: (g, id) => grant(g, id, readStatements(), 'grantRead'),
+    grantWrite: (g, id) => grant(g, id, [...readStatements(), ...writeStatements()], 'grantWrite'),
+    resources: { key, bucket, database, glueTables, dynamodbTables, redis },
+  };
+}

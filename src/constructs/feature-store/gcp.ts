@@ -1,0 +1,189 @@
+/**
+ * FeatureStore on GCP: GCS + BigQuery offline store, Bigtable or Memorystore Redis online store,
+ * the registry in the offline bucket.
+ */
+import { Construct } from 'constructs';
+import { BigqueryDataset } from '@cdktf/provider-google/lib/bigquery-dataset';
+import { BigqueryDatasetIamMember } from '@cdktf/provider-google/lib/bigquery-dataset-iam-member';
+import { BigqueryTable } from '@cdktf/provider-google/lib/bigquery-table';
+import { BigtableGcPolicy } from '@cdktf/provider-google/lib/bigtable-gc-policy';
+import { BigtableInstance } from '@cdktf/provider-google/lib/bigtable-instance';
+import { BigtableInstanceIamMember } from '@cdktf/provider-google/lib/bigtable-instance-iam-member';
+import { BigtableTable } from '@cdktf/provider-google/lib/bigtable-table';
+import { ComputeGlobalAddress } from '@cdktf/provider-google/lib/compute-global-address';
+import { RedisInstance } from '@cdktf/provider-google/lib/redis-instance';
+import { SecretManagerSecret } from '@cdktf/provider-google/lib/secret-manager-secret';
+import { SecretManagerSecretIamMember } from '@cdktf/provider-google/lib/secret-manager-secret-iam-member';
+import { SecretManagerSecretVersion } from '@cdktf/provider-google/lib/secret-manager-secret-version';
+import { ServiceNetworkingConnection } from '@cdktf/provider-google/lib/service-networking-connection';
+import { StorageBucket } from '@cdktf/provider-google/lib/storage-bucket';
+import { StorageBucketIamMember } from '@cdktf/provider-google/lib/storage-bucket-iam-member';
+import { IGrantable } from '../../core/grants';
+import { resourceName } from '../../core/naming';
+import { GcpTarget } from '../../core/targets';
+import { bigquerySchema, bigtableTableName, clusterable, REDIS_PASSWORD_REF } from './feast';
+import { FeatureStoreBackend, FeatureStorePlan, FeatureView, principalOn } from './types';
+
+/** The column family Feast's Bigtable store reads and writes. */
+export const BIGTABLE_COLUMN_FAMILY = 'features';
+/** Versions Feast keeps per cell (its `max_versions` default). */
+export const BIGTABLE_MAX_VERSIONS = 2;
+
+export interface GcpFeatureStoreResources {
+  readonly bucket: StorageBucket;
+  readonly dataset: BigqueryDataset;
+  /** BigQuery table per view name. */
+  readonly bigqueryTables: Readonly<Record<string, BigqueryTable>>;
+  /** Bigtable instance and its tables by Feast table name (online: 'bigtable'). */
+  readonly bigtable?: { readonly instance: BigtableInstance; readonly tables: Readonly<Record<string, BigtableTable>> };
+  /** Memorystore and its private service access (online: 'redis'). */
+  readonly redis?: {
+    readonly instance: RedisInstance;
+    readonly peeringRange: ComputeGlobalAddress;
+    readonly serviceNetworking: ServiceNetworkingConnection;
+    readonly authSecret: SecretManagerSecret;
+  };
+}
+
+export function buildGcpFeatureStore(store: Construct, target: GcpTarget, plan: FeatureStorePlan): FeatureStoreBackend & { readonly resources: GcpFeatureStoreResources } {
+  const provider = target.provider;
+  const project = target.project;
+  const region = target.region;
+
+  // ---- offline: bucket (registry, files) and BigQuery dataset (history)
+  const offline = new Construct(store, 'offline');
+  const bucket = new StorageBucket(offline, 'bucket', {
+    provider, project, name: `${plan.name}-offline`, location: region, forceDestroy: false,
+    uniformBucketLevelAccess: true, publicAccessPrevention: 'enforced',
+    versioning: { enabled: true },
+    ...(plan.kmsKeyName ? { encryption: { defaultKmsKeyName: plan.kmsKeyName } } : {}),
+    lifecycleRule: [
+      { action: { type: 'Delete' }, condition: { daysSinceNoncurrentTime: 30, withState: 'ARCHIVED' } },
+      { action: { type: 'AbortIncompleteMultipartUpload' }, condition: { age: 7 } },
+    ],
+  });
+  const datasetId = plan.name.replace(/-/g, '_');
+  const dataset = new BigqueryDataset(offline, 'dataset', {
+    provider, project, datasetId, location: region,
+    description: `${store.node.path}: Feast project ${plan.project}`, deleteContentsOnDestroy: false,
+    ...(plan.kmsKeyName ? { defaultEncryptionConfiguration: { kmsKeyName: plan.kmsKeyName } } : {}),
+  });
+  const offlineUri = `gs://${bucket.name}`;
+  const registryUri = `${offlineUri}/registry.db`;
+
+  // ---- online
+  const online = new Construct(store, 'online');
+  let bigtable: { instance: BigtableInstance; tables: Record<string, BigtableTable> } | undefined;
+  let redis: GcpFeatureStoreResources['redis'];
+  if (plan.online === 'bigtable') {
+    const instance = new BigtableInstance(online, 'bigtable', {
+      provider, project, name: resourceName(store, { maxLength: 33 }), displayName: `Feast ${plan.project}`.slice(0, 30),
+      deletionProtection: true,
+      cluster: [{
+        clusterId: resourceName(store, { maxLength: 30, suffix: 'c1' }),
+        zone: target.zones?.[0] ?? `${region}-b`, storageType: 'SSD',
+        autoscalingConfig: { minNodes: 1, maxNodes: plan.bigtableMaxNodes, cpuTarget: 60 },
+        ...(plan.kmsKeyName ? { kmsKeyName: plan.kmsKeyName } : {}),
+      }],
+    });
+    bigtable = { instance, tables: {} };
+  } else {
+    // Private service access: Memorystore sits in Google's network, peered into the target's.
+    const peeringRange = new ComputeGlobalAddress(online, 'peering-range', {
+      provider, project, name: `${plan.name}-psa`, purpose: 'VPC_PEERING', addressType: 'INTERNAL', prefixLength: 24, network: target.network,
+    });
+    const serviceNetworking = new ServiceNetworkingConnection(online, 'service-networking', {
+      provider, network: target.network, service: 'servicenetworking.googleapis.com', reservedPeeringRanges: [peeringRange.name],
+    });
+    const instance = new RedisInstance(online, 'redis', {
+      provider, project, region, name: plan.name, displayName: `Feast ${plan.project}`,
+      tier: 'STANDARD_HA', memorySizeGb: plan.redisMemoryGiB, redisVersion: 'REDIS_7_2',
+      authorizedNetwork: target.network, connectMode: 'PRIVATE_SERVICE_ACCESS', reservedIpRange: peeringRange.name,
+      transitEncryptionMode: 'SERVER_AUTHENTICATION', authEnabled: true,
+      ...(plan.kmsKeyName ? { customerManagedKey: plan.kmsKeyName } : {}),
+      dependsOn: [serviceNetworking],
+    });
+    // Memorystore generates the AUTH string; clients read it from Secret Manager, never from outputs.
+    const authSecret = new SecretManagerSecret(online, 'auth-secret', {
+      provider, project, secretId: `${plan.name}-redis-auth`, replication: { auto: {} },
+    });
+    new SecretManagerSecretVersion(online, 'auth-value', { provider, secret: authSecret.id, secretData: instance.authString });
+    redis = { instance, peeringRange, serviceNetworking, authSecret };
+  }
+  const redisEndpoint = redis ? `${redis.instance.host}:${redis.instance.port}` : undefined;
+
+  const bigqueryTables: Record<string, BigqueryTable> = {};
+  const views: FeatureView[] = [];
+  let viewsScope: Construct | undefined;
+
+  const feastConfig: Record<string, unknown> = {
+    project: plan.project,
+    registry: registryUri,
+    provider: 'gcp',
+    online_store: bigtable
+      ? { type: 'bigtable', project_id: project, instance: bigtable.instance.name, max_versions: BIGTABLE_MAX_VERSIONS }
+      // TLS with server authentication: clients verify the instance's CA (server_ca_certs).
+      : { type: 'redis', redis_type: 'redis', connection_string: `${redisEndpoint},ssl=true,password=${REDIS_PASSWORD_REF}` },
+    offline_store: { type: 'bigquery', project_id: project, dataset: dataset.datasetId, location: region },
+    entity_key_serialization_version: 3,
+  };
+
+  // ---- grants: IAM members on exactly this store's bucket, dataset, instance or secret
+  let grants: Construct | undefined;
+  const grantScope = (grantId: string) => new Construct((grants ??= new Construct(store, 'grants')), grantId);
+  const grant = (grantee: IGrantable, grantId: string, write: boolean) => {
+    const member = principalOn(`${store.node.path}.${write ? 'grantWrite' : 'grantRead'}`, 'gcp', grantee).member;
+    const scope = grantScope(grantId);
+    // Object admin, not creator: Feast rewrites registry.db in place.
+    new StorageBucketIamMember(scope, 'bucket', { provider, bucket: bucket.name, role: write ? 'roles/storage.objectAdmin' : 'roles/storage.objectViewer', member });
+    new BigqueryDatasetIamMember(scope, 'dataset', { provider, project, datasetId: dataset.datasetId, role: write ? 'roles/bigquery.dataEditor' : 'roles/bigquery.dataViewer', member });
+    if (bigtable) {
+      new BigtableInstanceIamMember(scope, 'bigtable', { provider, project, instance: bigtable.instance.name, role: write ? 'roles/bigtable.user' : 'roles/bigtable.reader', member });
+    }
+    if (redis) {
+      new SecretManagerSecretIamMember(scope, 'redis-auth', { provider, project, secretId: redis.authSecret.secretId, role: 'roles/secretmanager.secretAccessor', member });
+    }
+  };
+
+  return {
+    offlineUri, registryUri, feastConfig,
+    onlinePasswordSecret: redis ? { store: 'gcp-secret-manager', project, secretId: redis.authSecret.secretId } : undefined,
+    onlineEndpoint: redisEndpoint,
+    addView(view) {
+      viewsScope ??= new Construct(store, 'views');
+      const scope = new Construct(viewsScope, view.name);
+      const clustering = view.entities.filter((e) => clusterable(e.type)).slice(0, 4).map((e) => e.name);
+      bigqueryTables[view.name] = new BigqueryTable(scope, 'offline-table', {
+        provider, project, datasetId: dataset.datasetId, tableId: view.name,
+        description: `Feast feature view ${view.name} (ttl ${view.ttl})`,
+        schema: JSON.stringify(bigquerySchema(view)),
+        // Point-in-time joins scan by event time and join on entities: partition and cluster on them.
+        timePartitioning: { type: 'DAY', field: view.timestampField },
+        ...(clustering.length ? { clustering } : {}),
+        deletionProtection: true,
+        ...(plan.kmsKeyName ? { encryptionConfiguration: { kmsKeyName: plan.kmsKeyName } } : {}),
+      });
+      if (bigtable) {
+        const name = bigtableTableName(plan.project, view.entities.map((e) => e.name));
+        // Views with the same entities share one table (Feast keys rows by entity and view).
+        if (!bigtable.tables[name]) {
+          const t = new BigtableTable(scope, 'online-table', {
+            provider, project, instanceName: bigtable.instance.name, name,
+            columnFamily: [{ family: BIGTABLE_COLUMN_FAMILY }], deletionProtection: 'PROTECTED',
+          });
+          new BigtableGcPolicy(scope, 'online-gc', {
+            provider, project, instanceName: bigtable.instance.name, table: t.name, columnFamily: BIGTABLE_COLUMN_FAMILY,
+            maxVersion: [{ number: BIGTABLE_MAX_VERSIONS }], deletionPolicy: 'ABANDON',
+          });
+          bigtable.tables[name] = t;
+        }
+      }
+      views.push(view);
+    },
+    onlineTableNames: () => (bigtable ? Object.keys(bigtable.tables) : []),
+    offlineTableName: (view) => `${project}.${datasetId}.${view.name}`,
+    grantRead: (g, id) => grant(g, id, false),
+    grantWrite: (g, id) => grant(g, id, true),
+    resources: { bucket, dataset, bigqueryTables, bigtable, redis },
+  };
+}

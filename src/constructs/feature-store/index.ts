@@ -1,0 +1,335 @@
+import { TerraformOutput, Token } from 'cdktf';
+import { Construct } from 'constructs';
+import { Duration } from '../../core/duration';
+import { Errors } from '../../core/errors';
+import { IGrantable } from '../../core/grants';
+import { resourceName } from '../../core/naming';
+import { SecretRef } from '../../core/secrets';
+import { AwsTarget, GcpTarget, KubernetesTarget, Target, targetKind } from '../../core/targets';
+import { AwsFeatureStoreResources, buildAwsFeatureStore } from './aws';
+import { renderFeastYaml } from './feast';
+import { buildGcpFeatureStore, GcpFeatureStoreResources } from './gcp';
+import { buildKubernetesFeatureStore, KubernetesFeatureStoreResources } from './kubernetes';
+import {
+  EntitySpec, FEATURE_TYPES, FeatureStoreBackend, FeatureStorePlan, FeatureType, FeatureView, FeatureViewOptions, OnlineStoreKind,
+} from './types';
+
+export {
+  EntitySpec, FEATURE_TYPES, FeatureSpec, FeatureType, FeatureView, FeatureViewOptions, FeatureViewSource, OnlineStoreKind, ScalarFeatureType,
+} from './types';
+export { REDIS_PASSWORD_ENV } from './feast';
+
+export interface FeatureStoreProps {
+  /** Where the store's infrastructure goes. */
+  readonly target: Target;
+  /**
+   * Feast project name: letters, digits and `_`, not starting with `_` (Feast's rule), at most 60
+   * characters. It prefixes online table names (`{project}.{view}`), so changing it means new tables.
+   * @default - the construct id with every other character turned into `_` (`features` -> `features`, `ltv-store` -> `ltv_store`)
+   */
+  readonly project?: string;
+  /**
+   * Online store. AWS: `dynamodb` or `redis` (ElastiCache); GCP: `bigtable` or `redis` (Memorystore);
+   * Kubernetes: `redis` (a StatefulSet).
+   * @default - AWS `dynamodb`, GCP `bigtable`, Kubernetes `redis`. DynamoDB and Bigtable scale
+   *   without capacity planning, need no network plumbing, and take IAM grants that tell readers
+   *   from writers; a Redis password gives whoever holds it full access.
+   */
+  readonly online?: OnlineStoreKind;
+  /**
+   * Kubernetes: an object-store URI (`s3://bucket[/prefix]` or `gs://bucket[/prefix]`) for the offline
+   * store and registry. The bucket is yours: grants give no access to it.
+   * @default - a PersistentVolumeClaim holds the offline store and the registry
+   */
+  readonly offlineUri?: string;
+  /**
+   * GCP: a Cloud KMS key (`projects/P/locations/L/keyRings/R/cryptoKeys/K`) encrypting the bucket,
+   * dataset, Bigtable cluster or Memorystore instance. Its service agents need Encrypter/Decrypter on it.
+   * @default - Google-managed encryption
+   */
+  readonly kmsKeyName?: string;
+  /**
+   * AWS with `online: 'redis'`: ElastiCache node type.
+   * @default 'cache.t4g.medium'
+   */
+  readonly redisNodeType?: string;
+  /**
+   * GCP with `online: 'redis'`: Memorystore capacity.
+   * @default 5
+   */
+  readonly redisMemoryGiB?: number;
+  /**
+   * GCP with `online: 'bigtable'`: the most nodes the cluster autoscales to (it keeps at least one).
+   * @default 3
+   */
+  readonly bigtableMaxNodes?: number;
+  /**
+   * Kubernetes: the Redis image. It must run as UID 999 (the official images' `redis` user).
+   * @default 'redis:7.4-alpine'
+   */
+  readonly redisImage?: string;
+  /**
+   * Kubernetes: size of the Redis data volume.
+   * @default 10
+   */
+  readonly onlineStorageGiB?: number;
+  /**
+   * Kubernetes without `offlineUri`: size of the offline store volume.
+   * @default 100
+   */
+  readonly offlineStorageGiB?: number;
+}
+
+/** A feature store as other constructs see it. */
+export interface IFeatureStore {
+  readonly target: Target;
+  readonly project: string;
+  readonly offlineUri: string;
+  readonly registryUri: string;
+  /** The generated feature_store.yaml (a Terraform value: see `FeatureStore.feastConfig`). */
+  readonly feastConfig: string;
+  grantRead(grantee: IGrantable): void;
+  grantWrite(grantee: IGrantable): void;
+}
+
+const DEFAULTS = {
+  redisNodeType: 'cache.t4g.medium',
+  redisMemoryGiB: 5,
+  bigtableMaxNodes: 3,
+  redisImage: 'redis:7.4-alpine',
+  onlineStorageGiB: 10,
+  offlineStorageGiB: 100,
+};
+const ONLINE: Record<'aws' | 'gcp' | 'kubernetes', readonly OnlineStoreKind[]> = {
+  aws: ['dynamodb', 'redis'], gcp: ['bigtable', 'redis'], kubernetes: ['redis'],
+};
+const PROJECT = /^[A-Za-z0-9][A-Za-z0-9_]{0,59}$/;
+const NAME = /^[a-z_][a-z0-9_]*$/;
+const NAME_RULE = 'lower-case letters, digits and _, starting with a letter or _ (no dashes: Feast, Glue and BigQuery names)';
+/** Column name prefixes BigQuery reserves. */
+const BQ_RESERVED = ['_table_', '_file_', '_partition', '_row_timestamp', '__root__', '_colon_'];
+const MAX_COLUMN = 300;
+const MAX_VIEW = 255; // Glue's table name limit
+
+export class FeatureStore extends Construct implements IFeatureStore {
+  public readonly target: Target;
+  public readonly project: string;
+  public readonly online: OnlineStoreKind;
+  /** Offline store root: `s3://…`, `gs://…`, or `file://…` on the volume. */
+  public readonly offlineUri: string;
+  /** The Feast registry file. */
+  public readonly registryUri: string;
+  /**
+   * The generated feature_store.yaml, as a Terraform value: references to created resources are
+   * resolved at apply time, and Feast's `${REDIS_PASSWORD}` is written `$${REDIS_PASSWORD}` (the
+   * Terraform escape for a literal `${`), so the applied output reads `${REDIS_PASSWORD}`.
+   */
+  public readonly feastConfig: string;
+  /** Where the Redis password is kept (Redis online stores only): a reference, never the value. */
+  public readonly onlinePasswordSecret?: SecretRef;
+  /** `host:port` of the Redis online store; undefined for DynamoDB and Bigtable. */
+  public readonly onlineEndpoint?: string;
+  /** Escape hatches: the resources created on each target (only the one for `target` is set). */
+  public readonly aws?: AwsFeatureStoreResources;
+  public readonly gcp?: GcpFeatureStoreResources;
+  public readonly kubernetes?: KubernetesFeatureStoreResources;
+  private readonly backend: FeatureStoreBackend;
+  private readonly views: FeatureView[] = [];
+  private grants = 0;
+
+  constructor(scope: Construct, id: string, props: FeatureStoreProps) {
+    super(scope, id);
+    const plan = this.plan(props);
+    this.target = props.target;
+    this.project = plan.project;
+    this.online = plan.online;
+
+    const t = props.target;
+    if (t instanceof AwsTarget) {
+      const b = buildAwsFeatureStore(this, t, plan);
+      this.aws = b.resources;
+      this.backend = b;
+    } else if (t instanceof GcpTarget) {
+      const b = buildGcpFeatureStore(this, t, plan);
+      this.gcp = b.resources;
+      this.backend = b;
+    } else {
+      const b = buildKubernetesFeatureStore(this, t as KubernetesTarget, plan);
+      this.kubernetes = b.resources;
+      this.backend = b;
+    }
+    this.offlineUri = this.backend.offlineUri;
+    this.registryUri = this.backend.registryUri;
+    this.onlinePasswordSecret = this.backend.onlinePasswordSecret;
+    this.onlineEndpoint = this.backend.onlineEndpoint;
+    this.feastConfig = renderFeastYaml(this.backend.feastConfig);
+
+    const outputs = new Construct(this, 'outputs');
+    new TerraformOutput(outputs, 'feast-config', { value: this.feastConfig, description: `${this.node.path}: feature_store.yaml (no secrets: the Redis password comes from $REDIS_PASSWORD)` });
+    new TerraformOutput(outputs, 'offline-uri', { value: this.offlineUri, description: `${this.node.path}: offline store` });
+    new TerraformOutput(outputs, 'registry-uri', { value: this.registryUri, description: `${this.node.path}: Feast registry` });
+  }
+
+  /** Feature views added so far, validated. */
+  public get featureViews(): readonly FeatureView[] {
+    return [...this.views];
+  }
+  /** Online tables Terraform created, under Feast's own names. */
+  public get onlineTableNames(): string[] {
+    return this.backend.onlineTableNames();
+  }
+  /** Offline table per view: Glue `database.table` (AWS), BigQuery `project.dataset.table` (GCP), a file URI (Kubernetes). */
+  public get offlineTableNames(): Record<string, string> {
+    return Object.fromEntries(this.views.map((v) => [v.name, this.backend.offlineTableName(v)]));
+  }
+
+  /**
+   * Declares a feature view: its offline table (Glue / BigQuery schema) and online table are created
+   * under Feast's names. Validates everything before creating anything: a bad view leaves the store as it was.
+   */
+  public addFeatureView(options: FeatureViewOptions): FeatureView {
+    const view = this.validateView(options);
+    this.backend.addView(view);
+    this.views.push(view);
+    return view;
+  }
+
+  /** Read access to exactly this store's tables, objects and key (or Redis password). */
+  public grantRead(grantee: IGrantable): void {
+    this.backend.grantRead(grantee, this.nextGrantId('read'));
+  }
+  /** Read and write (materialize, write history, update the registry) on exactly this store's resources. */
+  public grantWrite(grantee: IGrantable): void {
+    this.backend.grantWrite(grantee, this.nextGrantId('write'));
+  }
+
+  private nextGrantId(kind: string): string {
+    this.grants += 1;
+    return `${resourceName(this, { maxLength: 40 })}-${kind}-${this.grants}`;
+  }
+
+  /** Validates props and resolves the plan; throws before any resource exists. */
+  private plan(props: FeatureStoreProps): FeatureStorePlan {
+    if (!props) throw Errors.missing(this, 'props', 'an object with at least target');
+    const kind = targetKind(this, 'target', props.target);
+    const project = props.project ?? defaultProject(this.node.id);
+    if (typeof project !== 'string' || (!Token.isUnresolved(project) && !PROJECT.test(project))) {
+      throw Errors.invalid(this, 'project', project, 'a Feast project name: 1-60 letters, digits and _, not starting with _');
+    }
+    const offered = ONLINE[kind];
+    const online = props.online ?? offered[0];
+    if (!(['dynamodb', 'redis', 'bigtable'] as unknown[]).includes(online)) {
+      throw Errors.unknown(this, 'online', online, ['dynamodb', 'redis', 'bigtable']);
+    }
+    if (!offered.includes(online)) {
+      throw Errors.notOffered(this, 'online', online, `online store ${online} is not offered on ${kind}`, offered.join(', '));
+    }
+    const only = (prop: keyof FeatureStoreProps, allowed: string, ok: boolean) => {
+      if (props[prop] !== undefined && !ok) throw Errors.conflict(this, prop, props[prop], allowed, `does not apply to ${kind} with online ${online}`);
+    };
+    only('offlineUri', 'kubernetes targets only (AWS and GCP stores create their own bucket)', kind === 'kubernetes');
+    only('kmsKeyName', 'gcp targets only (the AWS store creates its own KMS key)', kind === 'gcp');
+    only('redisNodeType', "aws targets with online: 'redis'", kind === 'aws' && online === 'redis');
+    only('redisMemoryGiB', "gcp targets with online: 'redis'", kind === 'gcp' && online === 'redis');
+    only('bigtableMaxNodes', "gcp targets with online: 'bigtable'", kind === 'gcp' && online === 'bigtable');
+    only('redisImage', 'kubernetes targets only', kind === 'kubernetes');
+    only('onlineStorageGiB', 'kubernetes targets only', kind === 'kubernetes');
+    only('offlineStorageGiB', 'kubernetes targets without offlineUri', kind === 'kubernetes' && props.offlineUri === undefined);
+
+    if (props.offlineUri !== undefined && !Token.isUnresolved(props.offlineUri)
+      && !/^(s3|gs):\/\/[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](\/[A-Za-z0-9._\-/]*)?$/.test(props.offlineUri)) {
+      throw Errors.invalid(this, 'offlineUri', props.offlineUri, 's3://bucket[/prefix] or gs://bucket[/prefix]');
+    }
+    if (props.kmsKeyName !== undefined && !Token.isUnresolved(props.kmsKeyName)
+      && !/^projects\/[^/]+\/locations\/[^/]+\/keyRings\/[^/]+\/cryptoKeys\/[^/]+$/.test(props.kmsKeyName)) {
+      throw Errors.invalid(this, 'kmsKeyName', props.kmsKeyName, 'a Cloud KMS key name: projects/P/locations/L/keyRings/R/cryptoKeys/K');
+    }
+    const redisNodeType = props.redisNodeType ?? DEFAULTS.redisNodeType;
+    if (!/^cache\.[a-z0-9]+\.[a-z0-9]+$/.test(redisNodeType)) {
+      throw Errors.invalid(this, 'redisNodeType', redisNodeType, 'an ElastiCache node type such as cache.r7g.large');
+    }
+    const int = (prop: keyof FeatureStoreProps, fallback: number, min: number, max: number, unit: string): number => {
+      const v = props[prop] ?? fallback;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw Errors.outOfRange(this, prop, v, `an integer from ${min} to ${max} ${unit}`);
+      return v;
+    };
+    const redisImage = props.redisImage ?? DEFAULTS.redisImage;
+    if (!/^[a-z0-9][a-zA-Z0-9._/:@-]*$/.test(redisImage)) {
+      throw Errors.invalid(this, 'redisImage', redisImage, 'a container image reference such as redis:7.4-alpine');
+    }
+    return {
+      name: resourceName(this, { maxLength: 40 }),
+      project, online, offlineUri: props.offlineUri?.replace(/\/+$/, ''), kmsKeyName: props.kmsKeyName,
+      redisNodeType, redisImage,
+      redisMemoryGiB: int('redisMemoryGiB', DEFAULTS.redisMemoryGiB, 1, 300, 'GiB'),
+      bigtableMaxNodes: int('bigtableMaxNodes', DEFAULTS.bigtableMaxNodes, 1, 1000, 'nodes'),
+      onlineStorageGiB: int('onlineStorageGiB', DEFAULTS.onlineStorageGiB, 1, 16384, 'GiB'),
+      offlineStorageGiB: int('offlineStorageGiB', DEFAULTS.offlineStorageGiB, 1, 65536, 'GiB'),
+    };
+  }
+
+  private validateView(o: FeatureViewOptions): FeatureView {
+    if (!o || typeof o !== 'object') throw Errors.missing(this, 'addFeatureView(options)', 'an object with name, entities, features and ttl');
+    if (typeof o.name !== 'string' || !NAME.test(o.name) || o.name.length > MAX_VIEW) {
+      throw Errors.invalid(this, 'featureView.name', o.name, `${NAME_RULE}, at most ${MAX_VIEW} characters`);
+    }
+    const at = `featureViews.${o.name}`;
+    if (this.views.some((v) => v.name === o.name)) {
+      throw Errors.conflict(this, 'featureView.name', o.name, `a name not yet used; views so far: ${this.views.map((v) => v.name).join(', ')}`, 'is already a feature view of this store');
+    }
+    const projected = `${this.project}.${o.name}`;
+    if (this.online === 'dynamodb' && projected.length > 255) {
+      throw Errors.invalid(this, 'featureView.name', o.name, `a name for which the DynamoDB table ${this.project}.<name> has 3-255 characters (here ${projected.length})`);
+    }
+    if (!Array.isArray(o.entities) || o.entities.length === 0) {
+      throw Errors.invalid(this, `${at}.entities`, o.entities, 'a non-empty list of join keys, e.g. [\'user_id\']');
+    }
+    if (!Array.isArray(o.features) || o.features.length === 0) {
+      throw Errors.invalid(this, `${at}.features`, o.features, 'a non-empty list of { name, type }');
+    }
+    if (!(o.ttl instanceof Duration)) {
+      throw Errors.invalid(this, `${at}.ttl`, o.ttl, 'a Duration, e.g. Duration.days(2)');
+    }
+    if (o.ttl.toSeconds() <= 0) {
+      throw Errors.outOfRange(this, `${at}.ttl`, o.ttl.toString(), 'a positive Duration (Feast treats 0 as "never expires": say so explicitly with a long ttl)');
+    }
+    const timestampField = o.source?.timestampField ?? 'event_timestamp';
+    const seen = new Map<string, string>();
+    const column = (prop: string, name: unknown, role: string) => {
+      if (typeof name !== 'string' || !NAME.test(name) || name.length > MAX_COLUMN) {
+        throw Errors.invalid(this, prop, name, `${NAME_RULE}, at most ${MAX_COLUMN} characters (BigQuery's limit)`);
+      }
+      if (BQ_RESERVED.some((p) => name.startsWith(p))) {
+        throw Errors.invalid(this, prop, name, `a name not starting with ${BQ_RESERVED.join(', ')} (reserved by BigQuery)`);
+      }
+      const other = seen.get(name);
+      if (other) throw Errors.conflict(this, prop, name, `column names unique within the view; ${name} is already the ${other}`, `clashes with the ${other}`);
+      seen.set(name, role);
+    };
+    column(`${at}.source.timestampField`, timestampField, 'event timestamp column');
+    const type = (prop: string, t: unknown): FeatureType => {
+      if (!(FEATURE_TYPES as readonly unknown[]).includes(t)) throw Errors.unknown(this, prop, t, FEATURE_TYPES);
+      return t as FeatureType;
+    };
+    const entities = o.entities.map((e: string | EntitySpec, i) => {
+      const spec = typeof e === 'string' ? { name: e } : e;
+      column(`${at}.entities[${i}]`, spec?.name, `entity ${spec?.name}`);
+      return { name: spec.name, type: type(`${at}.entities[${i}].type`, spec.type ?? 'string') };
+    });
+    const features = o.features.map((f, i) => {
+      column(`${at}.features[${i}].name`, f?.name, `feature ${f?.name}`);
+      return { name: f.name, type: type(`${at}.features[${i}].type`, f.type) };
+    });
+    const prefix = o.source?.prefix ?? `features/${o.name}/`;
+    if (typeof prefix !== 'string' || !/^[a-z0-9][a-z0-9_\-/.]*$/.test(prefix) || prefix.includes('..') || prefix.includes('//')) {
+      throw Errors.invalid(this, `${at}.source.prefix`, prefix, 'an object prefix of lower-case letters, digits, _, -, . and /, e.g. features/user_stats/');
+    }
+    return { name: o.name, entities, features, ttl: o.ttl, prefix: prefix.endsWith('/') ? prefix : `${prefix}/`, timestampField };
+  }
+}
+
+/** A Feast project name from a construct id: `ltv-store` -> `ltv_store`. */
+function defaultProject(id: string): string {
+  const s = id.replace(/[^A-Za-z0-9]+/g, '_').replace(/^_+|_+$/g, '').slice(0, 60);
+  return /^[A-Za-z0-9]/.test(s) ? s : `fs_${s}`.slice(0, 60);
+}

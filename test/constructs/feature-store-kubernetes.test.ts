@@ -1,0 +1,106 @@
+import 'cdktf/lib/testing/adapters/jest';
+import { TerraformStack } from 'cdktf';
+import { parse } from 'yaml';
+import { PersistentVolumeClaimV1 } from '@cdktf/provider-kubernetes/lib/persistent-volume-claim-v1';
+import { StatefulSetV1 } from '@cdktf/provider-kubernetes/lib/stateful-set-v1';
+import { Duration, GpuCluster, KubernetesTarget } from '../../src';
+import { FeatureStore, FeatureStoreProps } from '../../src/constructs/feature-store';
+import { countByType, renderTerraformString, resources, synth, TerraformJson, testAgentBundle } from '../helpers';
+
+const build = (props: Partial<FeatureStoreProps> = {}, extra?: (stack: TerraformStack, f: FeatureStore, k8s: KubernetesTarget) => void) => {
+  let store!: FeatureStore;
+  const out = synth((stack) => {
+    const k8s = new KubernetesTarget(stack, 'k8s', { namespace: 'ml' });
+    store = new FeatureStore(stack, 'features', { target: k8s, ...props });
+    store.addFeatureView({ name: 'user_stats', entities: ['user_id'], features: [{ name: 'ltv_30d', type: 'float' }], ttl: Duration.days(2) });
+    store.addFeatureView({ name: 'item_stats', entities: ['item_id'], features: [{ name: 'ctr', type: 'double' }], ttl: Duration.hours(6) });
+    extra?.(stack, store, k8s);
+  });
+  return { ...out, store };
+};
+function feastYaml(json: TerraformJson): Record<string, any> {
+  const [value] = Object.entries(json.output ?? {}).filter(([k]) => k.includes('feast-config')).map(([, o]) => o.value as string);
+  return parse(renderTerraformString(value));
+}
+const mine = (json: TerraformJson, type: string) => Object.entries(resources(json, type)).filter(([k]) => k.startsWith('features_')).map(([, v]) => v as any);
+
+describe('FeatureStore on Kubernetes', () => {
+  const { text, json, store } = build({}, (s, f, k8s) => f.grantRead(new GpuCluster(s, 'train', { target: k8s, accelerator: 'L4', agentBundleDir: testAgentBundle() })));
+
+  test('redis StatefulSet: non-root, read-only root, limits, password from the Secret, data on a volume', () => {
+    expect(text).toHaveResourceWithProperties(StatefulSetV1, { spec: expect.objectContaining({ replicas: '1' }) });
+    const sts = mine(json, 'kubernetes_stateful_set_v1')[0];
+    const pod = sts.spec.template.spec;
+    const c = pod.container[0];
+    expect(c.image).toBe('redis:7.4-alpine');
+    expect(c.command).toEqual(['redis-server', '--requirepass', '$(REDIS_PASSWORD)', '--appendonly', 'yes', '--dir', '/data', '--protected-mode', 'yes']);
+    expect(c.env).toEqual([{ name: 'REDIS_PASSWORD', value_from: { secret_key_ref: { name: expect.stringMatching(/kubernetes_secret_v1\.features_online_password-secret_/), key: 'password' } } }]);
+    expect(c.security_context).toMatchObject({ run_as_non_root: true, run_as_user: '999', allow_privilege_escalation: false, read_only_root_filesystem: true, capabilities: { drop: ['ALL'] } });
+    expect(c.resources).toEqual({ requests: { cpu: '250m', memory: '512Mi' }, limits: { cpu: '1', memory: '1Gi' } });
+    expect(pod.security_context).toMatchObject({ run_as_non_root: true, fs_group: '1000' });
+    expect(pod.automount_service_account_token).toBe(false);
+    expect(sts.spec.volume_claim_template[0].spec.resources.requests).toEqual({ storage: '10Gi' });
+    const secret = mine(json, 'kubernetes_secret_v1')[0];
+    expect(secret.data).toEqual({ password: expect.stringMatching(/^\$\{random_password\.[^.]+\.result\}$/) });
+  });
+
+  test('NetworkPolicy: Redis reachable only from labelled client pods on 6379', () => {
+    const policy = resources(json, 'kubernetes_network_policy_v1')[Object.keys(resources(json, 'kubernetes_network_policy_v1')).find((k) => k.startsWith('features_online_policy'))!] as any;
+    expect(policy.spec.policy_types).toEqual(['Ingress']);
+    expect(policy.spec.ingress).toEqual([{ from: [{ pod_selector: { match_labels: { 'mlinfra.dev/feature-store-client': 'true' } } }], ports: [{ port: '6379', protocol: 'TCP' }] }]);
+    expect(policy.spec.pod_selector.match_labels).toEqual({ 'app.kubernetes.io/name': 'feast-online-redis', 'app.kubernetes.io/instance': expect.stringMatching(/^test-features-[a-f0-9]{8}$/) });
+  });
+
+  test('offline store on a volume by default; registry on it', () => {
+    expect(text).toHaveResourceWithProperties(PersistentVolumeClaimV1, { spec: expect.objectContaining({ access_modes: ['ReadWriteOnce'], resources: { requests: { storage: '100Gi' } } }) });
+    expect(store.offlineUri).toBe('file:///var/lib/feast/offline');
+    expect(store.registryUri).toBe('/var/lib/feast/registry.db');
+    expect(store.offlineTableNames).toEqual({ user_stats: 'file:///var/lib/feast/offline/features/user_stats/', item_stats: 'file:///var/lib/feast/offline/features/item_stats/' });
+  });
+
+  test('feature_store.yaml: local provider, redis online with the password from the environment, file offline', () => {
+    expect(feastYaml(json)).toEqual({
+      project: 'features', registry: '/var/lib/feast/registry.db', provider: 'local',
+      online_store: { type: 'redis', redis_type: 'redis', connection_string: 'TFREF.TFREF.svc.cluster.local:6379,password=${REDIS_PASSWORD}' },
+      offline_store: { type: 'file' },
+      entity_key_serialization_version: 3,
+    });
+  });
+
+  test('offlineUri: the user bucket holds offline data and registry; no volume', () => {
+    const { json: j, store: s } = build({ offlineUri: 's3://ml-features/prod/' });
+    expect(mine(j, 'kubernetes_persistent_volume_claim_v1')).toEqual([]);
+    expect(s.offlineUri).toBe('s3://ml-features/prod');
+    expect(feastYaml(j).registry).toBe('s3://ml-features/prod/registry.db');
+  });
+
+  test('grantRead: a Role that can get exactly the password Secret, bound to the grantee, and ingress from its namespace', () => {
+    const role = Object.entries(resources(json, 'kubernetes_role_v1')).filter(([k]) => k.startsWith('features_grants_')).map(([, v]) => v as any);
+    expect(role).toHaveLength(1);
+    expect(role[0].rule).toEqual([{ api_groups: [''], resources: ['secrets'], resource_names: [expect.stringMatching(/kubernetes_secret_v1\.features_online_password-secret_/)], verbs: ['get'] }]);
+    const binding = Object.entries(resources(json, 'kubernetes_role_binding_v1')).filter(([k]) => k.startsWith('features_grants_')).map(([, v]) => v as any);
+    expect(binding[0].subject).toEqual([{ kind: 'ServiceAccount', name: expect.stringMatching(/kubernetes_service_account_v1\.train_identity_service-account_/), namespace: expect.stringMatching(/kubernetes_namespace_v1\.k8s_namespace_/) }]);
+    const ingress = Object.entries(resources(json, 'kubernetes_network_policy_v1')).filter(([k]) => k.startsWith('features_grants_')).map(([, v]) => v as any);
+    expect(ingress[0].spec.ingress[0].from[0]).toEqual({
+      namespace_selector: { match_labels: { 'kubernetes.io/metadata.name': expect.stringMatching(/kubernetes_namespace_v1/) } },
+      pod_selector: { match_labels: { 'mlinfra.dev/feature-store-client': 'true' } },
+    });
+  });
+
+  test('creates exactly these resources', () => {
+    const { json: alone } = build();
+    expect(countByType(alone)).toEqual({
+      kubernetes_namespace_v1: 1, kubernetes_secret_v1: 1, kubernetes_service_v1: 1, kubernetes_network_policy_v1: 1,
+      kubernetes_stateful_set_v1: 1, kubernetes_persistent_volume_claim_v1: 1, random_password: 1,
+    });
+  });
+
+  test('a grantee on another cloud fails with both clouds named', () => {
+    expect(() => build({}, (_s, f) => f.grantRead({ grantPrincipal: { kind: 'aws', roleArn: 'arn', roleName: 'r', addToPolicy: () => undefined } })))
+      .toThrow(/test\/features\.grantRead: grantee is on aws, the feature store on kubernetes/);
+  });
+
+  test('snapshot', () => {
+    expect(text).toMatchSnapshot();
+  });
+});
