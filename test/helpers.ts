@@ -1,6 +1,9 @@
 import { App, TerraformStack, Testing } from 'cdktf';
 import { Construct } from 'constructs';
 import { execFileSync } from 'child_process';
+import { mkdtempSync, writeFileSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
 
 export interface Synthed {
   /** Synthesized Terraform JSON text, as `cdktf synth` writes it for the stack. */
@@ -83,9 +86,6 @@ let bundleDir: string | undefined;
  */
 export function testAgentBundle(): string {
   if (!bundleDir) {
-    const { mkdtempSync, writeFileSync } = require('fs') as typeof import('fs');
-    const { tmpdir } = require('os') as typeof import('os');
-    const { join } = require('path') as typeof import('path');
     bundleDir = mkdtempSync(join(tmpdir(), 'mlinfra-test-agent-'));
     writeFileSync(join(bundleDir, 'mlinfra-agent.js'), "'use strict';\n// mlinfra-agent test stand-in\n");
     writeFileSync(join(bundleDir, 'package.json'), '{"name":"mlinfra-agent","private":true}\n');

@@ -40,6 +40,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     readonly gpus: GpuInventory,
     readonly journal: Journal,
     readonly scheduler: Scheduler,
+    private readonly logs: LogStore,
+    private readonly releaseLock: () => void,
     private readonly app: FastifyInstance,
     private readonly watcher: PreemptionWatcher,
     private readonly autostop: Autostop,
@@ -51,6 +53,7 @@ export class Agent extends EventEmitter<AgentEvents> {
   static async start(input: ServeOptionsInput, logger: Logger): Promise<Agent> {
     const o = resolveServeOptions(input);
     fs.mkdirSync(o.dataDir, { recursive: true });
+    const releaseLock = acquireLock(o.dataDir);
     const gpus = detectGpus(o.gpus);
     const journal = new Journal(o.dataDir);
     const logs = new LogStore(path.join(o.dataDir, 'logs'), o.logMaxBytes);
@@ -76,7 +79,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     const autostop = new Autostop({
       idleStopMinutes: o.idleStopMinutes, preStopCommand: o.preStopCommand, stopCommand: o.stopCommand, isIdle: () => scheduler.isIdle(), logger,
     });
-    const a = new Agent(o, logger, gpus, journal, scheduler, app, watcher, autostop, address);
+    const a = new Agent(o, logger, gpus, journal, scheduler, logs, releaseLock, app, watcher, autostop, address);
     ref.agent = a;
     watcher.on('notice', (n) => {
       a.preemptedBy = n;
@@ -98,11 +101,45 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.autostop.stop();
       this.watcher.stop();
       await this.scheduler.shutdown(this.options.graceSeconds * 1000);
+      this.logs.finishAll();
       await this.app.close();
       this.journal.close();
+      this.releaseLock();
       this.logger.info('shut down');
       this.emit('closed');
     })();
     return this.closing;
   }
+}
+
+/**
+ * One agent per data directory: `agent.lock` holds the owner's pid. A lock left by a dead process
+ * (kill -9, crash) is taken over; one held by a live mlinfra-agent is refused.
+ */
+function acquireLock(dataDir: string): () => void {
+  const file = path.join(dataDir, 'agent.lock');
+  try {
+    const pid = Number(fs.readFileSync(file, 'utf8').trim());
+    if (pid && pid !== process.pid) {
+      let cmdline = '';
+      try {
+        cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      } catch {
+        // not running
+      }
+      if (cmdline.includes('mlinfra-agent') && cmdline.includes('serve')) {
+        throw new Error(`another mlinfra-agent (pid ${pid}) is serving data dir ${dataDir}`);
+      }
+    }
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  fs.writeFileSync(file, `${process.pid}\n`);
+  return () => {
+    try {
+      if (fs.readFileSync(file, 'utf8').trim() === String(process.pid)) fs.unlinkSync(file);
+    } catch {
+      // already gone
+    }
+  };
 }

@@ -93,6 +93,11 @@ export class LogStore {
     log?.end();
   }
 
+  /** Ends every live log and its followers (agent shutdown: queued jobs' followers must not hold the server open). */
+  finishAll(): void {
+    for (const id of [...this.open.keys()]) this.finish(id);
+  }
+
   /** What is on disk now: the rotated generation, then the current file. */
   snapshot(jobId: string): Readable {
     const file = this.fileOf(jobId);

@@ -72,6 +72,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   private paused: boolean;
   private draining = false;
   private tickScheduled = false;
+  private readonly pendingSubmits: Array<{ id: string; spec: JobSpec; resolve: (j: JobRecord) => void; reject: (e: Error) => void }> = [];
+  private flushScheduled = false;
   private readonly o: SchedulerOptions;
 
   constructor(o: SchedulerOptions) {
@@ -147,7 +149,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return { orphansKilled, interrupted, requeued };
   }
 
-  submit(spec: JobSpec): JobRecord {
+  /**
+   * Validates and journals a job. Resolves once the job is on disk: submits that arrive in the same
+   * event-loop turn share one SQLite transaction (one fsync), which is what makes submits cheap.
+   */
+  submit(spec: JobSpec): Promise<JobRecord> {
     if (this.draining) throw conflict('the agent is shutting down or its host is being preempted: no new jobs are accepted');
     if (spec.gpus > this.o.gpus) {
       throw badRequest(`the job wants ${spec.gpus} GPUs but this host has ${this.o.gpus}`, 'gpus');
@@ -167,11 +173,31 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     }
     if (spec.cwd !== undefined && !path.isAbsolute(spec.cwd)) throw badRequest('cwd must be an absolute path', 'cwd');
     const id = `j-${Date.now().toString(36)}-${randomBytes(5).toString('hex')}`;
-    const job = this.o.journal.insertJob(id, spec);
-    this.enqueue(job);
-    this.emit('job:submitted', job);
+    return new Promise((resolve, reject) => {
+      this.pendingSubmits.push({ id, spec, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flushSubmits());
+      }
+    });
+  }
+
+  private flushSubmits(): void {
+    this.flushScheduled = false;
+    const batch = this.pendingSubmits.splice(0);
+    let jobs: JobRecord[];
+    try {
+      jobs = this.o.journal.transaction(() => batch.map((b) => this.o.journal.insertJob(b.id, b.spec)));
+    } catch (e) {
+      for (const b of batch) b.reject(e as Error);
+      return;
+    }
+    batch.forEach((b, i) => {
+      this.enqueue(jobs[i]);
+      this.emit('job:submitted', jobs[i]);
+      b.resolve(jobs[i]);
+    });
     this.scheduleTick();
-    return job;
   }
 
   cancel(id: string): JobRecord {
@@ -332,9 +358,13 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const gpus = a.job.spec.gpus;
     const slots = this.take(gpus);
     const gpuIds = slots.join(',');
-    const runId = this.o.journal.insertRun(a.job.id, a.job.attempts, shard?.idx ?? null, gpuIds);
-    if (!shard) this.o.journal.setJobGpus(a.job.id, gpuIds);
-    if (shard) this.o.journal.shardAttempt(a.job.id, shard.idx);
+    const j = this.o.journal;
+    const runId = j.transaction(() => {
+      const rid = j.insertRun(a.job.id, a.job.attempts, shard?.idx ?? null, gpuIds);
+      if (shard) j.shardAttempt(a.job.id, shard.idx);
+      else j.setJobGpus(a.job.id, gpuIds);
+      return rid;
+    });
     const run: ActiveRun = { runId, shard, gpuSlots: slots, startedMs: Date.now() };
     a.runs.add(run);
     if (!shard) a.trainRunStarted = true;
@@ -384,7 +414,9 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
           MLINFRA_SHARD_KEY: s.key,
         });
       }
-      if (run.stopReason) {
+      if (spec.cwd !== undefined && !fs.existsSync(spec.cwd)) {
+        facts = { exitCode: null, signal: null, stderrTail: '', spawnError: `the working directory ${spec.cwd} does not exist` };
+      } else if (run.stopReason) {
         facts = { exitCode: null, signal: null, stderrTail: '', stoppedBy: run.stopReason };
       } else {
         const handle = runProcess({
@@ -404,9 +436,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       if (!failure && !run.shard && spec.artifactUri) await storage.putDir(artifactDir, spec.artifactUri);
       if (ckptRemote && !run.shard) await storage.putDir(ckptDir, ckpt);
     } catch (e) {
-      failure ??= { class: 'exit', reason: `storage or setup error: ${(e as Error).message}` };
+      failure ??= { class: 'exit', reason: `setup or storage error: ${(e as Error).message}` };
     }
-    this.o.journal.endRun(run.runId, failure ? 'failed' : 'succeeded', facts?.exitCode ?? null, facts?.signal ?? null, failure);
     this.release(spec.gpus, run.gpuSlots);
     a.runs.delete(run);
     this.emit('run:ended', { jobId: id, runId: run.runId, shard: run.shard?.idx ?? null, failure, seconds: (Date.now() - run.startedMs) / 1000 });
@@ -420,7 +451,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       }
     }
     if (!run.shard && facts) a.lastFacts = facts;
-    this.maybeFinish(a);
+    // the run's end and (when it was the last) the job's end are one transaction: one fsync
+    this.o.journal.transaction(() => {
+      this.o.journal.endRun(run.runId, failure ? 'failed' : 'succeeded', facts?.exitCode ?? null, facts?.signal ?? null, failure);
+      this.maybeFinish(a);
+    });
     this.scheduleTick();
   }
 

@@ -168,7 +168,7 @@ export async function buildServer(d: ServerDeps): Promise<FastifyInstance> {
       ...(b.input !== undefined ? { input: b.input } : {}),
       ...(b.output !== undefined ? { output: b.output } : {}),
     };
-    const job = d.scheduler.submit(spec);
+    const job = await d.scheduler.submit(spec);
     return reply.code(201).send(jobJson(job));
   });
 

@@ -87,7 +87,7 @@ describe('mlinfra-agent serve: HTTP API', () => {
     expect(list.json.jobs.map((j: { id: string }) => j.id)).toContain(id);
   });
 
-  test('cancel a running job kills its whole process tree; cancel a queued job', async () => {
+  test('cancel a running job kills its whole process tree; a second cancel is 409', async () => {
     const dir = tmpDir();
     const pidFile = path.join(dir, 'grandchild.pid');
     const id = await agent.submit({ argv: ['sh', '-c', `sleep 60 & echo $! > ${pidFile}; wait`] });
@@ -132,6 +132,26 @@ describe('mlinfra-agent serve: HTTP API', () => {
     }
     // the first two ran concurrently on disjoint pairs
     expect(runs[1].start < runs[0].end).toBe(true);
+  });
+
+  test('a follower that disconnects early does not disturb the job; many followers see the same bytes', async () => {
+    const id = await agent.submit({ argv: ['sh', '-c', 'for i in 1 2 3 4 5; do echo tick $i; sleep 0.2; done'] });
+    const ac = new AbortController();
+    const early = await fetch(`${agent.url}/v1/jobs/${id}/logs?follow=1`, { headers: { authorization: `Bearer ${agent.token}` }, signal: ac.signal });
+    const reader = early.body!.getReader();
+    await reader.read();
+    ac.abort();
+    const followers = await Promise.all(Array.from({ length: 5 }, () =>
+      fetch(`${agent.url}/v1/jobs/${id}/logs?follow=1`, { headers: { authorization: `Bearer ${agent.token}` } }).then((r) => r.text())));
+    const expected = [1, 2, 3, 4, 5].map((i) => `tick ${i}\n`).join('');
+    for (const text of followers) expect(text).toBe(expected);
+    expect(await agent.job(id)).toMatchObject({ state: 'succeeded' });
+    const bad = await agent.api('GET', `/v1/jobs/${id}/logs?follow=yes`);
+    expect(bad.status).toBe(400);
+    expect(bad.json.error.field).toBe('follow');
+    const filtered = await agent.api('GET', '/v1/jobs?state=succeeded&limit=500');
+    expect(filtered.json.jobs.every((j: { state: string }) => j.state === 'succeeded')).toBe(true);
+    expect(filtered.json.jobs.map((j: { id: string }) => j.id)).toContain(id);
   });
 
   test('a CPU-only job sees CUDA_VISIBLE_DEVICES="" and the MLINFRA_* variables', async () => {
@@ -193,7 +213,7 @@ describe('mlinfra-agent serve: start-up', () => {
       'echo "GPU 2: NVIDIA H100 80GB HBM3 (UUID: GPU-11111111-2222-3333-4444-555555555557)"',
     ].join('\n'));
     const a = await startAgent({ env: { PATH: `${bin}:${process.env.PATH}` } });
-    const h = await (await fetch(`${a.url}/healthz`)).json();
+    const h = (await (await fetch(`${a.url}/healthz`)).json()) as { gpus: number };
     expect(h.gpus).toBe(3);
     const r = await a.api('POST', '/v1/jobs', { argv: ['true'], gpus: 4 });
     expect(r.status).toBe(400);
@@ -214,5 +234,19 @@ describe('mlinfra-agent serve: start-up', () => {
     expect(job).toMatchObject({ state: 'succeeded', attempts: 2, failedAttempts: 0 });
     expect(job.runs[0]).toMatchObject({ attempt: 1, failure: { class: 'signal' } });
     expect(fs.readFileSync(`${dir}/t`, 'utf8')).toBe('a1\nterm\na2\n');
+  });
+
+  test('a second agent on the same data dir is refused; a follower of a queued job does not block shutdown', async () => {
+    const a = await startAgent({ args: ['--paused'] });
+    await expect(startAgent({ dataDir: a.dataDir })).rejects.toThrow(/another mlinfra-agent \(pid \d+\) is serving/);
+    const id = await a.submit({ argv: ['true'] });
+    const follower = fetch(`${a.url}/v1/jobs/${id}/logs?follow=1`, { headers: { authorization: `Bearer ${a.token}` } }).then((r) => r.text());
+    await new Promise((r) => setTimeout(r, 200));
+    const t0 = Date.now();
+    expect(await a.kill('SIGTERM')).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(await follower).toBe('');
+    const b = await startAgent({ dataDir: a.dataDir });
+    expect((await b.waitJob(id)).state).toBe('succeeded');
   });
 });

@@ -40,6 +40,7 @@ describe('failure classes through the real agent', () => {
     ['exit 2 -> exit', ['sh', '-c', 'exit 2'], 'failed', 'exit', /code 2/],
     ['SIGSEGV -> signal', ['sh', '-c', 'kill -SEGV $$'], 'failed', 'signal', /SIGSEGV/],
     ['missing program -> exit', ['/nonexistent/program'], 'failed', 'exit', /could not start/],
+    ['NUL byte in argv -> exit', ['echo', 'a\u0000b'], 'failed', 'exit', /setup or storage error/],
     ['timeout -> timeout', ['sleep', '30'], 'failed', 'timeout', /timeout of 0.5 s/],
   ])('%s', async (_name, argv, state, cls, reason) => {
     const id = await agent.submit({ argv, timeoutSeconds: 0.5 });
@@ -47,6 +48,11 @@ describe('failure classes through the real agent', () => {
     expect(job.state).toBe(state);
     expect(job.failure.class).toBe(cls);
     expect(job.failure.reason).toMatch(reason);
+  });
+
+  test('a missing working directory is reported as such', async () => {
+    const id = await agent.submit({ argv: ['true'], cwd: '/nonexistent/dir' });
+    expect(await agent.waitJob(id)).toMatchObject({ state: 'failed', failure: { class: 'exit', reason: expect.stringContaining('/nonexistent/dir does not exist') } });
   });
 
   test('a job that ignores SIGTERM on timeout is SIGKILLed after the grace period', async () => {

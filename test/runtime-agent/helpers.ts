@@ -8,6 +8,8 @@ import * as path from 'node:path';
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const BUNDLE = path.join(ROOT, 'dist', 'agent', 'mlinfra-agent.js');
 export const FIXTURES = path.join(__dirname, 'fixtures');
+/** Example job scripts users can copy (examples/agent-jobs), run for real by the tests. */
+export const AGENT_JOBS = path.join(ROOT, 'examples', 'agent-jobs');
 export const PYTHON = '/usr/bin/python3';
 export const TERMINAL = ['succeeded', 'failed', 'cancelled', 'interrupted'];
 
@@ -15,8 +17,13 @@ export function requireBundle(): void {
   if (!fs.existsSync(BUNDLE)) throw new Error(`${BUNDLE} is missing: run \`npm run build:agent\` first (npm test does)`);
 }
 
+const tmpDirs = new Set<string>();
+
+/** A fresh temp directory, removed by stopAllAgents() (call it in afterAll). */
 export function tmpDir(prefix = 'mlinfra-agent-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  tmpDirs.add(dir);
+  return dir;
 }
 
 export function freePort(): Promise<number> {
@@ -51,7 +58,6 @@ export interface ApiResponse {
   status: number;
   headers: Headers;
   text: string;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   json: any;
 }
 
@@ -72,12 +78,9 @@ export interface AgentHandle {
   readonly proc: ChildProcess;
   readonly pid: number;
   output(): string;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   api(method: string, p: string, body?: any, headers?: Record<string, string>): Promise<ApiResponse>;
   submit(spec: Record<string, unknown>): Promise<string>;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   job(id: string): Promise<any>;
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   waitJob(id: string, states?: string[], timeoutMs?: number): Promise<any>;
   exited(): Promise<number | null>;
   kill(signal?: NodeJS.Signals): Promise<number | null>;
@@ -102,10 +105,13 @@ export async function startAgent(o: StartOptions = {}): Promise<AgentHandle> {
   proc.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
   proc.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
   const exitP = new Promise<number | null>((resolve) => proc.on('exit', (code, sig) => resolve(code ?? (sig ? -1 : null))));
-  const url = await Promise.race([
-    waitFor('the agent to listen', () => /"url":"(http:\/\/127\.0\.0\.1:\d+)"[^\n]*"msg":"listening"/.exec(out)?.[1], 20_000, 20),
-    exitP.then((code) => { throw new Error(`agent exited (${code}) before listening:\n${out}`); }),
-  ]);
+  const found = await waitFor('the agent to listen', () =>
+    /"url":"(http:\/\/127\.0\.0\.1:\d+)"[^\n]*"msg":"listening"/.exec(out)?.[1] ?? (proc.exitCode !== null || proc.signalCode !== null ? 'EXITED' : undefined), 20_000, 20);
+  if (found === 'EXITED') {
+    const code = await exitP;
+    throw new Error(`agent exited (${code}) before listening:\n${out}`);
+  }
+  const url = found;
   const api = async (method: string, p: string, body?: unknown, headers: Record<string, string> = {}): Promise<ApiResponse> => {
     const h: Record<string, string> = { authorization: `Bearer ${token}`, ...headers };
     if (body !== undefined && !h['content-type']) h['content-type'] = 'application/json';
@@ -150,6 +156,11 @@ export async function startAgent(o: StartOptions = {}): Promise<AgentHandle> {
 /** Stops every agent this test file started (SIGTERM: graceful; their jobs get SIGTERM too). */
 export async function stopAllAgents(): Promise<void> {
   await Promise.all([...started].map((a) => a.kill('SIGTERM')));
+  for (const dir of tmpDirs) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(`${dir}.token`, { force: true });
+  }
+  tmpDirs.clear();
 }
 
 export function writeExecutable(file: string, text: string): string {

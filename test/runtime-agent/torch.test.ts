@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
-import { FIXTURES, PYTHON, startAgent, stopAllAgents, tmpDir, type AgentHandle } from './helpers';
+import { AGENT_JOBS, PYTHON, startAgent, stopAllAgents, tmpDir, type AgentHandle } from './helpers';
 
 afterAll(stopAllAgents);
 
@@ -23,7 +23,7 @@ describe('real PyTorch jobs (/usr/bin/python3)', () => {
     const artifacts = tmpDir();
     const ckpt = tmpDir();
     const id = await agent.submit({
-      argv: [PYTHON, path.join(FIXTURES, 'train.py')], env: { STEPS: '12', FAIL_AT: '5' }, retries: 1,
+      argv: [PYTHON, path.join(AGENT_JOBS, 'train.py')], env: { STEPS: '12', FAIL_AT: '5' }, retries: 1,
       checkpointDir: ckpt, artifactUri: `file://${artifacts}/run1`,
     });
     const job = await agent.waitJob(id, undefined, 60_000);
@@ -45,7 +45,7 @@ describe('real PyTorch jobs (/usr/bin/python3)', () => {
   test('batch inference over JSONL shards writes one output per shard', async () => {
     const root = tmpDir();
     writeShards(path.join(root, 'in'), 3, 5);
-    const id = await agent.submit({ kind: 'batch', input: path.join(root, 'in'), output: `file://${root}/out`, argv: [PYTHON, path.join(FIXTURES, 'batch_infer.py')] });
+    const id = await agent.submit({ kind: 'batch', input: path.join(root, 'in'), output: `file://${root}/out`, argv: [PYTHON, path.join(AGENT_JOBS, 'batch_infer.py')] });
     const job = await agent.waitJob(id, undefined, 60_000);
     expect(job).toMatchObject({ state: 'succeeded', shards: { total: 3, done: 3 } });
     expect(job.runs.map((r: { shard: number }) => r.shard).sort()).toEqual([0, 1, 2]);
@@ -59,7 +59,6 @@ describe('real PyTorch jobs (/usr/bin/python3)', () => {
 });
 
 describe('s3:// storage against s3rver', () => {
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
   let s3rver: any;
   let endpoint: string;
   const env = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1' };

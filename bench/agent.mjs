@@ -1,0 +1,141 @@
+// Benchmark of mlinfra-agent (the built bundle, dist/agent/mlinfra-agent.js). Prints figures; asserts nothing.
+//   node bench/agent.mjs            (after `npm run build:agent`)
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const BUNDLE = join(ROOT, 'dist', 'agent', 'mlinfra-agent.js');
+const TOKEN = 'bench-token';
+
+const freePort = () => new Promise((res) => {
+  const srv = createServer().listen(0, '127.0.0.1', () => {
+    const { port } = srv.address();
+    srv.close(() => res(port));
+  });
+});
+
+async function startAgent(args = []) {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'mlinfra-agent-bench-'));
+  writeFileSync(join(dir, 'token'), TOKEN);
+  const proc = spawn(process.execPath, [BUNDLE, 'serve', '--port', String(port), '--data-dir', join(dir, 'data'), '--token-file', join(dir, 'token'),
+    '--log-level', 'warn', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  proc.stdout.resume();
+  const url = `http://127.0.0.1:${port}`;
+  const t0 = Date.now();
+  for (;;) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (proc.exitCode !== null || Date.now() - t0 > 20_000) {
+      proc.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error('the agent did not start');
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const close = async () => {
+    proc.kill('SIGTERM');
+    await new Promise((r) => proc.on('exit', r));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  return { url, proc, dir, close };
+}
+
+const auth = { authorization: `Bearer ${TOKEN}` };
+async function submit(url, spec) {
+  const res = await fetch(`${url}/v1/jobs`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify(spec) });
+  if (res.status !== 201) throw new Error(`submit: ${res.status} ${await res.text()}`);
+  return (await res.json()).id;
+}
+/** Resolves when the job is terminal (the follow stream ends then); returns the bytes streamed. */
+async function follow(url, id) {
+  const res = await fetch(`${url}/v1/jobs/${id}/logs?follow=1`, { headers: auth });
+  let bytes = 0;
+  for await (const chunk of res.body) bytes += chunk.length;
+  return bytes;
+}
+function spawnDirect(cmd) {
+  return new Promise((r) => spawn(cmd, [], { stdio: 'ignore' }).on('exit', r));
+}
+const pct = (xs, p) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+};
+const ms = (x) => `${x.toFixed(2)} ms`;
+
+export async function benchAgent({ jobs = 200, submits = 2000, concurrency = 16, logMiB = 50 } = {}) {
+  if (!existsSync(BUNDLE)) throw new Error(`${BUNDLE} is missing: run npm run build:agent`);
+  const lines = [];
+  const print = (s) => { lines.push(s); process.stdout.write(`${s}\n`); };
+  print(`mlinfra-agent bench: bundle ${(statSync(BUNDLE).size / 1024).toFixed(1)} KiB, node ${process.version}`);
+
+  // 1. idle RSS of a fresh agent
+  {
+    const a = await startAgent();
+    await new Promise((r) => setTimeout(r, 1000));
+    const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${a.proc.pid}/status`, 'utf8'))[1];
+    print(`idle RSS after start: ${(Number(rss) / 1024).toFixed(1)} MiB`);
+    await a.close();
+  }
+
+  // 2. per-job overhead: /bin/true through the agent (submit -> terminal) vs spawned directly
+  {
+    const a = await startAgent();
+    for (let i = 0; i < 10; i++) await follow(a.url, await submit(a.url, { argv: ['/bin/true'] }));
+    const direct = [];
+    for (let i = 0; i < jobs; i++) {
+      const t = performance.now();
+      await spawnDirect('/bin/true');
+      direct.push(performance.now() - t);
+    }
+    const viaAgent = [];
+    for (let i = 0; i < jobs; i++) {
+      const t = performance.now();
+      await follow(a.url, await submit(a.url, { argv: ['/bin/true'] }));
+      viaAgent.push(performance.now() - t);
+    }
+    print(`/bin/true x${jobs}, spawned directly: p50 ${ms(pct(direct, 50))}, p99 ${ms(pct(direct, 99))}`);
+    print(`/bin/true x${jobs}, via agent (submit -> terminal, sequential): p50 ${ms(pct(viaAgent, 50))}, p99 ${ms(pct(viaAgent, 99))}`);
+    print(`per-job overhead: p50 ${ms(pct(viaAgent, 50) - pct(direct, 50))}, p99 ${ms(pct(viaAgent, 99) - pct(direct, 99))}`);
+    await a.close();
+  }
+
+  // 3. durable submits per second (scheduler paused: every submit is an fsynced journal insert)
+  {
+    const a = await startAgent(['--paused']);
+    let next = 0;
+    const t = performance.now();
+    await Promise.all(Array.from({ length: concurrency }, async () => {
+      while (next++ < submits) await submit(a.url, { argv: ['/bin/true'] });
+    }));
+    const secs = (performance.now() - t) / 1000;
+    print(`durable submits: ${submits} in ${secs.toFixed(2)} s at concurrency ${concurrency} = ${(submits / secs).toFixed(0)} /s`);
+    await a.close();
+  }
+
+  // 4. log-follow throughput: a job writes logMiB MiB to stdout, followed live with ?follow=1
+  {
+    const a = await startAgent(['--log-max-bytes', String(256 * 1024 * 1024)]);
+    const t = performance.now();
+    const id = await submit(a.url, { argv: ['sh', '-c', `head -c ${logMiB * 1024 * 1024} /dev/zero | tr '\\0' 'x'`] });
+    const bytes = await follow(a.url, id);
+    const secs = (performance.now() - t) / 1000;
+    print(`log follow: ${(bytes / 1048576).toFixed(1)} MiB in ${secs.toFixed(2)} s = ${(bytes / 1048576 / secs).toFixed(1)} MiB/s`);
+    await a.close();
+  }
+  return lines;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  benchAgent().catch((e) => {
+    process.stderr.write(`${e.stack ?? e}\n`);
+    process.exit(1);
+  });
+}
