@@ -19,7 +19,8 @@ interface AutostopEvents {
 
 /**
  * Idle autostop: once nothing has been queued or running for `idleStopMinutes`, runs the pre-stop
- * hook, then the stop command (each with /bin/sh -c). It fires once per idle period: new work re-arms it.
+ * hook, then the stop command (each with /bin/sh -c). It fires once per idle period: new work, or a
+ * stop command that exits non-zero, re-arms it.
  */
 export class Autostop extends EventEmitter<AutostopEvents> {
   private timer: NodeJS.Timeout | undefined;
@@ -62,13 +63,18 @@ export class Autostop extends EventEmitter<AutostopEvents> {
     this.emit('stopping', { idleSeconds });
     try {
       if (this.o.preStopCommand) await this.sh('pre-stop', this.o.preStopCommand);
-      if (this.o.stopCommand) await this.sh('stop', this.o.stopCommand);
+      const exitCode = this.o.stopCommand ? await this.sh('stop', this.o.stopCommand) : 0;
+      // A refused stop (group at its minimum, not this pod's turn) is tried again after another idle period.
+      if (exitCode !== 0) {
+        this.idleSince = Date.now();
+        this.fired = false;
+      }
     } finally {
       this.running = false;
     }
   }
 
-  private sh(which: 'pre-stop' | 'stop', command: string): Promise<void> {
+  private sh(which: 'pre-stop' | 'stop', command: string): Promise<number | null> {
     return new Promise((resolve) => {
       const child = spawn('/bin/sh', ['-c', command], { stdio: 'ignore' });
       let settled = false;
@@ -77,7 +83,7 @@ export class Autostop extends EventEmitter<AutostopEvents> {
         settled = true;
         this.o.logger.info({ which, command, exitCode }, 'autostop command finished');
         this.emit('command:done', { which, exitCode });
-        resolve();
+        resolve(exitCode);
       };
       child.on('error', () => done(null));
       child.on('exit', (code) => done(code));

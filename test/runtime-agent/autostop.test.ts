@@ -24,6 +24,17 @@ describe('idle autostop', () => {
     expect(agent.output()).toContain('idle autostop');
   });
 
+  test('a refused stop command is tried again after another idle period; a successful one is not', async () => {
+    const dir = tmpDir();
+    const log = path.join(dir, 'tries.log');
+    // Refuses twice (exit 75, as a pod that is not the highest does), then succeeds.
+    const stop = `echo try >> ${log}; [ $(wc -l < ${log}) -ge 3 ]`;
+    await startAgent({ args: ['--idle-stop-minutes', '0.005', '--stop-command', stop] });
+    await waitFor('three stop attempts', () => (fs.existsSync(log) && fs.readFileSync(log, 'utf8').split('\n').length > 3 ? true : undefined), 10_000);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(fs.readFileSync(log, 'utf8').trim().split('\n')).toHaveLength(3);
+  });
+
   test('log rotation keeps one old generation within --log-max-bytes', async () => {
     const agent = await startAgent({ args: ['--log-max-bytes', '4096'] });
     const id = await agent.submit({ argv: ['sh', '-c', 'i=0; while [ $i -lt 400 ]; do echo "line $i ........................"; i=$((i+1)); done'] });
