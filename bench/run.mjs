@@ -1,7 +1,7 @@
 // `npm run bench`: figures, not assertions. Synth of the example apps beside a bare require('cdktf'),
 // then the agent's own figures (bench/agent.mjs). Run after `npm run build`.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,14 +31,18 @@ const rows = [];
 rows.push(summarize("node -e \"require('cdktf')\"", Array.from({ length: RUNS }, () => measure("require('cdktf')"))));
 const synthFile = join(root, 'lib', 'examples', 'synth-all.js');
 if (!existsSync(synthFile)) throw new Error('lib/examples/synth-all.js missing: run `npm run build` first');
-rows.push(summarize('synth examples (3 stacks)', Array.from({ length: RUNS }, () => {
+let stacks = 0;
+const synthRuns = Array.from({ length: RUNS }, () => {
   const outdir = mkdtempSync(join(tmpdir(), 'mlinfra-bench-'));
   try {
-    return measure(`process.stdout.write=()=>true;require(${JSON.stringify(synthFile)})`, { CDKTF_OUTDIR: outdir });
+    const m = measure(`process.stdout.write=()=>true;require(${JSON.stringify(synthFile)})`, { CDKTF_OUTDIR: outdir });
+    stacks = readdirSync(join(outdir, 'stacks')).length;
+    return m;
   } finally {
     rmSync(outdir, { recursive: true, force: true });
   }
-})));
+});
+rows.push(summarize(`synth every example (${stacks} stacks)`, synthRuns));
 process.stdout.write('\nsynth (wall time of a fresh node process, peak RSS)\n');
 console.table(rows);
 
