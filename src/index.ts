@@ -13,3 +13,5 @@ export * from './constructs/feature-store';
 export { AwsFeatureStoreResources, DYNAMODB_TTL_ATTRIBUTE } from './constructs/feature-store/aws';
 export { GcpFeatureStoreResources } from './constructs/feature-store/gcp';
 export { KubernetesFeatureStoreResources, FEATURE_STORE_CLIENT_LABEL } from './constructs/feature-store/kubernetes';
+export * from './core/model';
+export * from './constructs/model-endpoint';

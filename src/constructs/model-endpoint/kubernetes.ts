@@ -1,0 +1,239 @@
+/**
+ * ModelEndpoint on Kubernetes: Deployment(s) of the model server, one Service, an HPA per
+ * Deployment, a PodDisruptionBudget and an ingress NetworkPolicy. Canary = a second Deployment whose
+ * replica share follows the percent; blue/green = two colours with the Service on the live one.
+ * The pods download the model themselves: credentials for a private bucket come from the user
+ * (`serviceAccountName` bound to IRSA / Workload Identity, or `env` / `secretEnv`).
+ */
+import { Construct } from 'constructs';
+import { DeploymentV1 } from '@cdktf/provider-kubernetes/lib/deployment-v1';
+import { HorizontalPodAutoscalerV2 } from '@cdktf/provider-kubernetes/lib/horizontal-pod-autoscaler-v2';
+import { NetworkPolicyV1 } from '@cdktf/provider-kubernetes/lib/network-policy-v1';
+import { PodDisruptionBudgetV1 } from '@cdktf/provider-kubernetes/lib/pod-disruption-budget-v1';
+import { ServiceAccountV1 } from '@cdktf/provider-kubernetes/lib/service-account-v1';
+import { ServiceV1 } from '@cdktf/provider-kubernetes/lib/service-v1';
+import { ACCELERATOR_NAMES, ACCELERATORS, AcceleratorShape } from '../../core/accelerators';
+import { Errors } from '../../core/errors';
+import { KubernetesTarget } from '../../core/targets';
+import { ModelEndpointBackend, ModelEndpointPlan } from './plan';
+
+/** Pods carrying this label (value "true") may call the endpoint: in its namespace, or in a granted one. */
+export const ENDPOINT_CLIENT_LABEL = 'mlinfra.dev/endpoint-client';
+const TRACK_LABEL = 'mlinfra.dev/track';
+const COLOR_LABEL = 'mlinfra.dev/color';
+const UID = '1000';
+
+export interface KubernetesModelEndpointResources {
+  /** Absent when `serviceAccountName` names an existing one. */
+  readonly serviceAccount?: ServiceAccountV1;
+  /** By track or colour: `stable`, `canary`, `blue`, `green`. */
+  readonly deployments: Readonly<Record<string, DeploymentV1>>;
+  readonly autoscalers: Readonly<Record<string, HorizontalPodAutoscalerV2>>;
+  readonly service: ServiceV1;
+  readonly podDisruptionBudget: PodDisruptionBudgetV1;
+  readonly networkPolicy: NetworkPolicyV1;
+}
+
+/** One Deployment of the endpoint: what it runs and how many. */
+export interface PlannedDeployment {
+  readonly key: 'stable' | 'canary' | 'blue' | 'green';
+  readonly image: string;
+  readonly modelUri: string;
+  readonly revision: string;
+  readonly min: number;
+  readonly max: number;
+}
+
+/**
+ * The Deployments a rollout step needs. Canary: stable keeps ceil(min*(100-p)/100) replicas of the
+ * previous version, the canary max(1, round(min*p/100)) of the new one; both behind one Service.
+ */
+export function plannedDeployments(plan: ModelEndpointPlan): PlannedDeployment[] {
+  const { min, max } = plan.replicas;
+  const next = { image: plan.image, modelUri: plan.model.uri, revision: plan.revision };
+  const prev = plan.previous ? { image: plan.previous.image ?? plan.image, modelUri: plan.previous.modelUri ?? plan.model.uri, revision: plan.previous.revision } : undefined;
+  const r = plan.rollout;
+  if (r.kind === 'blue-green') {
+    const other = plan.color === 'blue' ? 'green' : 'blue';
+    return [{ key: plan.color, ...next, min, max }, ...(prev ? [{ key: other, ...prev, min, max } as PlannedDeployment] : [])];
+  }
+  const percent = r.kind === 'canary' ? r.percent! : r.kind === 'linear' ? Math.min(100, plan.rolloutStep * r.percentPerStep!) : 100;
+  if (!prev || percent >= 100) return [{ key: 'stable', ...next, min, max }];
+  const canaryMin = Math.max(1, Math.round((min * percent) / 100));
+  const stableMin = Math.ceil((min * (100 - percent)) / 100);
+  return [
+    { key: 'stable', ...prev, min: stableMin, max: Math.max(stableMin, 1, Math.ceil((max * (100 - percent)) / 100)) },
+    { key: 'canary', ...next, min: canaryMin, max: Math.max(canaryMin, Math.round((max * percent) / 100)) },
+  ];
+}
+
+/** CPU and memory per pod: for GPUs, the smallest per-GPU share of any catalog cloud shape. */
+function podResources(shape: AcceleratorShape | undefined, cpu?: number, memoryGiB?: number): Record<string, string> {
+  if (!shape) return { cpu: String(cpu ?? 2), memory: `${memoryGiB ?? 4}Gi` };
+  const spec = ACCELERATORS[shape.accelerator];
+  const shapes = [...spec.aws, ...spec.gcp];
+  const vcpu = shapes.length ? Math.min(...shapes.map((s) => s.vcpu / s.count)) : 4;
+  const mem = shapes.length ? Math.min(...shapes.map((s) => s.memoryGiB / s.count)) : 16;
+  return {
+    'cpu': String(cpu ?? Math.max(1, Math.floor(vcpu / 2)) * shape.count),
+    'memory': `${memoryGiB ?? Math.max(1, Math.floor(mem / 2)) * shape.count}Gi`,
+    'nvidia.com/gpu': String(shape.count),
+  };
+}
+
+function gpuNodeSelector(endpoint: Construct, target: KubernetesTarget, shape: AcceleratorShape): Record<string, string> {
+  const spec = ACCELERATORS[shape.accelerator];
+  if (target.gpuNodeLabels === 'nvidia-gfd') return { 'nvidia.com/gpu.product': spec.gfdProduct };
+  if (target.gpuNodeLabels === 'gke') {
+    if (!spec.gkeAccelerator) {
+      throw Errors.notOffered(endpoint, 'accelerator', spec.name,
+        `${spec.name} has no GKE accelerator label, so a target with gpuNodeLabels 'gke' cannot select it`,
+        ACCELERATOR_NAMES.filter((a) => ACCELERATORS[a].gkeAccelerator).join(', '));
+    }
+    return { 'cloud.google.com/gke-accelerator': spec.gkeAccelerator };
+  }
+  return {};
+}
+
+export function buildKubernetesModelEndpoint(endpoint: Construct, target: KubernetesTarget, plan: ModelEndpointPlan): ModelEndpointBackend & { readonly resources: KubernetesModelEndpointResources } {
+  const nodeSelector = plan.shape ? gpuNodeSelector(endpoint, target, plan.shape) : {};
+  const provider = target.provider;
+  const namespace = target.namespace;
+  const name = plan.name;
+  const app = { app: name };
+  const labels = { ...target.labels, ...app, 'app.kubernetes.io/name': 'mlinfra-model-endpoint', 'app.kubernetes.io/instance': name };
+  const meta = (n: string, extra: Record<string, string> = {}) => ({ name: n, namespace, labels: { ...labels, ...extra } });
+  const blueGreen = plan.rollout.kind === 'blue-green';
+
+  const identity = new Construct(endpoint, 'identity');
+  // The server never calls the Kubernetes API: no token is mounted.
+  const serviceAccount = plan.serviceAccountName ? undefined : new ServiceAccountV1(identity, 'service-account', {
+    provider, metadata: meta(name), automountServiceAccountToken: false,
+  });
+  const serviceAccountName = plan.serviceAccountName ?? serviceAccount!.metadata.name;
+
+  const resources = podResources(plan.shape, plan.cpu, plan.memoryGiB);
+  const nonRoot = {
+    runAsNonRoot: true, runAsUser: UID, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] },
+    // Writable root: model servers write caches (weights, compiled kernels) under $HOME and /tmp.
+    readOnlyRootFilesystem: false, seccompProfile: { type: 'RuntimeDefault' },
+  };
+  const probe = (periodSeconds: number, failureThreshold: number) => ({
+    httpGet: { path: plan.healthPath, port: String(plan.port), scheme: 'HTTP' }, periodSeconds, failureThreshold, timeoutSeconds: 5,
+  });
+
+  const workload = new Construct(endpoint, 'workload');
+  const deployments: Record<string, DeploymentV1> = {};
+  const autoscalers: Record<string, HorizontalPodAutoscalerV2> = {};
+  for (const d of plannedDeployments(plan)) {
+    const selector = { ...app, ...(blueGreen ? { [COLOR_LABEL]: d.key } : { [TRACK_LABEL]: d.key }) };
+    const podLabels = { ...labels, ...selector, 'app.kubernetes.io/version': d.revision };
+    const deployment = new DeploymentV1(workload, d.key, {
+      provider, metadata: meta(`${name}-${d.key}`, { ...selector, 'app.kubernetes.io/version': d.revision }),
+      // GPU nodes may take many minutes to appear; readiness, not the apply, gates traffic.
+      waitForRollout: false,
+      spec: {
+        replicas: String(d.min),
+        selector: { matchLabels: selector },
+        // All at once: every new pod starts together, old ones go as new ones turn ready (never below capacity).
+        strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: plan.rollout.kind === 'all-at-once' ? '100%' : '25%', maxUnavailable: '0' } },
+        revisionHistoryLimit: 5,
+        template: {
+          metadata: { labels: podLabels },
+          spec: {
+            serviceAccountName, automountServiceAccountToken: false, enableServiceLinks: false,
+            terminationGracePeriodSeconds: 60,
+            securityContext: { runAsNonRoot: true, runAsUser: UID, runAsGroup: UID, fsGroup: UID, seccompProfile: { type: 'RuntimeDefault' } },
+            nodeSelector: Object.keys(nodeSelector).length ? nodeSelector : undefined,
+            toleration: plan.shape ? [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }] : undefined,
+            container: [{
+              name: 'server', image: d.image,
+              env: [
+                { name: 'MODEL_URI', value: d.modelUri },
+                { name: 'PORT', value: String(plan.port) },
+                ...Object.entries(plan.env).map(([k, value]) => ({ name: k, value })),
+                ...Object.entries(plan.secretEnv).map(([k, ref]) => ({
+                  name: k,
+                  valueFrom: { secretKeyRef: ref.store === 'kubernetes-secret' ? { name: ref.name, key: ref.key } : { name: '', key: '' } },
+                })),
+              ],
+              port: [{ name: 'http', containerPort: plan.port, protocol: 'TCP' }],
+              // Requests = limits: Guaranteed QoS keeps latency steady under node pressure.
+              resources: { requests: { ...resources }, limits: { ...resources } },
+              // Large models load for minutes: up to 20 minutes of start-up before liveness applies.
+              startupProbe: probe(10, 120),
+              readinessProbe: probe(5, 3),
+              livenessProbe: probe(20, 3),
+              securityContext: nonRoot,
+            }],
+          },
+        },
+      },
+      // The HPA owns the replica count after creation.
+      lifecycle: { ignoreChanges: ['spec[0].replicas'] },
+    });
+    deployments[d.key] = deployment;
+    autoscalers[d.key] = new HorizontalPodAutoscalerV2(workload, `${d.key}-autoscaler`, {
+      provider, metadata: meta(`${name}-${d.key}`),
+      spec: {
+        minReplicas: d.min, maxReplicas: d.max,
+        scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: deployment.metadata.name },
+        metric: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: plan.cpuTargetPercent } } }],
+      },
+    });
+  }
+
+  const net = new Construct(endpoint, 'network');
+  const service = new ServiceV1(net, 'service', {
+    provider, metadata: meta(name),
+    spec: {
+      type: 'ClusterIP',
+      selector: blueGreen ? { ...app, [COLOR_LABEL]: plan.live } : { ...app },
+      port: [{ name: 'http', port: plan.port, targetPort: String(plan.port), protocol: 'TCP' }],
+    },
+  });
+  const ports = [{ port: String(plan.port), protocol: 'TCP' }];
+  const networkPolicy = new NetworkPolicyV1(net, 'policy', {
+    provider, metadata: meta(name),
+    spec: {
+      podSelector: { matchLabels: { ...app } },
+      policyTypes: ['Ingress'],
+      ingress: [{ from: [{ podSelector: { matchLabels: { [ENDPOINT_CLIENT_LABEL]: 'true' } } }], ports }],
+    },
+  });
+  // Drains evict one pod at a time; 0 would block node upgrades forever.
+  const podDisruptionBudget = new PodDisruptionBudgetV1(workload, 'disruption-budget', {
+    provider, metadata: meta(name), spec: { maxUnavailable: '1', selector: { matchLabels: { ...app } } },
+  });
+
+  let grants: Construct | undefined;
+  return {
+    url: `http://${service.metadata.name}.${namespace}.svc.cluster.local:${plan.port}`,
+    metrics: {
+      latency: { system: 'prometheus', name: 'http_request_duration_seconds', unit: 'seconds', dimensions: { namespace, app: name } },
+      errors: { system: 'prometheus', name: 'http_requests_total', unit: 'count', dimensions: { namespace, app: name }, filter: 'code=~"5.."' },
+      invocations: { system: 'prometheus', name: 'http_requests_total', unit: 'count', dimensions: { namespace, app: name } },
+    },
+    grantPrincipal: { kind: 'kubernetes', namespace, serviceAccountName },
+    grantInvoke(grantee, grantId) {
+      const p = grantee.grantPrincipal;
+      if (p.kind !== 'kubernetes') throw new Error(`${endpoint.node.path}.grantInvoke: grantee is on ${p.kind}, the endpoint on kubernetes; grants do not cross clouds`);
+      // A NetworkPolicy selects pods, not service accounts: the grantee's pods must carry the client label.
+      new NetworkPolicyV1((grants ??= new Construct(endpoint, 'grants')), grantId, {
+        provider, metadata: meta(grantId),
+        spec: {
+          podSelector: { matchLabels: { ...app } },
+          policyTypes: ['Ingress'],
+          ingress: [{
+            from: [{
+              namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': p.namespace } },
+              podSelector: { matchLabels: { [ENDPOINT_CLIENT_LABEL]: 'true' } },
+            }],
+            ports,
+          }],
+        },
+      });
+    },
+    resources: { serviceAccount, deployments, autoscalers, service, podDisruptionBudget, networkPolicy },
+  };
+}
