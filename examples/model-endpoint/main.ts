@@ -4,9 +4,7 @@
  */
 import { App, TerraformStack } from 'cdktf';
 import { exampleStack } from '../stack';
-import { AwsTarget, GcpTarget, KubernetesTarget } from '../../src/core/targets';
-import { ModelArtifact } from '../../src/core/model';
-import { ModelEndpoint, Rollout } from '../../src/constructs/model-endpoint';
+import { AwsTarget, GcpTarget, KubernetesTarget, ModelArtifact, ModelEndpoint, Rollout } from '../../src';
 
 export function build(app: App): TerraformStack[] {
   // AWS: SageMaker runs the canary itself: 10% of capacity first, the rest after a 15-minute bake

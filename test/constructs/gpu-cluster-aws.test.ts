@@ -131,6 +131,20 @@ describe('GpuCluster on AWS', () => {
     for (const r of refs) expect(r).toMatch(/^\$\{(aws_|data\.aws_)/);
   });
 
+  test('startup pipelines are added to the agent command after construction', () => {
+    const { json: j2 } = build({}, (_stack, c) => {
+      c.addStartupPipeline('s3://ml-artifacts/pipelines/ltv/spec-0123456789abcdef.json');
+      c.addStartupPipeline(`${c.artifactsUri}/pipelines/churn/spec-fedcba9876543210.json`);
+    });
+    const script = userData(j2);
+    bashSyntaxCheck(script);
+    expect(script).toMatch(/--stop-command \/opt\/mlinfra\/stop\.sh --pipeline-on-start s3:\/\/ml-artifacts\/pipelines\/ltv\/spec-0123456789abcdef\.json --pipeline-on-start s3:\/\/TFREF\/pipelines\/churn\/spec-fedcba9876543210\.json\n/);
+  });
+
+  test('fails when a startup pipeline is not an object URI', () => {
+    expect(() => build({}, (_stack, c) => c.addStartupPipeline('ftp://x/spec.json'))).toThrow(/addStartupPipeline .*"ftp:\/\/x\/spec\.json".*s3:\/\/ or gs:\/\//);
+  });
+
   test('idleStopMinutes 0: no stop script, no terminate permission', () => {
     const { json: j } = build({ idleStopMinutes: 0 });
     const script = userData(j);

@@ -182,7 +182,7 @@ export function buildAwsGpuCluster(cluster: Construct, target: AwsTarget, plan: 
     copyCommand: (uri, dest) => `aws s3 cp --only-show-errors --region ${target.region} ${shq(uri)} ${dest}`,
     agentScriptUri: s3Uri(agentObjects.script), agentManifestUri: s3Uri(agentObjects.manifest),
     tokenCommand: `aws secretsmanager get-secret-value --region ${target.region} --secret-id ${shq(tokenSecret.arn)} --query SecretString --output text`,
-    stopScript, idleStopMinutes: plan.idleStopMinutes, agentPort: plan.agentPort, preemption: 'aws',
+    stopScript, idleStopMinutes: plan.idleStopMinutes, agentPort: plan.agentPort, extraServeArgs: plan.extraAgentArgs, preemption: 'aws',
     environment: { MLINFRA_ARTIFACTS_URI: `s3://${bucket.bucket}`, AWS_REGION: target.region },
   });
 

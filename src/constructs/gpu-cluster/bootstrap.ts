@@ -21,6 +21,8 @@ export interface BootstrapOptions {
   readonly idleStopMinutes: number;
   readonly agentPort: number;
   readonly preemption: 'aws' | 'gcp' | 'none';
+  /** Appended as is to the serve command: each argument with a leading space (rendered lazily). */
+  readonly extraServeArgs?: string;
   /** Extra environment for the agent (non-secret). */
   readonly environment?: Readonly<Record<string, string>>;
 }
@@ -108,7 +110,7 @@ After=network-online.target
 [Service]
 Type=simple
 ExecStartPre=${MLINFRA_HOME}/fetch-token.sh
-ExecStart=${MLINFRA_HOME}/node/bin/node ${MLINFRA_HOME}/agent/mlinfra-agent.js ${serveArgs.join(' ')}
+ExecStart=${MLINFRA_HOME}/node/bin/node ${MLINFRA_HOME}/agent/mlinfra-agent.js ${serveArgs.join(' ')}${o.extraServeArgs ?? ''}
 Restart=always
 RestartSec=5
 KillMode=mixed

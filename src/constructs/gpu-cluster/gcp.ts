@@ -183,7 +183,7 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
     copyCommand: (uri, dest) => `gcloud storage cp --no-user-output-enabled ${shq(uri)} ${dest}`,
     agentScriptUri: gsUri(agentScriptObject), agentManifestUri: gsUri(agentManifestObject),
     tokenCommand: `gcloud secrets versions access latest --secret=${shq(secret.secretId)} --project=${shq(project)}`,
-    stopScript, idleStopMinutes: plan.idleStopMinutes, agentPort: plan.agentPort, preemption: 'gcp',
+    stopScript, idleStopMinutes: plan.idleStopMinutes, agentPort: plan.agentPort, extraServeArgs: plan.extraAgentArgs, preemption: 'gcp',
     environment: { MLINFRA_ARTIFACTS_URI: `gs://${bucket.name}`, GOOGLE_CLOUD_PROJECT: project },
   });
 

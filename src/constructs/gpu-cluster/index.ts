@@ -1,4 +1,4 @@
-import { AssetType, TerraformAsset, TerraformOutput, Token } from 'cdktf';
+import { AssetType, Lazy, TerraformAsset, TerraformOutput, Token } from 'cdktf';
 import { Construct } from 'constructs';
 import { existsSync } from 'fs';
 import { join } from 'path';
@@ -145,6 +145,7 @@ export class GpuCluster extends Construct implements IGpuCluster {
   public readonly gcp?: GcpGpuClusterResources;
   public readonly kubernetes?: KubernetesGpuClusterResources;
   private readonly backend: GpuClusterBackend;
+  private readonly startupPipelines: string[] = [];
   private grants = 0;
 
   constructor(scope: Construct, id: string, props: GpuClusterProps) {
@@ -184,6 +185,21 @@ export class GpuCluster extends Construct implements IGpuCluster {
       value: secretRefText(this.agentTokenSecret),
       description: `${this.node.path}: where the agent token is kept (a reference, not the token)`,
     });
+  }
+
+  /**
+   * Runs the pipeline spec at `specUri` (s3://, gs://) when a host starts, so a schedule that raises
+   * the group from zero gets its run. The agent skips a pipeline whose last run is recent, so agent
+   * restarts do not repeat it. AWS and GCP; on Kubernetes a CronJob runs pipelines.
+   */
+  public addStartupPipeline(specUri: string): void {
+    if (this.target instanceof KubernetesTarget) {
+      throw Errors.conflict(this, 'addStartupPipeline', specUri, 'aws or gcp clusters (Kubernetes pipelines run from a CronJob)', 'is not supported on kubernetes');
+    }
+    if (!Token.isUnresolved(specUri) && !/^(s3|gs):\/\/[^\s'"$`\\]+$/.test(specUri)) {
+      throw Errors.invalid(this, 'addStartupPipeline', specUri, 'an s3:// or gs:// object URI without spaces or quotes');
+    }
+    this.startupPipelines.push(specUri);
   }
 
   public grantAgentAccess(grantee: IGrantable): void {
@@ -316,6 +332,7 @@ export class GpuCluster extends Construct implements IGpuCluster {
       shape, nodes: { min: nodes.min, max: nodes.max }, spot, onDemandBaseNodes, idleStopMinutes, diskGiB, agentPort,
       allowedCidrs: props.allowedCidrs, machineImage: props.machineImage, agentImage, nodeVersion, nodeDistUrl,
       agentBundle: { script, manifest }, agentToken: token.result,
+      extraAgentArgs: Lazy.stringValue({ produce: () => this.startupPipelines.map((u) => ` --pipeline-on-start ${u}`).join('') }),
     };
   }
 }

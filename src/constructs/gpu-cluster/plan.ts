@@ -30,6 +30,8 @@ export interface GpuClusterPlan {
   readonly nodeDistUrl: string;
   /** The built agent and the manifest of what it needs beside it. */
   readonly agentBundle: { readonly script: TerraformAsset; readonly manifest: TerraformAsset };
+  /** Serve arguments added after construction (startup pipelines), rendered at synth; AWS and GCP hosts. */
+  readonly extraAgentArgs: string;
   /** A generated agent token: a reference resolved at apply time, written only to a secret store. */
   readonly agentToken: string;
 }
