@@ -28,6 +28,8 @@ export interface KubernetesPrincipal {
   readonly kind: 'kubernetes';
   readonly namespace: string;
   readonly serviceAccountName: string;
+  /** Labels that select exactly the grantee's pods, for NetworkPolicy grants. */
+  readonly podLabels?: Readonly<Record<string, string>>;
 }
 
 export type GrantPrincipal = AwsPrincipal | GcpPrincipal | KubernetesPrincipal;
@@ -35,4 +37,18 @@ export type GrantPrincipal = AwsPrincipal | GcpPrincipal | KubernetesPrincipal;
 /** Anything that can be granted access: a GpuCluster's hosts, a pipeline's scheduler, an endpoint. */
 export interface IGrantable {
   readonly grantPrincipal: GrantPrincipal;
+}
+
+/**
+ * The NetworkPolicy peer a grant admits: the grantee's own pods when it names their labels, else
+ * pods in its namespace that carry `clientLabel: "true"`.
+ */
+export function kubernetesPeer(p: KubernetesPrincipal, clientLabel: string): {
+  namespaceSelector: { matchLabels: Record<string, string> };
+  podSelector: { matchLabels: Record<string, string> };
+} {
+  return {
+    namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': p.namespace } },
+    podSelector: { matchLabels: p.podLabels ? { ...p.podLabels } : { [clientLabel]: 'true' } },
+  };
 }

@@ -83,7 +83,8 @@ describe('FeatureStore on Kubernetes', () => {
     const ingress = Object.entries(resources(json, 'kubernetes_network_policy_v1')).filter(([k]) => k.startsWith('features_grants_')).map(([, v]) => v as any);
     expect(ingress[0].spec.ingress[0].from[0]).toEqual({
       namespace_selector: { match_labels: { 'kubernetes.io/metadata.name': expect.stringMatching(/kubernetes_namespace_v1/) } },
-      pod_selector: { match_labels: { 'mlinfra.dev/feature-store-client': 'true' } },
+      // The grantee (a GpuCluster) names its pods' labels: exactly those pods are admitted.
+      pod_selector: { match_labels: { 'app.kubernetes.io/instance': 'test-train-acae17ff', 'app.kubernetes.io/name': 'mlinfra-agent' } },
     });
   });
 

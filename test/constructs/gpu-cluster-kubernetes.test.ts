@@ -300,14 +300,14 @@ describe('GpuCluster on Kubernetes', () => {
     expect(t).toHaveResourceWithProperties(NetworkPolicyV1, {
       spec: expect.objectContaining({
         ingress: [{
-          from: [{ namespace_selector: { match_labels: { 'kubernetes.io/metadata.name': expect.stringMatching(/k8s-ops_namespace_/) } }, pod_selector: { match_labels: { 'mlinfra.dev/agent-client': 'true' } } }],
+          from: [{ namespace_selector: { match_labels: { 'kubernetes.io/metadata.name': expect.stringMatching(/k8s-ops_namespace_/) } }, pod_selector: { match_labels: { 'app.kubernetes.io/instance': expect.stringMatching(/^test-ops-/), 'app.kubernetes.io/name': 'mlinfra-agent' } } }],
           ports: [{ port: '7070', protocol: 'TCP' }],
         }],
       }),
     });
   });
 
-  test('grantAgentAccess within the namespace needs no extra NetworkPolicy; grantScale covers the scale subresource only', () => {
+  test('grantAgentAccess within the namespace admits exactly the grantee\'s pods; grantScale covers the scale subresource only', () => {
     const { json: j } = build({}, (_stack, c, k8s) => {
       const runner = new GpuCluster(_stack, 'runner', { target: k8s, accelerator: 'T4', idleStopMinutes: 0, agentBundleDir: BUNDLE_DIR });
       c.grantAgentAccess(runner);
@@ -315,7 +315,14 @@ describe('GpuCluster on Kubernetes', () => {
       c.grantArtifactsRead(runner);
       c.grantArtifactsWrite(runner);
     });
-    expect(Object.keys(resources(j, 'kubernetes_network_policy_v1')).filter((k) => k.startsWith('train_grants_'))).toEqual([]);
+    const policies = Object.entries(resources(j, 'kubernetes_network_policy_v1')).filter(([k]) => k.startsWith('train_grants_')).map(([, v]) => v as any);
+    expect(policies).toHaveLength(1);
+    expect(policies[0].spec.ingress[0].from[0].pod_selector.match_labels).toEqual({ 'app.kubernetes.io/instance': expect.stringMatching(/^test-runner-/), 'app.kubernetes.io/name': 'mlinfra-agent' });
+    // A grantee that names no pod labels, in the same namespace, relies on the client label: no extra policy.
+    const { json: j2 } = build({}, (_stack, c, k8s) => {
+      c.grantAgentAccess({ grantPrincipal: { kind: 'kubernetes', namespace: k8s.namespace, serviceAccountName: 'ci-runner' } });
+    });
+    expect(Object.keys(resources(j2, 'kubernetes_network_policy_v1')).filter((k) => k.startsWith('train_grants_'))).toEqual([]);
     const grantRoles = Object.entries(resources(j, 'kubernetes_role_v1')).filter(([k]) => k.startsWith('train_grants_')).map(([, r]) => r as any);
     expect(grantRoles).toHaveLength(2);
     const scale = grantRoles.find((r) => r.metadata.name.includes('-scale-'));

@@ -10,7 +10,7 @@ import { RoleV1 } from '@cdktf/provider-kubernetes/lib/role-v1';
 import { SecretV1 } from '@cdktf/provider-kubernetes/lib/secret-v1';
 import { ServiceV1 } from '@cdktf/provider-kubernetes/lib/service-v1';
 import { StatefulSetV1 } from '@cdktf/provider-kubernetes/lib/stateful-set-v1';
-import { IGrantable } from '../../core/grants';
+import { IGrantable, kubernetesPeer } from '../../core/grants';
 import { generatedSecret } from '../../core/secrets';
 import { KubernetesTarget } from '../../core/targets';
 import { REDIS_PASSWORD_ENV, REDIS_PASSWORD_REF } from './feast';
@@ -139,18 +139,14 @@ export function buildKubernetesFeatureStore(store: Construct, target: Kubernetes
       roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role.metadata.name },
       subject: [{ kind: 'ServiceAccount', name: p.serviceAccountName, namespace: p.namespace }],
     });
-    // A principal names a namespace and service account, not pod labels: admit the grantee's
-    // namespace, still only pods that carry the client label.
+    // The grantee's own pods when it names their labels, else its namespace's client-labelled pods.
     new NetworkPolicyV1(scope, 'ingress', {
       provider, metadata: meta(grantId),
       spec: {
         podSelector: { matchLabels: { ...selectorLabels } },
         policyTypes: ['Ingress'],
         ingress: [{
-          from: [{
-            namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': p.namespace } },
-            podSelector: { matchLabels: { [FEATURE_STORE_CLIENT_LABEL]: 'true' } },
-          }],
+          from: [kubernetesPeer(p, FEATURE_STORE_CLIENT_LABEL)],
           ports: redisPort,
         }],
       },

@@ -17,7 +17,7 @@ import {
 } from '@cdktf/provider-kubernetes/lib/stateful-set-v1';
 import { ACCELERATOR_NAMES, ACCELERATORS, AcceleratorShape } from '../../core/accelerators';
 import { Errors } from '../../core/errors';
-import { IGrantable, KubernetesPrincipal } from '../../core/grants';
+import { IGrantable, KubernetesPrincipal, kubernetesPeer } from '../../core/grants';
 import { KubernetesTarget } from '../../core/targets';
 import { AGENT_DATA_DIR, MLINFRA_HOME } from './bootstrap';
 import { GpuClusterBackend, GpuClusterPlan } from './plan';
@@ -406,23 +406,20 @@ export function buildKubernetesGpuCluster(cluster: Construct, target: Kubernetes
     agentTokenSecret: { store: 'kubernetes-secret', namespace, name: secret.metadata.name, key: 'token' },
     // On Kubernetes, artifacts live on the pods' data volumes, served through the agent.
     artifactsUri: `file://${AGENT_DATA_DIR}/artifacts`,
-    grantPrincipal: { kind: 'kubernetes', namespace, serviceAccountName: serviceAccount.metadata.name },
+    grantPrincipal: { kind: 'kubernetes', namespace, serviceAccountName: serviceAccount.metadata.name, podLabels: { ...selectorLabels } },
     grantAgentAccess: (grantee, grantId) => {
       const p = kubernetesGrantee(cluster, grantee, 'grantAgentAccess');
       const scope = grantScope(grantId);
       bind(scope, grantId, p, [{ apiGroups: [''], resources: ['secrets'], resourceNames: [secret.metadata.name], verbs: ['get'] }]);
-      if (p.namespace !== namespace) {
-        // Clients in another namespace also need a way through the NetworkPolicy.
+      if (p.namespace !== namespace || p.podLabels) {
+        // The grantee's pods need a way through the NetworkPolicy (same-namespace client-labelled pods already have one).
         new NetworkPolicyV1(scope, 'ingress', {
           provider, metadata: meta(grantId),
           spec: {
             podSelector: { matchLabels: { ...selectorLabels } },
             policyTypes: ['Ingress'],
             ingress: [{
-              from: [{
-                namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': p.namespace } },
-                podSelector: { matchLabels: { [AGENT_CLIENT_LABEL]: 'true' } },
-              }],
+              from: [kubernetesPeer(p, AGENT_CLIENT_LABEL)],
               ports: agentPort,
             }],
           },

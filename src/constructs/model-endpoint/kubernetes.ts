@@ -14,6 +14,7 @@ import { ServiceAccountV1 } from '@cdktf/provider-kubernetes/lib/service-account
 import { ServiceV1 } from '@cdktf/provider-kubernetes/lib/service-v1';
 import { ACCELERATOR_NAMES, ACCELERATORS, AcceleratorShape } from '../../core/accelerators';
 import { Errors } from '../../core/errors';
+import { kubernetesPeer } from '../../core/grants';
 import { KubernetesTarget } from '../../core/targets';
 import { ModelEndpointBackend, ModelEndpointPlan } from './plan';
 
@@ -214,21 +215,18 @@ export function buildKubernetesModelEndpoint(endpoint: Construct, target: Kubern
       errors: { system: 'prometheus', name: 'http_requests_total', unit: 'count', dimensions: { namespace, app: name }, filter: 'code=~"5.."' },
       invocations: { system: 'prometheus', name: 'http_requests_total', unit: 'count', dimensions: { namespace, app: name } },
     },
-    grantPrincipal: { kind: 'kubernetes', namespace, serviceAccountName },
+    grantPrincipal: { kind: 'kubernetes', namespace, serviceAccountName, podLabels: { ...app } },
     grantInvoke(grantee, grantId) {
       const p = grantee.grantPrincipal;
       if (p.kind !== 'kubernetes') throw new Error(`${endpoint.node.path}.grantInvoke: grantee is on ${p.kind}, the endpoint on kubernetes; grants do not cross clouds`);
-      // A NetworkPolicy selects pods, not service accounts: the grantee's pods must carry the client label.
+      // A NetworkPolicy selects pods: the grantee's own, or its namespace's client-labelled pods.
       new NetworkPolicyV1((grants ??= new Construct(endpoint, 'grants')), grantId, {
         provider, metadata: meta(grantId),
         spec: {
           podSelector: { matchLabels: { ...app } },
           policyTypes: ['Ingress'],
           ingress: [{
-            from: [{
-              namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': p.namespace } },
-              podSelector: { matchLabels: { [ENDPOINT_CLIENT_LABEL]: 'true' } },
-            }],
+            from: [kubernetesPeer(p, ENDPOINT_CLIENT_LABEL)],
             ports,
           }],
         },
