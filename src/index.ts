@@ -15,3 +15,4 @@ export { GcpFeatureStoreResources } from './constructs/feature-store/gcp';
 export { KubernetesFeatureStoreResources, FEATURE_STORE_CLIENT_LABEL } from './constructs/feature-store/kubernetes';
 export * from './core/model';
 export * from './constructs/model-endpoint';
+export * from './constructs/training-pipeline';

@@ -1,0 +1,415 @@
+import { DefaultTokenResolver, StringConcat, TerraformOutput, TerraformStack, Token, Tokenization } from 'cdktf';
+import { Construct } from 'constructs';
+import { Duration } from '../../core/duration';
+import { Errors } from '../../core/errors';
+import { GrantPrincipal, IGrantable } from '../../core/grants';
+import { IModelArtifact } from '../../core/model';
+import { resourceName, shortHash } from '../../core/naming';
+import { AwsTarget, GcpTarget, KubernetesTarget, targetKind } from '../../core/targets';
+import { PIPELINE_SPEC_VERSION } from '../../runtime-agent/pipeline-spec';
+import type { PipelineSpec, PipelineStepSpec, RunStepSpec } from '../../runtime-agent/pipeline-spec';
+import { AwsTrainingPipelineResources, buildAwsTrainingPipeline } from './aws';
+import { buildGcpTrainingPipeline, GcpTrainingPipelineResources } from './gcp';
+import { buildKubernetesTrainingPipeline, KubernetesTrainingPipelineResources, ONOOM_TOKEN_DIR } from './kubernetes';
+import { IPipelineCluster, TrainingPipelinePlan } from './plan';
+import { Schedule } from './schedule';
+
+export { Schedule, ScheduleKind } from './schedule';
+export { IPipelineCluster } from './plan';
+export { AwsTrainingPipelineResources } from './aws';
+export { GcpTrainingPipelineResources } from './gcp';
+export { KubernetesTrainingPipelineResources } from './kubernetes';
+
+/** Options of a command step. */
+export interface RunStepOptions {
+  /** Steps that must succeed first. @default - none: starts with the run */
+  readonly after?: string[];
+  /** Further attempts after a failed one (0-10). @default 0 */
+  readonly retries?: number;
+  /** Per attempt. @default - no limit */
+  readonly timeout?: Duration;
+  /** Plain environment. Secret-looking names are refused; MLINFRA_* is reserved. @default - none */
+  readonly env?: Record<string, string>;
+  /** GPUs the step takes (0 to the cluster's accelerators per node). @default 1 */
+  readonly gpus?: number;
+  /**
+   * A bigger cluster on the same target: an attempt that runs out of memory is resubmitted there.
+   * @default - OOM is a failure like any other (retried on the same cluster)
+   */
+  readonly onOom?: IPipelineCluster;
+}
+
+/** Options of a promote step. */
+export interface DeployIfBetterOptions {
+  /** Key in the run's metrics.json. */
+  readonly metric: string;
+  /** Steps that must succeed first; at least one must be a run step. */
+  readonly after: string[];
+  /** @default true */
+  readonly higherIsBetter?: boolean;
+}
+
+/** A step as declared; validated by the pipeline, which knows its cluster. */
+export type StepDefinition =
+  | { readonly kind: 'run'; readonly name: string; readonly argv: string[]; readonly options: RunStepOptions }
+  | { readonly kind: 'deployIfBetter'; readonly name: string; readonly options: DeployIfBetterOptions };
+
+/** Steps of a pipeline. */
+export class Step {
+  /** Runs `argv` as one agent job on the pipeline's cluster. */
+  public static run(name: string, argv: string[], options: RunStepOptions = {}): StepDefinition {
+    return { kind: 'run', name, argv, options: options ?? {} };
+  }
+  /** Promotes the run's model to `models/current` only if `metric` beats the current model's. */
+  public static deployIfBetter(name: string, options: DeployIfBetterOptions): StepDefinition {
+    return { kind: 'deployIfBetter', name, options };
+  }
+  private constructor() {}
+}
+
+export interface TrainingPipelineProps {
+  /** The cluster steps run on (its target is the pipeline's target). */
+  readonly cluster: IPipelineCluster;
+  /** The DAG, in the order the spec lists it. */
+  readonly steps: StepDefinition[];
+  /**
+   * When to run. AWS/GCP: the schedule raises the cluster's group from zero and new hosts run the
+   * pipeline (so the cluster needs `nodes.min` 0); Kubernetes: a CronJob scales the agent up and runs it.
+   * @default - no schedule: run it with `mlinfra-agent run-pipeline <specUri>`
+   */
+  readonly schedule?: Schedule;
+  /** IANA time zone of a cron schedule. Kubernetes: only UTC (the CronJob binding has no time zone). @default 'UTC' */
+  readonly timezone?: string;
+  /** Recorded in each run's params.json and passed to steps as MLINFRA_PARAMS. @default - none */
+  readonly params?: Record<string, string | number | boolean>;
+  /** Model store root for runs and models. @default - `<cluster.artifactsUri>/pipelines/<name>` */
+  readonly artifacts?: string;
+  /** Run the agent's stop command when a run ends. @default true */
+  readonly autostop?: boolean;
+  /** Pipeline name ([a-z][a-z0-9-], at most 40). @default - from the construct path, with a hash */
+  readonly name?: string;
+}
+
+const STEP_NAME = /^[a-z][a-z0-9_-]{0,62}$/;
+const PIPELINE_NAME = /^[a-z][a-z0-9-]{0,38}[a-z0-9]$/;
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const SECRET_NAME = /(SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL|ACCESS_?KEY)/i;
+const METRIC = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
+const PARAM = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
+const MAX_RETRIES = 10;
+
+/** Sorted keys at every level: the same spec always gives the same text and hash. */
+function canonical(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value && typeof value === 'object') {
+    return Object.fromEntries(Object.keys(value).sort().filter((k) => (value as Record<string, unknown>)[k] !== undefined)
+      .map((k) => [k, canonical((value as Record<string, unknown>)[k])]));
+  }
+  return value;
+}
+
+/** Terraform reads strings as templates: a literal `${` or `%{` in a user's string must be doubled. */
+function tfLiteral(s: string): string {
+  return Token.isUnresolved(s) ? s : s.replace(/\$\{/g, '$${').replace(/%\{/g, '%%{');
+}
+
+/** A scheduled DAG of steps on a GpuCluster, its spec stored where the agent reads it. */
+export class TrainingPipeline extends Construct implements IGrantable {
+  public readonly name: string;
+  public readonly cluster: IPipelineCluster;
+  /** The spec as the agent receives it (Terraform references still unresolved). */
+  public readonly spec: PipelineSpec;
+  /** Where the spec is stored: `s3://` / `gs://` object, or the CronJob's mounted file on Kubernetes. */
+  public readonly specUri: string;
+  /** First 16 hex digits of the SHA-256 of the synthesized spec; part of the object key. */
+  public readonly specHash: string;
+  /** Model store root: runs under `runs/<run-id>/`, the promoted model at `models/current`. */
+  public readonly artifactsUri: string;
+  /** The promoted model, for a ModelEndpoint. */
+  public readonly model: IModelArtifact;
+  public readonly schedule?: Schedule;
+  /** The scheduler's resource name (schedule, Cloud Scheduler job or CronJob), when scheduled. */
+  public readonly scheduleName?: string;
+  /** Steps run on the cluster's hosts: grants to the pipeline go to them. */
+  public readonly grantPrincipal: GrantPrincipal;
+  public readonly aws?: AwsTrainingPipelineResources;
+  public readonly gcp?: GcpTrainingPipelineResources;
+  public readonly kubernetes?: KubernetesTrainingPipelineResources;
+
+  constructor(scope: Construct, id: string, props: TrainingPipelineProps) {
+    super(scope, id);
+    const plan = this.plan(props);
+    this.name = plan.name;
+    this.cluster = props.cluster;
+    this.spec = plan.spec;
+    this.specHash = plan.specHash;
+    this.artifactsUri = plan.spec.artifactsUri;
+    this.model = { uri: `${plan.spec.artifactsUri}/models/current` };
+    this.schedule = props.schedule;
+    this.grantPrincipal = props.cluster.grantPrincipal;
+
+    const t = props.cluster.target;
+    let specUri: string;
+    let scheduleName: string | undefined;
+    if (t instanceof AwsTarget) {
+      const b = buildAwsTrainingPipeline(this, t, props.cluster, plan);
+      this.aws = b.resources;
+      ({ specUri, scheduleName } = b);
+    } else if (t instanceof GcpTarget) {
+      const b = buildGcpTrainingPipeline(this, t, props.cluster, plan);
+      this.gcp = b.resources;
+      ({ specUri, scheduleName } = b);
+    } else {
+      const b = buildKubernetesTrainingPipeline(this, t as KubernetesTarget, props.cluster, plan);
+      this.kubernetes = b.resources;
+      ({ specUri, scheduleName } = b);
+    }
+    this.specUri = specUri;
+    this.scheduleName = scheduleName;
+
+    const outputs = new Construct(this, 'outputs');
+    new TerraformOutput(outputs, 'spec-uri', { value: this.specUri, description: `${this.node.path}: pipeline spec read by mlinfra-agent run-pipeline` });
+    new TerraformOutput(outputs, 'artifacts', { value: this.artifactsUri, description: `${this.node.path}: runs and promoted models` });
+    if (scheduleName) new TerraformOutput(outputs, 'schedule', { value: scheduleName, description: `${this.node.path}: ${plan.schedule!.text} (${plan.schedule!.timezone})` });
+  }
+
+  /** Lets `grantee` read runs (`runs/*`) and promoted models (`models/*`): the cluster's artifacts read grant. */
+  public grantRead(grantee: IGrantable): void {
+    this.cluster.grantArtifactsRead(grantee);
+  }
+
+  /** Validates props and builds the spec; throws before any resource exists. */
+  private plan(props: TrainingPipelineProps): TrainingPipelinePlan {
+    if (!props) throw Errors.missing(this, 'props', 'an object with at least cluster and steps');
+    const cluster = props.cluster;
+    if (!cluster || typeof cluster !== 'object' || !('artifactsUri' in cluster)) throw Errors.missing(this, 'cluster', 'a GpuCluster');
+    const kind = targetKind(this, 'cluster.target', cluster.target);
+    if (TerraformStack.of(this) !== TerraformStack.of(cluster as unknown as Construct)) {
+      throw Errors.conflict(this, 'cluster', (cluster as unknown as Construct).node.path, 'a GpuCluster in the same stack as the pipeline',
+        'is in another stack (the spec object and the schedule use its provider and bucket)');
+    }
+
+    const name = props.name ?? resourceName(this, { maxLength: 40 });
+    if (!PIPELINE_NAME.test(name)) throw Errors.invalid(this, 'name', name, '2-40 characters [a-z0-9-], starting with a letter, not ending with -');
+
+    const steps = props.steps;
+    if (!Array.isArray(steps) || steps.length === 0) {
+      throw Errors.missing(this, 'steps', 'at least one step: Step.run(name, argv, ...) or Step.deployIfBetter(name, ...)');
+    }
+    const oomClusters = new Map<string, IPipelineCluster>();
+    const specs = steps.map((s, i) => this.stepSpec(s, i, cluster, oomClusters));
+
+    // ---- the DAG: unique names, known dependencies, no cycles, one promotion fed by a run step
+    const byName = new Map<string, PipelineStepSpec>();
+    specs.forEach((s, i) => {
+      if (byName.has(s.name)) {
+        throw Errors.conflict(this, `steps[${i}].name`, s.name, 'unique step names',
+          `repeats step "${s.name}" (steps[${specs.findIndex((o) => o.name === s.name)}] has it)`);
+      }
+      byName.set(s.name, s);
+    });
+    specs.forEach((s, i) => {
+      for (const dep of s.after) {
+        if (!byName.has(dep)) {
+          throw Errors.invalid(this, `steps[${i}].after`, dep, `names of steps: ${[...byName.keys()].join(', ')}`,
+            `of step "${s.name}" names "${dep}", which is not a step`);
+        }
+      }
+    });
+    const cycle = findCycle(specs);
+    if (cycle) {
+      throw Errors.invalid(this, 'steps', cycle.join(' -> '), 'a DAG: no step may depend on itself, directly or through others',
+        `have a cycle through steps ${cycle.slice(0, -1).map((c) => `"${c}"`).join(', ')}`);
+    }
+    const promotes = specs.filter((s) => s.kind === 'deployIfBetter');
+    if (promotes.length > 1) {
+      throw Errors.conflict(this, 'steps', promotes.map((p) => p.name), 'at most one Step.deployIfBetter',
+        `have ${promotes.length} promote steps (${promotes.map((p) => `"${p.name}"`).join(', ')}) racing for models/current`);
+    }
+    for (const p of promotes) {
+      if (!p.after.some((d) => byName.get(d)?.kind === 'run')) {
+        throw Errors.invalid(this, `steps[${specs.indexOf(p)}].after`, p.after,
+          'at least one Step.run whose model and metrics it compares',
+          `of promote step "${p.name}" names no run step${p.after.length ? ` (only ${p.after.map((d) => `"${d}"`).join(', ')})` : ''}`);
+      }
+    }
+
+    // ---- params, artifacts, schedule
+    const params: Record<string, string | number | boolean> = {};
+    for (const [k, v] of Object.entries(props.params ?? {})) {
+      if (!PARAM.test(k)) throw Errors.invalid(this, 'params key', k, 'names of letters, digits, _ . - starting with a letter or _');
+      if (!['string', 'number', 'boolean'].includes(typeof v) || (typeof v === 'number' && !Number.isFinite(v))) {
+        throw Errors.invalid(this, `params.${k}`, v, 'a string, a finite number or a boolean');
+      }
+      params[k] = typeof v === 'string' ? tfLiteral(v) : v;
+    }
+    const artifactsUri = (props.artifacts ?? `${cluster.artifactsUri}/pipelines/${name}`).replace(/\/+$/, '');
+    if (props.artifacts !== undefined && !Token.isUnresolved(props.artifacts)) {
+      const scheme = { aws: 's3://', gcp: 'gs://', kubernetes: 'file://' }[kind];
+      if (!props.artifacts.startsWith(scheme) || props.artifacts.length <= scheme.length + 1 || /\s/.test(props.artifacts)) {
+        throw Errors.invalid(this, 'artifacts', props.artifacts, `a ${scheme} URI (the cluster's hosts read and write it), e.g. ${cluster.artifactsUri}/pipelines/${name}`);
+      }
+    }
+    const autostop = props.autostop ?? true;
+    if (typeof autostop !== 'boolean') throw Errors.invalid(this, 'autostop', autostop, 'true or false');
+
+    const timezone = props.timezone ?? 'UTC';
+    if (props.timezone !== undefined && !validTimezone(timezone)) {
+      throw Errors.invalid(this, 'timezone', timezone, 'an IANA time zone such as UTC or Europe/Paris');
+    }
+    let schedule: TrainingPipelinePlan['schedule'];
+    if (props.schedule !== undefined) {
+      if (!(props.schedule instanceof Schedule)) throw Errors.invalid(this, 'schedule', props.schedule, 'Schedule.cron(...) or Schedule.rate(...)');
+      const s = props.schedule;
+      if (kind === 'kubernetes' && timezone !== 'UTC' && timezone !== 'Etc/UTC') {
+        throw Errors.notOffered(this, 'timezone', timezone,
+          'a CronJob runs in the controller manager\'s time zone (the cron_job_v1 binding has no time_zone): write the cron in UTC', 'UTC');
+      }
+      // Hosts run the pipeline when they start: a group that never goes to zero never starts one.
+      if (kind !== 'kubernetes' && cluster.nodes.min > 0) {
+        throw Errors.conflict(this, 'schedule', s.toString(), `a cluster with nodes.min 0 (here ${cluster.nodes.min}), or no schedule and \`mlinfra-agent run-pipeline\``,
+          `starts the pipeline by starting hosts from zero, but cluster ${(cluster as unknown as Construct).node.path} keeps ${cluster.nodes.min} up`);
+      }
+      const where = this.node.path;
+      // Fail now, not in the backend, when the rate has no cron form.
+      if (kind !== 'aws') s.toCron(where, kind === 'gcp' ? 'Cloud Scheduler' : 'a Kubernetes CronJob');
+      schedule = { aws: s.awsExpression, cron: (target) => s.toCron(where, target), timezone, text: s.toString() };
+    }
+
+    const spec: PipelineSpec = { version: PIPELINE_SPEC_VERSION, name, artifactsUri, steps: specs, params, autostop };
+    const specJson = JSON.stringify(canonical(spec));
+    // Hash the text Terraform will hold (references as ${...}), which is stable between synths.
+    const resolved = Tokenization.resolve(specJson, { scope: this, resolver: new DefaultTokenResolver(new StringConcat()), preparing: false }) as string;
+    const specHash = shortHash(resolved, 16);
+
+    const runs = specs.filter((s): s is RunStepSpec => s.kind === 'run');
+    const maxRunSeconds = runs.every((s) => s.timeoutSeconds !== undefined)
+      ? runs.reduce((sum, s) => sum + s.timeoutSeconds! * (s.retries + 1), 0) : undefined;
+
+    return {
+      name, spec, specJson, specHash, specKey: `pipelines/${name}/spec-${specHash}.json`, schedule,
+      startNodes: Math.max(1, cluster.nodes.min), oomClusters, maxRunSeconds,
+    };
+  }
+
+  private stepSpec(step: StepDefinition, i: number, cluster: IPipelineCluster, oomClusters: Map<string, IPipelineCluster>): PipelineStepSpec {
+    const at = `steps[${i}]`;
+    if (!step || typeof step !== 'object' || (step.kind !== 'run' && step.kind !== 'deployIfBetter')) {
+      throw Errors.invalid(this, at, step, 'Step.run(...) or Step.deployIfBetter(...)');
+    }
+    if (typeof step.name !== 'string' || !STEP_NAME.test(step.name)) {
+      throw Errors.invalid(this, `${at}.name`, step.name, 'a step name: [a-z][a-z0-9_-]*, at most 63 characters');
+    }
+    const s = step.name;
+    const o = step.options ?? {};
+    const after = o.after ?? [];
+    if (!Array.isArray(after) || after.some((a) => typeof a !== 'string')) {
+      throw Errors.invalid(this, `${at}.after`, after, `a list of step names that "${s}" runs after`);
+    }
+    if (new Set(after).size !== after.length) throw Errors.invalid(this, `${at}.after`, after, `each step once`, `of step "${s}" repeats a step`);
+
+    if (step.kind === 'deployIfBetter') {
+      const d = step.options;
+      if (!d || typeof d.metric !== 'string' || !METRIC.test(d.metric)) {
+        throw Errors.invalid(this, `${at}.metric`, d?.metric, `the metrics.json key promote step "${s}" compares: letters, digits, _ . -`);
+      }
+      const higherIsBetter = d.higherIsBetter ?? true;
+      if (typeof higherIsBetter !== 'boolean') throw Errors.invalid(this, `${at}.higherIsBetter`, higherIsBetter, 'true or false');
+      return { kind: 'deployIfBetter', name: s, after: [...after], metric: d.metric, higherIsBetter };
+    }
+
+    const r = step.options ?? {};
+    if (!Array.isArray(step.argv) || step.argv.length === 0 || step.argv.some((a) => typeof a !== 'string') || step.argv[0] === '') {
+      throw Errors.invalid(this, `${at}.argv`, step.argv, `a non-empty command for step "${s}", e.g. ['python3', 'train.py']`);
+    }
+    const retries = r.retries ?? 0;
+    if (!Number.isInteger(retries) || retries < 0 || retries > MAX_RETRIES) {
+      throw Errors.outOfRange(this, `${at}.retries`, retries, `an integer from 0 to ${MAX_RETRIES} for step "${s}"`);
+    }
+    let timeoutSeconds: number | undefined;
+    if (r.timeout !== undefined) {
+      if (!(r.timeout instanceof Duration) || r.timeout.toSeconds() <= 0) {
+        throw Errors.outOfRange(this, `${at}.timeout`, r.timeout instanceof Duration ? r.timeout.toString() : r.timeout, `a Duration above zero for step "${s}", e.g. Duration.hours(2)`);
+      }
+      timeoutSeconds = r.timeout.toSeconds();
+    }
+    const perNode = cluster.accelerator.count;
+    const gpus = r.gpus ?? Math.min(1, perNode);
+    if (!Number.isInteger(gpus) || gpus < 0 || gpus > perNode) {
+      throw Errors.outOfRange(this, `${at}.gpus`, gpus, `an integer from 0 to ${perNode} for step "${s}" (${cluster.accelerator.accelerator} x${perNode} per node)`);
+    }
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(r.env ?? {})) {
+      if (!ENV_NAME.test(k) || k.startsWith('MLINFRA_')) {
+        throw Errors.invalid(this, `${at}.env`, k, `variable names [A-Za-z_][A-Za-z0-9_]* for step "${s}"; MLINFRA_* is reserved for the agent`);
+      }
+      if (SECRET_NAME.test(k)) {
+        throw Errors.invalid(this, `${at}.env`, k,
+          `plain settings only for step "${s}": the spec is stored as a readable object; read secrets from the cloud's secret store in the step`,
+          'names what looks like a secret');
+      }
+      if (typeof v !== 'string') throw Errors.invalid(this, `${at}.env.${k}`, v, 'a string');
+      env[k] = tfLiteral(v);
+    }
+
+    let onOom: RunStepSpec['onOom'];
+    if (r.onOom !== undefined) {
+      const big = r.onOom;
+      const bigPath = (big as unknown as Construct)?.node?.path ?? String(big);
+      if (!big || typeof big !== 'object' || !('agentUrl' in big)) throw Errors.invalid(this, `${at}.onOom`, big, 'a GpuCluster');
+      if (big === cluster) throw Errors.conflict(this, `${at}.onOom`, bigPath, 'a different, bigger GpuCluster', `of step "${s}" names the pipeline's own cluster`);
+      if (big.target !== cluster.target) {
+        throw Errors.conflict(this, `${at}.onOom`, bigPath, `a GpuCluster on the pipeline's target (${cluster.target.node.path}), whose internal agent URL its hosts can reach`,
+          `of step "${s}" is a cluster on another target (${big.target.node.path})`);
+      }
+      if (gpus > big.accelerator.count) {
+        throw Errors.outOfRange(this, `${at}.gpus`, gpus, `at most ${big.accelerator.count} for step "${s}", the GPUs per node of its onOom cluster`);
+      }
+      const clusterName = resourceName(big as unknown as Construct, { maxLength: 40 });
+      oomClusters.set(clusterName, big);
+      onOom = {
+        agentUrl: big.agentUrl, clusterName,
+        tokenFile: cluster.target instanceof KubernetesTarget ? `${ONOOM_TOKEN_DIR}/${clusterName}/token` : `/opt/mlinfra/clusters/${clusterName}/token`,
+      };
+    }
+    return {
+      kind: 'run', name: s, argv: step.argv.map(tfLiteral), env, after: [...after], retries, gpus,
+      ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}), ...(onOom ? { onOom } : {}),
+    };
+  }
+}
+
+/** The first cycle found, as step names in dependency order, closing on its first step; undefined for a DAG. */
+function findCycle(steps: readonly PipelineStepSpec[]): string[] | undefined {
+  const deps = new Map(steps.map((s) => [s.name, s.after]));
+  const state = new Map<string, 'open' | 'done'>();
+  const path: string[] = [];
+  const visit = (n: string): string[] | undefined => {
+    if (state.get(n) === 'done') return undefined;
+    if (state.get(n) === 'open') return [...path.slice(path.indexOf(n)), n];
+    state.set(n, 'open');
+    path.push(n);
+    for (const d of deps.get(n) ?? []) {
+      const c = visit(d);
+      if (c) return c;
+    }
+    path.pop();
+    state.set(n, 'done');
+    return undefined;
+  };
+  for (const s of steps) {
+    const c = visit(s.name);
+    // Walked along `after` (step -> its dependency); reversed it reads in run order.
+    if (c) return c.reverse();
+  }
+  return undefined;
+}
+
+function validTimezone(tz: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: tz });
+    return /^[A-Za-z][A-Za-z0-9_+\-/]*$/.test(tz);
+  } catch {
+    return false;
+  }
+}
