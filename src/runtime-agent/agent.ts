@@ -34,6 +34,8 @@ interface AgentEvents {
 export class Agent extends EventEmitter<AgentEvents> {
   private closing: Promise<void> | undefined;
   private preemptedBy: PreemptionNotice | null = null;
+  /** Work outside the scheduler that keeps the host busy (an in-process pipeline run): holds off idle autostop. */
+  private holds = 0;
   private constructor(
     readonly options: ServeOptions,
     readonly logger: Logger,
@@ -77,7 +79,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       provider: o.preemption, awsImdsUrl: o.awsImdsUrl, gcpMetadataUrl: o.gcpMetadataUrl, pollSeconds: o.preemptionPollSeconds, logger,
     });
     const autostop = new Autostop({
-      idleStopMinutes: o.idleStopMinutes, preStopCommand: o.preStopCommand, stopCommand: o.stopCommand, isIdle: () => scheduler.isIdle(), logger,
+      idleStopMinutes: o.idleStopMinutes, preStopCommand: o.preStopCommand, stopCommand: o.stopCommand, isIdle: () => scheduler.isIdle() && !(ref.agent && ref.agent.holds > 0), logger,
     });
     const a = new Agent(o, logger, gpus, journal, scheduler, logs, releaseLock, app, watcher, autostop, address);
     ref.agent = a;
@@ -92,6 +94,19 @@ export class Agent extends EventEmitter<AgentEvents> {
     logger.info({ url: address, dataDir: o.dataDir, pid: process.pid, version: AGENT_VERSION }, 'listening');
     a.emit('listening', { url: address });
     return a;
+  }
+
+  /**
+   * Marks the host busy (idle autostop waits) until the returned function is called, e.g. while a
+   * `--pipeline-on-start` run decides and uploads between its jobs.
+   */
+  holdBusy(): () => void {
+    this.holds++;
+    let released = false;
+    return () => {
+      if (!released) this.holds--;
+      released = true;
+    };
   }
 
   /** Graceful shutdown (see the class comment). Safe to call more than once: later calls share the first. */

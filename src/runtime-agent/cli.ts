@@ -5,6 +5,9 @@ import pino from 'pino';
 import { Agent, AGENT_VERSION } from './agent';
 import { AgentClient, type JobJson } from './client';
 import { AgentError } from './errors';
+import { defaultDataDir } from './options';
+import { loadPipelineSpec, PipelineSpecError, RUN_ID_PATTERN, runPipeline, runPipelinesOnStart, runSummary, type StepRecord } from './pipeline';
+import { Storage } from './storage/index';
 import { TERMINAL_STATES, type JobState } from './types';
 
 /** Everything the CLI touches from the outside world (tests and embedders can pass their own). */
@@ -74,6 +77,11 @@ export function buildCli(io: CliIo): Command {
     .option('--grace-seconds <s>', 'seconds between SIGTERM and SIGKILL (cancel, timeout, preemption, shutdown)', num('--grace-seconds', 0), 30)
     .option('--log-max-bytes <n>', 'rotate a job log at this size (one old generation kept)', int('--log-max-bytes', 1024, Number.MAX_SAFE_INTEGER), 64 * 1024 * 1024)
     .option('--paused', 'accept and journal jobs but start none (maintenance, benchmarks)', false)
+    .option('--pipeline-on-start <spec-uri>', 'after listening, run this pipeline spec once (repeatable; skipped when it ran recently)',
+      (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('--pipeline-min-interval-minutes <m>', 'skip a --pipeline-on-start pipeline whose latest run started less than this long ago',
+      num('--pipeline-min-interval-minutes', 0), 60)
+    .option('--pipeline-work-dir <dir>', 'local run directories of --pipeline-on-start runs (default <data-dir>/pipeline-runs)')
     .addOption(new Option('--log-level <level>', 'agent log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
     .action(async (o: Record<string, unknown>) => {
       let token: string | undefined;
@@ -106,6 +114,16 @@ export function buildCli(io: CliIo): Command {
         await write(io.stderr, `mlinfra-agent: could not start: ${(e as Error).message}\n`);
         io.exit(1);
         return;
+      }
+      const onStart = o.pipelineOnStart as string[];
+      if (onStart.length > 0) {
+        const u = new URL(agent.url);
+        if (['0.0.0.0', '[::]', '::', ''].includes(u.hostname)) u.hostname = '127.0.0.1';
+        const release = agent.holdBusy();
+        void runPipelinesOnStart({
+          specUris: onStart, minIntervalMinutes: o.pipelineMinIntervalMinutes as number, agentUrl: u.origin, token,
+          workDir: (o.pipelineWorkDir as string | undefined) ?? `${agent.options.dataDir}/pipeline-runs`, storage: new Storage(), logger, env: io.env,
+        }).finally(release);
       }
       let signals = 0;
       const onSignal = (sig: NodeJS.Signals): void => {
@@ -233,11 +251,76 @@ export function buildCli(io: CliIo): Command {
     }));
 
   program.command('run-pipeline')
-    .description('Run a TrainingPipeline spec (not yet supported by this agent version).')
-    .argument('<spec-uri>')
-    .action(run(async (specUri: string) => {
-      throw new AgentError(501, 'not_supported', `run-pipeline is not yet supported by mlinfra-agent ${AGENT_VERSION} (spec ${specUri} was not read)`);
-    }));
+    .description('Run a TrainingPipeline spec: its steps as jobs of the agent, then record the run (and promote) under its artifactsUri.')
+    .argument('<spec-uri>', 'the spec: file://, s3://, gs:// or a local path')
+    .option('--url <url>', 'agent URL (or MLINFRA_AGENT_URL); it must run on this host: steps share the local run directory')
+    .option('--token-file <file>', 'file holding the bearer token (or MLINFRA_AGENT_TOKEN)')
+    .option('--run-id <id>', 'run id (default: time-sortable, e.g. 20261124T203000Z-1a2b3c)')
+    .option('--code-version <v>', 'code version recorded in versions.json and passed as MLINFRA_CODE_VERSION (or MLINFRA_CODE_VERSION)')
+    .option('--data-version <v>', 'data version recorded in versions.json and passed as MLINFRA_DATA_VERSION (or MLINFRA_DATA_VERSION)')
+    .option('--work-dir <dir>', 'local run directories: <dir>/<pipeline>/<run-id> (default ~/.mlinfra-agent/pipeline-runs)')
+    .option('--follow', 'stream step logs and state changes to stderr, prefixed with [step]', false)
+    .addOption(new Option('--log-level <level>', 'runner log level (JSON lines on stderr)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'))
+    .action(async (specUri: string, o: Record<string, unknown>) => {
+      const fail = async (code: number, err: { toJSON(): unknown } | Error): Promise<void> => {
+        const json = 'toJSON' in err && typeof err.toJSON === 'function' ? err.toJSON() : { error: { code: 'pipeline_error', message: (err as Error).message } };
+        await write(io.stderr, `${JSON.stringify(json)}\n`);
+        io.exit(code);
+      };
+      const storage = new Storage();
+      let loaded: Awaited<ReturnType<typeof loadPipelineSpec>>;
+      try {
+        loaded = await loadPipelineSpec(specUri, storage);
+      } catch (e) {
+        await fail(e instanceof PipelineSpecError ? 2 : 1, e as Error);
+        return;
+      }
+      const runId = o.runId as string | undefined;
+      if (runId !== undefined && !RUN_ID_PATTERN.test(runId)) {
+        await fail(2, new PipelineSpecError(`--run-id must match ${RUN_ID_PATTERN.source}`, [], 'runId'));
+        return;
+      }
+      let token: string | undefined;
+      try {
+        token = readToken(o.tokenFile as string | undefined, io.env);
+      } catch (e) {
+        await fail(1, new AgentError(401, 'no_token', `cannot read --token-file: ${(e as Error).message}`));
+        return;
+      }
+      if (!token) {
+        await fail(1, new AgentError(401, 'no_token', 'no token: pass --token-file FILE or set MLINFRA_AGENT_TOKEN'));
+        return;
+      }
+      const follow = Boolean(o.follow);
+      const partial = new Map<string, string>();
+      const onLog = (step: string, text: string): void => {
+        const lines = ((partial.get(step) ?? '') + text).split('\n');
+        partial.set(step, lines.pop() ?? '');
+        if (lines.length > 0) io.stderr.write(lines.map((l) => `[${step}] ${l}\n`).join(''));
+      };
+      const onStep = (r: Readonly<StepRecord>): void => {
+        const rest = partial.get(r.name);
+        if (rest) io.stderr.write(`[${r.name}] ${rest}\n`);
+        partial.delete(r.name);
+        const detail = r.failure ? `: ${r.failure.class}: ${r.failure.reason}` : r.reason ? `: ${r.reason}` : '';
+        io.stderr.write(`[${r.name}] ${r.state}${r.jobId ? ` (job ${r.jobId})` : ''}${detail}\n`);
+      };
+      const logger = pino({ level: o.logLevel as string }, io.stderr as unknown as pino.DestinationStream);
+      try {
+        const r = await runPipeline({
+          spec: loaded.spec, rawSpec: loaded.raw, specUri: loaded.uri, runId,
+          agentUrl: (o.url as string | undefined) ?? io.env.MLINFRA_AGENT_URL ?? 'http://127.0.0.1:7070', token,
+          codeVersion: (o.codeVersion as string | undefined) ?? (io.env.MLINFRA_CODE_VERSION || null),
+          dataVersion: (o.dataVersion as string | undefined) ?? (io.env.MLINFRA_DATA_VERSION || null),
+          workDir: (o.workDir as string | undefined) ?? `${defaultDataDir()}/pipeline-runs`, storage, logger, env: io.env,
+          ...(follow ? { onLog, onStep } : {}),
+        });
+        await write(io.stdout, `${JSON.stringify(runSummary(r))}\n`);
+        io.exit(r.state === 'succeeded' ? 0 : 1);
+      } catch (e) {
+        await fail(e instanceof PipelineSpecError ? 2 : 1, e as Error);
+      }
+    });
 
   return program;
 }

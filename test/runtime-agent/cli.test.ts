@@ -84,9 +84,9 @@ describe('client CLI (same binary)', () => {
     expect(c.stdout).toBe(`${id}\tcancelled\n`);
   });
 
-  test('run-pipeline is not yet supported: exit 2 and a JSON error', async () => {
-    const r = await cli(['run-pipeline', 's3://bucket/pipeline.json'], {});
+  test('run-pipeline with an unreadable spec: exit 2 and a JSON error (pipeline.test.ts covers the rest)', async () => {
+    const r = await cli(['run-pipeline', '/nonexistent/pipeline.json'], {});
     expect(r.code).toBe(2);
-    expect(JSON.parse(r.stderr)).toMatchObject({ error: { code: 'not_supported', message: expect.stringContaining('not yet supported') } });
+    expect(JSON.parse(r.stderr)).toMatchObject({ error: { code: 'spec_unreadable', message: expect.stringContaining('/nonexistent/pipeline.json') } });
   });
 });
