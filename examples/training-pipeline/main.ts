@@ -23,7 +23,7 @@ function pipeline(stack: TerraformStack, target: Target, accelerator: GpuCluster
       Step.run('featurize', ['python3', 'scripts/featurize.py'], { gpus: 0, timeout: Duration.minutes(30), env: { FEATURE_WINDOW_DAYS: '30' } }),
       candidate('a', '0.1', '64'),
       candidate('b', '0.01', '128'),
-      Step.run('compare', ['python3', 'scripts/compare.py'], { after: ['train_a', 'train_b'], gpus: 0, timeout: Duration.minutes(10) }),
+      Step.run('compare', ['python3', 'scripts/compare.py', 'a', 'b'], { after: ['train_a', 'train_b'], gpus: 0, timeout: Duration.minutes(10) }),
       Step.deployIfBetter('promote', { metric: 'val_auc', after: ['compare'] }),
     ],
   });
