@@ -2,6 +2,7 @@ import { App, TerraformStack } from 'cdktf';
 import { build as featureStore } from './feature-store/main';
 import { build as gpuClusters } from './gpu-clusters/main';
 import { build as modelEndpoint } from './model-endpoint/main';
+import { build as monitoringStack } from './monitoring-stack/main';
 import { build as trainingPipeline } from './training-pipeline/main';
 
 /** Every example app, by directory name: synthesized by `npm run synth` and by the tests. */
@@ -10,4 +11,5 @@ export const EXAMPLES: Record<string, (app: App) => TerraformStack[]> = {
   'feature-store': featureStore,
   'model-endpoint': modelEndpoint,
   'training-pipeline': trainingPipeline,
+  'monitoring-stack': monitoringStack,
 };

@@ -16,3 +16,4 @@ export { KubernetesFeatureStoreResources, FEATURE_STORE_CLIENT_LABEL } from './c
 export * from './core/model';
 export * from './constructs/model-endpoint';
 export * from './constructs/training-pipeline';
+export * from './constructs/monitoring-stack';

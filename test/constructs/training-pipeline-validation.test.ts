@@ -1,6 +1,5 @@
 import { TerraformStack, Testing } from 'cdktf';
-import { AwsTarget, Duration, GcpTarget, GpuCluster, MlInfraError } from '../../src';
-import { Schedule, Step, StepDefinition, TrainingPipeline, TrainingPipelineProps } from '../../src';
+import { AwsTarget, Duration, GcpTarget, GpuCluster, MlInfraError, Schedule, Step, StepDefinition, TrainingPipeline, TrainingPipelineProps } from '../../src';
 import { testAgentBundle } from '../helpers';
 
 /** Builds a pipeline on an AWS L4 x1 cluster; returns the error it throws. */
@@ -182,5 +181,19 @@ describe('Schedule', () => {
   test('fails when a rate is under a minute or not whole minutes', () => {
     expect(() => Schedule.rate(Duration.seconds(30))).toThrow(MlInfraError);
     expect(() => Schedule.rate(Duration.seconds(90))).toThrow(MlInfraError);
+  });
+});
+
+describe('schedule periods (what freshness alarms must allow)', () => {
+  test.each([
+    ['0 3 * * *', 86400],
+    ['*/15 * * * *', 900],
+    ['0 9 * * 1-5', 3 * 86400],
+    ['30 2 1 * *', 31 * 86400],
+  ])('cron %s: longest gap %i s', (expr, seconds) => {
+    expect(Schedule.cron(expr).periodSeconds).toBe(seconds);
+  });
+  test('rate: the interval', () => {
+    expect(Schedule.rate(Duration.hours(6)).periodSeconds).toBe(21600);
   });
 });

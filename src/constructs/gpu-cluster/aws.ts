@@ -30,7 +30,7 @@ import { VpcSecurityGroupIngressRule } from '@cdktf/provider-aws/lib/vpc-securit
 import { AwsPolicyStatement, AwsPrincipal, IGrantable } from '../../core/grants';
 import { resourceName } from '../../core/naming';
 import { AwsTarget } from '../../core/targets';
-import { renderBootstrap, shq } from './bootstrap';
+import { awsHostMetricsScript, renderBootstrap, shq } from './bootstrap';
 import { awsStatements, GpuClusterBackend, GpuClusterPlan } from './plan';
 
 /** Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04): NVIDIA driver, CUDA, aws CLI. */
@@ -184,6 +184,8 @@ export function buildAwsGpuCluster(cluster: Construct, target: AwsTarget, plan: 
     tokenCommand: `aws secretsmanager get-secret-value --region ${target.region} --secret-id ${shq(tokenSecret.arn)} --query SecretString --output text`,
     stopScript, idleStopMinutes: plan.idleStopMinutes, agentPort: plan.agentPort, extraServeArgs: plan.extraAgentArgs, preemption: 'aws',
     environment: { MLINFRA_ARTIFACTS_URI: `s3://${bucket.bucket}`, AWS_REGION: target.region },
+    // Publishing needs the grants a MonitoringStack adds when it watches this cluster.
+    hostMetrics: awsHostMetricsScript(plan.name, target.region),
   });
 
   const instanceTags = { ...target.tags, Name: plan.name, 'mlinfra:cluster': cluster.node.path };

@@ -25,6 +25,11 @@ export interface BootstrapOptions {
   readonly extraServeArgs?: string;
   /** Extra environment for the agent (non-secret). */
   readonly environment?: Readonly<Record<string, string>>;
+  /**
+   * Shell that installs and configures the host's metrics agent (CloudWatch agent, Ops Agent). Runs
+   * after the agent has started, in a subshell whose failure is logged, never fatal.
+   */
+  readonly hostMetrics?: string;
 }
 
 export const MLINFRA_HOME = '/opt/mlinfra';
@@ -40,6 +45,8 @@ export function renderBootstrap(o: BootstrapOptions): string {
   const serveArgs = [
     'serve', '--host', '0.0.0.0', '--port', String(o.agentPort), '--data-dir', AGENT_DATA_DIR,
     '--token-file', TOKEN_FILE, '--preemption', o.preemption,
+    // The host's metrics agent scrapes this loopback-only, token-free copy of /metrics.
+    ...(o.hostMetrics ? ['--metrics-local-port', String(HOST_METRICS.localPort)] : []),
   ];
   if (o.idleStopMinutes > 0 && o.stopScript) {
     serveArgs.push('--idle-stop-minutes', String(o.idleStopMinutes), '--stop-command', `${MLINFRA_HOME}/stop.sh`);
@@ -123,6 +130,154 @@ WantedBy=multi-user.target
 MLINFRA_EOF
 systemctl daemon-reload
 systemctl enable --now mlinfra-agent.service
+${o.hostMetrics ? `
+# Host metrics (GPU, the agent's /metrics, kernel log): never fatal, the agent runs without them.
+(
+set -euo pipefail
+${o.hostMetrics}
+) || echo "mlinfra: host metrics agent setup failed; continuing without it" >&2
+` : ''}
 echo "mlinfra bootstrap done: $(date -u +%FT%TZ)"
 `;
+}
+
+// ------------------------------------------------------------------------------------ host metrics
+
+/**
+ * What hosts publish and where: the contract between this start-up script and MonitoringStack.
+ * A cluster is named by its group name (ASG / MIG), which is `plan.name`.
+ */
+export const HOST_METRICS = {
+  /** Port of the agent's token-free /metrics on 127.0.0.1 (`serve --metrics-local-port`). */
+  localPort: 9464,
+  /** Prometheus job name of the agent scrape on every target. */
+  agentJob: 'mlinfra-agent',
+  /** AWS: CloudWatch namespaces (the host role may put metrics only into these). */
+  awsGpuNamespace: 'MLInfra/GPU',
+  awsAgentNamespace: 'MLInfra/Agent',
+  /** AWS: the dimension naming the cluster on every host metric. */
+  awsClusterDimension: 'ClusterName',
+  /** GCP: label naming the cluster on scraped Prometheus metrics (`cluster` is taken by prometheus_target). */
+  gcpClusterLabel: 'mlinfra_cluster',
+  /** GCP: instance label naming the cluster (Ops Agent GPU metrics are filtered on it). */
+  gcpInstanceLabel: 'mlinfra-cluster',
+  /** Agent metrics published off-host: gauges and counters the agent exports on /metrics. */
+  agentGauges: ['mlinfra_agent_jobs_queued', 'mlinfra_agent_jobs_running', 'mlinfra_agent_gpus_busy', 'mlinfra_agent_gpus'],
+  agentCounters: ['mlinfra_agent_jobs_finished_total', 'mlinfra_agent_autostop_total'],
+  pipelineRuns: 'mlinfra_pipeline_runs_total',
+  pipelineLastSuccess: 'mlinfra_pipeline_last_success_timestamp_seconds',
+  driftPsi: 'mlinfra_feature_drift_psi',
+} as const;
+
+/** CloudWatch agent GPU measurements (`nvidia_gpu`); CloudWatch names them `nvidia_smi_<measurement>`. */
+export const AWS_GPU_MEASUREMENTS = ['utilization_gpu', 'utilization_memory', 'memory_used', 'memory_total', 'temperature_gpu', 'power_draw'] as const;
+
+/** AWS log groups a cluster's hosts write to (created by MonitoringStack, which also grants the writes). */
+export function awsHostLogGroups(clusterName: string): { kernel: string; prometheus: string } {
+  return { kernel: `/mlinfra/${clusterName}/kernel`, prometheus: `/mlinfra/${clusterName}/prometheus` };
+}
+
+const CWA_ETC = '/opt/aws/amazon-cloudwatch-agent/etc';
+
+/** CloudWatch agent configuration: GPU metrics, the agent's /metrics through EMF, the kernel log (NVIDIA XIDs). */
+export function renderCloudWatchAgentConfig(clusterName: string): { config: string; prometheus: string } {
+  const dim = HOST_METRICS.awsClusterDimension;
+  const logs = awsHostLogGroups(clusterName);
+  const job = `^${HOST_METRICS.agentJob}$`;
+  const config = {
+    agent: { metrics_collection_interval: 60, run_as_user: 'root' },
+    metrics: {
+      namespace: HOST_METRICS.awsGpuNamespace,
+      // One series per cluster beside the per-GPU ones: alarms need a fixed dimension set.
+      aggregation_dimensions: [[dim]],
+      metrics_collected: {
+        nvidia_gpu: { measurement: [...AWS_GPU_MEASUREMENTS], metrics_collection_interval: 60, append_dimensions: { [dim]: clusterName } },
+      },
+    },
+    logs: {
+      logs_collected: {
+        files: { collect_list: [{ file_path: '/var/log/kern.log', log_group_name: logs.kernel, log_stream_name: '{instance_id}' }] },
+        prometheus: {
+          log_group_name: logs.prometheus,
+          prometheus_config_path: `${CWA_ETC}/mlinfra-prometheus.yaml`,
+          emf_processor: {
+            metric_namespace: HOST_METRICS.awsAgentNamespace,
+            metric_declaration: [
+              { source_labels: ['job'], label_matcher: job, dimensions: [[dim]], metric_selectors: HOST_METRICS.agentGauges.map((m) => `^${m}$`) },
+              { source_labels: ['job'], label_matcher: job, dimensions: [[dim], [dim, 'failure_class']], metric_selectors: ['^mlinfra_agent_jobs_finished_total$'] },
+              { source_labels: ['job'], label_matcher: job, dimensions: [[dim]], metric_selectors: ['^mlinfra_agent_autostop_total$'] },
+              { source_labels: ['job'], label_matcher: job, dimensions: [[dim, 'pipeline', 'state']], metric_selectors: [`^${HOST_METRICS.pipelineRuns}$`] },
+              { source_labels: ['job'], label_matcher: job, dimensions: [[dim, 'pipeline']], metric_selectors: [`^${HOST_METRICS.pipelineLastSuccess}$`] },
+              // [dim] alone: the worst feature of the cluster, for one alarm whatever the features are.
+              { source_labels: ['job'], label_matcher: job, dimensions: [[dim], [dim, 'feature']], metric_selectors: [`^${HOST_METRICS.driftPsi}$`] },
+            ],
+          },
+        },
+      },
+    },
+  };
+  const prometheus = [
+    'global:',
+    '  scrape_interval: 1m',
+    '  scrape_timeout: 10s',
+    'scrape_configs:',
+    `  - job_name: ${HOST_METRICS.agentJob}`,
+    '    static_configs:',
+    `      - targets: ['127.0.0.1:${HOST_METRICS.localPort}']`,
+    '        labels:',
+    `          ${dim}: ${clusterName}`,
+    '',
+  ].join('\n');
+  return { config: JSON.stringify(config, null, 2), prometheus };
+}
+
+/** Installs the CloudWatch agent when the image lacks it, writes its configuration and (re)starts it. */
+export function awsHostMetricsScript(clusterName: string, region: string): string {
+  const c = renderCloudWatchAgentConfig(clusterName);
+  return `CWA_CTL=/opt/aws/amazon-cloudwatch-agent/bin/amazon-cloudwatch-agent-ctl
+if [ ! -x "$CWA_CTL" ]; then
+  case "$(uname -m)" in x86_64) CWA_ARCH=amd64 ;; aarch64) CWA_ARCH=arm64 ;; *) exit 1 ;; esac
+  curl -fsSL --retry 5 --retry-delay 3 -o /tmp/amazon-cloudwatch-agent.deb "https://amazoncloudwatch-agent-${region}.s3.${region}.amazonaws.com/ubuntu/$CWA_ARCH/latest/amazon-cloudwatch-agent.deb"
+  dpkg -i -E /tmp/amazon-cloudwatch-agent.deb
+fi
+cat > ${CWA_ETC}/mlinfra-prometheus.yaml <<'MLINFRA_EOF'
+${c.prometheus}MLINFRA_EOF
+cat > ${CWA_ETC}/mlinfra.json <<'MLINFRA_EOF'
+${c.config}
+MLINFRA_EOF
+"$CWA_CTL" -a fetch-config -m ec2 -s -c file:${CWA_ETC}/mlinfra.json`;
+}
+
+/** Ops Agent user configuration: scrape the agent's /metrics (GPU metrics and syslog are Ops Agent defaults). */
+export function renderOpsAgentConfig(clusterName: string): string {
+  return [
+    'metrics:',
+    '  receivers:',
+    '    mlinfra_agent:',
+    '      type: prometheus',
+    '      config:',
+    '        scrape_configs:',
+    `          - job_name: ${HOST_METRICS.agentJob}`,
+    '            scrape_interval: 60s',
+    '            static_configs:',
+    `              - targets: ['127.0.0.1:${HOST_METRICS.localPort}']`,
+    '                labels:',
+    `                  ${HOST_METRICS.gcpClusterLabel}: ${clusterName}`,
+    '  service:',
+    '    pipelines:',
+    '      mlinfra:',
+    '        receivers: [mlinfra_agent]',
+    '',
+  ].join('\n');
+}
+
+/** Installs the Ops Agent when the image lacks it, adds the agent scrape and restarts it. */
+export function gcpHostMetricsScript(clusterName: string): string {
+  return `if [ ! -d /etc/google-cloud-ops-agent ]; then
+  curl -fsSL --retry 5 --retry-delay 3 -o /tmp/add-google-cloud-ops-agent-repo.sh https://dl.google.com/cloudagents/add-google-cloud-ops-agent-repo.sh
+  bash /tmp/add-google-cloud-ops-agent-repo.sh --also-install
+fi
+cat > /etc/google-cloud-ops-agent/config.yaml <<'MLINFRA_EOF'
+${renderOpsAgentConfig(clusterName)}MLINFRA_EOF
+systemctl restart google-cloud-ops-agent`;
 }

@@ -19,7 +19,7 @@ import { StorageBucketObject } from '@cdktf/provider-google/lib/storage-bucket-o
 import { GcpPrincipal, IGrantable } from '../../core/grants';
 import { shortHash } from '../../core/naming';
 import { GcpTarget } from '../../core/targets';
-import { renderBootstrap, shq } from './bootstrap';
+import { gcpHostMetricsScript, HOST_METRICS, renderBootstrap, shq } from './bootstrap';
 import { GpuClusterBackend, GpuClusterPlan } from './plan';
 
 /** Deep Learning VM image family: NVIDIA driver installer, CUDA 12.4, gcloud. */
@@ -185,6 +185,8 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
     tokenCommand: `gcloud secrets versions access latest --secret=${shq(secret.secretId)} --project=${shq(project)}`,
     stopScript, idleStopMinutes: plan.idleStopMinutes, agentPort: plan.agentPort, extraServeArgs: plan.extraAgentArgs, preemption: 'gcp',
     environment: { MLINFRA_ARTIFACTS_URI: `gs://${bucket.name}`, GOOGLE_CLOUD_PROJECT: project },
+    // The host service account already holds roles/monitoring.metricWriter and logging.logWriter.
+    hostMetrics: gcpHostMetricsScript(plan.name),
   });
 
   const instanceTemplate = new ComputeInstanceTemplate(compute, 'template', {
@@ -219,6 +221,8 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
     },
     serviceAccount: { email: serviceAccount.email, scopes: ['cloud-platform'] },
     tags: [plan.name],
+    // Ops Agent GPU metrics carry instance labels: MonitoringStack selects a cluster's hosts by this one.
+    labels: { [HOST_METRICS.gcpInstanceLabel]: plan.name },
     lifecycle: { createBeforeDestroy: true },
   });
 

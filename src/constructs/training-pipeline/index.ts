@@ -128,6 +128,14 @@ export class TrainingPipeline extends Construct implements IGrantable {
   /** The promoted model, for a ModelEndpoint. */
   public readonly model: IModelArtifact;
   public readonly schedule?: Schedule;
+  /** The name the agent labels this pipeline's metrics with (`pipeline="..."`): the spec's name. */
+  public get pipelineName(): string {
+    return this.name;
+  }
+  /** Longest gap between scheduled runs, for freshness alarms. */
+  public get schedulePeriodSeconds(): number | undefined {
+    return this.schedule?.periodSeconds;
+  }
   /** The scheduler's resource name (schedule, Cloud Scheduler job or CronJob), when scheduled. */
   public readonly scheduleName?: string;
   /** Steps run on the cluster's hosts: grants to the pipeline go to them. */

@@ -98,7 +98,7 @@ export class Schedule {
     }
     const upper = (f: string) => f.toUpperCase();
     const aws = [fields[0], fields[1], dowAll ? fields[2] : '?', upper(fields[3]), dowAll ? '?' : awsDays(days), '*'];
-    return new Schedule('cron', fields.join(' '), `cron(${aws.join(' ')})`);
+    return new Schedule('cron', fields.join(' '), `cron(${aws.join(' ')})`, undefined, cronPeriodSeconds(sets, domAll, dowAll));
   }
 
   /** Every `interval` (whole minutes, at least 1). GCP and Kubernetes take rates that divide an hour or a day evenly. */
@@ -112,7 +112,7 @@ export class Schedule {
     if (minutes < 60 && 60 % minutes === 0) cron = minutes === 1 ? '* * * * *' : `*/${minutes} * * * *`;
     else if (minutes % 60 === 0 && minutes < 1440 && 1440 % minutes === 0) cron = minutes === 60 ? '0 * * * *' : `0 */${minutes / 60} * * *`;
     else if (minutes === 1440) cron = '0 0 * * *';
-    return new Schedule('rate', cron, `rate(${n} ${unit}${n === 1 ? '' : 's'})`, interval);
+    return new Schedule('rate', cron, `rate(${n} ${unit}${n === 1 ? '' : 's'})`, interval, s);
   }
 
   private constructor(
@@ -121,6 +121,8 @@ export class Schedule {
     /** EventBridge Scheduler's form: `cron(m h dom mon dow year)` with `?`, or `rate(n unit)`. */
     public readonly awsExpression: string,
     public readonly interval?: Duration,
+    /** The longest gap between two runs, in seconds (what a freshness alarm must allow). */
+    public readonly periodSeconds?: number,
   ) {}
 
   /** The 5-field cron Cloud Scheduler and Kubernetes CronJobs take; throws for a rate they cannot express. */
@@ -137,4 +139,28 @@ export class Schedule {
   public toString(): string {
     return this.kind === 'cron' ? this.unixCron! : this.awsExpression;
   }
+}
+
+/**
+ * The longest gap between consecutive firings of a cron, found by walking minutes through a fixed
+ * 62-day window in UTC (two months cover every monthly pattern; fixed so synth stays deterministic).
+ */
+function cronPeriodSeconds(sets: Set<number>[], domAll: boolean, dowAll: boolean): number {
+  const [minutes, hours, doms, months, dows] = sets;
+  const days = new Set([...dows].map((d) => d % 7));
+  const start = Date.UTC(2025, 0, 1);
+  let first: number | undefined;
+  let last: number | undefined;
+  let longest = 0;
+  for (let m = 0; m < 62 * 1440; m++) {
+    const t = new Date(start + m * 60_000);
+    const dayOk = domAll && dowAll ? true : domAll ? days.has(t.getUTCDay()) : doms.has(t.getUTCDate());
+    if (!minutes.has(t.getUTCMinutes()) || !hours.has(t.getUTCHours()) || !months.has(t.getUTCMonth() + 1) || !dayOk) continue;
+    if (last !== undefined) longest = Math.max(longest, m - last);
+    first ??= m;
+    last = m;
+  }
+  // One firing in the window (a yearly cron): the gap is the window's own length at least.
+  if (first === undefined || first === last) return 366 * 86400;
+  return longest * 60;
 }

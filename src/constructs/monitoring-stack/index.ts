@@ -1,0 +1,306 @@
+import { TerraformOutput, Token } from 'cdktf';
+import { Construct, IConstruct } from 'constructs';
+import { Duration } from '../../core/duration';
+import { Errors } from '../../core/errors';
+import { AwsTarget, GcpTarget, KubernetesTarget, Target, targetKind } from '../../core/targets';
+import type { IGpuCluster } from '../gpu-cluster';
+import type { IModelEndpoint } from '../model-endpoint';
+import { AwsMonitoringResources, buildAwsMonitoring } from './aws';
+import { buildGcpMonitoring, GcpMonitoringResources } from './gcp';
+import { buildKubernetesMonitoring, KubernetesMonitoringOptions, KubernetesMonitoringResources } from './kubernetes';
+import {
+  ClusterThresholds, EndpointThresholds, IWatchableCluster, IWatchablePipeline, MonitoringBackend, NotifyPlan, PipelineThresholds,
+} from './plan';
+
+export { IWatchablePipeline, IWatchableCluster, ALARMS } from './plan';
+export { AwsMonitoringResources } from './aws';
+export { GcpMonitoringResources } from './gcp';
+export { KubernetesMonitoringResources, SmtpSettings, PROMETHEUS_IMAGE, ALERTMANAGER_IMAGE, DCGM_EXPORTER_IMAGE } from './kubernetes';
+
+export interface MonitoringStackProps {
+  /** Where the alarms, dashboard and (Kubernetes) Prometheus live; watched constructs must be on it. */
+  readonly target: Target;
+  /**
+   * Who is told: email addresses, and on GCP and Kubernetes `https://` webhook URLs.
+   * AWS: SNS email subscriptions (each address confirms once); GCP: notification channels;
+   * Kubernetes: Alertmanager receivers.
+   */
+  readonly notify: string[];
+  /**
+   * Kubernetes: Prometheus, Alertmanager, DCGM exporter and SMTP settings.
+   * @default - pinned images, 15 days of retention on an emptyDir, the DCGM exporter on GPU nodes, no SMTP (emails then fail validation)
+   */
+  readonly kubernetes?: KubernetesMonitoringOptions;
+}
+
+/** Options of `watch(cluster)`. */
+export interface ClusterWatchOptions {
+  /**
+   * GPU utilisation (percent) under which a cluster with queued jobs counts as idle.
+   * @default 10
+   */
+  readonly gpuIdlePercent?: number;
+  /**
+   * How long the GPUs must stay idle with jobs queued before the alarm fires.
+   * @default 30
+   */
+  readonly gpuIdleMinutes?: number;
+  /**
+   * How long an agent must fail its health check (AWS), its scrape (GCP, Kubernetes) before the alarm fires.
+   * @default 15
+   */
+  readonly agentDownMinutes?: number;
+  /**
+   * Population stability index of any feature (the agent's `mlinfra_feature_drift_psi`) above which
+   * the drift alarm fires. 0.1-0.2 is a moderate shift, above 0.2 a significant one.
+   * @default 0.2
+   */
+  readonly driftPsi?: number;
+}
+
+/** Options of `watch(pipeline)`. */
+export interface PipelineWatchOptions {
+  /**
+   * Alarm when no run succeeded within this long. Longer than the schedule's period, at most 7 days.
+   * @default - the schedule's period plus 2 hours; 26 hours without a schedule
+   */
+  readonly maxAge?: Duration;
+}
+
+/** Options of `watch(endpoint)`. */
+export interface EndpointWatchOptions {
+  /**
+   * p99 latency, in milliseconds, above which the latency alarm fires.
+   * @default 1000
+   */
+  readonly p99LatencyMs?: number;
+  /**
+   * Share of requests (percent) answered with a 5xx above which the error alarm fires.
+   * @default 5
+   */
+  readonly errorRatePercent?: number;
+  /**
+   * Minutes over threshold before either alarm fires.
+   * @default 5
+   */
+  readonly evaluationMinutes?: number;
+}
+
+const DEFAULTS = {
+  gpuIdlePercent: 10, gpuIdleMinutes: 30, agentDownMinutes: 15, driftPsi: 0.2,
+  p99LatencyMs: 1000, errorRatePercent: 5, evaluationMinutes: 5,
+  maxAgeSlackSeconds: 2 * 3600, maxAgeUnscheduledSeconds: 26 * 3600,
+};
+const MAX_AGE = { min: 600, max: 7 * 86400 };
+const EMAIL = /^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$/;
+const WEBHOOK = /^https:\/\/[^\s'"`\\]+$/;
+
+/**
+ * Alarms, notifications and one dashboard for the constructs it watches: GPU use, agent health and
+ * queue, pipeline failures and freshness, endpoint latency and errors, data drift.
+ * AWS: CloudWatch alarms + SNS; GCP: Cloud Monitoring alert policies + channels; Kubernetes:
+ * Prometheus with alert rules, Alertmanager and the DCGM exporter.
+ */
+export class MonitoringStack extends Construct {
+  public readonly target: Target;
+  public readonly notify: NotifyPlan;
+  /** Escape hatches: the resources created on the target (only the one for `target` is set). */
+  public readonly aws?: AwsMonitoringResources;
+  public readonly gcp?: GcpMonitoringResources;
+  public readonly kubernetes?: KubernetesMonitoringResources;
+  private readonly backend: MonitoringBackend;
+  private readonly watched = new Set<unknown>();
+  private readonly ids = new Set<string>();
+
+  constructor(scope: Construct, id: string, props: MonitoringStackProps) {
+    super(scope, id);
+    if (!props) throw Errors.missing(this, 'props', 'an object with target and notify');
+    const kind = targetKind(this, 'target', props.target);
+    this.target = props.target;
+    this.notify = this.planNotify(kind, props);
+    if (props.kubernetes !== undefined && kind !== 'kubernetes') {
+      throw Errors.conflict(this, 'kubernetes', Object.keys(props.kubernetes), 'kubernetes targets only', `does not apply to ${kind}`);
+    }
+    const t = props.target;
+    if (t instanceof AwsTarget) {
+      const b = buildAwsMonitoring(this, t, this.notify);
+      this.aws = b.resources;
+      this.backend = b;
+    } else if (t instanceof GcpTarget) {
+      const b = buildGcpMonitoring(this, t, this.notify);
+      this.gcp = b.resources;
+      this.backend = b;
+    } else {
+      const b = buildKubernetesMonitoring(this, t as KubernetesTarget, this.notify, props.kubernetes ?? {});
+      this.kubernetes = b.resources;
+      this.backend = b;
+    }
+    const outputs = new Construct(this, 'outputs');
+    new TerraformOutput(outputs, 'dashboard', { value: b2dashboard(this), description: `${this.node.path}: dashboard` });
+  }
+
+  /** Watches a GpuCluster: GPU idle while jobs queue, NVIDIA XID errors, agent down, feature drift. */
+  public watch(cluster: IGpuCluster, options?: ClusterWatchOptions): this;
+  /** Watches a pipeline: failed runs, and no successful run within `maxAge`. */
+  public watch(pipeline: IWatchablePipeline, options?: PipelineWatchOptions): this;
+  /** Watches a ModelEndpoint: p99 latency and 5xx error rate. */
+  public watch(endpoint: IModelEndpoint, options?: EndpointWatchOptions): this;
+  public watch(x: IGpuCluster | IWatchablePipeline | IModelEndpoint, options: ClusterWatchOptions | PipelineWatchOptions | EndpointWatchOptions = {}): this {
+    if (x === null || typeof x !== 'object') {
+      throw Errors.invalid(this, 'watch', x, 'a GpuCluster, a TrainingPipeline or a ModelEndpoint');
+    }
+    if (this.watched.has(x)) {
+      throw Errors.conflict(this, 'watch', pathOf(x), 'each construct watched once (pass all thresholds in one call)', 'is already watched');
+    }
+    if (options === null || typeof options !== 'object') throw Errors.invalid(this, 'watch options', options, 'an object of thresholds');
+    if ('pipelineName' in x) {
+      const p = x as IWatchablePipeline;
+      this.checkTarget('watch(pipeline).cluster.target', p.cluster, p.cluster?.target);
+      const clusterName = this.clusterName('watch(pipeline).cluster', p.cluster as IWatchableCluster);
+      const thresholds = this.pipelineThresholds(p, options as PipelineWatchOptions);
+      this.watched.add(x);
+      this.backend.watchPipeline({ id: this.watchId(x, p.pipelineName), pipeline: p, clusterName, thresholds });
+    } else if ('metrics' in x && 'url' in x) {
+      const e = x as IModelEndpoint;
+      this.checkTarget('watch(endpoint).target', e, e.target);
+      const thresholds = this.endpointThresholds(options as EndpointWatchOptions);
+      this.watched.add(x);
+      this.backend.watchEndpoint({ id: this.watchId(x, 'endpoint'), endpoint: e, thresholds });
+    } else if ('agentUrl' in x) {
+      const c = x as IWatchableCluster;
+      this.checkTarget('watch(cluster).target', c, c.target);
+      if (c.target instanceof KubernetesTarget && this.target instanceof KubernetesTarget && c.target !== this.target
+        && !(Token.isUnresolved(c.target.namespace) && Token.isUnresolved(this.target.namespace)) && c.target.namespace !== this.target.namespace) {
+        throw Errors.conflict(this, 'watch(cluster).target', c.target.namespace,
+          `a cluster in namespace ${this.target.namespace} (Prometheus mounts the cluster's token Secret, and Secrets do not cross namespaces)`, 'is in another namespace');
+      }
+      const clusterName = this.clusterName('watch(cluster)', c);
+      const thresholds = this.clusterThresholds(options as ClusterWatchOptions);
+      this.watched.add(x);
+      this.backend.watchCluster({ id: this.watchId(x, 'cluster'), cluster: c, clusterName, thresholds });
+    } else {
+      throw Errors.invalid(this, 'watch', pathOf(x), 'a GpuCluster (agentUrl), a pipeline (pipelineName) or a ModelEndpoint (metrics and url)', 'is nothing MonitoringStack can watch');
+    }
+    return this;
+  }
+
+  // ---------------------------------------------------------------------------------- validation
+
+  private planNotify(kind: string, props: MonitoringStackProps): NotifyPlan {
+    const notify = props.notify;
+    const allowed = kind === 'aws' ? 'email addresses (SNS email subscriptions)' : 'email addresses or https:// webhook URLs';
+    if (!Array.isArray(notify) || notify.length === 0) throw Errors.invalid(this, 'notify', notify, `a non-empty list of ${allowed}`);
+    const emails: string[] = [];
+    const webhooks: string[] = [];
+    for (const n of notify) {
+      if (typeof n === 'string' && Token.isUnresolved(n)) { emails.push(n); continue; }
+      if (typeof n === 'string' && EMAIL.test(n)) { emails.push(n); continue; }
+      if (typeof n === 'string' && /^[a-z][a-z0-9+.-]*:\/\//i.test(n)) {
+        if (!WEBHOOK.test(n)) throw Errors.invalid(this, 'notify', n, 'webhook URLs over https:// (alerts carry internal names), without spaces or quotes', 'is not an https URL');
+        if (kind === 'aws') {
+          throw Errors.conflict(this, 'notify', n, 'email addresses on aws (an SNS https subscription must confirm itself, which a plain webhook does not)', 'is a webhook on aws');
+        }
+        webhooks.push(n);
+        continue;
+      }
+      throw Errors.invalid(this, 'notify', n, allowed, 'is not an email address or webhook URL');
+    }
+    if (new Set(notify).size !== notify.length) throw Errors.invalid(this, 'notify', notify, 'each address once', 'repeats an address');
+    return { emails, webhooks };
+  }
+
+  private checkTarget(prop: string, x: unknown, target: Target | undefined): void {
+    const mine = this.target;
+    const kind = target?.kind;
+    const where = `${mine.kind}${mine instanceof AwsTarget ? ` ${mine.region}` : mine instanceof GcpTarget ? ` project ${mine.project}` : ''}`;
+    const fail = (value: unknown): never => {
+      throw Errors.conflict(this, prop, value, `constructs on this stack's target (${where})`, `is on another target than the monitor (${pathOf(x)})`);
+    };
+    if (!target || kind !== mine.kind) fail(kind);
+    if (target === mine) return;
+    const differs = (a: string, b: string) => !Token.isUnresolved(a) && !Token.isUnresolved(b) && a !== b;
+    if (target instanceof AwsTarget && mine instanceof AwsTarget && differs(target.region, mine.region)) fail(target.region);
+    if (target instanceof GcpTarget && mine instanceof GcpTarget && differs(target.project, mine.project)) fail(target.project);
+    if (target instanceof KubernetesTarget && mine instanceof KubernetesTarget && target.provider !== mine.provider) fail('another kubernetes provider (cluster)');
+  }
+
+  /** The group name host metrics carry, from the cluster's escape hatch. */
+  private clusterName(prop: string, c: IWatchableCluster | undefined): string {
+    const name = c?.aws?.autoscalingGroup.name ?? c?.gcp?.instanceGroupManager.name ?? c?.kubernetes?.statefulSet.metadata.name;
+    if (!name) throw Errors.invalid(this, prop, pathOf(c), 'a GpuCluster created in this app (its escape hatch names the group its hosts report as)', 'has no resources to watch');
+    return name;
+  }
+
+  private clusterThresholds(o: ClusterWatchOptions): ClusterThresholds {
+    return {
+      gpuIdlePercent: this.percent('gpuIdlePercent', o.gpuIdlePercent, DEFAULTS.gpuIdlePercent),
+      gpuIdleMinutes: this.minutes('gpuIdleMinutes', o.gpuIdleMinutes, DEFAULTS.gpuIdleMinutes),
+      agentDownMinutes: this.minutes('agentDownMinutes', o.agentDownMinutes, DEFAULTS.agentDownMinutes),
+      driftPsi: this.positive('driftPsi', o.driftPsi, DEFAULTS.driftPsi, 10, 'a PSI above 0 and at most 10 (0.2 is the usual "significant shift")'),
+    };
+  }
+
+  private pipelineThresholds(p: IWatchablePipeline, o: PipelineWatchOptions): PipelineThresholds {
+    if (typeof p.pipelineName !== 'string' || (!Token.isUnresolved(p.pipelineName) && !/^[a-z][a-z0-9-]{0,62}$/.test(p.pipelineName))) {
+      throw Errors.invalid(this, 'watch(pipeline).pipelineName', p.pipelineName, 'a pipeline name: lower-case letters, digits and -');
+    }
+    const period = p.schedulePeriodSeconds;
+    if (o.maxAge !== undefined && !(o.maxAge instanceof Duration)) throw Errors.invalid(this, 'maxAge', o.maxAge, 'a Duration, e.g. Duration.hours(26)');
+    const maxAgeSeconds = o.maxAge?.toSeconds() ?? (period !== undefined ? period + DEFAULTS.maxAgeSlackSeconds : DEFAULTS.maxAgeUnscheduledSeconds);
+    const shown = o.maxAge?.toString() ?? `${maxAgeSeconds} seconds (default)`;
+    if (maxAgeSeconds < MAX_AGE.min || maxAgeSeconds > MAX_AGE.max) {
+      throw Errors.outOfRange(this, 'maxAge', shown, 'from 10 minutes to 7 days (the longest a CloudWatch alarm looks back)');
+    }
+    if (period !== undefined && maxAgeSeconds <= period) {
+      throw Errors.conflict(this, 'maxAge', shown, `longer than the schedule's period (${period} seconds), with room for a run to finish`,
+        'is not longer than the schedule period, so every run would look stale');
+    }
+    return { maxAgeSeconds };
+  }
+
+  private endpointThresholds(o: EndpointWatchOptions): EndpointThresholds {
+    return {
+      p99LatencyMs: this.positive('p99LatencyMs', o.p99LatencyMs, DEFAULTS.p99LatencyMs, 3_600_000, 'a latency in milliseconds above 0 (at most 3600000)'),
+      errorRatePercent: this.percent('errorRatePercent', o.errorRatePercent, DEFAULTS.errorRatePercent),
+      evaluationMinutes: this.minutes('evaluationMinutes', o.evaluationMinutes, DEFAULTS.evaluationMinutes),
+    };
+  }
+
+  private percent(prop: string, v: number | undefined, d: number): number {
+    return this.positive(prop, v, d, 100, 'a percentage above 0 and at most 100');
+  }
+
+  private positive(prop: string, v: number | undefined, d: number, max: number, allowed: string): number {
+    if (v === undefined) return d;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || v > max) throw Errors.outOfRange(this, prop, v, allowed);
+    return v;
+  }
+
+  private minutes(prop: string, v: number | undefined, d: number): number {
+    if (v === undefined) return d;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 1440) throw Errors.outOfRange(this, prop, v, 'a whole number of minutes from 1 to 1440');
+    return v;
+  }
+
+  /** The construct id of a watched construct, unique in this stack. */
+  private watchId(x: unknown, fallback: string): string {
+    const base = isConstruct(x) ? x.node.id : Token.isUnresolved(fallback) ? 'pipeline' : fallback;
+    let id = base;
+    for (let n = 2; this.ids.has(id); n++) id = `${base}-${n}`;
+    this.ids.add(id);
+    return id;
+  }
+}
+
+function isConstruct(x: unknown): x is IConstruct {
+  return typeof x === 'object' && x !== null && 'node' in x && typeof (x as IConstruct).node?.path === 'string';
+}
+
+function pathOf(x: unknown): string {
+  return isConstruct(x) ? x.node.path : typeof x;
+}
+
+/** The dashboard's name or URL for the output. */
+function b2dashboard(m: MonitoringStack): string {
+  return m.aws?.dashboard.dashboardName ?? m.gcp?.dashboard.id ?? `${m.kubernetes!.dashboardConfigMap.metadata.namespace}/${m.kubernetes!.dashboardConfigMap.metadata.name}`;
+}

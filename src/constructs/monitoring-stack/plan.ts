@@ -1,0 +1,87 @@
+/** What MonitoringStack hands its backends: watched constructs with validated thresholds. */
+import type { IGpuCluster } from '../gpu-cluster';
+import type { AwsGpuClusterResources } from '../gpu-cluster/aws';
+import type { GcpGpuClusterResources } from '../gpu-cluster/gcp';
+import type { KubernetesGpuClusterResources } from '../gpu-cluster/kubernetes';
+import type { IModelEndpoint } from '../model-endpoint';
+
+/** A GpuCluster as the monitor reads it: its public surface and the escape hatch of its target. */
+export interface IWatchableCluster extends IGpuCluster {
+  readonly aws?: AwsGpuClusterResources;
+  readonly gcp?: GcpGpuClusterResources;
+  readonly kubernetes?: KubernetesGpuClusterResources;
+}
+
+/** A pipeline as the monitor reads it (TrainingPipeline satisfies it). */
+export interface IWatchablePipeline {
+  /** The name the agent labels the pipeline's metrics with (`pipeline="..."`). */
+  readonly pipelineName: string;
+  readonly cluster: IGpuCluster;
+  /** Seconds between scheduled runs, when scheduled. */
+  readonly schedulePeriodSeconds?: number;
+}
+
+export interface ClusterThresholds {
+  /** GPU utilisation (%) under which a cluster with queued jobs counts as idle. */
+  readonly gpuIdlePercent: number;
+  readonly gpuIdleMinutes: number;
+  readonly agentDownMinutes: number;
+  /** PSI of any feature above which the drift alarm fires. */
+  readonly driftPsi: number;
+}
+
+export interface PipelineThresholds {
+  readonly maxAgeSeconds: number;
+}
+
+export interface EndpointThresholds {
+  readonly p99LatencyMs: number;
+  readonly errorRatePercent: number;
+  readonly evaluationMinutes: number;
+}
+
+export interface WatchedCluster {
+  /** Stable id of this watch (construct id and names). */
+  readonly id: string;
+  readonly cluster: IWatchableCluster;
+  /** The cluster's group name (ASG, MIG, StatefulSet): how host metrics name the cluster. */
+  readonly clusterName: string;
+  readonly thresholds: ClusterThresholds;
+}
+
+export interface WatchedPipeline {
+  readonly id: string;
+  readonly pipeline: IWatchablePipeline;
+  readonly clusterName: string;
+  readonly thresholds: PipelineThresholds;
+}
+
+export interface WatchedEndpoint {
+  readonly id: string;
+  readonly endpoint: IModelEndpoint;
+  readonly thresholds: EndpointThresholds;
+}
+
+/** Where alerts go: emails and (GCP, Kubernetes) https webhooks. */
+export interface NotifyPlan {
+  readonly emails: readonly string[];
+  readonly webhooks: readonly string[];
+}
+
+export interface MonitoringBackend {
+  watchCluster(w: WatchedCluster): void;
+  watchPipeline(w: WatchedPipeline): void;
+  watchEndpoint(w: WatchedEndpoint): void;
+}
+
+/** Alarm names, kept short and the same on every target. */
+export const ALARMS = {
+  gpuIdle: 'gpu-idle-while-queued',
+  xid: 'gpu-xid-errors',
+  agentDown: 'agent-down',
+  drift: 'feature-drift',
+  pipelineFailed: 'pipeline-failed',
+  pipelineStale: 'pipeline-stale',
+  p99: 'p99-latency',
+  errorRate: 'error-rate',
+} as const;
