@@ -1,10 +1,9 @@
 import 'cdktf/lib/testing/adapters/jest';
 import { TerraformStack } from 'cdktf';
 import { SchedulerSchedule } from '@cdktf/provider-aws/lib/scheduler-schedule';
-import { AwsTarget, Duration, GpuCluster } from '../../src';
-import { Schedule, Step, TrainingPipeline, TrainingPipelineProps } from '../../src';
+import { AwsTarget, Duration, GpuCluster, Schedule, Step, TrainingPipeline, TrainingPipelineProps } from '../../src';
 import { SET_DESIRED_CAPACITY_TARGET } from '../../src/constructs/training-pipeline/aws';
-import { countByType, only, renderTerraformString, resources, synth, TerraformJson, testAgentBundle } from '../helpers';
+import { bashSyntaxCheck, countByType, only, renderTerraformString, resources, synth, TerraformJson, testAgentBundle } from '../helpers';
 
 const STEPS = [
   Step.run('features', ['python3', 'featurize.py'], { gpus: 0, env: { DATA_DATE: 'yesterday' } }),
@@ -31,6 +30,35 @@ function userData(json: TerraformJson): string {
   const m = /^\$\{base64encode\(local\.([A-Za-z0-9_-]+)\)\}$/.exec(lt.user_data as string)!;
   return renderTerraformString((json.locals as Record<string, string>)[m[1]]);
 }
+
+describe('TrainingPipeline on AWS: OOM escalation', () => {
+  test('hosts fetch the bigger cluster\'s token at every agent start, to the file the spec names, with read on exactly its secret', () => {
+    let specTokenFile = '';
+    const { json } = synth((stack) => {
+      const aws = new AwsTarget(stack, 'aws', { region: 'us-east-1' });
+      const cluster = new GpuCluster(stack, 'train', { target: aws, accelerator: 'L4', nodes: { min: 0, max: 1 }, agentBundleDir: testAgentBundle() });
+      const big = new GpuCluster(stack, 'big', { target: aws, accelerator: 'A100-80GB', acceleratorsPerNode: 8, nodes: { min: 0, max: 1 }, agentBundleDir: testAgentBundle() });
+      const p = new TrainingPipeline(stack, 'ltv', {
+        cluster, schedule: Schedule.cron('0 3 * * *'),
+        steps: [Step.run('train', ['python3', 'train.py'], { onOom: big })],
+      });
+      const step = p.spec.steps[0];
+      specTokenFile = step.kind === 'run' ? step.onOom!.tokenFile! : '';
+    });
+    expect(specTokenFile).toMatch(/^\/run\/mlinfra\/clusters\/test-big-[0-9a-f]{8}\/token$/);
+    const scripts = Object.entries(json.locals as Record<string, string>);
+    const trainScript = renderTerraformString(scripts.find(([k]) => k.startsWith('train_'))![1]);
+    const bigScript = renderTerraformString(scripts.find(([k]) => k.startsWith('big_'))![1]);
+    bashSyntaxCheck(trainScript);
+    expect(trainScript).toContain(`> ${specTokenFile}.tmp\nmv ${specTokenFile}.tmp ${specTokenFile}\nMLINFRA_EOF`);
+    expect(bigScript).not.toContain('/run/mlinfra/clusters/');
+    const raw = scripts.find(([k]) => k.startsWith('train_'))![1];
+    expect(raw).toMatch(/--secret-id '\$\{aws_secretsmanager_secret\.big_secret_agent-token_[0-9A-F]{8}\.arn\}'/);
+    const grant = Object.entries(json.data!.aws_iam_policy_document as Record<string, any>).filter(([k]) => k.startsWith('train_granted'));
+    expect(grant).toHaveLength(1);
+    expect(grant[0][1].statement[0]).toMatchObject({ actions: ['secretsmanager:GetSecretValue'], resources: [expect.stringMatching(/aws_secretsmanager_secret\.big_secret_agent-token_/)] });
+  });
+});
 
 describe('TrainingPipeline on AWS', () => {
   const { text, json, pipeline } = build();

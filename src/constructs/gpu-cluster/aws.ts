@@ -30,7 +30,7 @@ import { VpcSecurityGroupIngressRule } from '@cdktf/provider-aws/lib/vpc-securit
 import { AwsPolicyStatement, AwsPrincipal, IGrantable } from '../../core/grants';
 import { resourceName } from '../../core/naming';
 import { AwsTarget } from '../../core/targets';
-import { awsHostMetricsScript, renderBootstrap, shq } from './bootstrap';
+import { awsHostMetricsScript, renderBootstrap, secretReadCommand, shq } from './bootstrap';
 import { awsStatements, GpuClusterBackend, GpuClusterPlan } from './plan';
 
 /** Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04): NVIDIA driver, CUDA, aws CLI. */
@@ -181,7 +181,8 @@ export function buildAwsGpuCluster(cluster: Construct, target: AwsTarget, plan: 
     clusterName: plan.name, nodeVersion: plan.nodeVersion, nodeDistUrl: plan.nodeDistUrl,
     copyCommand: (uri, dest) => `aws s3 cp --only-show-errors --region ${target.region} ${shq(uri)} ${dest}`,
     agentScriptUri: s3Uri(agentObjects.script), agentManifestUri: s3Uri(agentObjects.manifest),
-    tokenCommand: `aws secretsmanager get-secret-value --region ${target.region} --secret-id ${shq(tokenSecret.arn)} --query SecretString --output text`,
+    tokenCommand: secretReadCommand({ store: 'aws-secrets-manager', arn: tokenSecret.arn, name: tokenSecret.name }, target.region),
+    peerTokenFetches: plan.peerTokenFetches,
     stopScript, idleStopMinutes: plan.idleStopMinutes, agentPort: plan.agentPort, extraServeArgs: plan.extraAgentArgs, preemption: 'aws',
     environment: { MLINFRA_ARTIFACTS_URI: `s3://${bucket.bucket}`, AWS_REGION: target.region },
     // Publishing needs the grants a MonitoringStack adds when it watches this cluster.

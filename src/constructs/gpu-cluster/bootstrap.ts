@@ -5,6 +5,8 @@
  * as `$NAME` only, never with braces.
  */
 
+import { SecretRef } from '../../core/secrets';
+
 export interface BootstrapOptions {
   /** Cluster name, for logs and the unit's environment. */
   readonly clusterName: string;
@@ -21,6 +23,8 @@ export interface BootstrapOptions {
   readonly idleStopMinutes: number;
   readonly agentPort: number;
   readonly preemption: 'aws' | 'gcp' | 'none';
+  /** Lines appended to the token fetcher (other clusters' tokens, rendered lazily). */
+  readonly peerTokenFetches?: string;
   /** Appended as is to the serve command: each argument with a leading space (rendered lazily). */
   readonly extraServeArgs?: string;
   /** Extra environment for the agent (non-secret). */
@@ -39,6 +43,31 @@ export const TOKEN_FILE = '/run/mlinfra/token';
 /** Single-quotes a value for bash. Terraform references inside stay intact. */
 export function shq(value: string): string {
   return `'${value.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Where a host keeps the token of another cluster it may submit to (OOM escalation). */
+export function peerTokenFile(peerName: string): string {
+  return `/run/mlinfra/clusters/${peerName}/token`;
+}
+
+/** The shell command that prints a secret's value with the cloud CLI on the host. */
+export function secretReadCommand(ref: SecretRef, region: string): string {
+  switch (ref.store) {
+    case 'aws-secrets-manager':
+      return `aws secretsmanager get-secret-value --region ${region} --secret-id ${shq(ref.arn)} --query SecretString --output text`;
+    case 'gcp-secret-manager':
+      return `gcloud secrets versions access latest --secret=${shq(ref.secretId)} --project=${shq(ref.project)}`;
+    case 'kubernetes-secret':
+      throw new Error(`a host cannot read Kubernetes secret ${ref.namespace}/${ref.name}`);
+  }
+}
+
+/** Fetcher lines for peers' tokens: each into its own tmpfs file, like the host's own. */
+export function renderPeerTokenFetches(peers: readonly { name: string; ref: SecretRef }[], region: string): string {
+  return peers.map(({ name, ref }) => {
+    const file = peerTokenFile(name);
+    return `\ninstall -d -m 0700 /run/mlinfra/clusters/${name}\n${secretReadCommand(ref, region)} > ${file}.tmp\nmv ${file}.tmp ${file}`;
+  }).join('');
 }
 
 export function renderBootstrap(o: BootstrapOptions): string {
@@ -96,7 +125,7 @@ set -euo pipefail
 umask 077
 install -d -m 0700 /run/mlinfra
 ${o.tokenCommand} > ${TOKEN_FILE}.tmp
-mv ${TOKEN_FILE}.tmp ${TOKEN_FILE}
+mv ${TOKEN_FILE}.tmp ${TOKEN_FILE}${o.peerTokenFetches ?? ''}
 MLINFRA_EOF
 chmod 0700 "$MLINFRA_HOME/fetch-token.sh"
 ${o.stopScript ? `

@@ -19,7 +19,7 @@ import { StorageBucketObject } from '@cdktf/provider-google/lib/storage-bucket-o
 import { GcpPrincipal, IGrantable } from '../../core/grants';
 import { shortHash } from '../../core/naming';
 import { GcpTarget } from '../../core/targets';
-import { gcpHostMetricsScript, HOST_METRICS, renderBootstrap, shq } from './bootstrap';
+import { gcpHostMetricsScript, HOST_METRICS, renderBootstrap, secretReadCommand, shq } from './bootstrap';
 import { GpuClusterBackend, GpuClusterPlan } from './plan';
 
 /** Deep Learning VM image family: NVIDIA driver installer, CUDA 12.4, gcloud. */
@@ -182,7 +182,8 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
     clusterName: plan.name, nodeVersion: plan.nodeVersion, nodeDistUrl: plan.nodeDistUrl,
     copyCommand: (uri, dest) => `gcloud storage cp --no-user-output-enabled ${shq(uri)} ${dest}`,
     agentScriptUri: gsUri(agentScriptObject), agentManifestUri: gsUri(agentManifestObject),
-    tokenCommand: `gcloud secrets versions access latest --secret=${shq(secret.secretId)} --project=${shq(project)}`,
+    tokenCommand: secretReadCommand({ store: 'gcp-secret-manager', project, secretId: secret.secretId }, region),
+    peerTokenFetches: plan.peerTokenFetches,
     stopScript, idleStopMinutes: plan.idleStopMinutes, agentPort: plan.agentPort, extraServeArgs: plan.extraAgentArgs, preemption: 'gcp',
     environment: { MLINFRA_ARTIFACTS_URI: `gs://${bucket.name}`, GOOGLE_CLOUD_PROJECT: project },
     // The host service account already holds roles/monitoring.metricWriter and logging.logWriter.

@@ -12,6 +12,7 @@ import { AwsTarget, GcpTarget, isCidr, KubernetesTarget, Target, targetKind } fr
 import { AwsGpuClusterResources, buildAwsGpuCluster } from './aws';
 import { buildGcpGpuCluster, GcpGpuClusterResources } from './gcp';
 import { buildKubernetesGpuCluster, KubernetesGpuClusterResources } from './kubernetes';
+import { peerTokenFile, renderPeerTokenFetches } from './bootstrap';
 import { GpuClusterBackend, GpuClusterPlan, NodeRange } from './plan';
 
 export { NodeRange } from './plan';
@@ -146,6 +147,7 @@ export class GpuCluster extends Construct implements IGpuCluster {
   public readonly kubernetes?: KubernetesGpuClusterResources;
   private readonly backend: GpuClusterBackend;
   private readonly startupPipelines: string[] = [];
+  private readonly peers: { name: string; ref: SecretRef }[] = [];
   private grants = 0;
 
   constructor(scope: Construct, id: string, props: GpuClusterProps) {
@@ -200,6 +202,26 @@ export class GpuCluster extends Construct implements IGpuCluster {
       throw Errors.invalid(this, 'addStartupPipeline', specUri, 'an s3:// or gs:// object URI without spaces or quotes');
     }
     this.startupPipelines.push(specUri);
+  }
+
+  /**
+   * Lets this cluster's hosts submit to `peer`'s agent (a bigger cluster that takes steps which ran
+   * out of memory): grants read of its token and fetches it at every agent start into
+   * `/run/mlinfra/clusters/<name>/token`. AWS and GCP, peers on the same target.
+   */
+  public addPeerToken(peer: IGpuCluster, name: string): string {
+    if (this.target instanceof KubernetesTarget) {
+      throw Errors.conflict(this, 'addPeerToken', name, 'aws or gcp clusters (Kubernetes pods mount peer Secrets)', 'is not supported on kubernetes');
+    }
+    if (peer.target !== this.target) {
+      throw Errors.conflict(this, 'addPeerToken', (peer as unknown as Construct).node?.path ?? name, `a cluster on this cluster's target (${this.target.node.path})`, 'names a cluster on another target');
+    }
+    if (!/^[a-z][a-z0-9-]{0,62}$/.test(name)) throw Errors.invalid(this, 'addPeerToken', name, 'a name of lower-case letters, digits and -');
+    if (!this.peers.some((p) => p.name === name)) {
+      peer.grantAgentAccess(this);
+      this.peers.push({ name, ref: peer.agentTokenSecret });
+    }
+    return peerTokenFile(name);
   }
 
   public grantAgentAccess(grantee: IGrantable): void {
@@ -332,6 +354,7 @@ export class GpuCluster extends Construct implements IGpuCluster {
       shape, nodes: { min: nodes.min, max: nodes.max }, spot, onDemandBaseNodes, idleStopMinutes, diskGiB, agentPort,
       allowedCidrs: props.allowedCidrs, machineImage: props.machineImage, agentImage, nodeVersion, nodeDistUrl,
       agentBundle: { script, manifest }, agentToken: token.result,
+      peerTokenFetches: Lazy.stringValue({ produce: () => renderPeerTokenFetches(this.peers, (props.target as AwsTarget | GcpTarget).region) }),
       extraAgentArgs: Lazy.stringValue({ produce: () => this.startupPipelines.map((u) => ` --pipeline-on-start ${u}`).join('') }),
     };
   }

@@ -32,6 +32,8 @@ export interface GpuClusterPlan {
   readonly agentBundle: { readonly script: TerraformAsset; readonly manifest: TerraformAsset };
   /** Serve arguments added after construction (startup pipelines), rendered at synth; AWS and GCP hosts. */
   readonly extraAgentArgs: string;
+  /** Token fetcher lines for peer clusters (addPeerToken), rendered at synth; AWS and GCP hosts. */
+  readonly peerTokenFetches: string;
   /** A generated agent token: a reference resolved at apply time, written only to a secret store. */
   readonly agentToken: string;
 }

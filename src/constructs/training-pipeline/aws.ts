@@ -31,8 +31,6 @@ export function buildAwsTrainingPipeline(pipeline: Construct, target: AwsTarget,
   });
   const specUri = `s3://${res.bucket.bucket}/${plan.specKey}`;
 
-  // Steps whose attempts run out of memory go to a bigger cluster: the hosts need its token.
-  for (const big of plan.oomClusters.values()) big.grantAgentAccess(cluster);
 
   if (!plan.schedule) return { specUri, resources: { specObject } };
 

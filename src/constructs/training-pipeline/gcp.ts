@@ -29,7 +29,6 @@ export function buildGcpTrainingPipeline(pipeline: Construct, target: GcpTarget,
   });
   const specUri = `gs://${res.bucket.name}/${plan.specKey}`;
 
-  for (const big of plan.oomClusters.values()) big.grantAgentAccess(cluster);
 
   if (!plan.schedule) return { specUri, resources: { specObject } };
 

@@ -377,7 +377,8 @@ export class TrainingPipeline extends Construct implements IGrantable {
       oomClusters.set(clusterName, big);
       onOom = {
         agentUrl: big.agentUrl, clusterName,
-        tokenFile: cluster.target instanceof KubernetesTarget ? `${ONOOM_TOKEN_DIR}/${clusterName}/token` : `/opt/mlinfra/clusters/${clusterName}/token`,
+        // AWS/GCP hosts fetch the bigger cluster's token at every agent start; K8s runner pods mount it.
+        tokenFile: cluster.target instanceof KubernetesTarget ? `${ONOOM_TOKEN_DIR}/${clusterName}/token` : cluster.addPeerToken(big, clusterName),
       };
     }
     return {

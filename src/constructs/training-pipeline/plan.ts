@@ -16,6 +16,8 @@ export interface IPipelineCluster extends IGpuCluster {
   readonly kubernetes?: KubernetesGpuClusterResources;
   /** AWS/GCP: hosts start the agent with `serve --pipeline-on-start <specUri>`. */
   addStartupPipeline(specUri: string): void;
+  /** AWS/GCP: hosts fetch `peer`'s agent token; returns the file it lands in. */
+  addPeerToken(peer: IGpuCluster, name: string): string;
 }
 
 export interface TrainingPipelinePlan {
