@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Autostop } from './autostop';
+import { DRIFT_FILE, startLocalMetricsServer } from './drift';
 import { detectGpus, type GpuInventory } from './gpus';
 import { Journal } from './journal';
 import { LogStore } from './logs';
@@ -48,6 +49,8 @@ export class Agent extends EventEmitter<AgentEvents> {
     private readonly watcher: PreemptionWatcher,
     private readonly autostop: Autostop,
     readonly url: string,
+    readonly metrics: AgentMetrics,
+    private readonly localMetrics: { readonly port: number; close(): Promise<void> } | undefined,
   ) {
     super();
   }
@@ -75,14 +78,30 @@ export class Agent extends EventEmitter<AgentEvents> {
       health: () => ({ gpus: gpus.count, ...scheduler.stats(), preempted: Boolean(ref.agent?.preemptedBy) }),
     });
     const address = await app.listen({ host: o.host, port: o.port });
+    // Token-free /metrics for the host's metrics agent: 127.0.0.1 only, whatever --host is.
+    let localMetrics: Awaited<ReturnType<typeof startLocalMetricsServer>> | undefined;
+    if (o.metricsLocalPort !== undefined) {
+      try {
+        localMetrics = await startLocalMetricsServer(metrics.registry, o.metricsLocalPort);
+      } catch (e) {
+        await app.close();
+        journal.close();
+        releaseLock();
+        throw new Error(`cannot serve --metrics-local-port on 127.0.0.1:${o.metricsLocalPort}: ${(e as Error).message}`);
+      }
+    }
     const watcher = new PreemptionWatcher({
       provider: o.preemption, awsImdsUrl: o.awsImdsUrl, gcpMetadataUrl: o.gcpMetadataUrl, pollSeconds: o.preemptionPollSeconds, logger,
     });
     const autostop = new Autostop({
       idleStopMinutes: o.idleStopMinutes, preStopCommand: o.preStopCommand, stopCommand: o.stopCommand, isIdle: () => scheduler.isIdle() && !(ref.agent && ref.agent.holds > 0), logger,
     });
-    const a = new Agent(o, logger, gpus, journal, scheduler, logs, releaseLock, app, watcher, autostop, address);
+    const a = new Agent(o, logger, gpus, journal, scheduler, logs, releaseLock, app, watcher, autostop, address, metrics, localMetrics);
     ref.agent = a;
+    autostop.on('stopping', () => metrics.autostops.inc());
+    scheduler.on('job:finished', (job) => {
+      if (job.state === 'succeeded') recordDrift(scheduler.artifactDir(job.id), job.id, metrics, logger);
+    });
     watcher.on('notice', (n) => {
       a.preemptedBy = n;
       scheduler.preempt(o.graceSeconds * 1000);
@@ -91,7 +110,10 @@ export class Agent extends EventEmitter<AgentEvents> {
     watcher.start();
     autostop.start();
     if (!o.paused) scheduler.resume();
-    logger.info({ url: address, dataDir: o.dataDir, pid: process.pid, version: AGENT_VERSION }, 'listening');
+    logger.info({
+      url: address, dataDir: o.dataDir, pid: process.pid, version: AGENT_VERSION,
+      ...(localMetrics ? { metricsUrl: `http://127.0.0.1:${localMetrics.port}/metrics` } : {}),
+    }, 'listening');
     a.emit('listening', { url: address });
     return a;
   }
@@ -118,12 +140,34 @@ export class Agent extends EventEmitter<AgentEvents> {
       await this.scheduler.shutdown(this.options.graceSeconds * 1000);
       this.logs.finishAll();
       await this.app.close();
+      await this.localMetrics?.close();
       this.journal.close();
       this.releaseLock();
       this.logger.info('shut down');
       this.emit('closed');
     })();
     return this.closing;
+  }
+}
+
+/** Largest drift.json read; a bigger one is ignored with a warning. */
+const DRIFT_MAX_BYTES = 8 * 1024 * 1024;
+
+/**
+ * After a job succeeded (a batch job: after all its shards): exports the scores of `drift.json` in its
+ * artifact dir. Synchronous, so the gauge is set before the job shows as succeeded. A missing file is
+ * nothing; a malformed one is logged (warn) and ignored: the job's state does not change.
+ */
+function recordDrift(artifactDir: string, jobId: string, metrics: AgentMetrics, logger: Logger): void {
+  const file = path.join(artifactDir, DRIFT_FILE);
+  try {
+    const st = fs.statSync(file, { throwIfNoEntry: false });
+    if (!st) return;
+    if (!st.isFile() || st.size > DRIFT_MAX_BYTES) throw new Error(`not a regular file of at most ${DRIFT_MAX_BYTES} bytes`);
+    const scores = metrics.drift.record(fs.readFileSync(file, 'utf8'));
+    logger.info({ jobId, scores }, 'drift scores recorded');
+  } catch (e) {
+    logger.warn({ jobId, file, err: (e as Error).message }, 'drift.json ignored: malformed');
   }
 }
 

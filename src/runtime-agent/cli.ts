@@ -5,7 +5,7 @@ import pino from 'pino';
 import { Agent, AGENT_VERSION } from './agent';
 import { AgentClient, type JobJson } from './client';
 import { AgentError } from './errors';
-import { defaultDataDir } from './options';
+import { defaultDataDir, ServeOptionError } from './options';
 import { loadPipelineSpec, PipelineSpecError, RUN_ID_PATTERN, runPipeline, runPipelinesOnStart, runSummary, type StepRecord } from './pipeline';
 import { Storage } from './storage/index';
 import { TERMINAL_STATES, type JobState } from './types';
@@ -82,6 +82,9 @@ export function buildCli(io: CliIo): Command {
     .option('--pipeline-min-interval-minutes <m>', 'skip a --pipeline-on-start pipeline whose latest run started less than this long ago',
       num('--pipeline-min-interval-minutes', 0), 60)
     .option('--pipeline-work-dir <dir>', 'local run directories of --pipeline-on-start runs (default <data-dir>/pipeline-runs)')
+    // Checked by resolveServeOptions (exit 2 naming the option); a value that is not a number is passed as it is, for the message.
+    .option('--metrics-local-port <port>', 'also serve /metrics token-free on 127.0.0.1:<port> (for the host metrics agent; off by default)',
+      (v: string) => (/^\s*-?\d+\s*$/.test(v) ? Number(v) : v))
     .addOption(new Option('--log-level <level>', 'agent log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
     .action(async (o: Record<string, unknown>) => {
       let token: string | undefined;
@@ -108,8 +111,14 @@ export function buildCli(io: CliIo): Command {
           awsImdsUrl: o.awsImdsUrl as string, gcpMetadataUrl: o.gcpMetadataUrl as string,
           preemptionPollSeconds: o.preemptionPollSeconds as number, graceSeconds: o.graceSeconds as number,
           logMaxBytes: o.logMaxBytes as number, paused: o.paused as boolean, logLevel: o.logLevel as string,
+          metricsLocalPort: o.metricsLocalPort as number | undefined,
         }, logger);
       } catch (e) {
+        if (e instanceof ServeOptionError) {
+          await write(io.stderr, `mlinfra-agent: ${e.message}\n`);
+          io.exit(2);
+          return;
+        }
         logger.fatal({ err: e }, 'could not start');
         await write(io.stderr, `mlinfra-agent: could not start: ${(e as Error).message}\n`);
         io.exit(1);

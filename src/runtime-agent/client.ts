@@ -8,10 +8,10 @@ export class AgentClient {
     this.base = url.replace(/\/+$/, '');
   }
 
-  private async call(method: string, p: string, body?: unknown): Promise<Response> {
+  private async call(method: string, p: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
     const headers: Record<string, string> = { authorization: `Bearer ${this.token}` };
     if (body !== undefined) headers['content-type'] = 'application/json';
-    const res = await fetch(`${this.base}${p}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+    const res = await fetch(`${this.base}${p}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
     if (!res.ok) {
       let err: { code?: string; message?: string; field?: string } = {};
       try {
@@ -39,6 +39,11 @@ export class AgentClient {
 
   async cancel(id: string): Promise<JobJson> {
     return (await this.call('POST', `/v1/jobs/${encodeURIComponent(id)}/cancel`)).json() as Promise<JobJson>;
+  }
+
+  /** Reports a pipeline run's end to the agent's metrics (`POST /v1/pipeline-runs`). */
+  async recordPipelineRun(end: { pipeline: string; state: 'succeeded' | 'failed'; runId: string; endedAt: string }, timeoutMs = 10_000): Promise<{ recorded: boolean }> {
+    return (await this.call('POST', '/v1/pipeline-runs', end, AbortSignal.timeout(timeoutMs))).json() as Promise<{ recorded: boolean }>;
   }
 
   /** The job's log; with follow, live until the job ends. */

@@ -1,10 +1,31 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { DriftMetrics } from './drift';
 import type { Scheduler } from './scheduler';
+
+/** The end of one pipeline run, as `POST /v1/pipeline-runs` takes it. */
+export interface PipelineRunEnd {
+  readonly pipeline: string;
+  readonly state: 'succeeded' | 'failed';
+  readonly runId: string;
+  /** ISO 8601 time the run ended. */
+  readonly endedAt: string;
+}
+
+/** Runs remembered to ignore a repeated report of the same run (a client retry). */
+const SEEN_RUNS_MAX = 1000;
 
 /** Prometheus metrics of one agent (its own registry: no global state). */
 export class AgentMetrics {
   readonly registry = new Registry();
   readonly httpRequests: Counter<'route' | 'status'>;
+  /** `mlinfra_feature_drift_psi{feature}`, set from a finished job's drift.json. */
+  readonly drift = new DriftMetrics(this.registry);
+  /** `mlinfra_agent_autostop_total`: incremented when idle autostop fires. */
+  readonly autostops: Counter;
+  private readonly pipelineRuns: Counter<'pipeline' | 'state'>;
+  private readonly pipelineLastSuccess: Gauge<'pipeline'>;
+  private readonly seenRuns = new Set<string>();
+  private readonly lastSuccess = new Map<string, number>();
 
   constructor(scheduler: Scheduler, gpus: number) {
     const r = this.registry;
@@ -37,10 +58,38 @@ export class AgentMetrics {
       name: 'mlinfra_agent_draining', help: '1 while the agent stops dispatching (preemption notice or shutdown).', registers: [r],
       collect() { this.set(scheduler.stats().draining ? 1 : 0); },
     });
+    this.autostops = new Counter({ name: 'mlinfra_agent_autostop_total', help: 'Idle autostop commands run.', registers: [r] });
+    this.pipelineRuns = new Counter({
+      name: 'mlinfra_pipeline_runs_total', help: 'Pipeline runs that ended, by outcome.', labelNames: ['pipeline', 'state'], registers: [r],
+    });
+    this.pipelineLastSuccess = new Gauge({
+      name: 'mlinfra_pipeline_last_success_timestamp_seconds', help: 'End time (Unix seconds) of the latest successful run of a pipeline.',
+      labelNames: ['pipeline'], registers: [r],
+    });
     scheduler.on('job:submitted', (j) => submitted.inc({ kind: j.spec.kind }));
     scheduler.on('job:finished', (j) => finished.inc({ state: j.state, failure_class: j.failure?.class ?? 'none' }));
     scheduler.on('job:requeued', () => retried.inc());
     scheduler.on('run:ended', (e) => runSeconds.observe({ outcome: e.failure?.class ?? 'succeeded' }, e.seconds));
     scheduler.on('shard:done', () => shards.inc());
+  }
+
+  /**
+   * Counts a pipeline run's end. The succeeded and failed series of a pipeline exist (at 0) from the
+   * first report on, so alarms on them have data. A run reported again (same pipeline and run id) is
+   * ignored. Returns whether it was counted.
+   */
+  recordPipelineRun(e: PipelineRunEnd): boolean {
+    const key = `${e.pipeline}\u0000${e.runId}`;
+    if (this.seenRuns.has(key)) return false;
+    this.seenRuns.add(key);
+    if (this.seenRuns.size > SEEN_RUNS_MAX) this.seenRuns.delete(this.seenRuns.values().next().value as string);
+    for (const state of ['succeeded', 'failed'] as const) this.pipelineRuns.inc({ pipeline: e.pipeline, state }, 0);
+    this.pipelineRuns.inc({ pipeline: e.pipeline, state: e.state });
+    if (e.state === 'succeeded') {
+      const at = Date.parse(e.endedAt) / 1000;
+      this.lastSuccess.set(e.pipeline, Math.max(this.lastSuccess.get(e.pipeline) ?? 0, at));
+      this.pipelineLastSuccess.set({ pipeline: e.pipeline }, this.lastSuccess.get(e.pipeline)!);
+    }
+    return true;
   }
 }

@@ -41,6 +41,20 @@ export interface ServeOptions {
   readonly paused: boolean;
   /** @default 'info' */
   readonly logLevel: string;
+  /**
+   * Serve the Prometheus registry token-free on `127.0.0.1:<port>` (`/metrics` only), for the host's
+   * metrics agent (CloudWatch agent, Ops Agent). Never bound to `host`.
+   * @default - off
+   */
+  readonly metricsLocalPort?: number;
+}
+
+/** An invalid serve option (the CLI exits 2 on it, like on a usage error). */
+export class ServeOptionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ServeOptionError';
+  }
 }
 
 export type ServeOptionsInput = Partial<ServeOptions> & { readonly token: string };
@@ -70,7 +84,7 @@ export function resolveServeOptions(input: ServeOptionsInput): ServeOptions {
     ...defined,
   };
   const fail = (name: string, value: unknown, allowed: string): never => {
-    throw new Error(`invalid option ${name}=${JSON.stringify(value)}: ${allowed}`);
+    throw new ServeOptionError(`invalid option ${name}=${JSON.stringify(value)}: ${allowed}`);
   };
   if (!o.token || !o.token.trim()) {
     fail('token', '', 'a token is required: pass --token-file FILE or set MLINFRA_AGENT_TOKEN');
@@ -83,6 +97,9 @@ export function resolveServeOptions(input: ServeOptionsInput): ServeOptions {
   if (!Number.isFinite(o.preemptionPollSeconds) || o.preemptionPollSeconds <= 0) fail('--preemption-poll-seconds', o.preemptionPollSeconds, 'a number > 0');
   if (!Number.isFinite(o.graceSeconds) || o.graceSeconds < 0) fail('--grace-seconds', o.graceSeconds, 'a number >= 0');
   if (!Number.isInteger(o.logMaxBytes) || o.logMaxBytes < 1024) fail('--log-max-bytes', o.logMaxBytes, 'an integer >= 1024');
+  if (o.metricsLocalPort !== undefined && (!Number.isInteger(o.metricsLocalPort) || o.metricsLocalPort < 1 || o.metricsLocalPort > 65535)) {
+    fail('--metrics-local-port', o.metricsLocalPort, 'an integer 1..65535');
+  }
   if (!Number.isInteger(o.bodyLimitBytes) || o.bodyLimitBytes < 1024) fail('bodyLimitBytes', o.bodyLimitBytes, 'an integer >= 1024');
   for (const [name, url] of [['--aws-imds-url', o.awsImdsUrl], ['--gcp-metadata-url', o.gcpMetadataUrl]] as const) {
     try {

@@ -65,7 +65,7 @@ export function newRunId(now: Date = new Date()): string {
 
 export const RUN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const STEP_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
-const PIPELINE_NAME = /^[a-z0-9](?:[a-z0-9-]{0,62})$/;
+export const PIPELINE_NAME = /^[a-z0-9](?:[a-z0-9-]{0,62})$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 // ---------------------------------------------------------------------------------------------------------
@@ -308,7 +308,21 @@ const errMsg = (e: unknown): string => (e instanceof Error ? e.message : String(
 
 /** Runs a validated spec to the end (see README "run-pipeline"). Throws only when the run cannot start. */
 export async function runPipeline(o: PipelineRunOptions): Promise<PipelineRunResult> {
-  return new PipelineRun(o).run();
+  const r = await new PipelineRun(o).run();
+  await reportRunEnd(o, r);
+  return r;
+}
+
+/**
+ * Tells the agent the run ended (`POST /v1/pipeline-runs`: its `mlinfra_pipeline_*` metrics). Best
+ * effort: a failure (an older agent, a lost connection) is logged and changes nothing else.
+ */
+async function reportRunEnd(o: PipelineRunOptions, r: PipelineRunResult): Promise<void> {
+  try {
+    await new AgentClient(o.agentUrl, o.token).recordPipelineRun({ pipeline: r.pipeline, state: r.state, runId: r.runId, endedAt: r.endedAt });
+  } catch (e) {
+    o.logger.warn({ err: errMsg(e), agentUrl: o.agentUrl, runId: r.runId }, 'could not report the run to the agent metrics');
+  }
 }
 
 class PipelineRun {

@@ -376,6 +376,11 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return path.join(this.o.dataDir, 'work', jobId, ...parts);
   }
 
+  /** The job's `MLINFRA_ARTIFACT_DIR` (train runs and batch shards alike: a batch job's shards share it). */
+  artifactDir(jobId: string): string {
+    return this.workDir(jobId, 'artifacts');
+  }
+
   private async execute(a: ActiveJob, run: ActiveRun): Promise<void> {
     const { spec, id } = a.job;
     const storage = this.o.storage;
@@ -385,7 +390,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       const ckpt = spec.checkpointDir;
       const ckptRemote = ckpt !== undefined && !storage.isLocal(ckpt);
       const ckptDir = ckpt === undefined ? path.join(this.o.dataDir, 'checkpoints', id) : ckptRemote ? this.workDir(id, 'checkpoint') : localPathOf(ckpt);
-      const artifactDir = this.workDir(id, 'artifacts');
+      const artifactDir = this.artifactDir(id);
       await fs.promises.mkdir(ckptDir, { recursive: true });
       await fs.promises.mkdir(artifactDir, { recursive: true });
       if (ckptRemote && !run.shard) await storage.getDir(ckpt, ckptDir);

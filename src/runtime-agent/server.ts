@@ -4,7 +4,8 @@ import type { Logger } from 'pino';
 import { AgentError, badRequest, notFound } from './errors';
 import type { Journal } from './journal';
 import type { LogStore } from './logs';
-import type { AgentMetrics } from './metrics';
+import type { AgentMetrics, PipelineRunEnd } from './metrics';
+import { PIPELINE_NAME, RUN_ID_PATTERN } from './pipeline';
 import type { Scheduler } from './scheduler';
 import { TERMINAL_STATES, type JobRecord, type JobSpec, type JobState } from './types';
 
@@ -35,6 +36,19 @@ export const JOB_BODY_SCHEMA = {
     artifactUri: uriProp,
     input: uriProp,
     output: uriProp,
+  },
+} as const;
+
+/** JSON schema of POST /v1/pipeline-runs: a pipeline run's end, reported by its runner. */
+export const PIPELINE_RUN_BODY_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['pipeline', 'state', 'runId', 'endedAt'],
+  properties: {
+    pipeline: { type: 'string', pattern: PIPELINE_NAME.source },
+    state: { type: 'string', enum: ['succeeded', 'failed'] },
+    runId: { type: 'string', pattern: RUN_ID_PATTERN.source },
+    endedAt: { type: 'string', maxLength: 64, pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,9})?(Z|[+-]\\d{2}:\\d{2})$' },
   },
 } as const;
 
@@ -170,6 +184,14 @@ export async function buildServer(d: ServerDeps): Promise<FastifyInstance> {
     };
     const job = await d.scheduler.submit(spec);
     return reply.code(201).send(jobJson(job));
+  });
+
+  app.post<{ Body: PipelineRunEnd }>('/v1/pipeline-runs', { schema: { body: PIPELINE_RUN_BODY_SCHEMA } }, async (req) => {
+    const b = req.body;
+    if (b === null || typeof b !== 'object' || Array.isArray(b)) throw badRequest('the body must be a JSON object', 'body');
+    if (!Number.isFinite(Date.parse(b.endedAt))) throw badRequest('endedAt must be an ISO 8601 time', 'endedAt');
+    const recorded = d.metrics.recordPipelineRun({ pipeline: b.pipeline, state: b.state, runId: b.runId, endedAt: b.endedAt });
+    return { recorded };
   });
 
   app.get<{ Querystring: Record<string, unknown> }>('/v1/jobs', async (req) => {
