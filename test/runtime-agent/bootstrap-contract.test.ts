@@ -1,0 +1,72 @@
+/**
+ * The serve command line each GpuCluster start-up script writes must be one the built agent accepts:
+ * the script is never run in tests, so this runs its exact flags against the real bundle.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { TerraformStack, Testing } from 'cdktf';
+import { AwsTarget, GcpTarget, GpuCluster, Target } from '../../src';
+import { renderTerraformString, testAgentBundle } from '../helpers';
+import { BUNDLE, tmpDir } from './helpers';
+
+function serveArgs(build: (stack: TerraformStack) => Target): string[] {
+  const stack = new TerraformStack(Testing.app(), 'contract');
+  const target = build(stack);
+  const cluster = new GpuCluster(stack, 'train', { target, accelerator: 'L4', nodes: { min: 0, max: 2 }, agentBundleDir: testAgentBundle() });
+  cluster.addStartupPipeline(`${cluster.artifactsUri}/pipelines/ltv/spec-0123456789abcdef.json`);
+  const json = JSON.parse(Testing.synth(stack, true));
+  const scripts = [
+    ...Object.values((json.locals ?? {}) as Record<string, string>),
+    ...Object.values(json.resource?.google_compute_instance_template ?? {}).map((t: any) => t.metadata['startup-script']),
+  ];
+  const line = renderTerraformString(scripts[0]).split('\n').find((l) => l.startsWith('ExecStart='))!;
+  return line.slice(line.indexOf('mlinfra-agent.js ') + 'mlinfra-agent.js '.length).split(' ');
+}
+
+/** Host paths and ports swapped for local ones; every flag and value the script passes is kept. */
+function localise(args: string[], dir: string): string[] {
+  const swap: Record<string, string> = {
+    '--host': '127.0.0.1', '--port': '0', '--data-dir': path.join(dir, 'data'), '--token-file': path.join(dir, 'token'),
+    '--stop-command': 'true', '--metrics-local-port': String(20000 + Math.floor(Math.random() * 20000)),
+    '--pipeline-on-start': `file://${path.join(dir, 'no-such-spec.json')}`,
+  };
+  return args.map((a, i) => (i > 0 && swap[args[i - 1]] !== undefined ? swap[args[i - 1]] : a));
+}
+
+function startsListening(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [BUNDLE, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const timer = setTimeout(() => { proc.kill('SIGKILL'); reject(new Error(`agent did not start: ${out}`)); }, 15_000);
+    const onData = (b: Buffer) => {
+      out += b.toString();
+      if (/"msg":"listening"/.test(out)) {
+        clearTimeout(timer);
+        proc.once('exit', () => resolve(out));
+        proc.kill('SIGTERM');
+      }
+    };
+    proc.stdout.on('data', onData);
+    proc.stderr.on('data', onData);
+    proc.once('exit', (code) => { clearTimeout(timer); if (!/"msg":"listening"/.test(out)) reject(new Error(`agent exited ${code}: ${out}`)); });
+  });
+}
+
+describe.each([
+  ['aws', (s: TerraformStack) => new AwsTarget(s, 'aws', { region: 'us-east-1' }), { MLINFRA_TEST: '1' }],
+  ['gcp', (s: TerraformStack) => new GcpTarget(s, 'gcp', { project: 'ml-prod-123', region: 'us-central1' }), { MLINFRA_TEST: '1' }],
+] as const)('%s start-up script', (kind, build, env) => {
+  test('its serve flags are all accepted by the built agent', async () => {
+    const args = serveArgs(build);
+    expect(args[0]).toBe('serve');
+    expect(args).toEqual(expect.arrayContaining(['--preemption', kind, '--metrics-local-port', '--idle-stop-minutes', '--pipeline-on-start']));
+    const dir = tmpDir();
+    fs.writeFileSync(path.join(dir, 'token'), 'contract-test-token\n', { mode: 0o600 });
+    // Metadata endpoints point nowhere: the preemption watcher must just keep polling.
+    const local = [...localise(args, dir), '--aws-imds-url', 'http://127.0.0.1:9', '--gcp-metadata-url', 'http://127.0.0.1:9'];
+    const out = await startsListening(local, env);
+    expect(out).toContain('"msg":"listening"');
+  }, 30_000);
+});
+
