@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TerraformStack, Testing } from 'cdktf';
-import { AwsTarget, GcpTarget, GpuCluster, Target } from '../../src';
+import { AwsTarget, GcpTarget, GpuCluster, KubernetesTarget, Target } from '../../src';
 import { renderTerraformString, testAgentBundle } from '../helpers';
 import { BUNDLE, tmpDir } from './helpers';
 
@@ -70,3 +70,18 @@ describe.each([
   }, 30_000);
 });
 
+
+describe('kubernetes agent container', () => {
+  test('its serve flags are all accepted by the built agent', async () => {
+    const stack = new TerraformStack(Testing.app(), 'contract');
+    new GpuCluster(stack, 'train', { target: new KubernetesTarget(stack, 'k8s', { namespace: 'ml' }), accelerator: 'L4', nodes: { min: 0, max: 2 }, agentBundleDir: testAgentBundle() });
+    const json = JSON.parse(Testing.synth(stack, true));
+    const sts: any = Object.values(json.resource.kubernetes_stateful_set_v1)[0];
+    const command: string[] = sts.spec.template.spec.container.find((c: any) => c.name === 'agent').command;
+    const args = command.slice(command.findIndex((a) => a.endsWith('mlinfra-agent.js')) + 1);
+    expect(args[0]).toBe('serve');
+    const dir = tmpDir();
+    fs.writeFileSync(path.join(dir, 'token'), 'contract-test-token\n', { mode: 0o600 });
+    expect(await startsListening(localise(args, dir), {})).toContain('"msg":"listening"');
+  }, 30_000);
+});
