@@ -17,3 +17,4 @@ export * from './core/model';
 export * from './constructs/model-endpoint';
 export * from './constructs/training-pipeline';
 export * from './constructs/monitoring-stack';
+export * from './aspects';

@@ -136,7 +136,7 @@ describe('ModelEndpoint on AWS', () => {
 
   test('creates exactly these resources', () => {
     expect(countByType(json)).toEqual({
-      aws_kms_key: 1, aws_s3_bucket: 1, aws_s3_bucket_public_access_block: 1, aws_s3_bucket_ownership_controls: 1,
+      aws_kms_key: 1, aws_s3_bucket: 1, aws_s3_bucket_public_access_block: 1, aws_s3_bucket_ownership_controls: 1, aws_s3_bucket_versioning: 1, aws_s3_bucket_lifecycle_configuration: 1,
       aws_s3_bucket_server_side_encryption_configuration: 1, aws_s3_bucket_policy: 1, aws_cloudwatch_log_group: 1,
       aws_iam_role: 1, aws_iam_role_policy: 1, aws_sagemaker_model: 1, aws_sagemaker_endpoint_configuration: 1,
       aws_sagemaker_endpoint: 1, aws_appautoscaling_target: 1, aws_appautoscaling_policy: 1,

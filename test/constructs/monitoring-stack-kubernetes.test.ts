@@ -72,6 +72,16 @@ function promtoolDir(json: TerraformJson): string {
 
 describe('MonitoringStack on Kubernetes', () => {
   const { text, json } = build();
+
+  test('network policies: Alertmanager and the DCGM exporter from Prometheus only, Prometheus from monitoring clients', () => {
+    const policies = Object.entries(resources(json, 'kubernetes_network_policy_v1')).filter(([k]) => k.includes('network-policies')).map(([, v]) => v as any);
+    const byPort = Object.fromEntries(policies.map((p) => [p.spec.ingress[0].ports[0].port, p.spec]));
+    expect(Object.keys(byPort).sort()).toEqual(['9090', '9093', '9400']);
+    const prometheusPods = byPort['9093'].ingress[0].from[0].pod_selector.match_labels;
+    expect(byPort['9400'].ingress[0].from).toEqual([{ pod_selector: { match_labels: prometheusPods } }]);
+    expect(byPort['9090'].pod_selector.match_labels).toEqual(prometheusPods);
+    expect(byPort['9090'].ingress[0].from).toEqual([{ namespace_selector: {}, pod_selector: { match_labels: { 'mlinfra.dev/monitoring-client': 'true' } } }]);
+  });
   const f = files(json);
   const rules = parse(f.rules).groups.flatMap((g: any) => g.rules);
   const byAlert = Object.fromEntries(rules.map((r: any) => [r.alert, r]));

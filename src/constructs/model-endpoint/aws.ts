@@ -14,6 +14,8 @@ import { IamRolePolicy } from '@cdktf/provider-aws/lib/iam-role-policy';
 import { KmsKey } from '@cdktf/provider-aws/lib/kms-key';
 import { S3Bucket } from '@cdktf/provider-aws/lib/s3-bucket';
 import { S3BucketOwnershipControls } from '@cdktf/provider-aws/lib/s3-bucket-ownership-controls';
+import { S3BucketVersioningA } from '@cdktf/provider-aws/lib/s3-bucket-versioning';
+import { S3BucketLifecycleConfiguration } from '@cdktf/provider-aws/lib/s3-bucket-lifecycle-configuration';
 import { S3BucketPolicy } from '@cdktf/provider-aws/lib/s3-bucket-policy';
 import { S3BucketPublicAccessBlock } from '@cdktf/provider-aws/lib/s3-bucket-public-access-block';
 import { S3BucketServerSideEncryptionConfigurationA } from '@cdktf/provider-aws/lib/s3-bucket-server-side-encryption-configuration';
@@ -103,6 +105,15 @@ export function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, pl
       provider, bucket: captureBucket.id, blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true,
     });
     new S3BucketOwnershipControls(storage, 'capture-ownership', { provider, bucket: captureBucket.id, rule: { objectOwnership: 'BucketOwnerEnforced' } });
+    // Captured requests are drift evidence: keep overwritten objects for a month.
+    new S3BucketVersioningA(storage, 'capture-versioning', { provider, bucket: captureBucket.id, versioningConfiguration: { status: 'Enabled' } });
+    new S3BucketLifecycleConfiguration(storage, 'capture-lifecycle', {
+      provider, bucket: captureBucket.id,
+      rule: [{
+        id: 'expire-noncurrent', status: 'Enabled', filter: [{ prefix: '' }],
+        noncurrentVersionExpiration: [{ noncurrentDays: 30 }], abortIncompleteMultipartUpload: [{ daysAfterInitiation: 7 }],
+      }],
+    });
     new S3BucketServerSideEncryptionConfigurationA(storage, 'capture-encryption', {
       provider, bucket: captureBucket.id,
       rule: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: 'aws:kms', kmsMasterKeyId: key.arn }, bucketKeyEnabled: true }],

@@ -4,6 +4,7 @@
  * deploy a model to a Vertex AI endpoint (terraform-provider-google#15303), hence Cloud Run.
  */
 import { Construct } from 'constructs';
+import { Policy } from '../../aspects/policy/policy';
 import { CloudRunV2Service, CloudRunV2ServiceTemplateContainersEnv, CloudRunV2ServiceTraffic } from '@cdktf/provider-google/lib/cloud-run-v2-service';
 import { CloudRunV2ServiceIamMember } from '@cdktf/provider-google/lib/cloud-run-v2-service-iam-member';
 import { SecretManagerSecretIamMember } from '@cdktf/provider-google/lib/secret-manager-secret-iam-member';
@@ -126,6 +127,9 @@ export function buildGcpModelEndpoint(endpoint: Construct, target: GcpTarget, pl
   const publicInvoker = plan.public ? new CloudRunV2ServiceIamMember(serving, 'public-invoker', {
     provider, project, location: target.region, name: service.name, role: 'roles/run.invoker', member: 'allUsers',
   }) : undefined;
+  if (publicInvoker) {
+    Policy.suppress(publicInvoker, 'gcp-iam-no-all-users', 'public: true was set on the ModelEndpoint: unauthenticated calls were asked for');
+  }
 
   const labels = { 'resource.type': 'cloud_run_revision', 'resource.labels.service_name': name };
   let grants: Construct | undefined;

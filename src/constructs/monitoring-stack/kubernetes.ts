@@ -9,10 +9,12 @@ import { ClusterRoleV1 } from '@cdktf/provider-kubernetes/lib/cluster-role-v1';
 import { ConfigMapV1 } from '@cdktf/provider-kubernetes/lib/config-map-v1';
 import { DaemonSetV1 } from '@cdktf/provider-kubernetes/lib/daemon-set-v1';
 import { DeploymentV1 } from '@cdktf/provider-kubernetes/lib/deployment-v1';
+import { NetworkPolicyV1 } from '@cdktf/provider-kubernetes/lib/network-policy-v1';
 import { PersistentVolumeClaimV1 } from '@cdktf/provider-kubernetes/lib/persistent-volume-claim-v1';
 import { RoleBindingV1 } from '@cdktf/provider-kubernetes/lib/role-binding-v1';
 import { ServiceAccountV1 } from '@cdktf/provider-kubernetes/lib/service-account-v1';
 import { ServiceV1 } from '@cdktf/provider-kubernetes/lib/service-v1';
+import { Policy } from '../../aspects/policy/policy';
 import { Errors } from '../../core/errors';
 import { resourceName } from '../../core/naming';
 import { KubernetesTarget } from '../../core/targets';
@@ -27,6 +29,8 @@ import {
 export const PROMETHEUS_IMAGE = 'quay.io/prometheus/prometheus:v2.53.2';
 export const ALERTMANAGER_IMAGE = 'quay.io/prometheus/alertmanager:v0.27.0';
 /** DCGM 3.3.9 / exporter 3.6.1: its default counters include GPU_UTIL, FB_USED, GPU_TEMP, POWER_USAGE and XID_ERRORS. */
+/** Pods allowed to query Prometheus (Grafana, operators' tools). */
+export const MONITORING_CLIENT_LABEL = 'mlinfra.dev/monitoring-client';
 export const DCGM_EXPORTER_IMAGE = 'nvcr.io/nvidia/k8s/dcgm-exporter:3.3.9-3.6.1-ubuntu22.04';
 
 export interface SmtpSettings {
@@ -73,6 +77,8 @@ export interface KubernetesMonitoringResources {
   readonly alertmanager: DeploymentV1;
   readonly alertmanagerService: ServiceV1;
   readonly dcgmExporter?: DaemonSetV1;
+  /** Ingress to Alertmanager and the DCGM exporter from Prometheus only, to Prometheus from monitoring clients. */
+  readonly networkPolicies: readonly NetworkPolicyV1[];
   readonly dashboardConfigMap: ConfigMapV1;
 }
 
@@ -299,6 +305,23 @@ export function buildKubernetesMonitoring(scope: Construct, target: KubernetesTa
     });
   }
 
+  // ---- ingress: Alertmanager and the DCGM exporter from Prometheus only; Prometheus from labelled clients
+  const policies = new Construct(scope, 'network-policies');
+  const allowIn = (id: string, component: string, pods: Record<string, string>, port: number, from: object[]) =>
+    new NetworkPolicyV1(policies, id, {
+      provider, metadata: meta(`${name}-${id}`, component),
+      spec: { podSelector: { matchLabels: { ...pods } }, policyTypes: ['Ingress'], ingress: [{ from, ports: [{ port: String(port), protocol: 'TCP' }] }] },
+    });
+  const networkPolicies = [
+    allowIn('alertmanager', 'alertmanager', amLabels, 9093, [{ podSelector: { matchLabels: { ...promLabels } } }]),
+    // Dashboards and operators: pods labelled as monitoring clients, in any namespace.
+    allowIn('prometheus', 'prometheus', promLabels, 9090, [{ namespaceSelector: {}, podSelector: { matchLabels: { [MONITORING_CLIENT_LABEL]: 'true' } } }]),
+  ];
+  if (dcgmExporter) {
+    networkPolicies.push(allowIn('dcgm-exporter', 'dcgm-exporter', labelsOf('dcgm-exporter'), 9400, [{ podSelector: { matchLabels: { ...promLabels } } }]));
+    Policy.suppress(dcgmExporter, 'k8s-pod-non-root', 'dcgm-exporter runs as root to read the kubelet pod-resources socket; it adds no capabilities');
+  }
+
   // ---- Grafana dashboard (picked up by the Grafana sidecar through its label)
   const dashboardConfigMap = new ConfigMapV1(scope, 'dashboard', {
     provider, metadata: meta(`${name}-dashboard`, 'grafana-dashboard', { grafana_dashboard: '1' }),
@@ -351,7 +374,7 @@ export function buildKubernetesMonitoring(scope: Construct, target: KubernetesTa
     },
     resources: {
       serviceAccount, clusterRole, roleBindings, prometheusConfig, rulesConfigMap, prometheus, prometheusService, dataVolumeClaim,
-      alertmanagerConfig, alertmanager, alertmanagerService, dcgmExporter, dashboardConfigMap,
+      alertmanagerConfig, alertmanager, alertmanagerService, dcgmExporter, dashboardConfigMap, networkPolicies,
     },
   };
 }
