@@ -1,5 +1,5 @@
 // `npm run bench`: figures, not assertions. Synth of the example apps beside a bare require('cdktf'),
-// then the agent's own figures (bench/agent.mjs). Run after `npm run build`.
+// then the reference platform (bench/platform.mjs), then the agent's own figures (bench/agent.mjs). Run after `npm run build`.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -45,6 +45,12 @@ const synthRuns = Array.from({ length: RUNS }, () => {
 rows.push(summarize(`synth every example (${stacks} stacks)`, synthRuns));
 process.stdout.write('\nsynth (wall time of a fresh node process, peak RSS)\n');
 console.table(rows);
+
+const platformBench = join(root, 'bench', 'platform.mjs');
+if (existsSync(platformBench)) {
+  const { benchPlatform } = await import(platformBench);
+  await benchPlatform(RUNS);
+}
 
 const agentBench = join(root, 'bench', 'agent.mjs');
 if (existsSync(agentBench)) {

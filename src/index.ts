@@ -18,3 +18,7 @@ export * from './constructs/model-endpoint';
 export * from './constructs/training-pipeline';
 export * from './constructs/monitoring-stack';
 export * from './aspects';
+export * from './stacks';
+export * from './aspects/cost';
+export * from './aspects/picture';
+export * from './core/graph';

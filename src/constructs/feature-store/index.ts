@@ -2,6 +2,7 @@ import { TerraformOutput, Token } from 'cdktf';
 import { Construct } from 'constructs';
 import { Duration } from '../../core/duration';
 import { Errors } from '../../core/errors';
+import { recordGrant } from '../../core/graph';
 import { IGrantable } from '../../core/grants';
 import { resourceName } from '../../core/naming';
 import { SecretRef } from '../../core/secrets';
@@ -196,14 +197,16 @@ export class FeatureStore extends Construct implements IFeatureStore {
 
   /** Read access to exactly this store's tables, objects and key (or Redis password). */
   public grantRead(grantee: IGrantable): void {
-    this.backend.grantRead(grantee, this.nextGrantId('read'));
+    this.backend.grantRead(grantee, this.nextGrantId(grantee, 'read'));
   }
   /** Read and write (materialize, write history, update the registry) on exactly this store's resources. */
   public grantWrite(grantee: IGrantable): void {
-    this.backend.grantWrite(grantee, this.nextGrantId('write'));
+    this.backend.grantWrite(grantee, this.nextGrantId(grantee, 'write'));
   }
 
-  private nextGrantId(kind: string): string {
+  /** A unique id for one grant; records the grant for the stack picture. */
+  private nextGrantId(grantee: IGrantable, kind: string): string {
+    recordGrant(this, grantee, kind);
     this.grants += 1;
     return `${resourceName(this, { maxLength: 40 })}-${kind}-${this.grants}`;
   }

@@ -4,6 +4,7 @@ import { existsSync } from 'fs';
 import { join } from 'path';
 import { AcceleratorName, AcceleratorShape, offeredCounts, resolveAccelerator, isAcceleratorName, ACCELERATOR_NAMES } from '../../core/accelerators';
 import { Errors } from '../../core/errors';
+import { recordGrant } from '../../core/graph';
 import { GrantPrincipal, IGrantable } from '../../core/grants';
 import { resourceName } from '../../core/naming';
 import { packageRoot } from '../../core/package-root';
@@ -225,19 +226,21 @@ export class GpuCluster extends Construct implements IGpuCluster {
   }
 
   public grantAgentAccess(grantee: IGrantable): void {
-    this.backend.grantAgentAccess(grantee, this.nextGrantId('agent'));
+    this.backend.grantAgentAccess(grantee, this.nextGrantId(grantee, 'agent'));
   }
   public grantArtifactsRead(grantee: IGrantable): void {
-    this.backend.grantArtifactsRead(grantee, this.nextGrantId('artifacts-read'));
+    this.backend.grantArtifactsRead(grantee, this.nextGrantId(grantee, 'artifacts-read'));
   }
   public grantArtifactsWrite(grantee: IGrantable): void {
-    this.backend.grantArtifactsWrite(grantee, this.nextGrantId('artifacts-write'));
+    this.backend.grantArtifactsWrite(grantee, this.nextGrantId(grantee, 'artifacts-write'));
   }
   public grantScale(grantee: IGrantable): void {
-    this.backend.grantScale(grantee, this.nextGrantId('scale'));
+    this.backend.grantScale(grantee, this.nextGrantId(grantee, 'scale'));
   }
 
-  private nextGrantId(kind: string): string {
+  /** A unique id for one grant; records the grant for the stack picture. */
+  private nextGrantId(grantee: IGrantable, kind: string): string {
+    recordGrant(this, grantee, kind);
     this.grants += 1;
     return `${resourceName(this, { maxLength: 40 })}-${kind}-${this.grants}`;
   }

@@ -2,6 +2,7 @@ import { TerraformOutput, Token } from 'cdktf';
 import { Construct } from 'constructs';
 import { ACCELERATOR_NAMES, AcceleratorName, AcceleratorShape, isAcceleratorName, resolveAccelerator } from '../../core/accelerators';
 import { Errors } from '../../core/errors';
+import { recordGrant } from '../../core/graph';
 import { GrantPrincipal, IGrantable } from '../../core/grants';
 import { IModelArtifact, parseModelUri } from '../../core/model';
 import { resourceName } from '../../core/naming';
@@ -197,6 +198,7 @@ export class ModelEndpoint extends Construct implements IModelEndpoint {
 
   /** Lets `grantee` call the endpoint (AWS: sagemaker:InvokeEndpoint; GCP: run.invoker; Kubernetes: a NetworkPolicy). */
   public grantInvoke(grantee: IGrantable): void {
+    recordGrant(this, grantee, 'invoke');
     this.grants += 1;
     this.backend.grantInvoke(grantee, `${resourceName(this, { maxLength: 40 })}-invoke-${this.grants}`);
   }

@@ -1,0 +1,41 @@
+/**
+ * The reference platform (DESIGN §1) on each target with MlPlatformStack: features read by a GPU
+ * cluster, a nightly pipeline promoting the model the endpoint serves, all of it watched.
+ * `npm run synth` writes cdktf.out/stacks/platform-aws, platform-gcp and platform-k8s, each with
+ * cost.json and picture.dot/.svg beside cdk.tf.json.
+ */
+import { App, LocalBackend, TerraformStack } from 'cdktf';
+import { Duration, FeatureViewOptions } from '../../src';
+import { MlPlatformStack, MlPlatformStackProps } from '../../src/stacks';
+
+const USER_STATS: FeatureViewOptions = {
+  name: 'user_stats', entities: ['user_id'], ttl: Duration.days(2),
+  features: [{ name: 'ltv_30d', type: 'float' }, { name: 'orders_7d', type: 'int64' }],
+};
+
+/** A platform stack whose state path is relative, so synth output stays byte-identical. */
+function platform(app: App, id: string, props: MlPlatformStackProps): MlPlatformStack {
+  const stack = new MlPlatformStack(app, id, props);
+  new LocalBackend(stack, { path: `../../../terraform.${id}.tfstate` });
+  return stack;
+}
+
+export function build(app: App): TerraformStack[] {
+  const common = { notify: ['ml-oncall@example.com'], featureViews: [USER_STATS], endpointAlarms: { p99LatencyMs: 250, errorRatePercent: 1 } };
+  return [
+    platform(app, 'platform-aws', {
+      ...common, target: 'aws', region: 'us-east-1', tags: { team: 'ml-platform' },
+      servingImage: '123456789012.dkr.ecr.us-east-1.amazonaws.com/ltv-server:2.0.0',
+    }),
+    platform(app, 'platform-gcp', {
+      ...common, target: 'gcp', project: 'ml-platform-prod', region: 'us-central1',
+      servingImage: 'us-docker.pkg.dev/ml-platform-prod/serving/ltv-server:2.0.0',
+    }),
+    // Kubernetes keeps pipeline artifacts on the agent pods' volume: the endpoint serves a model from S3.
+    platform(app, 'platform-k8s', {
+      ...common, target: 'kubernetes', namespace: 'ml-platform', spot: false,
+      servingImage: 'ghcr.io/acme/ltv-server:2.0.0', model: 's3://ml-platform-models/ltv/current',
+      kubernetesMonitoring: { smtp: { smarthost: 'smtp.example.com:587', from: 'alerts@example.com' } },
+    }),
+  ];
+}

@@ -1,0 +1,2 @@
+export * from './graph';
+export { ourKind, OurKind } from './tree';
