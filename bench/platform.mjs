@@ -1,30 +1,11 @@
 // The whole reference platform: three MlPlatformStacks (aws, gcp, kubernetes) in one app, synthesized
 // in a fresh node process, beside a bare require('cdktf'); then the same with cost report and picture.
 // Figures, not assertions. Run after `npm run build`; `node bench/platform.mjs` or from bench/run.mjs.
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-
-const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-
-/** Runs `code` in a fresh node; returns wall ms and peak RSS (MiB) of that process. */
-function measure(code, env = {}) {
-  const probe = `${code};process.on('exit',()=>process.stderr.write('\\nBENCH '+JSON.stringify({rss:process.resourceUsage().maxRSS})+'\\n'))`;
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, ['-e', probe], { cwd: root, env: { ...process.env, CHECKPOINT_DISABLE: '1', ...env }, encoding: 'utf8' });
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  if (r.status !== 0) throw new Error(`bench child failed: ${r.stderr}`);
-  const line = r.stderr.split('\n').find((l) => l.startsWith('BENCH '));
-  return { ms, rssMiB: JSON.parse(line.slice(6)).rss / 1024 };
-}
-
-function summarize(name, samples) {
-  const ms = samples.map((s) => s.ms).sort((a, b) => a - b);
-  const rss = samples.map((s) => s.rssMiB).sort((a, b) => a - b);
-  return { name, runs: samples.length, medianMs: +ms[Math.floor(ms.length / 2)].toFixed(0), minMs: +ms[0].toFixed(0), peakRssMiB: +rss[rss.length - 1].toFixed(0) };
-}
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { measure, root, summarize } from './measure.mjs';
 
 export async function benchPlatform(runs = Number(process.env.BENCH_RUNS ?? 5)) {
   const example = join(root, 'lib', 'examples', 'platform', 'main.js');
