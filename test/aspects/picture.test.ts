@@ -2,7 +2,7 @@ import { Testing } from 'cdktf';
 import { mkdtempSync, readFileSync, rmSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
-import { renderSvg, stackGraph, toDot, writePicture } from '../../src/aspects/picture';
+import { renderSvg, stackGraph, renderDot, writePicture } from '../../src/aspects/picture';
 import { MlPlatformStack } from '../../src/stacks';
 import { build as platforms } from '../../examples/platform/main';
 
@@ -25,15 +25,15 @@ describe('stack picture', () => {
     // The endpoint reads its model from the cluster's artifacts bucket (aws, gcp).
     if (i < 2) has(s.endpoint, s.cluster, 'grant');
     expect(g.edges.filter((e) => e.from === s.cluster.node.path && e.to === s.endpoint.node.path)).toEqual([]);
-    const dot = toDot(g);
+    const dot = renderDot(g);
     for (const id of ids) expect(dot).toContain(`"${id}" [label=`);
     expect(dot.startsWith(`digraph "${s.node.id}" {`)).toBe(true);
     expect((dot.match(/{/g) ?? []).length).toBe((dot.match(/}/g) ?? []).length);
   });
 
   test('DOT renders with Graphviz; SVG is byte-identical across builds', async () => {
-    const a = await renderSvg(toDot(stackGraph(stacks[0])));
-    const b = await renderSvg(toDot(stackGraph(built()[0])));
+    const a = await renderSvg(renderDot(stackGraph(stacks[0])));
+    const b = await renderSvg(renderDot(stackGraph(built()[0])));
     expect(a).toMatch(/^<\?xml[\s\S]*<svg[\s\S]*<\/svg>\s*$/);
     expect(a).toContain('platform&#45;aws/train');
     expect(b).toBe(a);

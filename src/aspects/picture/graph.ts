@@ -150,7 +150,7 @@ const EDGE_STYLE: Record<EdgeKind, string> = {
 const q = (s: string) => `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`;
 
 /** The graph in Graphviz DOT, one node per construct, targets grouped with what runs on them. */
-export function toDot(g: StackGraph): string {
+export function renderDot(g: StackGraph): string {
   const out = [`digraph ${q(g.stack)} {`, '  graph [rankdir=LR, fontname="Helvetica", labelloc=t, label=' + q(`stack ${g.stack}`) + '];',
     '  node [fontname="Helvetica", fontsize=11, style=filled, fillcolor="#ffffff"];', '  edge [fontname="Helvetica", fontsize=9];'];
   const targets = g.nodes.filter((n) => isTargetKind(n.kind));
@@ -185,7 +185,7 @@ export async function renderSvg(dot: string): Promise<string> {
 
 /** Writes `<outdir>/stacks/<stack>/picture.dot` and `picture.svg`; returns the DOT text. */
 export async function writePicture(stack: TerraformStack, outdir: string): Promise<string> {
-  const dot = toDot(stackGraph(stack));
+  const dot = renderDot(stackGraph(stack));
   const svg = await renderSvg(dot);
   const dir = join(outdir, 'stacks', stack.node.id);
   mkdirSync(dir, { recursive: true });

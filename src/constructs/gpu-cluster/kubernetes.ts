@@ -69,27 +69,13 @@ export function podResources(shape: AcceleratorShape): { requests: Record<string
 }
 
 /**
- * The idle-stop script the agent runs (`node stop.js`). A StatefulSet only removes its highest
- * ordinals, so a pod shrinks the set only when it is the highest one: scaling from a lower pod would
- * kill busier peers. It never goes below `min`, never scales up, and sends the read resourceVersion
- * so that two pods racing cannot undo each other (the loser gets 409). Exit 75 (EX_TEMPFAIL) means
- * "not my turn: a higher pod is still up". No `${` in here: Terraform would interpolate it.
+ * `scaleApi(method, body)`: reads or merge-patches the scale subresource of StatefulSet
+ * `STATEFUL_SET` with the pod's service account (`SA` directory). Shared by the generated scripts
+ * that scale agents; the including script defines `fs`, `https`, `SA` and `STATEFUL_SET`.
  */
-export function renderStopScript(statefulSetName: string, min: number): string {
-  return `'use strict';
-// mlinfra idle stop on Kubernetes: remove this pod by shrinking StatefulSet ${statefulSetName}.
-const fs = require('fs');
-const https = require('https');
-const STATEFUL_SET = ${JSON.stringify(statefulSetName)};
-const MIN = ${JSON.stringify(min)};
-// The override exists for tests; pods always use the mounted service account.
-const SA = process.env.MLINFRA_SERVICEACCOUNT_DIR || ${JSON.stringify(SA_DIR)};
-const namespace = process.env.POD_NAMESPACE || fs.readFileSync(SA + '/namespace', 'utf8').trim();
-const pod = process.env.POD_NAME || '';
-const ordinal = Number(pod.slice(pod.lastIndexOf('-') + 1));
-const path = '/apis/apps/v1/namespaces/' + namespace + '/statefulsets/' + STATEFUL_SET + '/scale';
-
-function call(method, body) {
+export const STATEFULSET_SCALE_CLIENT_JS = `function scaleApi(method, body) {
+  const namespace = process.env.POD_NAMESPACE || fs.readFileSync(SA + '/namespace', 'utf8').trim();
+  const path = '/apis/apps/v1/namespaces/' + namespace + '/statefulsets/' + STATEFUL_SET + '/scale';
   return new Promise((resolve, reject) => {
     const headers = { Authorization: 'Bearer ' + fs.readFileSync(SA + '/token', 'utf8').trim(), Accept: 'application/json' };
     if (body) headers['Content-Type'] = 'application/merge-patch+json';
@@ -109,12 +95,32 @@ function call(method, body) {
     req.on('error', reject);
     req.end(body ? JSON.stringify(body) : undefined);
   });
-}
+}`;
 
+/**
+ * The idle-stop script the agent runs (`node stop.js`). A StatefulSet only removes its highest
+ * ordinals, so a pod shrinks the set only when it is the highest one: scaling from a lower pod would
+ * kill busier peers. It never goes below `min`, never scales up, and sends the read resourceVersion
+ * so that two pods racing cannot undo each other (the loser gets 409). Exit 75 (EX_TEMPFAIL) means
+ * "not my turn: a higher pod is still up". No `${` in here: Terraform would interpolate it.
+ */
+export function renderStopScript(statefulSetName: string, min: number): string {
+  return `'use strict';
+// mlinfra idle stop on Kubernetes: remove this pod by shrinking StatefulSet ${statefulSetName}.
+const fs = require('fs');
+const https = require('https');
+const STATEFUL_SET = ${JSON.stringify(statefulSetName)};
+const MIN = ${JSON.stringify(min)};
+// The override exists for tests; pods always use the mounted service account.
+const SA = process.env.MLINFRA_SERVICEACCOUNT_DIR || ${JSON.stringify(SA_DIR)};
+const pod = process.env.POD_NAME || '';
+const ordinal = Number(pod.slice(pod.lastIndexOf('-') + 1));
+
+${STATEFULSET_SCALE_CLIENT_JS}
 async function main() {
   if (!process.env.KUBERNETES_SERVICE_HOST) throw new Error('KUBERNETES_SERVICE_HOST is not set: not running in a pod');
   if (!/-\\d+$/.test(pod) || !Number.isInteger(ordinal)) throw new Error('cannot read the pod ordinal from POD_NAME=' + JSON.stringify(pod));
-  const scale = await call('GET');
+  const scale = await scaleApi('GET');
   const replicas = (scale.spec && scale.spec.replicas) || 0;
   const wanted = Math.max(MIN, ordinal);
   if (wanted >= replicas) {
@@ -126,7 +132,7 @@ async function main() {
     process.exitCode = 75;
     return;
   }
-  await call('PATCH', { metadata: { resourceVersion: scale.metadata.resourceVersion }, spec: { replicas: wanted } });
+  await scaleApi('PATCH', { metadata: { resourceVersion: scale.metadata.resourceVersion }, spec: { replicas: wanted } });
   process.stdout.write('mlinfra stop: scaled ' + STATEFUL_SET + ' from ' + replicas + ' to ' + wanted + '\\n');
 }
 

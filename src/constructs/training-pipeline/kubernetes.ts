@@ -8,7 +8,7 @@ import { CronJobV1 } from '@cdktf/provider-kubernetes/lib/cron-job-v1';
 import { ServiceAccountV1 } from '@cdktf/provider-kubernetes/lib/service-account-v1';
 import { KubernetesPrincipal } from '../../core/grants';
 import { KubernetesTarget } from '../../core/targets';
-import { AGENT_CLIENT_LABEL } from '../gpu-cluster/kubernetes';
+import { AGENT_CLIENT_LABEL, STATEFULSET_SCALE_CLIENT_JS } from '../gpu-cluster/kubernetes';
 import { IPipelineCluster, TrainingPipelineBackend, TrainingPipelinePlan } from './plan';
 
 /** Where the runner pod mounts the spec ConfigMap. */
@@ -42,26 +42,7 @@ const https = require('https');
 const SA = '/var/run/secrets/kubernetes.io/serviceaccount';
 const { STATEFUL_SET, MIN_REPLICAS, AGENT_URL, WAIT_SECONDS } = process.env;
 
-function api(method, body) {
-  const namespace = fs.readFileSync(SA + '/namespace', 'utf8').trim();
-  const path = '/apis/apps/v1/namespaces/' + namespace + '/statefulsets/' + STATEFUL_SET + '/scale';
-  return new Promise((resolve, reject) => {
-    const headers = { Authorization: 'Bearer ' + fs.readFileSync(SA + '/token', 'utf8').trim(), Accept: 'application/json' };
-    if (body) headers['Content-Type'] = 'application/merge-patch+json';
-    const req = https.request({
-      host: process.env.KUBERNETES_SERVICE_HOST, port: process.env.KUBERNETES_SERVICE_PORT || 443,
-      path, method, headers, ca: fs.readFileSync(SA + '/ca.crt'), timeout: 15000,
-    }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => { text += c; });
-      res.on('end', () => (res.statusCode < 300 ? resolve(JSON.parse(text)) : reject(new Error(method + ' ' + path + ': HTTP ' + res.statusCode + ' ' + text.slice(0, 300)))));
-    });
-    req.on('timeout', () => req.destroy(new Error(method + ' ' + path + ': timed out')));
-    req.on('error', reject);
-    req.end(body ? JSON.stringify(body) : undefined);
-  });
-}
+${STATEFULSET_SCALE_CLIENT_JS}
 
 function healthy() {
   return new Promise((resolve) => {
@@ -72,11 +53,11 @@ function healthy() {
 }
 
 async function main() {
-  const scale = await api('GET');
+  const scale = await scaleApi('GET');
   const replicas = (scale.spec && scale.spec.replicas) || 0;
   const wanted = Number(MIN_REPLICAS);
   if (replicas < wanted) {
-    await api('PATCH', { metadata: { resourceVersion: scale.metadata.resourceVersion }, spec: { replicas: wanted } });
+    await scaleApi('PATCH', { metadata: { resourceVersion: scale.metadata.resourceVersion }, spec: { replicas: wanted } });
     process.stdout.write('mlinfra: scaled ' + STATEFUL_SET + ' from ' + replicas + ' to ' + wanted + '\\n');
   }
   const deadline = Date.now() + Number(WAIT_SECONDS) * 1000;
