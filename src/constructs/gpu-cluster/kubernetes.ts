@@ -117,6 +117,7 @@ const pod = process.env.POD_NAME || '';
 const ordinal = Number(pod.slice(pod.lastIndexOf('-') + 1));
 
 ${STATEFULSET_SCALE_CLIENT_JS}
+
 async function main() {
   if (!process.env.KUBERNETES_SERVICE_HOST) throw new Error('KUBERNETES_SERVICE_HOST is not set: not running in a pod');
   if (!/-\\d+$/.test(pod) || !Number.isInteger(ordinal)) throw new Error('cannot read the pod ordinal from POD_NAME=' + JSON.stringify(pod));
