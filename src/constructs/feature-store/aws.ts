@@ -4,7 +4,6 @@
  */
 import { Lazy } from 'cdktf';
 import { Construct } from 'constructs';
-import { DataAwsIamPolicyDocument } from '@cdktf/provider-aws/lib/data-aws-iam-policy-document';
 import { DynamodbTable } from '@cdktf/provider-aws/lib/dynamodb-table';
 import { ElasticacheReplicationGroup } from '@cdktf/provider-aws/lib/elasticache-replication-group';
 import { ElasticacheSubnetGroup } from '@cdktf/provider-aws/lib/elasticache-subnet-group';
@@ -13,18 +12,13 @@ import { GlueCatalogTable } from '@cdktf/provider-aws/lib/glue-catalog-table';
 import { KmsAlias } from '@cdktf/provider-aws/lib/kms-alias';
 import { KmsKey } from '@cdktf/provider-aws/lib/kms-key';
 import { S3Bucket } from '@cdktf/provider-aws/lib/s3-bucket';
-import { S3BucketLifecycleConfiguration } from '@cdktf/provider-aws/lib/s3-bucket-lifecycle-configuration';
-import { S3BucketOwnershipControls } from '@cdktf/provider-aws/lib/s3-bucket-ownership-controls';
-import { S3BucketPolicy } from '@cdktf/provider-aws/lib/s3-bucket-policy';
-import { S3BucketPublicAccessBlock } from '@cdktf/provider-aws/lib/s3-bucket-public-access-block';
-import { S3BucketServerSideEncryptionConfigurationA } from '@cdktf/provider-aws/lib/s3-bucket-server-side-encryption-configuration';
-import { S3BucketVersioningA } from '@cdktf/provider-aws/lib/s3-bucket-versioning';
 import { SecretsmanagerSecret } from '@cdktf/provider-aws/lib/secretsmanager-secret';
 import { SecretsmanagerSecretVersion } from '@cdktf/provider-aws/lib/secretsmanager-secret-version';
 import { SecurityGroup } from '@cdktf/provider-aws/lib/security-group';
 import { VpcSecurityGroupIngressRule } from '@cdktf/provider-aws/lib/vpc-security-group-ingress-rule';
 import { AwsPolicyStatement, IGrantable } from '../../core/grants';
 import { generatedSecret } from '../../core/secrets';
+import { privateBucket } from '../../core/aws-bucket';
 import { AwsTarget } from '../../core/targets';
 import { dynamodbTableName, glueColumns, REDIS_PASSWORD_REF } from './feast';
 import { FeatureStoreBackend, FeatureStorePlan, FeatureView, principalOn } from './types';
@@ -63,34 +57,12 @@ export function buildAwsFeatureStore(store: Construct, target: AwsTarget, plan: 
     provider, description: `${store.node.path}: feature store (offline bucket, online tables, Redis)`, enableKeyRotation: true, deletionWindowInDays: 30,
   });
   new KmsAlias(offline, 'key-alias', { provider, name: `alias/mlinfra/${plan.name}`, targetKeyId: key.keyId });
-  const bucket = new S3Bucket(offline, 'bucket', { provider, bucket: `${plan.name}-${target.accountId}`, forceDestroy: false });
-  new S3BucketPublicAccessBlock(offline, 'public-access-block', {
-    provider, bucket: bucket.id, blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true,
+  // Versioned: a bad `feast apply` or materialization can be rolled back (registry.db is one object).
+  const bucket = privateBucket(offline, {
+    provider, id: 'bucket', name: `${plan.name}-${target.accountId}`, kmsKeyArn: key.arn,
+    // Query results and temporary entity tables: scratch, not history.
+    extraLifecycleRules: [{ id: 'expire-athena-staging', status: 'Enabled', filter: [{ prefix: `${ATHENA_STAGING_PREFIX}/` }], expiration: [{ days: 7 }] }],
   });
-  new S3BucketOwnershipControls(offline, 'ownership', { provider, bucket: bucket.id, rule: { objectOwnership: 'BucketOwnerEnforced' } });
-  // Versioning: a bad `feast apply` or materialization can be rolled back (registry.db is one object).
-  new S3BucketVersioningA(offline, 'versioning', { provider, bucket: bucket.id, versioningConfiguration: { status: 'Enabled' } });
-  new S3BucketServerSideEncryptionConfigurationA(offline, 'encryption', {
-    provider, bucket: bucket.id,
-    rule: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: 'aws:kms', kmsMasterKeyId: key.arn }, bucketKeyEnabled: true }],
-  });
-  new S3BucketLifecycleConfiguration(offline, 'lifecycle', {
-    provider, bucket: bucket.id,
-    rule: [
-      { id: 'expire-noncurrent', status: 'Enabled', filter: [{ prefix: '' }], noncurrentVersionExpiration: [{ noncurrentDays: 30 }], abortIncompleteMultipartUpload: [{ daysAfterInitiation: 7 }] },
-      // Query results and temporary entity tables: scratch, not history.
-      { id: 'expire-athena-staging', status: 'Enabled', filter: [{ prefix: `${ATHENA_STAGING_PREFIX}/` }], expiration: [{ days: 7 }] },
-    ],
-  });
-  const tlsOnly = new DataAwsIamPolicyDocument(offline, 'tls-only', {
-    provider,
-    statement: [{
-      sid: 'DenyInsecureTransport', effect: 'Deny', actions: ['s3:*'], resources: [bucket.arn, `${bucket.arn}/*`],
-      principals: [{ type: '*', identifiers: ['*'] }],
-      condition: [{ test: 'Bool', variable: 'aws:SecureTransport', values: ['false'] }],
-    }],
-  });
-  new S3BucketPolicy(offline, 'policy', { provider, bucket: bucket.id, policy: tlsOnly.json });
   const databaseName = plan.name.replace(/-/g, '_');
   const database = new GlueCatalogDatabase(offline, 'database', {
     provider, name: databaseName, description: `${store.node.path}: Feast project ${plan.project}`,

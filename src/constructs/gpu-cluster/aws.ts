@@ -15,12 +15,6 @@ import { LbListener } from '@cdktf/provider-aws/lib/lb-listener';
 import { LbTargetGroup } from '@cdktf/provider-aws/lib/lb-target-group';
 import { PlacementGroup } from '@cdktf/provider-aws/lib/placement-group';
 import { S3Bucket } from '@cdktf/provider-aws/lib/s3-bucket';
-import { S3BucketLifecycleConfiguration } from '@cdktf/provider-aws/lib/s3-bucket-lifecycle-configuration';
-import { S3BucketOwnershipControls } from '@cdktf/provider-aws/lib/s3-bucket-ownership-controls';
-import { S3BucketPolicy } from '@cdktf/provider-aws/lib/s3-bucket-policy';
-import { S3BucketPublicAccessBlock } from '@cdktf/provider-aws/lib/s3-bucket-public-access-block';
-import { S3BucketServerSideEncryptionConfigurationA } from '@cdktf/provider-aws/lib/s3-bucket-server-side-encryption-configuration';
-import { S3BucketVersioningA } from '@cdktf/provider-aws/lib/s3-bucket-versioning';
 import { S3Object } from '@cdktf/provider-aws/lib/s3-object';
 import { SecretsmanagerSecret } from '@cdktf/provider-aws/lib/secretsmanager-secret';
 import { SecretsmanagerSecretVersion } from '@cdktf/provider-aws/lib/secretsmanager-secret-version';
@@ -29,6 +23,7 @@ import { VpcSecurityGroupEgressRule } from '@cdktf/provider-aws/lib/vpc-security
 import { VpcSecurityGroupIngressRule } from '@cdktf/provider-aws/lib/vpc-security-group-ingress-rule';
 import { AwsPolicyStatement, AwsPrincipal, IGrantable } from '../../core/grants';
 import { resourceName } from '../../core/naming';
+import { privateBucket } from '../../core/aws-bucket';
 import { AwsTarget } from '../../core/targets';
 import { awsHostMetricsScript, renderBootstrap, secretReadCommand, shq } from './bootstrap';
 import { awsStatements, GpuClusterBackend, GpuClusterPlan } from './plan';
@@ -85,33 +80,7 @@ export function buildAwsGpuCluster(cluster: Construct, target: AwsTarget, plan: 
   const key = new KmsKey(storage, 'key', {
     provider, description: `${cluster.node.path}: artifacts and agent token`, enableKeyRotation: true, deletionWindowInDays: 30,
   });
-  const bucket = new S3Bucket(storage, 'bucket', { provider, bucket: `${plan.name}-${target.accountId}`, forceDestroy: false });
-  new S3BucketPublicAccessBlock(storage, 'public-access-block', {
-    provider, bucket: bucket.id, blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true,
-  });
-  new S3BucketOwnershipControls(storage, 'ownership', { provider, bucket: bucket.id, rule: { objectOwnership: 'BucketOwnerEnforced' } });
-  new S3BucketVersioningA(storage, 'versioning', { provider, bucket: bucket.id, versioningConfiguration: { status: 'Enabled' } });
-  new S3BucketServerSideEncryptionConfigurationA(storage, 'encryption', {
-    provider, bucket: bucket.id,
-    rule: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: 'aws:kms', kmsMasterKeyId: key.arn }, bucketKeyEnabled: true }],
-  });
-  new S3BucketLifecycleConfiguration(storage, 'lifecycle', {
-    provider, bucket: bucket.id,
-    rule: [{
-      id: 'expire-noncurrent', status: 'Enabled', filter: [{ prefix: '' }],
-      noncurrentVersionExpiration: [{ noncurrentDays: 30 }],
-      abortIncompleteMultipartUpload: [{ daysAfterInitiation: 7 }],
-    }],
-  });
-  const tlsOnly = new DataAwsIamPolicyDocument(storage, 'tls-only', {
-    provider,
-    statement: [{
-      sid: 'DenyInsecureTransport', effect: 'Deny', actions: ['s3:*'], resources: [bucket.arn, `${bucket.arn}/*`],
-      principals: [{ type: '*', identifiers: ['*'] }],
-      condition: [{ test: 'Bool', variable: 'aws:SecureTransport', values: ['false'] }],
-    }],
-  });
-  new S3BucketPolicy(storage, 'policy', { provider, bucket: bucket.id, policy: tlsOnly.json });
+  const bucket = privateBucket(storage, { provider, id: 'bucket', name: `${plan.name}-${target.accountId}`, kmsKeyArn: key.arn });
   const upload = (id: string, asset: TerraformAsset) => new S3Object(storage, id, {
     provider, bucket: bucket.id, key: `agent/${asset.assetHash}/${asset.fileName}`, source: asset.path,
     sourceHash: Fn.filemd5(asset.path), kmsKeyId: key.arn, serverSideEncryption: 'aws:kms',

@@ -13,16 +13,11 @@ import { IamRole } from '@cdktf/provider-aws/lib/iam-role';
 import { IamRolePolicy } from '@cdktf/provider-aws/lib/iam-role-policy';
 import { KmsKey } from '@cdktf/provider-aws/lib/kms-key';
 import { S3Bucket } from '@cdktf/provider-aws/lib/s3-bucket';
-import { S3BucketOwnershipControls } from '@cdktf/provider-aws/lib/s3-bucket-ownership-controls';
-import { S3BucketVersioningA } from '@cdktf/provider-aws/lib/s3-bucket-versioning';
-import { S3BucketLifecycleConfiguration } from '@cdktf/provider-aws/lib/s3-bucket-lifecycle-configuration';
-import { S3BucketPolicy } from '@cdktf/provider-aws/lib/s3-bucket-policy';
-import { S3BucketPublicAccessBlock } from '@cdktf/provider-aws/lib/s3-bucket-public-access-block';
-import { S3BucketServerSideEncryptionConfigurationA } from '@cdktf/provider-aws/lib/s3-bucket-server-side-encryption-configuration';
 import { SagemakerEndpoint, SagemakerEndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfiguration } from '@cdktf/provider-aws/lib/sagemaker-endpoint';
 import { SagemakerEndpointConfiguration } from '@cdktf/provider-aws/lib/sagemaker-endpoint-configuration';
 import { SagemakerModel } from '@cdktf/provider-aws/lib/sagemaker-model';
 import { AwsPrincipal } from '../../core/grants';
+import { privateBucket } from '../../core/aws-bucket';
 import { AwsTarget } from '../../core/targets';
 import { ModelEndpointBackend, ModelEndpointPlan, RolloutSpec } from './plan';
 
@@ -100,33 +95,8 @@ export function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, pl
   });
   let captureBucket: S3Bucket | undefined;
   if (capture) {
-    captureBucket = new S3Bucket(storage, 'capture', { provider, bucket: `${name}-capture-${target.accountId}`, forceDestroy: false });
-    new S3BucketPublicAccessBlock(storage, 'capture-public-access-block', {
-      provider, bucket: captureBucket.id, blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true,
-    });
-    new S3BucketOwnershipControls(storage, 'capture-ownership', { provider, bucket: captureBucket.id, rule: { objectOwnership: 'BucketOwnerEnforced' } });
-    // Captured requests are drift evidence: keep overwritten objects for a month.
-    new S3BucketVersioningA(storage, 'capture-versioning', { provider, bucket: captureBucket.id, versioningConfiguration: { status: 'Enabled' } });
-    new S3BucketLifecycleConfiguration(storage, 'capture-lifecycle', {
-      provider, bucket: captureBucket.id,
-      rule: [{
-        id: 'expire-noncurrent', status: 'Enabled', filter: [{ prefix: '' }],
-        noncurrentVersionExpiration: [{ noncurrentDays: 30 }], abortIncompleteMultipartUpload: [{ daysAfterInitiation: 7 }],
-      }],
-    });
-    new S3BucketServerSideEncryptionConfigurationA(storage, 'capture-encryption', {
-      provider, bucket: captureBucket.id,
-      rule: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: 'aws:kms', kmsMasterKeyId: key.arn }, bucketKeyEnabled: true }],
-    });
-    const tlsOnly = new DataAwsIamPolicyDocument(storage, 'capture-tls-only', {
-      provider,
-      statement: [{
-        sid: 'DenyInsecureTransport', effect: 'Deny', actions: ['s3:*'], resources: [captureBucket.arn, `${captureBucket.arn}/*`],
-        principals: [{ type: '*', identifiers: ['*'] }],
-        condition: [{ test: 'Bool', variable: 'aws:SecureTransport', values: ['false'] }],
-      }],
-    });
-    new S3BucketPolicy(storage, 'capture-policy', { provider, bucket: captureBucket.id, policy: tlsOnly.json });
+    // Captured requests are drift evidence: versioned like every bucket here.
+    captureBucket = privateBucket(storage, { provider, id: 'capture', idPrefix: 'capture-', name: `${name}-capture-${target.accountId}`, kmsKeyArn: key.arn });
   }
   // SageMaker writes container logs here; created by us so that it has a retention.
   const logGroup = new CloudwatchLogGroup(storage, 'logs', { provider, name: `/aws/sagemaker/Endpoints/${name}`, retentionInDays: 30 });

@@ -98,7 +98,7 @@ export class Schedule {
     }
     const upper = (f: string) => f.toUpperCase();
     const aws = [fields[0], fields[1], dowAll ? fields[2] : '?', upper(fields[3]), dowAll ? '?' : awsDays(days), '*'];
-    return new Schedule('cron', fields.join(' '), `cron(${aws.join(' ')})`, undefined, cronPeriodSeconds(sets, domAll, dowAll));
+    return new Schedule('cron', fields.join(' '), `cron(${aws.join(' ')})`, undefined, () => cronPeriodSeconds(sets, domAll, dowAll));
   }
 
   /** Every `interval` (whole minutes, at least 1). GCP and Kubernetes take rates that divide an hour or a day evenly. */
@@ -112,7 +112,7 @@ export class Schedule {
     if (minutes < 60 && 60 % minutes === 0) cron = minutes === 1 ? '* * * * *' : `*/${minutes} * * * *`;
     else if (minutes % 60 === 0 && minutes < 1440 && 1440 % minutes === 0) cron = minutes === 60 ? '0 * * * *' : `0 */${minutes / 60} * * *`;
     else if (minutes === 1440) cron = '0 0 * * *';
-    return new Schedule('rate', cron, `rate(${n} ${unit}${n === 1 ? '' : 's'})`, interval, s);
+    return new Schedule('rate', cron, `rate(${n} ${unit}${n === 1 ? '' : 's'})`, interval, () => s);
   }
 
   private constructor(
@@ -121,9 +121,15 @@ export class Schedule {
     /** EventBridge Scheduler's form: `cron(m h dom mon dow year)` with `?`, or `rate(n unit)`. */
     public readonly awsExpression: string,
     public readonly interval?: Duration,
-    /** The longest gap between two runs, in seconds (what a freshness alarm must allow). */
-    public readonly periodSeconds?: number,
+    private readonly period?: () => number,
   ) {}
+
+  private periodCache?: number;
+  /** The longest gap between two runs, in seconds (what a freshness alarm must allow); computed on first use. */
+  public get periodSeconds(): number | undefined {
+    if (this.period && this.periodCache === undefined) this.periodCache = this.period();
+    return this.periodCache;
+  }
 
   /** The 5-field cron Cloud Scheduler and Kubernetes CronJobs take; throws for a rate they cannot express. */
   public toCron(where: string, target: string): string {

@@ -1,0 +1,60 @@
+/** The one way this package makes an S3 bucket: private, owner-enforced, versioned, SSE-KMS, TLS only. */
+import { TerraformProvider } from 'cdktf';
+import { Construct } from 'constructs';
+import { DataAwsIamPolicyDocument } from '@cdktf/provider-aws/lib/data-aws-iam-policy-document';
+import { S3Bucket } from '@cdktf/provider-aws/lib/s3-bucket';
+import { S3BucketLifecycleConfiguration, S3BucketLifecycleConfigurationRule } from '@cdktf/provider-aws/lib/s3-bucket-lifecycle-configuration';
+import { S3BucketOwnershipControls } from '@cdktf/provider-aws/lib/s3-bucket-ownership-controls';
+import { S3BucketPolicy } from '@cdktf/provider-aws/lib/s3-bucket-policy';
+import { S3BucketPublicAccessBlock } from '@cdktf/provider-aws/lib/s3-bucket-public-access-block';
+import { S3BucketServerSideEncryptionConfigurationA } from '@cdktf/provider-aws/lib/s3-bucket-server-side-encryption-configuration';
+import { S3BucketVersioningA } from '@cdktf/provider-aws/lib/s3-bucket-versioning';
+
+export interface PrivateBucketOptions {
+  readonly provider: TerraformProvider;
+  /** Globally unique bucket name. */
+  readonly name: string;
+  /** ARN of the KMS key objects are encrypted with. */
+  readonly kmsKeyArn: string;
+  /** Construct id of the bucket; its companions are `<idPrefix>public-access-block`, `<idPrefix>encryption`, ... */
+  readonly id: string;
+  readonly idPrefix?: string;
+  /** Lifecycle rules besides expiring noncurrent versions after 30 days. */
+  readonly extraLifecycleRules?: S3BucketLifecycleConfigurationRule[];
+}
+
+export function privateBucket(scope: Construct, o: PrivateBucketOptions): S3Bucket {
+  const { provider } = o;
+  const p = o.idPrefix ?? '';
+  const bucket = new S3Bucket(scope, o.id, { provider, bucket: o.name, forceDestroy: false });
+  new S3BucketPublicAccessBlock(scope, `${p}public-access-block`, {
+    provider, bucket: bucket.id, blockPublicAcls: true, blockPublicPolicy: true, ignorePublicAcls: true, restrictPublicBuckets: true,
+  });
+  new S3BucketOwnershipControls(scope, `${p}ownership`, { provider, bucket: bucket.id, rule: { objectOwnership: 'BucketOwnerEnforced' } });
+  // Versioning: an overwritten or deleted object (registry, model, captured data) can be recovered for a month.
+  new S3BucketVersioningA(scope, `${p}versioning`, { provider, bucket: bucket.id, versioningConfiguration: { status: 'Enabled' } });
+  new S3BucketServerSideEncryptionConfigurationA(scope, `${p}encryption`, {
+    provider, bucket: bucket.id,
+    rule: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: 'aws:kms', kmsMasterKeyId: o.kmsKeyArn }, bucketKeyEnabled: true }],
+  });
+  new S3BucketLifecycleConfiguration(scope, `${p}lifecycle`, {
+    provider, bucket: bucket.id,
+    rule: [
+      {
+        id: 'expire-noncurrent', status: 'Enabled', filter: [{ prefix: '' }],
+        noncurrentVersionExpiration: [{ noncurrentDays: 30 }], abortIncompleteMultipartUpload: [{ daysAfterInitiation: 7 }],
+      },
+      ...(o.extraLifecycleRules ?? []),
+    ],
+  });
+  const tlsOnly = new DataAwsIamPolicyDocument(scope, `${p}tls-only`, {
+    provider,
+    statement: [{
+      sid: 'DenyInsecureTransport', effect: 'Deny', actions: ['s3:*'], resources: [bucket.arn, `${bucket.arn}/*`],
+      principals: [{ type: '*', identifiers: ['*'] }],
+      condition: [{ test: 'Bool', variable: 'aws:SecureTransport', values: ['false'] }],
+    }],
+  });
+  new S3BucketPolicy(scope, `${p}policy`, { provider, bucket: bucket.id, policy: tlsOnly.json });
+  return bucket;
+}
