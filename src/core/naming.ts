@@ -25,3 +25,9 @@ export function slug(text: string): string {
   const s = text.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '');
   return /^[a-z]/.test(s) ? s : `x-${s}`;
 }
+
+/** Fits a name into `max` characters, keeping it unique with a hash of the whole name (GCP ids are short). */
+export function fitName(name: string, max: number): string {
+  if (name.length <= max) return name;
+  return `${name.slice(0, max - 9).replace(/-+$/, '')}-${shortHash(name)}`;
+}

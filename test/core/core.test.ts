@@ -1,6 +1,7 @@
 import { App, TerraformStack } from 'cdktf';
 import { Construct } from 'constructs';
 import { Duration, Errors, isCidr, resourceName, show, slug } from '../../src';
+import { fitName } from '../../src/core/naming';
 
 describe('Duration', () => {
   test('converts between units', () => {
@@ -32,6 +33,13 @@ describe('naming', () => {
     expect(resourceName(a, { maxLength: 20 }).length).toBeLessThanOrEqual(20);
     expect(resourceName(a, { suffix: 'tg' })).not.toBe(resourceName(a));
     expect(slug('9 Lives!')).toBe('x-9-lives');
+  });
+  test('fitted names stay within the limit and apart when only their tails differ', () => {
+    const a = fitName('platform-gcp-nightly-training-pipeline-0badcafe-sch', 30);
+    const b = fitName('platform-gcp-nightly-training-pipeline-deadbeef-sch', 30);
+    expect(a.length).toBeLessThanOrEqual(30);
+    expect(a).not.toBe(b);
+    expect(fitName('short-name', 30)).toBe('short-name');
   });
 });
 

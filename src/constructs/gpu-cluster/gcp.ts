@@ -17,7 +17,7 @@ import { StorageBucket } from '@cdktf/provider-google/lib/storage-bucket';
 import { StorageBucketIamMember } from '@cdktf/provider-google/lib/storage-bucket-iam-member';
 import { StorageBucketObject } from '@cdktf/provider-google/lib/storage-bucket-object';
 import { GcpPrincipal, IGrantable } from '../../core/grants';
-import { shortHash } from '../../core/naming';
+import { fitName } from '../../core/naming';
 import { GcpTarget } from '../../core/targets';
 import { gcpHostMetricsScript, HOST_METRICS, renderBootstrap, secretReadCommand, shq } from './bootstrap';
 import { GpuClusterBackend, GpuClusterPlan } from './plan';
@@ -55,11 +55,6 @@ export interface GcpGpuClusterResources {
   readonly autostopMember?: ProjectIamMember;
 }
 
-/** Fits a name into `max` characters, keeping it unique with a hash of the whole name. */
-function fit(name: string, max: number): string {
-  if (name.length <= max) return name;
-  return `${name.slice(0, max - 9).replace(/-+$/, '')}-${shortHash(name)}`;
-}
 
 /** Machine families that take Hyperdisk only (no Persistent Disk). */
 const HYPERDISK_ONLY = /^(a3-ultragpu|a4-|a4x-)/;
@@ -78,7 +73,7 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
   // ---- identity: one service account for hosts
   const iam = new Construct(cluster, 'iam');
   const serviceAccount = new ServiceAccount(iam, 'host', {
-    provider, project, accountId: fit(plan.name, 30),
+    provider, project, accountId: fitName(plan.name, 30),
     displayName: `mlinfra ${plan.name} hosts`, description: `${cluster.node.path}: GPU hosts running mlinfra-agent`,
   });
   const hostMember = serviceAccount.member;

@@ -10,6 +10,7 @@ import { CloudRunV2ServiceIamMember } from '@cdktf/provider-google/lib/cloud-run
 import { SecretManagerSecretIamMember } from '@cdktf/provider-google/lib/secret-manager-secret-iam-member';
 import { ServiceAccount } from '@cdktf/provider-google/lib/service-account';
 import { StorageBucketIamMember } from '@cdktf/provider-google/lib/storage-bucket-iam-member';
+import { fitName } from '../../core/naming';
 import { GcpTarget } from '../../core/targets';
 import { ModelEndpointBackend, ModelEndpointPlan } from './plan';
 
@@ -60,7 +61,7 @@ export function buildGcpModelEndpoint(endpoint: Construct, target: GcpTarget, pl
   // ---- identity: reads the model prefix, nothing else
   const iam = new Construct(endpoint, 'iam');
   const serviceAccount = new ServiceAccount(iam, 'service-account', {
-    provider, project, accountId: name.length <= 30 ? name : `${name.slice(0, 21).replace(/-+$/, '')}-${name.slice(-8)}`,
+    provider, project, accountId: fitName(name, 30),
     displayName: `mlinfra ${name} endpoint`, description: `${endpoint.node.path}: model server`,
   });
   const { bucket, prefix } = plan.model;

@@ -3,6 +3,7 @@ import { Construct } from 'constructs';
 import { CloudSchedulerJob } from '@cdktf/provider-google/lib/cloud-scheduler-job';
 import { ServiceAccount } from '@cdktf/provider-google/lib/service-account';
 import { StorageBucketObject } from '@cdktf/provider-google/lib/storage-bucket-object';
+import { fitName } from '../../core/naming';
 import { GcpTarget } from '../../core/targets';
 import { IPipelineCluster, TrainingPipelineBackend, TrainingPipelinePlan } from './plan';
 
@@ -14,10 +15,6 @@ export interface GcpTrainingPipelineResources {
 }
 
 /** Fits a service account id (6-30 characters) from a name, keeping the start. */
-function accountId(name: string): string {
-  return `${name.slice(0, 26).replace(/-+$/, '')}-sch`;
-}
-
 export function buildGcpTrainingPipeline(pipeline: Construct, target: GcpTarget, cluster: IPipelineCluster, plan: TrainingPipelinePlan):
   TrainingPipelineBackend & { readonly resources: GcpTrainingPipelineResources } {
   const res = cluster.gcp;
@@ -36,7 +33,7 @@ export function buildGcpTrainingPipeline(pipeline: Construct, target: GcpTarget,
 
   const scheduling = new Construct(pipeline, 'schedule');
   const serviceAccount = new ServiceAccount(scheduling, 'service-account', {
-    provider, project: target.project, accountId: accountId(plan.name),
+    provider, project: target.project, accountId: fitName(`${plan.name}-sch`, 30),
     displayName: `mlinfra ${plan.name} scheduler`, description: `${pipeline.node.path}: resizes the cluster's group on schedule`,
   });
   // The cluster's scale role, bound with a condition on its group only.
