@@ -1,24 +1,52 @@
-export * from './core/accelerators';
-export * from './core/duration';
-export * from './core/errors';
-export * from './core/grants';
-export { resourceName, shortHash, slug } from './core/naming';
+// The public API: constructs, targets, their props, helpers and errors. Internals stay unexported.
+// Backends and provider packages load when a program first uses their target (core/lazy.ts).
+
+// Targets
+export {
+  AwsTarget, AwsTargetProps, AwsNetworkAttributes, AwsCreatedNetwork,
+  GcpTarget, GcpTargetProps, GcpNetworkAttributes, GcpCreatedNetwork,
+  KubernetesTarget, KubernetesTargetProps, GpuNodeLabelScheme,
+  Target,
+} from './core/targets';
+
+// Building blocks
+export { AcceleratorName, ACCELERATOR_NAMES, TargetKind, TARGET_KINDS } from './core/accelerators';
+export { Duration } from './core/duration';
+export { MlInfraError, MlInfraErrorCode, MlInfraErrorDetails } from './core/errors';
+export { IGrantable, GrantPrincipal, AwsPrincipal, GcpPrincipal, KubernetesPrincipal, AwsPolicyStatement } from './core/grants';
+export { IModelArtifact, ModelArtifact, ModelUriScheme } from './core/model';
 export { SecretRef } from './core/secrets';
-export * from './core/targets';
-export * from './constructs/gpu-cluster';
-export { AwsGpuClusterResources, AWS_GPU_AMI_PARAMETER } from './constructs/gpu-cluster/aws';
-export { GcpGpuClusterResources } from './constructs/gpu-cluster/gcp';
-export { KubernetesGpuClusterResources } from './constructs/gpu-cluster/kubernetes';
-export * from './constructs/feature-store';
-export { AwsFeatureStoreResources, DYNAMODB_TTL_ATTRIBUTE } from './constructs/feature-store/aws';
-export { GcpFeatureStoreResources } from './constructs/feature-store/gcp';
-export { KubernetesFeatureStoreResources, FEATURE_STORE_CLIENT_LABEL } from './constructs/feature-store/kubernetes';
-export * from './core/model';
-export * from './constructs/model-endpoint';
-export * from './constructs/training-pipeline';
-export * from './constructs/monitoring-stack';
-export * from './aspects';
-export * from './stacks';
-export * from './aspects/cost';
-export * from './aspects/picture';
-export * from './core/graph';
+
+// Constructs
+export { GpuCluster, GpuClusterProps, IGpuCluster, NodeRange } from './constructs/gpu-cluster';
+export type { AwsGpuClusterResources } from './constructs/gpu-cluster/aws';
+export type { GcpGpuClusterResources } from './constructs/gpu-cluster/gcp';
+export type { KubernetesGpuClusterResources } from './constructs/gpu-cluster/kubernetes';
+export {
+  FeatureStore, FeatureStoreProps, IFeatureStore, REDIS_PASSWORD_ENV,
+  EntitySpec, FEATURE_TYPES, FeatureSpec, FeatureType, FeatureView, FeatureViewOptions, FeatureViewSource, OnlineStoreKind, ScalarFeatureType,
+} from './constructs/feature-store';
+export type { AwsFeatureStoreResources } from './constructs/feature-store/aws';
+export type { GcpFeatureStoreResources } from './constructs/feature-store/gcp';
+export type { KubernetesFeatureStoreResources } from './constructs/feature-store/kubernetes';
+export {
+  ModelEndpoint, ModelEndpointProps, IModelEndpoint, Rollout, RolloutKind, RolloutSpec, ReplicaRange, PreviousVersion,
+  Color, EndpointMetrics, MetricRef,
+  AwsModelEndpointResources, GcpModelEndpointResources, KubernetesModelEndpointResources,
+} from './constructs/model-endpoint';
+export {
+  TrainingPipeline, TrainingPipelineProps, Step, StepDefinition, RunStepOptions, DeployIfBetterOptions, Schedule, ScheduleKind,
+  AwsTrainingPipelineResources, GcpTrainingPipelineResources, KubernetesTrainingPipelineResources,
+} from './constructs/training-pipeline';
+export {
+  MonitoringStack, MonitoringStackProps, ClusterWatchOptions, PipelineWatchOptions, EndpointWatchOptions, SmtpSettings,
+  AwsMonitoringResources, GcpMonitoringResources, KubernetesMonitoringResources,
+} from './constructs/monitoring-stack';
+
+// Compositions, policy checks, cost report and picture
+export { MlPlatformStack, MlPlatformStackProps, TargetFactory } from './stacks';
+export { Policy, PolicyAspect, PolicyOptions, PolicyPack, PolicyReporter } from './aspects/policy';
+export { nonCompliant } from './aspects/policy';
+export type { PolicyRule, PolicyFinding, PolicyLevel, CheckResult, NonCompliant, PolicyElement, PolicyContext, PolicySuppression } from './aspects/policy';
+export { costReport, formatCostReport, formatCostSummary, writeCostReport, CostReport, CostReportOptions, ConstructCost, CostLine, MonthlyUsd } from './aspects/cost';
+export { stackGraph, renderDot, writePicture, StackGraph, GraphNode, GraphEdge, EdgeKind } from './aspects/picture';

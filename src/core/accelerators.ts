@@ -231,3 +231,32 @@ export function resolveAccelerator(target: TargetKind, name: unknown, count: unk
 function round4(n: number): number {
   return Math.round(n * 10000) / 10000;
 }
+
+/**
+ * SageMaker real-time endpoints offer their own list of `ml.*` instance types, not every EC2 type:
+ * accelerator -> GPUs per instance -> SageMaker type. Source: the SageMaker API Reference's
+ * ProductionVariantInstanceType and AIRecommendationInstanceDetail valid values (2025).
+ * T4 x8 (EC2 g4dn.metal) has no SageMaker type; ml.g4dn.12xlarge is the largest T4 shape.
+ */
+export const SAGEMAKER_INSTANCE_TYPES: Readonly<Record<AcceleratorName, Readonly<Record<number, string>>>> = {
+  'T4': { 1: 'ml.g4dn.xlarge', 4: 'ml.g4dn.12xlarge' },
+  'L4': { 1: 'ml.g6.xlarge', 4: 'ml.g6.12xlarge', 8: 'ml.g6.48xlarge' },
+  'A10G': { 1: 'ml.g5.xlarge', 4: 'ml.g5.12xlarge', 8: 'ml.g5.48xlarge' },
+  'L40S': { 1: 'ml.g6e.xlarge', 4: 'ml.g6e.12xlarge', 8: 'ml.g6e.48xlarge' },
+  'V100': { 1: 'ml.p3.2xlarge', 4: 'ml.p3.8xlarge', 8: 'ml.p3.16xlarge' },
+  'A100-40GB': { 8: 'ml.p4d.24xlarge' },
+  'A100-80GB': { 8: 'ml.p4de.24xlarge' },
+  'H100': { 8: 'ml.p5.48xlarge' },
+  'H200': { 8: 'ml.p5en.48xlarge' },
+};
+
+/** The SageMaker instance type for accelerator x count, or a NOT_OFFERED error naming the counts SageMaker has. */
+export function sagemakerInstanceType(name: AcceleratorName, count: number, opts: { readonly where: string; readonly countProp?: string }): string {
+  const byCount = SAGEMAKER_INSTANCE_TYPES[name] ?? {};
+  const type = byCount[count];
+  if (type) return type;
+  const offered = Object.keys(byCount).map(Number).sort((a, b) => a - b);
+  throw Errors.notOffered(opts.where, opts.countProp ?? 'acceleratorsPerReplica', count,
+    `${name} x${count} is not offered on SageMaker endpoints`,
+    offered.length ? `${offered.join(', ')} (or set instanceType to a SageMaker ml.* type)` : 'none: pick another accelerator');
+}

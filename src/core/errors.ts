@@ -8,7 +8,9 @@ export type MlInfraErrorCode =
   | 'UNKNOWN_VALUE'
   | 'NOT_OFFERED'
   | 'CONFLICTING_PROPS'
-  | 'MISSING_FILE';
+  | 'MISSING_FILE'
+  | 'MISSING_PACKAGE'
+  | 'INCOMPATIBLE_PACKAGE';
 
 export interface MlInfraErrorDetails {
   readonly code: MlInfraErrorCode;
@@ -79,6 +81,15 @@ export const Errors = {
   },
   conflict(where: Where, prop: string, value: unknown, allowed: string, problem: string): MlInfraError {
     return new MlInfraError({ code: 'CONFLICTING_PROPS', path: pathOf(where), prop, value, allowed }, problem);
+  },
+  /** A peer package the program needs (a target's provider) is not installed. */
+  missingPackage(where: Where, prop: string, pkg: string, range: string): MlInfraError {
+    return new MlInfraError({ code: 'MISSING_PACKAGE', path: pathOf(where), prop, value: pkg, allowed: `npm install ${pkg}@${range}` },
+      'needs a package that is not installed', `${prop} needs ${pkg}, which is not installed; install it with: npm install ${pkg}@${range}`);
+  },
+  /** Two copies of `constructs`, or a major version this library was not built for. */
+  incompatiblePackage(where: Where, prop: string, value: unknown, fix: string): MlInfraError {
+    return new MlInfraError({ code: 'INCOMPATIBLE_PACKAGE', path: pathOf(where), prop, value, allowed: fix }, 'is incompatible');
   },
   missingFile(where: Where, prop: string, file: string, fix: string): MlInfraError {
     return new MlInfraError({ code: 'MISSING_FILE', path: pathOf(where), prop, value: file, allowed: fix }, 'names a file that does not exist');

@@ -1,7 +1,12 @@
 import { TerraformStack } from 'cdktf';
 import { Construct } from 'constructs';
-import { Password } from '@cdktf/provider-random/lib/password';
-import { RandomProvider } from '@cdktf/provider-random/lib/provider';
+import { lazyClass, requireProvider } from './lazy';
+
+// Provider classes load on first use (see core/lazy.ts).
+const Password = lazyClass(() => requireProvider('random', () => (require('@cdktf/provider-random/lib/password') as typeof import('@cdktf/provider-random/lib/password')).Password));
+type Password = import('@cdktf/provider-random/lib/password').Password;
+const RandomProvider = lazyClass(() => requireProvider('random', () => (require('@cdktf/provider-random/lib/provider') as typeof import('@cdktf/provider-random/lib/provider')).RandomProvider));
+type RandomProvider = import('@cdktf/provider-random/lib/provider').RandomProvider;
 
 const PROVIDER_ID = 'mlinfra-random';
 

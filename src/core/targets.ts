@@ -4,30 +4,54 @@
  */
 import { Aspects, Fn, TerraformProvider, Token } from 'cdktf';
 import { Construct } from 'constructs';
-import { AwsProvider } from '@cdktf/provider-aws/lib/provider';
-import { DataAwsAvailabilityZones } from '@cdktf/provider-aws/lib/data-aws-availability-zones';
-import { DataAwsCallerIdentity } from '@cdktf/provider-aws/lib/data-aws-caller-identity';
-import { DataAwsPartition } from '@cdktf/provider-aws/lib/data-aws-partition';
-import { DefaultSecurityGroup } from '@cdktf/provider-aws/lib/default-security-group';
-import { Eip } from '@cdktf/provider-aws/lib/eip';
-import { InternetGateway } from '@cdktf/provider-aws/lib/internet-gateway';
-import { NatGateway } from '@cdktf/provider-aws/lib/nat-gateway';
-import { RouteTable } from '@cdktf/provider-aws/lib/route-table';
-import { RouteTableAssociation } from '@cdktf/provider-aws/lib/route-table-association';
-import { Subnet } from '@cdktf/provider-aws/lib/subnet';
-import { Vpc } from '@cdktf/provider-aws/lib/vpc';
-import { VpcEndpoint } from '@cdktf/provider-aws/lib/vpc-endpoint';
-import { GoogleProvider } from '@cdktf/provider-google/lib/provider';
-import { ComputeNetwork } from '@cdktf/provider-google/lib/compute-network';
-import { ComputeRouter } from '@cdktf/provider-google/lib/compute-router';
-import { ComputeRouterNat } from '@cdktf/provider-google/lib/compute-router-nat';
-import { ComputeSubnetwork } from '@cdktf/provider-google/lib/compute-subnetwork';
-import { KubernetesProvider } from '@cdktf/provider-kubernetes/lib/provider';
-import { NamespaceV1 } from '@cdktf/provider-kubernetes/lib/namespace-v1';
 import { TargetKind } from './accelerators';
 import { Errors } from './errors';
 import { resourceName } from './naming';
 import { DEFAULT_TAGS, ProviderTagsAspect } from './tags';
+import { sameConstructs } from './compat';
+import { lazyClass, requireProvider } from './lazy';
+
+// Provider classes load on first use (see core/lazy.ts).
+const AwsProvider = lazyClass(() => requireProvider('aws', () => (require('@cdktf/provider-aws/lib/provider') as typeof import('@cdktf/provider-aws/lib/provider')).AwsProvider));
+type AwsProvider = import('@cdktf/provider-aws/lib/provider').AwsProvider;
+const DataAwsAvailabilityZones = lazyClass(() => requireProvider('aws', () => (require('@cdktf/provider-aws/lib/data-aws-availability-zones') as typeof import('@cdktf/provider-aws/lib/data-aws-availability-zones')).DataAwsAvailabilityZones));
+type DataAwsAvailabilityZones = import('@cdktf/provider-aws/lib/data-aws-availability-zones').DataAwsAvailabilityZones;
+const DataAwsCallerIdentity = lazyClass(() => requireProvider('aws', () => (require('@cdktf/provider-aws/lib/data-aws-caller-identity') as typeof import('@cdktf/provider-aws/lib/data-aws-caller-identity')).DataAwsCallerIdentity));
+type DataAwsCallerIdentity = import('@cdktf/provider-aws/lib/data-aws-caller-identity').DataAwsCallerIdentity;
+const DataAwsPartition = lazyClass(() => requireProvider('aws', () => (require('@cdktf/provider-aws/lib/data-aws-partition') as typeof import('@cdktf/provider-aws/lib/data-aws-partition')).DataAwsPartition));
+type DataAwsPartition = import('@cdktf/provider-aws/lib/data-aws-partition').DataAwsPartition;
+const DefaultSecurityGroup = lazyClass(() => requireProvider('aws', () => (require('@cdktf/provider-aws/lib/default-security-group') as typeof import('@cdktf/provider-aws/lib/default-security-group')).DefaultSecurityGroup));
+type DefaultSecurityGroup = import('@cdktf/provider-aws/lib/default-security-group').DefaultSecurityGroup;
+const Eip = lazyClass(() => requireProvider('aws', () => (require('@cdktf/provider-aws/lib/eip') as typeof import('@cdktf/provider-aws/lib/eip')).Eip));
+type Eip = import('@cdktf/provider-aws/lib/eip').Eip;
+const InternetGateway = lazyClass(() => requireProvider('aws', () => (require('@cdktf/provider-aws/lib/internet-gateway') as typeof import('@cdktf/provider-aws/lib/internet-gateway')).InternetGateway));
+type InternetGateway = import('@cdktf/provider-aws/lib/internet-gateway').InternetGateway;
+const NatGateway = lazyClass(() => requireProvider('aws', () => (require('@cdktf/provider-aws/lib/nat-gateway') as typeof import('@cdktf/provider-aws/lib/nat-gateway')).NatGateway));
+type NatGateway = import('@cdktf/provider-aws/lib/nat-gateway').NatGateway;
+const RouteTable = lazyClass(() => requireProvider('aws', () => (require('@cdktf/provider-aws/lib/route-table') as typeof import('@cdktf/provider-aws/lib/route-table')).RouteTable));
+type RouteTable = import('@cdktf/provider-aws/lib/route-table').RouteTable;
+const RouteTableAssociation = lazyClass(() => requireProvider('aws', () => (require('@cdktf/provider-aws/lib/route-table-association') as typeof import('@cdktf/provider-aws/lib/route-table-association')).RouteTableAssociation));
+type RouteTableAssociation = import('@cdktf/provider-aws/lib/route-table-association').RouteTableAssociation;
+const Subnet = lazyClass(() => requireProvider('aws', () => (require('@cdktf/provider-aws/lib/subnet') as typeof import('@cdktf/provider-aws/lib/subnet')).Subnet));
+type Subnet = import('@cdktf/provider-aws/lib/subnet').Subnet;
+const Vpc = lazyClass(() => requireProvider('aws', () => (require('@cdktf/provider-aws/lib/vpc') as typeof import('@cdktf/provider-aws/lib/vpc')).Vpc));
+type Vpc = import('@cdktf/provider-aws/lib/vpc').Vpc;
+const VpcEndpoint = lazyClass(() => requireProvider('aws', () => (require('@cdktf/provider-aws/lib/vpc-endpoint') as typeof import('@cdktf/provider-aws/lib/vpc-endpoint')).VpcEndpoint));
+type VpcEndpoint = import('@cdktf/provider-aws/lib/vpc-endpoint').VpcEndpoint;
+const GoogleProvider = lazyClass(() => requireProvider('gcp', () => (require('@cdktf/provider-google/lib/provider') as typeof import('@cdktf/provider-google/lib/provider')).GoogleProvider));
+type GoogleProvider = import('@cdktf/provider-google/lib/provider').GoogleProvider;
+const ComputeNetwork = lazyClass(() => requireProvider('gcp', () => (require('@cdktf/provider-google/lib/compute-network') as typeof import('@cdktf/provider-google/lib/compute-network')).ComputeNetwork));
+type ComputeNetwork = import('@cdktf/provider-google/lib/compute-network').ComputeNetwork;
+const ComputeRouter = lazyClass(() => requireProvider('gcp', () => (require('@cdktf/provider-google/lib/compute-router') as typeof import('@cdktf/provider-google/lib/compute-router')).ComputeRouter));
+type ComputeRouter = import('@cdktf/provider-google/lib/compute-router').ComputeRouter;
+const ComputeRouterNat = lazyClass(() => requireProvider('gcp', () => (require('@cdktf/provider-google/lib/compute-router-nat') as typeof import('@cdktf/provider-google/lib/compute-router-nat')).ComputeRouterNat));
+type ComputeRouterNat = import('@cdktf/provider-google/lib/compute-router-nat').ComputeRouterNat;
+const ComputeSubnetwork = lazyClass(() => requireProvider('gcp', () => (require('@cdktf/provider-google/lib/compute-subnetwork') as typeof import('@cdktf/provider-google/lib/compute-subnetwork')).ComputeSubnetwork));
+type ComputeSubnetwork = import('@cdktf/provider-google/lib/compute-subnetwork').ComputeSubnetwork;
+const KubernetesProvider = lazyClass(() => requireProvider('kubernetes', () => (require('@cdktf/provider-kubernetes/lib/provider') as typeof import('@cdktf/provider-kubernetes/lib/provider')).KubernetesProvider));
+type KubernetesProvider = import('@cdktf/provider-kubernetes/lib/provider').KubernetesProvider;
+const NamespaceV1 = lazyClass(() => requireProvider('kubernetes', () => (require('@cdktf/provider-kubernetes/lib/namespace-v1') as typeof import('@cdktf/provider-kubernetes/lib/namespace-v1')).NamespaceV1));
+type NamespaceV1 = import('@cdktf/provider-kubernetes/lib/namespace-v1').NamespaceV1;
 
 const TAG_KEY = /^[a-zA-Z0-9 _.:/=+\-@]{1,128}$/;
 const LABEL_KEY = /^[a-z][a-z0-9_-]{0,62}$/;
@@ -104,7 +128,7 @@ export class AwsTarget extends Construct {
   private partitionData?: DataAwsPartition;
 
   constructor(scope: Construct, id: string, props: AwsTargetProps) {
-    super(scope, id);
+    super(sameConstructs(scope, id), id);
     if (!props || typeof props.region !== 'string' || (!Token.isUnresolved(props.region) && !/^[a-z]{2}(-gov)?-[a-z]+-\d$/.test(props.region))) {
       throw Errors.invalid(this, 'region', props?.region, 'an AWS region name such as us-east-1');
     }
@@ -241,7 +265,45 @@ export interface GcpTargetProps {
    * @default - only `managed-by: cdktf-mlinfra`
    */
   readonly labels?: Record<string, string>;
+  /**
+   * Enable the Google APIs the stack's constructs need (`google_project_service`, never disabled on
+   * destroy), and make every resource of this target wait for them. Set false where APIs are managed
+   * centrally; `requiredApis` then lists what must be enabled.
+   * @default true
+   */
+  readonly manageApis?: boolean;
+  /**
+   * Name of the allocated range of an existing private services access connection on `network`
+   * (Cloud SQL and others make one per network): Memorystore reserves from it and no connection is made.
+   * @default - on first use, one /20 range and one connection for the target's network; destroy leaves the peering (others may use it)
+   */
+  readonly privateServiceAccessRange?: string;
+  /**
+   * Compute Engine reservations GPU groups consume, by machine type (`{ 'a3-highgpu-8g': 'my-h100s' }`).
+   * A3 shapes are sold through reservations, Spot or flex-start, not on demand.
+   * @default - none: on-demand or Spot capacity only
+   */
+  readonly reservations?: Readonly<Record<string, string>>;
 }
+
+/** Private services access for the target's network (Memorystore, and any other producer service). */
+export interface GcpPrivateServiceAccess {
+  /** The allocated range's name, for `reserved_ip_range`. */
+  readonly rangeName: string;
+  /** Created range and connection; undefined when `privateServiceAccessRange` adopted an existing one. */
+  readonly range?: ComputeGlobalAddress;
+  readonly connection?: ServiceNetworkingConnection;
+}
+
+// Loaded on first use, like the provider classes above.
+const ProjectService = lazyClass(() => requireProvider('gcp', () => (require('@cdktf/provider-google/lib/project-service') as typeof import('@cdktf/provider-google/lib/project-service')).ProjectService));
+type ProjectService = import('@cdktf/provider-google/lib/project-service').ProjectService;
+const ComputeGlobalAddress = lazyClass(() => requireProvider('gcp', () => (require('@cdktf/provider-google/lib/compute-global-address') as typeof import('@cdktf/provider-google/lib/compute-global-address')).ComputeGlobalAddress));
+type ComputeGlobalAddress = import('@cdktf/provider-google/lib/compute-global-address').ComputeGlobalAddress;
+const ServiceNetworkingConnection = lazyClass(() => requireProvider('gcp', () => (require('@cdktf/provider-google/lib/service-networking-connection') as typeof import('@cdktf/provider-google/lib/service-networking-connection')).ServiceNetworkingConnection));
+type ServiceNetworkingConnection = import('@cdktf/provider-google/lib/service-networking-connection').ServiceNetworkingConnection;
+
+const GOOGLE_API = /^[a-z][a-z0-9-]*\.googleapis\.com$/;
 
 export interface GcpCreatedNetwork {
   readonly network: ComputeNetwork;
@@ -259,9 +321,12 @@ export class GcpTarget extends Construct {
   public readonly labels: Readonly<Record<string, string>>;
   private readonly props: GcpTargetProps;
   private networkCache?: { network: string; subnetwork: string; cidrBlock: string; created?: GcpCreatedNetwork };
+  private readonly apis = new Map<string, ProjectService | undefined>();
+  private apiScope?: Construct;
+  private psa?: GcpPrivateServiceAccess;
 
   constructor(scope: Construct, id: string, props: GcpTargetProps) {
-    super(scope, id);
+    super(sameConstructs(scope, id), id);
     if (!props || typeof props.project !== 'string' || (!Token.isUnresolved(props.project) && !/^[a-z][a-z0-9-]{4,28}[a-z0-9]$/.test(props.project))) {
       throw Errors.invalid(this, 'project', props?.project, 'a GCP project id: 6-30 lower-case letters, digits or hyphens, starting with a letter');
     }
@@ -278,6 +343,16 @@ export class GcpTarget extends Construct {
       throw Errors.invalid(this, 'subnetCidr', props.subnetCidr, 'an IPv4 CIDR block of /29 or larger, e.g. 10.43.0.0/20');
     }
     checkTags(this, 'labels', props.labels, LABEL_KEY, LABEL_VALUE, 'GCP labels: keys of 1-63 and values of 0-63 lower-case letters, digits, _ or -; keys start with a letter');
+    // Allocated range names are Compute Engine names (RFC 1035, at most 63 characters).
+    if (props.privateServiceAccessRange !== undefined && !Token.isUnresolved(props.privateServiceAccessRange) && !/^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/.test(props.privateServiceAccessRange)) {
+      throw Errors.invalid(this, 'privateServiceAccessRange', props.privateServiceAccessRange, 'the name of an allocated range (purpose VPC_PEERING) on the network: 1-63 lower-case letters, digits or -');
+    }
+    for (const [machineType, reservation] of Object.entries(props.reservations ?? {})) {
+      if (!/^[a-z][a-z0-9]*-[a-z0-9-]+$/.test(machineType)) throw Errors.invalid(this, 'reservations key', machineType, 'a machine type such as a3-highgpu-8g');
+      if (!Token.isUnresolved(reservation) && !/^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/.test(reservation)) {
+        throw Errors.invalid(this, `reservations.${machineType}`, reservation, 'a reservation name: 1-63 lower-case letters, digits or -');
+      }
+    }
     this.props = { ...props, subnetCidr };
     this.project = props.project;
     this.region = props.region;
@@ -293,6 +368,79 @@ export class GcpTarget extends Construct {
         defaultLabels: { ...this.labels },
       });
     }
+    // A fresh project has its APIs off: every resource of this target waits for the enabled ones.
+    const provider = this.provider;
+    const apis = this.apis;
+    Aspects.of(scope).add({
+      visit(node) {
+        const r = node as { terraformResourceType?: string; provider?: TerraformProvider; dependsOn?: string[]; fqn?: string };
+        if (!r.terraformResourceType?.startsWith('google_') || r.terraformResourceType === 'google_project_service' || r.provider !== provider) return;
+        // As cdktf's own dependsOn renders a dependable: the address without ${}.
+        const deps = [...apis.values()].filter((s): s is ProjectService => !!s).map((s) => Token.asString({
+          creationStack: [], toString: () => s.fqn,
+          resolve: (context: { suppressBraces?: boolean }) => { context.suppressBraces = true; return s.fqn; },
+        }));
+        if (deps.length) r.dependsOn = [...new Set([...(r.dependsOn ?? []), ...deps])];
+      },
+    });
+  }
+
+  /** Whether this target enables the APIs its constructs need (`manageApis`). */
+  public get managesApis(): boolean {
+    return this.props.manageApis ?? true;
+  }
+
+  /** Every API a construct on this target asked for, sorted (enabled by the target unless `manageApis` is false). */
+  public get requiredApis(): string[] {
+    return [...this.apis.keys()].sort();
+  }
+
+  /** Called by constructs: the Google APIs their resources need (`compute.googleapis.com` ...). */
+  public requireApis(...apis: string[]): void {
+    for (const api of apis) {
+      if (!GOOGLE_API.test(api)) throw new Error(`${this.node.path}: ${api} is not a Google API service name`);
+      if (this.apis.has(api)) continue;
+      if (!this.managesApis) {
+        this.apis.set(api, undefined);
+        continue;
+      }
+      this.apiScope ??= new Construct(this, 'apis');
+      // Never disabled on destroy: other stacks of the project may use the same API.
+      this.apis.set(api, new ProjectService(this.apiScope, api.split('.')[0], {
+        provider: this.provider, project: this.project, service: api, disableOnDestroy: false, disableDependentServices: false,
+      }));
+    }
+  }
+
+  /**
+   * Private services access on the target's network: one allocated range and one connection per
+   * network (a second connection for the same network fails), or the adopted `privateServiceAccessRange`.
+   */
+  public privateServiceAccess(): GcpPrivateServiceAccess {
+    if (this.psa) return this.psa;
+    if (this.props.privateServiceAccessRange) {
+      this.psa = { rangeName: this.props.privateServiceAccessRange };
+      return this.psa;
+    }
+    this.requireApis('compute.googleapis.com', 'servicenetworking.googleapis.com');
+    const ns = new Construct(this, 'private-service-access');
+    const range = new ComputeGlobalAddress(ns, 'range', {
+      provider: this.provider, project: this.project, name: resourceName(this, { maxLength: 63, suffix: 'psa' }),
+      purpose: 'VPC_PEERING', addressType: 'INTERNAL', prefixLength: 20, network: this.network,
+    });
+    const connection = new ServiceNetworkingConnection(ns, 'connection', {
+      provider: this.provider, network: this.network, service: 'servicenetworking.googleapis.com', reservedPeeringRanges: [range.name],
+      // A peering made earlier (Cloud SQL ...) gets our range added instead of Create failing; destroy
+      // abandons the peering, which other services of the network may use (provider docs: deletion_policy).
+      updateOnCreationFail: true, deletionPolicy: 'ABANDON',
+    });
+    this.psa = { rangeName: range.name, range, connection };
+    return this.psa;
+  }
+
+  /** The reservation GPU groups of `machineType` consume, if the target names one. */
+  public reservationFor(machineType: string): string | undefined {
+    return this.props.reservations?.[machineType];
   }
 
   public get network(): string {
@@ -315,6 +463,7 @@ export class GcpTarget extends Construct {
       return this.networkCache;
     }
     const provider = this.provider;
+    this.requireApis('compute.googleapis.com');
     const ns = new Construct(this, 'network');
     const name = resourceName(this, { maxLength: 50 });
     const network = new ComputeNetwork(ns, 'vpc', { provider, project: this.project, name, autoCreateSubnetworks: false, routingMode: 'REGIONAL' });
@@ -385,7 +534,7 @@ export class KubernetesTarget extends Construct {
   public readonly namespaceResource?: NamespaceV1;
 
   constructor(scope: Construct, id: string, props: KubernetesTargetProps) {
-    super(scope, id);
+    super(sameConstructs(scope, id), id);
     if (!props || typeof props.namespace !== 'string' || (!Token.isUnresolved(props.namespace) && !K8S_NAME.test(props.namespace))) {
       throw Errors.invalid(this, 'namespace', props?.namespace, 'a DNS-1123 label: 1-63 lower-case letters, digits or -, starting and ending alphanumeric');
     }

@@ -5,6 +5,8 @@ export class AgentError extends Error {
     readonly code: string,
     message: string,
     readonly field?: string,
+    /** 429 and 503: seconds the client should wait (the Retry-After header). */
+    readonly extra: { readonly retryAfterSeconds?: number } = {},
   ) {
     super(message);
     this.name = 'AgentError';

@@ -2,17 +2,26 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import type { ExitFacts } from './failure';
 import type { JobLog } from './logs';
+import { setLongTimeout, type LongTimer } from './timers';
 
-export type StopReason = 'cancel' | 'timeout' | 'preemption' | 'shutdown';
+export type StopReason = 'cancel' | 'timeout' | 'preemption' | 'shutdown' | 'disk';
+
+/** Every process of a run carries this variable: it finds the run's processes that left its group. */
+export const RUN_MARKER_ENV = 'MLINFRA_RUN_MARKER';
 
 export interface RunParams {
   readonly argv: readonly string[];
+  /** Must hold RUN_MARKER_ENV = `marker`. */
   readonly env: NodeJS.ProcessEnv;
+  readonly marker: string;
   readonly cwd?: string;
   readonly log: JobLog;
   readonly timeoutSeconds?: number;
   /** Milliseconds between SIGTERM and SIGKILL. */
   readonly graceMs: number;
+  /** Run as this user (serve --job-user). */
+  readonly uid?: number;
+  readonly gid?: number;
 }
 
 export interface RunHandle {
@@ -22,11 +31,13 @@ export interface RunHandle {
   /** Field 22 of /proc/PID/stat: tells a recorded pid from a reused one after a restart. */
   readonly procStart: string | null;
   readonly done: Promise<ExitFacts>;
-  /** SIGTERM to the whole process group, SIGKILL after the grace period. First reason wins. */
+  /** SIGTERM to the whole process tree, SIGKILL after the grace period. First reason wins. */
   stop(reason: StopReason, graceMs?: number): void;
 }
 
 const STDERR_TAIL_BYTES = 64 * 1024;
+/** After the main process exits, how long its pipes may stay open (a leftover child holding them) before they are cut. */
+const PIPE_LINGER_MS = 250;
 
 export function procStartTime(pid: number): string | null {
   try {
@@ -61,43 +72,95 @@ export function killGroup(pgid: number, signal: NodeJS.Signals): boolean {
   }
 }
 
+/**
+ * Pids of the processes whose environment holds `RUN_MARKER_ENV=marker`: a run's children that
+ * called setsid or double-forked out of its process group still carry it.
+ */
+export function pidsWithMarker(marker: string): number[] {
+  const needle = Buffer.from(`${RUN_MARKER_ENV}=${marker}\0`);
+  const out: number[] = [];
+  let entries: string[];
+  try {
+    entries = fs.readdirSync('/proc');
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    const c = e.charCodeAt(0);
+    if (c < 48 || c > 57) continue;
+    const pid = Number(e);
+    if (pid === process.pid) continue;
+    try {
+      if (fs.readFileSync(`/proc/${e}/environ`).includes(needle)) out.push(pid);
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return out;
+}
+
+/** Signals a run's process group and every process carrying its marker. Returns how many were signalled. */
+export function killRunTree(pgid: number | null, marker: string | null, signal: NodeJS.Signals): number {
+  let n = pgid !== null && killGroup(pgid, signal) ? 1 : 0;
+  if (marker) {
+    for (const pid of pidsWithMarker(marker)) {
+      try {
+        process.kill(pid, signal);
+        n++;
+      } catch {
+        // already gone
+      }
+    }
+  }
+  return n;
+}
+
 /** Starts one process of a job in its own process group, its output appended to the job's log. */
 export function runProcess(p: RunParams): RunHandle {
   const oomBefore = readOomKills();
   let stoppedBy: StopReason | undefined;
-  let killTimer: NodeJS.Timeout | undefined;
-  let timeoutTimer: NodeJS.Timeout | undefined;
-  let exited = false;
+  let killTimer: LongTimer | undefined;
+  let timeoutTimer: LongTimer | undefined;
+  let settled = false;
   let stderrTail = Buffer.alloc(0);
+  let diskError: string | undefined;
 
   const child = spawn(p.argv[0], p.argv.slice(1), {
     cwd: p.cwd,
     env: p.env,
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(p.uid !== undefined ? { uid: p.uid } : {}),
+    ...(p.gid !== undefined ? { gid: p.gid } : {}),
   });
   const pid = child.pid ?? null;
 
   const stop = (reason: StopReason, graceMs = p.graceMs): void => {
-    if (exited || pid === null) return;
+    if (settled || pid === null) return;
     stoppedBy ??= reason;
-    killGroup(pid, 'SIGTERM');
-    if (!killTimer) {
-      killTimer = setTimeout(() => killGroup(pid, 'SIGKILL'), graceMs);
-      killTimer.unref();
+    killRunTree(pid, p.marker, 'SIGTERM');
+    killTimer ??= setLongTimeout(() => killRunTree(pid, p.marker, 'SIGKILL'), graceMs);
+  };
+
+  const onChunk = (c: Buffer): void => {
+    const err = p.log.write(c);
+    if (err && !diskError) {
+      diskError = err.message;
+      // the job's output can no longer be kept: end it (its failure names the cause)
+      stop('disk');
     }
   };
 
   const done = new Promise<ExitFacts>((resolve) => {
     let spawnError: string | undefined;
     let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-    let settled = false;
     const settle = (): void => {
       if (settled) return;
       settled = true;
-      exited = true;
-      clearTimeout(killTimer);
-      clearTimeout(timeoutTimer);
+      killTimer?.clear();
+      timeoutTimer?.clear();
+      child.stdout?.destroy();
+      child.stderr?.destroy();
       const oomAfter = readOomKills();
       resolve({
         exitCode: exit?.code ?? null,
@@ -106,8 +169,11 @@ export function runProcess(p: RunParams): RunHandle {
         stoppedBy,
         timeoutSeconds: p.timeoutSeconds,
         spawnError,
+        diskError,
         kernelOomKill: oomBefore !== null && oomAfter !== null && oomAfter > oomBefore,
       });
+      // leftovers that escaped the group (setsid, double fork) are part of the job too
+      if (pid !== null) setImmediate(() => killRunTree(null, p.marker, 'SIGKILL'));
     };
     child.on('error', (err) => {
       spawnError = err.message;
@@ -117,6 +183,8 @@ export function runProcess(p: RunParams): RunHandle {
       exit = { code, signal };
       // leftovers of the job (background children) are part of the job: end them too
       if (pid !== null) killGroup(pid, 'SIGKILL');
+      // a child outside the group may still hold the pipes: do not wait on them for long
+      setTimeout(settle, PIPE_LINGER_MS).unref();
     });
     child.on('close', (code, signal) => {
       if (pid === null) return; // the 'error' handler settles a process that never started
@@ -125,18 +193,15 @@ export function runProcess(p: RunParams): RunHandle {
     });
   });
 
-  child.stdout?.on('data', (c: Buffer) => p.log.write(c));
+  child.stdout?.on('data', onChunk);
   child.stderr?.on('data', (c: Buffer) => {
-    p.log.write(c);
+    onChunk(c);
     stderrTail = stderrTail.length + c.length > STDERR_TAIL_BYTES
       ? Buffer.concat([stderrTail, c]).subarray(-STDERR_TAIL_BYTES)
       : Buffer.concat([stderrTail, c]);
   });
 
-  if (p.timeoutSeconds && pid !== null) {
-    timeoutTimer = setTimeout(() => stop('timeout'), p.timeoutSeconds * 1000);
-    timeoutTimer.unref();
-  }
+  if (p.timeoutSeconds && pid !== null) timeoutTimer = setLongTimeout(() => stop('timeout'), p.timeoutSeconds * 1000);
 
   return { pid, pgid: pid, procStart: pid === null ? null : procStartTime(pid), done, stop };
 }

@@ -17,7 +17,9 @@ export interface ExitFacts {
   /** The last bytes the job wrote to stderr (OOM messages are searched there). */
   readonly stderrTail: string;
   /** Why the agent itself stopped the process, if it did. */
-  readonly stoppedBy?: 'cancel' | 'timeout' | 'preemption' | 'shutdown';
+  readonly stoppedBy?: 'cancel' | 'timeout' | 'preemption' | 'shutdown' | 'disk';
+  /** Why the job's output could not be written (disk full, read-only): the job was stopped for it. */
+  readonly diskError?: string;
   readonly timeoutSeconds?: number;
   /** Set when the process could not be started at all. */
   readonly spawnError?: string;
@@ -34,6 +36,7 @@ function signalName(signal: string | null): string {
 /** Classifies how a job's process ended. Returns null for success. */
 export function classifyExit(f: ExitFacts): Failure | null {
   if (f.spawnError) return { class: 'exit', reason: `could not start the command: ${f.spawnError}` };
+  if (f.stoppedBy === 'disk') return { class: 'disk', reason: `the job's log could not be written (${f.diskError ?? 'disk error'}): the job was stopped` };
   if (f.stoppedBy === 'cancel') return { class: 'cancelled', reason: 'cancelled by request' };
   if (f.stoppedBy === 'preemption') return { class: 'preempted', reason: 'the host is being preempted (spot/preemptible notice): the job was sent SIGTERM' };
   if (f.stoppedBy === 'shutdown') return { class: 'signal', reason: 'the agent shut down: the job was sent SIGTERM and will be re-queued when the agent restarts' };

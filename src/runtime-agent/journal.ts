@@ -1,6 +1,7 @@
-import type { Database as Db, Statement } from 'better-sqlite3';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { openDatabase, type SqlDb, type SqlStatement as Statement } from './db';
+import { JournalRefusedError, walDamage } from './journal-check';
 import type { Failure, FailureClass, JobRecord, JobSpec, JobState, RunRecord, ShardRecord } from './types';
 
 type Row = Record<string, unknown>;
@@ -28,6 +29,7 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_job ON runs(job_id);
 CREATE INDEX IF NOT EXISTS runs_open ON runs(ended_at);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS shards (
   job_id TEXT NOT NULL, idx INTEGER NOT NULL, key TEXT NOT NULL,
   input_uri TEXT NOT NULL, output_uri TEXT NOT NULL,
@@ -35,6 +37,16 @@ CREATE TABLE IF NOT EXISTS shards (
   PRIMARY KEY (job_id, idx)
 );
 `;
+
+/** PRAGMA application_id of every journal: 'MLIA'. A file with another id is not ours. */
+const APP_ID = 0x4d4c4941;
+const OUR_TABLES = ['jobs', 'runs', 'shards'];
+
+/** Columns added after the first release: added in place to an older journal. */
+const MIGRATIONS: ReadonlyArray<readonly [table: string, column: string, sql: string]> = [
+  ['runs', 'marker', 'ALTER TABLE runs ADD COLUMN marker TEXT'],
+  ['jobs', 'idem_key', 'ALTER TABLE jobs ADD COLUMN idem_key TEXT'],
+];
 
 const now = (): string => new Date().toISOString();
 
@@ -70,6 +82,7 @@ function runOf(r: Row): RunRecord {
     pid: (r.pid as number | null) ?? null,
     pgid: (r.pgid as number | null) ?? null,
     procStart: (r.proc_start as string | null) ?? null,
+    marker: (r.marker as string | null) ?? null,
     gpuIds: r.gpu_ids as string,
     startedAt: r.started_at as string,
     endedAt: (r.ended_at as string | null) ?? null,
@@ -106,23 +119,36 @@ export interface JobEnd {
  * when the call returns. Every state change of a job goes through here before it is reported.
  */
 export class Journal {
-  private readonly db: Db;
+  private readonly db: SqlDb;
   private readonly stmts: Record<string, Statement>;
   private closed = false;
 
-  constructor(dataDir: string) {
+  readonly file: string;
+  private depth = 0;
+
+  /**
+   * Opens (or creates) `<dataDir>/journal.sqlite` after checking it: a zero-length or foreign file, a
+   * failed quick_check, a damaged write-ahead log, or one missing after an unclean stop is refused
+   * (JournalRefusedError) unless `reset`, which moves the refused files aside and starts empty.
+   */
+  constructor(dataDir: string, opts: { readonly reset?: boolean } = {}) {
     fs.mkdirSync(dataDir, { recursive: true });
-    // Loaded here (not at the top) so the bundle keeps better-sqlite3 external and a clear error names it.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const Database = require('better-sqlite3') as typeof import('better-sqlite3');
-    this.db = new Database(path.join(dataDir, 'journal.sqlite'));
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('busy_timeout = 5000');
-    this.db.exec(SCHEMA);
+    this.file = path.join(dataDir, 'journal.sqlite');
+    try {
+      this.db = this.openChecked();
+    } catch (e) {
+      if (!(e instanceof JournalRefusedError) || !opts.reset) throw e;
+      const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+      for (const f of [this.file, `${this.file}-wal`, `${this.file}-shm`]) {
+        if (fs.existsSync(f)) fs.renameSync(f, `${f}.refused-${stamp}`);
+      }
+      this.db = this.openChecked();
+    }
     const p = (sql: string): Statement => this.db.prepare(sql);
     this.stmts = {
-      insert: p(`INSERT INTO jobs (id, spec, state, priority, created_at) VALUES (?, ?, 'queued', ?, ?)`),
+      insert: p(`INSERT INTO jobs (id, spec, state, priority, created_at, idem_key) VALUES (?, ?, 'queued', ?, ?, ?)`),
+      byKey: p('SELECT * FROM jobs WHERE idem_key = ?'),
+      setMeta: p('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
       get: p('SELECT * FROM jobs WHERE id = ?'),
       list: p('SELECT * FROM jobs ORDER BY seq DESC LIMIT ?'),
       listState: p('SELECT * FROM jobs WHERE state = ? ORDER BY seq DESC LIMIT ?'),
@@ -135,7 +161,7 @@ export class Journal {
       requeue: p(`UPDATE jobs SET state = 'queued', requeue = 0, ended_at = NULL WHERE id = ?`),
       setGpus: p('UPDATE jobs SET gpu_ids = ? WHERE id = ?'),
       cancelQueued: p(`UPDATE jobs SET state = 'cancelled', failure_class = 'cancelled', failure_reason = ?, ended_at = ? WHERE id = ? AND state = 'queued'`),
-      runInsert: p('INSERT INTO runs (job_id, attempt, shard, gpu_ids, started_at) VALUES (?, ?, ?, ?, ?)'),
+      runInsert: p('INSERT INTO runs (job_id, attempt, shard, gpu_ids, started_at, marker) VALUES (?, ?, ?, ?, ?, ?)'),
       runPid: p('UPDATE runs SET pid = ?, pgid = ?, proc_start = ? WHERE run_id = ?'),
       runEnd: p(`UPDATE runs SET ended_at = ?, outcome = ?, exit_code = ?, signal = ?, failure_class = ?, failure_reason = ? WHERE run_id = ?`),
       runsOpen: p('SELECT * FROM runs WHERE ended_at IS NULL'),
@@ -147,9 +173,65 @@ export class Journal {
     };
   }
 
-  insertJob(id: string, spec: JobSpec): JobRecord {
-    this.stmts.insert.run(id, JSON.stringify(spec), spec.priority, now());
+  private openChecked(): SqlDb {
+    const f = this.file;
+    const st = fs.statSync(f, { throwIfNoEntry: false });
+    if (st && st.size === 0) throw new JournalRefusedError(f, 'it is empty (0 bytes), so every job it held is gone');
+    const walExists = fs.existsSync(`${f}-wal`);
+    const damage = walDamage(`${f}-wal`);
+    if (damage) throw new JournalRefusedError(f, damage);
+    const db = openDatabase(f);
+    try {
+      const one = (sql: string): Record<string, unknown> | undefined => db.prepare(sql).get() as Record<string, unknown> | undefined;
+      db.exec('PRAGMA busy_timeout = 5000');
+      let check: unknown;
+      try {
+        check = one('PRAGMA quick_check')?.quick_check;
+      } catch (e) {
+        throw new JournalRefusedError(f, `it is not a readable SQLite database (${(e as Error).message})`);
+      }
+      if (check !== 'ok') throw new JournalRefusedError(f, `PRAGMA quick_check reports: ${String(check).slice(0, 300)}`);
+      const appId = Number(one('PRAGMA application_id')?.application_id ?? 0);
+      const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as Row[]).map((r) => String(r.name));
+      const ours = OUR_TABLES.every((t) => tables.includes(t));
+      if (tables.length > 0 && appId !== APP_ID && !(appId === 0 && ours)) {
+        throw new JournalRefusedError(f, `it is not an mlinfra-agent journal (application_id ${appId}, tables ${tables.slice(0, 10).join(', ') || 'none'})`);
+      }
+      if (tables.includes('meta') && !walExists && one("SELECT value FROM meta WHERE key = 'open'")?.value === '1') {
+        throw new JournalRefusedError(f, 'its write-ahead log (journal.sqlite-wal) is missing after an unclean stop: the latest accepted jobs would be silently lost');
+      }
+      db.exec('PRAGMA journal_mode = WAL');
+      db.exec('PRAGMA synchronous = FULL');
+      db.exec(SCHEMA);
+      for (const [table, column, sql] of MIGRATIONS) {
+        if (!(db.prepare(`PRAGMA table_info(${table})`).all() as Row[]).some((c) => c.name === column)) db.exec(sql);
+      }
+      db.exec('CREATE UNIQUE INDEX IF NOT EXISTS jobs_idem ON jobs(idem_key) WHERE idem_key IS NOT NULL');
+      if (appId !== APP_ID) db.exec(`PRAGMA application_id = ${APP_ID}`);
+      return db;
+    } catch (e) {
+      db.close();
+      throw e;
+    }
+  }
+
+  /**
+   * Records that an agent has the journal open (checkpointed into the main file), so a later open
+   * can tell a write-ahead log deleted after a crash. Throws on a full or read-only disk.
+   */
+  markOpen(): void {
+    this.stmts.setMeta.run('open', '1');
+    this.db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+  }
+
+  insertJob(id: string, spec: JobSpec, idempotencyKey?: string): JobRecord {
+    this.stmts.insert.run(id, JSON.stringify(spec), spec.priority, now(), idempotencyKey ?? null);
     return this.getJob(id)!;
+  }
+
+  jobByKey(key: string): JobRecord | undefined {
+    const r = this.stmts.byKey.get(key) as Row | undefined;
+    return r ? jobOf(r) : undefined;
   }
 
   getJob(id: string): JobRecord | undefined {
@@ -197,8 +279,8 @@ export class Journal {
     return this.stmts.cancelQueued.run(reason, now(), id).changes === 1;
   }
 
-  insertRun(jobId: string, attempt: number, shard: number | null, gpuIds: string): number {
-    return Number(this.stmts.runInsert.run(jobId, attempt, shard, gpuIds, now()).lastInsertRowid);
+  insertRun(jobId: string, attempt: number, shard: number | null, gpuIds: string, marker: string): number {
+    return Number(this.stmts.runInsert.run(jobId, attempt, shard, gpuIds, now(), marker).lastInsertRowid);
   }
 
   setRunPid(runId: number, pid: number, pgid: number, procStart: string | null): void {
@@ -219,10 +301,9 @@ export class Journal {
 
   /** Records a batch job's shards once; later calls keep the first list (resume skips done shards). */
   recordShards(jobId: string, shards: ReadonlyArray<{ key: string; inputUri: string; outputUri: string }>): ShardRecord[] {
-    const tx = this.db.transaction(() => {
+    this.transaction(() => {
       shards.forEach((s, idx) => this.stmts.shardInsert.run(jobId, idx, s.key, s.inputUri, s.outputUri));
     });
-    tx();
     return this.shardsOf(jobId);
   }
 
@@ -238,13 +319,35 @@ export class Journal {
     this.stmts.shardDone.run(now(), jobId, idx);
   }
 
+  /** Runs fn in one transaction (one fsync); nested calls join the outer one. Rolled back if fn or the commit throws. */
   transaction<T>(fn: () => T): T {
-    return this.db.transaction(fn)();
+    if (this.depth > 0) return fn();
+    this.db.exec('BEGIN IMMEDIATE');
+    this.depth++;
+    try {
+      const out = fn();
+      this.db.exec('COMMIT');
+      return out;
+    } catch (e) {
+      try {
+        this.db.exec('ROLLBACK');
+      } catch {
+        // no transaction left to roll back
+      }
+      throw e;
+    } finally {
+      this.depth--;
+    }
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    try {
+      this.stmts.setMeta.run('open', '0');
+    } catch {
+      // full or read-only disk: the next open sees the write-ahead log and checks it
+    }
     this.db.close();
   }
 }

@@ -1,64 +1,103 @@
 import { EventEmitter } from 'node:events';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { PassThrough, Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 
 interface JobLogEvents {
-  data: [chunk: Buffer];
+  /** More bytes are on disk (followers read them from the file, at their own pace). */
+  data: [];
   end: [];
+}
+
+/** Where a reader stands: the generation (rotations so far) and the bytes of the current file. */
+interface LogPosition {
+  readonly gen: number;
+  readonly size: number;
+  readonly ended: boolean;
 }
 
 /**
  * A job's combined stdout+stderr log: one file `<id>.log`, rotated to `<id>.log.1` when it would
- * grow past `maxBytes` (so at most about 2 x maxBytes per job are kept). Followers get live chunks.
+ * grow past `maxBytes` (so at most about 2 x maxBytes per job are kept). Followers are told when
+ * more is on disk and read it from the file, so a slow follower costs no memory.
  */
-export class JobLog extends EventEmitter<JobLogEvents> {
+export class JobLog extends EventEmitter<JobLogEvents> implements LogPosition {
   private fd: number | null = null;
-  private size: number;
-  private ended = false;
+  private bytes: number;
+  private generation = 0;
+  private done = false;
+  /** The first write error (disk full, read-only): later output is dropped. */
+  private failed: Error | null = null;
 
   constructor(readonly file: string, private readonly maxBytes: number) {
     super();
     this.setMaxListeners(0);
     try {
-      this.size = fs.statSync(file).size;
+      this.bytes = fs.statSync(file).size;
     } catch {
-      this.size = 0;
+      this.bytes = 0;
     }
   }
 
-  /** Bytes currently in the (unrotated) log file. */
-  get currentSize(): number {
-    return this.size;
+  get size(): number {
+    return this.bytes;
   }
 
-  write(chunk: Buffer): void {
-    if (this.ended) return;
+  get gen(): number {
+    return this.generation;
+  }
+
+  get ended(): boolean {
+    return this.done;
+  }
+
+  get error(): Error | null {
+    return this.failed;
+  }
+
+  /** Appends a chunk. Returns the write error (the first one, every time after it) instead of throwing. */
+  write(chunk: Buffer): Error | null {
+    if (this.done || this.failed) return this.failed;
     let rest = chunk;
-    while (rest.length > 0) {
-      if (this.size >= this.maxBytes) this.rotate();
-      const part = rest.subarray(0, this.maxBytes - this.size);
-      if (this.fd === null) this.fd = fs.openSync(this.file, 'a');
-      fs.writeSync(this.fd, part);
-      this.size += part.length;
-      rest = rest.subarray(part.length);
+    try {
+      while (rest.length > 0) {
+        if (this.bytes >= this.maxBytes) this.rotate();
+        const part = rest.subarray(0, this.maxBytes - this.bytes);
+        if (this.fd === null) this.fd = fs.openSync(this.file, 'a');
+        const n = fs.writeSync(this.fd, part);
+        this.bytes += n;
+        rest = rest.subarray(n);
+      }
+    } catch (e) {
+      this.failed = e as Error;
+      this.closeFd();
     }
-    this.emit('data', chunk);
+    this.emit('data');
+    return this.failed;
   }
 
   private rotate(): void {
-    if (this.fd !== null) fs.closeSync(this.fd);
-    this.fd = null;
+    this.closeFd();
     fs.renameSync(this.file, `${this.file}.1`);
-    this.size = 0;
+    this.bytes = 0;
+    this.generation++;
   }
 
-  /** The job reached a terminal state: close the file and end every follower. */
-  end(): void {
-    if (this.ended) return;
-    this.ended = true;
-    if (this.fd !== null) fs.closeSync(this.fd);
+  private closeFd(): void {
+    if (this.fd === null) return;
+    try {
+      fs.closeSync(this.fd);
+    } catch {
+      // already unusable
+    }
     this.fd = null;
+  }
+
+  /** The job reached a terminal state: close the file and end every follower (after what is on disk). */
+  end(): void {
+    if (this.done) return;
+    this.done = true;
+    this.closeFd();
     this.emit('end');
     this.removeAllListeners();
   }
@@ -101,64 +140,133 @@ export class LogStore {
   /** What is on disk now: the rotated generation, then the current file. */
   snapshot(jobId: string): Readable {
     const file = this.fileOf(jobId);
-    return Readable.from(concatFiles([`${file}.1`, file]));
+    let size = 0;
+    try {
+      size = fs.statSync(file).size;
+    } catch {
+      // no output yet
+    }
+    return readLog(file, { gen: 1, size, ended: true }, null);
   }
 
   /**
    * Everything so far, then live output until the job ends. Must be called in the same tick as the
-   * check that the job is not terminal (single-threaded: no chunk is lost or repeated in between).
+   * check that the job is not terminal.
    */
   follow(jobId: string): Readable {
-    const log = this.live(jobId);
-    const out = new PassThrough();
-    const upTo = log.currentSize;
-    const pending: Buffer[] = [];
-    let draining = true;
-    let ended = false;
-    const onData = (c: Buffer): void => {
-      if (draining) pending.push(c);
-      else out.write(c);
-    };
-    const onEnd = (): void => {
-      ended = true;
-      if (!draining) out.end();
-    };
-    log.on('data', onData);
-    log.on('end', onEnd);
-    out.on('close', () => {
-      log.off('data', onData);
-      log.off('end', onEnd);
-    });
-    const file = this.fileOf(jobId);
-    void (async () => {
-      try {
-        for await (const chunk of concatFiles([`${file}.1`, file], upTo)) {
-          if (!out.write(chunk)) await new Promise((r) => out.once('drain', r));
-        }
-      } catch {
-        // a missing or rotated file only means there is less history to send
-      }
-      for (const c of pending) out.write(c);
-      pending.length = 0;
-      draining = false;
-      if (ended) out.end();
-    })();
-    return out;
+    return readLog(this.fileOf(jobId), this.live(jobId), this.live(jobId));
   }
 }
 
-/** Streams files one after the other; missing files are skipped. `lastLimit` caps the last file. */
-async function* concatFiles(files: string[], lastLimit?: number): AsyncGenerator<Buffer> {
-  for (let i = 0; i < files.length; i++) {
-    const limit = i === files.length - 1 ? lastLimit : undefined;
-    if (limit === 0) continue;
-    let stream: fs.ReadStream;
-    try {
-      await fs.promises.access(files[i]);
-      stream = fs.createReadStream(files[i], limit === undefined ? {} : { start: 0, end: limit - 1 });
-    } catch {
-      continue;
+const READ_BYTES = 64 * 1024;
+
+/**
+ * Streams a log from disk: `<file>.1` (when present), then `<file>` up to `pos.size`, then (with an
+ * emitter) more as it is written, until `pos.ended`. Reads only when the consumer asks (backpressure);
+ * one open file at a time, closed on end, error or disconnect. A reader two rotations behind skips
+ * to the newest generation.
+ */
+function readLog(file: string, pos: LogPosition, events: JobLog | null): Readable {
+  let gen = fs.existsSync(`${file}.1`) ? pos.gen - 1 : pos.gen;
+  let offset = 0;
+  let fh: fs.promises.FileHandle | null = null;
+  let fhGen = -1;
+  let busy = false;
+  let waiting = false;
+  let gone = false;
+  const closeFh = async (): Promise<void> => {
+    const h = fh;
+    fh = null;
+    fhGen = -1;
+    await h?.close().catch(() => undefined);
+  };
+  const wake = (): void => {
+    if (waiting) {
+      waiting = false;
+      void pump();
     }
-    for await (const chunk of stream) yield chunk as Buffer;
+  };
+  const detach = (): void => {
+    events?.off('data', wake);
+    events?.off('end', wake);
+  };
+  const out = new Readable({
+    read() {
+      void pump();
+    },
+    destroy(err, cb) {
+      gone = true;
+      detach();
+      if (!busy) void closeFh();
+      cb(err);
+    },
+  });
+  events?.on('data', wake);
+  events?.on('end', wake);
+
+  async function pump(): Promise<void> {
+    if (busy || gone) return;
+    busy = true;
+    try {
+      for (;;) {
+        if (gen < pos.gen - 1) {
+          gen = pos.gen;
+          offset = 0;
+        }
+        const rotated = gen < pos.gen;
+        const limit = rotated ? Infinity : pos.size;
+        if (offset >= limit) {
+          if (pos.ended) {
+            await closeFh();
+            detach();
+            if (!gone) out.push(null);
+            return;
+          }
+          waiting = true;
+          return;
+        }
+        if (fhGen !== gen) {
+          await closeFh();
+          try {
+            fh = await fs.promises.open(rotated ? `${file}.1` : file, 'r');
+            fhGen = gen;
+          } catch {
+            // a missing file only means there is less to send
+            if (rotated) {
+              gen++;
+              offset = 0;
+              continue;
+            }
+            waiting = !pos.ended;
+            if (pos.ended && !gone) out.push(null);
+            return;
+          }
+        }
+        const want = Math.min(READ_BYTES, limit - offset);
+        const buf = Buffer.allocUnsafe(want);
+        const { bytesRead } = await fh!.read(buf, 0, want, offset);
+        if (gone) return;
+        if (bytesRead === 0) {
+          if (rotated) {
+            gen++;
+            offset = 0;
+            continue;
+          }
+          // the file is shorter than recorded (replaced): start over in the new file
+          await closeFh();
+          waiting = !pos.ended;
+          if (pos.ended) out.push(null);
+          return;
+        }
+        offset += bytesRead;
+        if (!out.push(buf.subarray(0, bytesRead))) return;
+      }
+    } catch (e) {
+      if (!gone) out.destroy(e as Error);
+    } finally {
+      busy = false;
+      if (gone) void closeFh();
+    }
   }
+  return out;
 }

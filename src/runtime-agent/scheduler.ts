@@ -1,14 +1,16 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
-import { badRequest, conflict, notFound } from './errors';
-import { killGroup, procStartTime, runProcess, type RunHandle, type StopReason } from './executor';
+import { AgentError, badRequest, conflict, notFound } from './errors';
+import { DiskGuard, faultError, type Fault } from './faults';
+import type { RunHandle, StopReason } from './executor';
 import { classifyExit, type ExitFacts } from './failure';
-import type { Journal } from './journal';
+import { executeRun, workDir, type JobUser, type RunSlot } from './job-run';
+import type { Journal, JobEnd } from './journal';
 import type { LogStore } from './logs';
-import { joinUri, localPathOf, schemeOf, type Storage } from './storage/index';
+import { recoverJournal } from './recovery';
+import { joinUri, schemeOf, type Storage } from './storage/index';
 import { TERMINAL_STATES, type Failure, type JobRecord, type JobSpec, type ShardRecord } from './types';
 
 /** Typed events of the scheduler (metrics, autostop and logs listen to them). */
@@ -34,15 +36,15 @@ export interface SchedulerOptions {
   readonly logger: Logger;
   /** Environment every job starts from (the agent's, without its token). */
   readonly baseEnv: NodeJS.ProcessEnv;
+  /** Jobs run as this user (serve --job-user). */
+  readonly jobUser?: JobUser;
+  /** Submits refused with 429 while this many jobs are queued. @default unbounded */
+  readonly maxQueued?: number;
 }
 
-interface ActiveRun {
+interface ActiveRun extends RunSlot {
   readonly runId: number;
-  readonly shard: ShardRecord | null;
-  readonly gpuSlots: number[];
   readonly startedMs: number;
-  handle?: RunHandle;
-  stopReason?: StopReason;
 }
 
 interface Outcome {
@@ -72,22 +74,30 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   private paused: boolean;
   private draining = false;
   private tickScheduled = false;
-  private readonly pendingSubmits: Array<{ id: string; spec: JobSpec; resolve: (j: JobRecord) => void; reject: (e: Error) => void }> = [];
+  private readonly pendingSubmits: Array<{
+    id: string; spec: JobSpec; key?: string; promise: Promise<JobRecord>; resolve: (j: JobRecord) => void; reject: (e: Error) => void;
+  }> = [];
   private flushScheduled = false;
   private readonly o: SchedulerOptions;
+  private readonly guard: DiskGuard;
 
   constructor(o: SchedulerOptions) {
     super();
     this.o = o;
     this.paused = o.paused;
     this.freeGpus = new Set(Array.from({ length: o.gpus }, (_, i) => i));
+    this.guard = new DiskGuard({
+      dataDir: o.dataDir, journal: o.journal, logger: o.logger,
+      recover: async () => void (await this.recover()),
+      cleared: () => this.scheduleTick(),
+    });
   }
 
   get gpuCount(): number {
     return this.o.gpus;
   }
 
-  stats(): { queued: number; running: number; gpusBusy: number; cpuBusy: number; draining: boolean; paused: boolean } {
+  stats(): { queued: number; running: number; gpusBusy: number; cpuBusy: number; draining: boolean; paused: boolean; fault: Fault | null } {
     return {
       queued: this.queue.length,
       running: this.active.size,
@@ -95,66 +105,54 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       cpuBusy: this.cpuInUse,
       draining: this.draining,
       paused: this.paused,
+      fault: this.guard.fault,
     };
+  }
+
+  get fault(): Fault | null {
+    return this.guard.fault;
   }
 
   isIdle(): boolean {
     return this.queue.length === 0 && this.active.size === 0;
   }
 
-  /**
-   * Crash recovery, before serving: kills the process groups of runs a previous agent left behind,
-   * marks the jobs that were running `interrupted`, and re-queues those with retries left (and those
-   * interrupted by preemption or a graceful shutdown, which do not count against retries).
-   */
+  /** See DiskGuard.note. */
+  noteFault(e: unknown): boolean {
+    return this.guard.note(e);
+  }
+
+  private durable(fn: () => void): void {
+    this.guard.durable(fn);
+  }
+
+  /** Start on a full or read-only disk: serve status, refuse submits, recover when writes work again. */
+  holdRecovery(e: unknown): void {
+    this.guard.holdRecovery(e);
+  }
+
+  /** Crash recovery, before serving (see recoverJournal). */
   async recover(): Promise<{ orphansKilled: number; interrupted: number; requeued: number }> {
-    const j = this.o.journal;
-    let orphansKilled = 0;
-    const groups: number[] = [];
-    for (const run of j.openRuns()) {
-      if (run.pgid) {
-        const start = procStartTime(run.pgid);
-        const reused = start !== null && run.procStart !== null && start !== run.procStart;
-        if (!reused && killGroup(run.pgid, 'SIGKILL')) {
-          orphansKilled++;
-          groups.push(run.pgid);
-        }
-      }
-      j.endRun(run.runId, 'interrupted', null, null, { class: 'signal', reason: 'the agent restarted while this run was active; its process group was killed' });
-    }
-    const deadline = Date.now() + 5000;
-    while (groups.some((g) => killGroup(g, 0 as unknown as NodeJS.Signals)) && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    let interrupted = 0;
-    let requeued = 0;
-    for (const job of j.jobsInState('running')) {
-      interrupted++;
-      const rec = j.endJob(job.id, {
-        state: 'interrupted', exitCode: null, signal: null, charge: true,
-        failure: { class: 'signal', reason: 'the agent stopped unexpectedly (crash, kill -9 or host reboot) while the job was running' },
-      });
-      if (rec.charged <= rec.spec.retries) {
-        j.requeueJob(job.id);
-        requeued++;
-      }
-    }
-    for (const job of j.jobsInState('interrupted')) {
-      if (job.requeue) {
-        j.requeueJob(job.id);
-        requeued++;
-      }
-    }
-    for (const job of j.jobsInState('queued')) this.enqueue(job);
-    return { orphansKilled, interrupted, requeued };
+    const r = await recoverJournal(this.o.journal);
+    for (const job of r.queued) if (!this.queue.some((q) => q.id === job.id)) this.enqueue(job);
+    return { orphansKilled: r.orphansKilled, interrupted: r.interrupted, requeued: r.requeued };
   }
 
   /**
    * Validates and journals a job. Resolves once the job is on disk: submits that arrive in the same
    * event-loop turn share one SQLite transaction (one fsync), which is what makes submits cheap.
    */
-  submit(spec: JobSpec): Promise<JobRecord> {
+  submit(spec: JobSpec, idempotencyKey?: string): Promise<JobRecord> {
+    if (idempotencyKey !== undefined) {
+      const known = this.o.journal.jobByKey(idempotencyKey) ?? this.pendingSubmits.find((p) => p.key === idempotencyKey)?.promise;
+      if (known) return Promise.resolve(known);
+    }
     if (this.draining) throw conflict('the agent is shutting down or its host is being preempted: no new jobs are accepted');
+    if (this.guard.fault) throw faultError(this.guard.fault);
+    if (this.o.maxQueued !== undefined && this.queue.length + this.pendingSubmits.length >= this.o.maxQueued) {
+      throw new AgentError(429, 'queue_full', `${this.queue.length} jobs are queued (--max-queued ${this.o.maxQueued}): retry later`, undefined,
+        { retryAfterSeconds: this.retryAfterSeconds() });
+    }
     if (spec.gpus > this.o.gpus) {
       throw badRequest(`the job wants ${spec.gpus} GPUs but this host has ${this.o.gpus}`, 'gpus');
     }
@@ -173,13 +171,21 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     }
     if (spec.cwd !== undefined && !path.isAbsolute(spec.cwd)) throw badRequest('cwd must be an absolute path', 'cwd');
     const id = `j-${Date.now().toString(36)}-${randomBytes(5).toString('hex')}`;
-    return new Promise((resolve, reject) => {
-      this.pendingSubmits.push({ id, spec, resolve, reject });
-      if (!this.flushScheduled) {
-        this.flushScheduled = true;
-        setImmediate(() => this.flushSubmits());
-      }
+    let settle!: { resolve: (j: JobRecord) => void; reject: (e: Error) => void };
+    const promise = new Promise<JobRecord>((resolve, reject) => {
+      settle = { resolve, reject };
     });
+    this.pendingSubmits.push({ id, spec, key: idempotencyKey, promise, ...settle });
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flushSubmits());
+    }
+    return promise;
+  }
+
+  /** A Retry-After for a full queue: about how long the queue takes to drain by one slot's worth. */
+  private retryAfterSeconds(): number {
+    return Math.min(60, Math.max(1, Math.ceil(this.queue.length / Math.max(1, this.o.maxCpuJobs + this.o.gpus) / 10)));
   }
 
   private flushSubmits(): void {
@@ -187,9 +193,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const batch = this.pendingSubmits.splice(0);
     let jobs: JobRecord[];
     try {
-      jobs = this.o.journal.transaction(() => batch.map((b) => this.o.journal.insertJob(b.id, b.spec)));
+      jobs = this.o.journal.transaction(() => batch.map((b) => this.o.journal.insertJob(b.id, b.spec, b.key)));
     } catch (e) {
-      for (const b of batch) b.reject(e as Error);
+      const err = this.noteFault(e) ? faultError(this.guard.fault!) : (e as Error);
+      for (const b of batch) b.reject(err);
       return;
     }
     batch.forEach((b, i) => {
@@ -204,8 +211,14 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const job = this.o.journal.getJob(id);
     if (!job) throw notFound(`no job ${id}`);
     if (TERMINAL_STATES.includes(job.state)) throw conflict(`job ${id} already ended (${job.state})`);
-    if (job.state === 'queued') {
-      this.o.journal.cancelQueued(id, 'cancelled by request while queued');
+    if (job.state === 'queued' && !this.active.has(id)) {
+      if (this.guard.fault) throw faultError(this.guard.fault);
+      try {
+        this.o.journal.cancelQueued(id, 'cancelled by request while queued');
+      } catch (e) {
+        if (this.noteFault(e)) throw faultError(this.guard.fault!);
+        throw e;
+      }
       this.dequeue(id);
       return this.finished(id);
     }
@@ -235,6 +248,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
    */
   async shutdown(graceMs: number): Promise<void> {
     this.draining = true;
+    this.guard.close();
     if (this.active.size === 0) return;
     const allDone = new Promise<void>((resolve) => {
       const check = (): void => {
@@ -303,7 +317,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
 
   /** Starts what fits, highest priority first (then oldest); smaller jobs may backfill free slots. */
   private tick(): void {
-    if (this.paused || this.draining) return;
+    if (this.paused || this.draining || this.guard.fault) return;
     type Candidate = { priority: number; seq: number; active?: ActiveJob; queued?: JobRecord };
     const candidates: Candidate[] = [];
     for (const a of this.active.values()) {
@@ -318,7 +332,12 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         const a = c.active;
         while (a.pendingShards!.length > 0 && this.fits(a.job.spec.gpus)) this.startRun(a, a.pendingShards!.shift()!);
       } else if (c.queued && this.fits(c.queued.spec.gpus)) {
-        this.startJob(c.queued);
+        try {
+          this.startJob(c.queued);
+        } catch (e) {
+          if (!this.noteFault(e)) throw e;
+          return;
+        }
       }
     }
   }
@@ -359,89 +378,53 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const slots = this.take(gpus);
     const gpuIds = slots.join(',');
     const j = this.o.journal;
-    const runId = j.transaction(() => {
-      const rid = j.insertRun(a.job.id, a.job.attempts, shard?.idx ?? null, gpuIds);
-      if (shard) j.shardAttempt(a.job.id, shard.idx);
-      else j.setJobGpus(a.job.id, gpuIds);
-      return rid;
-    });
-    const run: ActiveRun = { runId, shard, gpuSlots: slots, startedMs: Date.now() };
+    const marker = `${a.job.id}.${a.job.attempts}.${shard?.idx ?? 't'}.${randomBytes(6).toString('hex')}`;
+    let runId: number;
+    try {
+      runId = j.transaction(() => {
+        const rid = j.insertRun(a.job.id, a.job.attempts, shard?.idx ?? null, gpuIds, marker);
+        if (shard) j.shardAttempt(a.job.id, shard.idx);
+        else j.setJobGpus(a.job.id, gpuIds);
+        return rid;
+      });
+    } catch (e) {
+      this.release(gpus, slots);
+      if (!this.noteFault(e)) throw e;
+      // nothing was spawned: the attempt ends without charging a retry once the disk recovers
+      a.forced ??= 'disk';
+      if (a.pendingShards) a.pendingShards = [];
+      this.maybeFinish(a);
+      return;
+    }
+    const run: ActiveRun = { runId, marker, shard, gpuSlots: slots, startedMs: Date.now() };
     a.runs.add(run);
     if (!shard) a.trainRunStarted = true;
     this.emit('run:started', { jobId: a.job.id, runId, shard: shard?.idx ?? null, gpuIds });
-    void this.execute(a, run);
-  }
-
-  private workDir(jobId: string, ...parts: string[]): string {
-    return path.join(this.o.dataDir, 'work', jobId, ...parts);
+    this.execute(a, run).catch((e: unknown) => this.o.logger.error({ err: e, jobId: a.job.id }, 'run bookkeeping failed'));
   }
 
   /** The job's `MLINFRA_ARTIFACT_DIR` (train runs and batch shards alike: a batch job's shards share it). */
   artifactDir(jobId: string): string {
-    return this.workDir(jobId, 'artifacts');
+    return workDir(this.o.dataDir, jobId, 'artifacts');
   }
 
   private async execute(a: ActiveJob, run: ActiveRun): Promise<void> {
     const { spec, id } = a.job;
-    const storage = this.o.storage;
-    let facts: ExitFacts | null = null;
-    let failure: Failure | null = null;
-    try {
-      const ckpt = spec.checkpointDir;
-      const ckptRemote = ckpt !== undefined && !storage.isLocal(ckpt);
-      const ckptDir = ckpt === undefined ? path.join(this.o.dataDir, 'checkpoints', id) : ckptRemote ? this.workDir(id, 'checkpoint') : localPathOf(ckpt);
-      const artifactDir = this.artifactDir(id);
-      await fs.promises.mkdir(ckptDir, { recursive: true });
-      await fs.promises.mkdir(artifactDir, { recursive: true });
-      if (ckptRemote && !run.shard) await storage.getDir(ckpt, ckptDir);
-      const env: NodeJS.ProcessEnv = {
-        ...this.o.baseEnv,
-        ...spec.env,
-        CUDA_VISIBLE_DEVICES: run.gpuSlots.join(','),
-        MLINFRA_JOB_ID: id,
-        MLINFRA_ATTEMPT: String(a.job.attempts),
-        MLINFRA_GPUS: String(spec.gpus),
-        MLINFRA_CHECKPOINT_DIR: ckptDir,
-        MLINFRA_ARTIFACT_DIR: artifactDir,
-      };
-      let outputLocal: string | undefined;
-      if (run.shard) {
-        const s = run.shard;
-        const base = path.basename(s.key);
-        const inputLocal = storage.isLocal(s.inputUri) ? localPathOf(s.inputUri) : this.workDir(id, 'shards', String(s.idx), 'in', base);
-        if (!storage.isLocal(s.inputUri)) await storage.get(s.inputUri, inputLocal);
-        outputLocal = storage.isLocal(s.outputUri) ? localPathOf(s.outputUri) : this.workDir(id, 'shards', String(s.idx), 'out', base);
-        await fs.promises.mkdir(path.dirname(outputLocal), { recursive: true });
-        Object.assign(env, {
-          MLINFRA_INPUT: inputLocal,
-          MLINFRA_OUTPUT: outputLocal,
-          MLINFRA_SHARD_INDEX: String(s.idx),
-          MLINFRA_SHARD_KEY: s.key,
-        });
+    const ctx = { dataDir: this.o.dataDir, storage: this.o.storage, baseEnv: this.o.baseEnv, graceMs: this.o.graceMs, jobUser: this.o.jobUser, log: this.o.logs.live(id) };
+    const res = await executeRun(ctx, a.job, run, (h: RunHandle) => {
+      if (h.pid !== null) this.durable(() => this.o.journal.setRunPid(run.runId, h.pid!, h.pgid!, h.procStart));
+    });
+    const { facts } = res;
+    let failure = res.failure;
+    if (facts?.diskError) this.noteFault(Object.assign(new Error(facts.diskError), { code: /EROFS/.test(facts.diskError) ? 'EROFS' : 'ENOSPC' }));
+    if (!failure && run.shard) {
+      try {
+        this.o.journal.shardDone(id, run.shard.idx);
+        this.emit('shard:done', { jobId: id, idx: run.shard.idx });
+      } catch (e) {
+        if (!this.noteFault(e)) throw e;
+        failure = { class: 'disk', reason: `the shard's completion could not be journaled: ${(e as Error).message}` };
       }
-      if (spec.cwd !== undefined && !fs.existsSync(spec.cwd)) {
-        facts = { exitCode: null, signal: null, stderrTail: '', spawnError: `the working directory ${spec.cwd} does not exist` };
-      } else if (run.stopReason) {
-        facts = { exitCode: null, signal: null, stderrTail: '', stoppedBy: run.stopReason };
-      } else {
-        const handle = runProcess({
-          argv: spec.argv, env, cwd: spec.cwd, log: this.o.logs.live(id), timeoutSeconds: spec.timeoutSeconds, graceMs: this.o.graceMs,
-        });
-        run.handle = handle;
-        if (handle.pid !== null) this.o.journal.setRunPid(run.runId, handle.pid, handle.pgid!, handle.procStart);
-        facts = await handle.done;
-      }
-      failure = classifyExit(facts);
-      if (!failure && run.shard) {
-        const s = run.shard;
-        if (!storage.isLocal(s.outputUri) && outputLocal && fs.existsSync(outputLocal)) await storage.put(outputLocal, s.outputUri);
-        this.o.journal.shardDone(id, s.idx);
-        this.emit('shard:done', { jobId: id, idx: s.idx });
-      }
-      if (!failure && !run.shard && spec.artifactUri) await storage.putDir(artifactDir, spec.artifactUri);
-      if (ckptRemote && !run.shard) await storage.putDir(ckptDir, ckpt);
-    } catch (e) {
-      failure ??= { class: 'exit', reason: `setup or storage error: ${(e as Error).message}` };
     }
     this.release(spec.gpus, run.gpuSlots);
     a.runs.delete(run);
@@ -457,50 +440,73 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     }
     if (!run.shard && facts) a.lastFacts = facts;
     // the run's end and (when it was the last) the job's end are one transaction: one fsync
-    this.o.journal.transaction(() => {
-      this.o.journal.endRun(run.runId, failure ? 'failed' : 'succeeded', facts?.exitCode ?? null, facts?.signal ?? null, failure);
-      this.maybeFinish(a);
-    });
+    const writes: Array<() => void> = [
+      () => this.o.journal.endRun(run.runId, failure ? 'failed' : 'succeeded', facts?.exitCode ?? null, facts?.signal ?? null, failure),
+    ];
+    this.maybeFinish(a, writes);
     this.scheduleTick();
   }
 
-  private maybeFinish(a: ActiveJob): void {
-    if (!this.active.has(a.job.id) || a.runs.size > 0 || a.pendingShards === null) return;
-    if (a.pendingShards.length > 0 && !a.forced && !a.outcome) return;
-    if (a.job.spec.kind === 'train' && !a.trainRunStarted && !a.forced) return;
+  /**
+   * Ends the job when nothing of it runs any more. Journal writes go through `durable` (with the
+   * run's end when `writes` is given: one transaction); the in-memory state moves on at once, so a
+   * disk fault never leaves a slot taken or a shutdown waiting.
+   */
+  private maybeFinish(a: ActiveJob, writes: Array<() => void> = []): void {
+    const flush = (): void => {
+      if (writes.length > 0) this.durable(() => this.o.journal.transaction(() => writes.forEach((w) => w())));
+    };
+    if (!this.active.has(a.job.id) || a.runs.size > 0 || a.pendingShards === null
+      || (a.pendingShards.length > 0 && !a.forced && !a.outcome)
+      || (a.job.spec.kind === 'train' && !a.trainRunStarted && !a.forced)) {
+      flush();
+      return;
+    }
     this.active.delete(a.job.id);
     const j = this.o.journal;
     const id = a.job.id;
     const facts = a.outcome?.facts ?? a.lastFacts ?? null;
     const exitCode = facts?.exitCode ?? null;
     const signal = facts?.signal ?? null;
+    let end: JobEnd;
     if (a.forced === 'cancel') {
-      j.endJob(id, { state: 'cancelled', exitCode, signal, charge: false, failure: { class: 'cancelled', reason: 'cancelled by request' } });
-    } else if (a.forced === 'preemption') {
-      j.endJob(id, { state: 'interrupted', exitCode, signal, charge: false, requeue: true, failure: classifyExit({ exitCode, signal, stderrTail: '', stoppedBy: 'preemption' }) });
-    } else if (a.forced === 'shutdown') {
-      j.endJob(id, { state: 'interrupted', exitCode, signal, charge: false, requeue: true, failure: classifyExit({ exitCode, signal, stderrTail: '', stoppedBy: 'shutdown' }) });
+      end = { state: 'cancelled', exitCode, signal, charge: false, failure: { class: 'cancelled', reason: 'cancelled by request' } };
+    } else if (a.forced === 'preemption' || a.forced === 'shutdown') {
+      end = { state: 'interrupted', exitCode, signal, charge: false, requeue: true, failure: classifyExit({ exitCode, signal, stderrTail: '', stoppedBy: a.forced }) };
+    } else if (a.forced === 'disk') {
+      end = { state: 'queued', exitCode, signal, charge: false, failure: { class: 'disk', reason: 'the run could not be journaled (disk fault): not started, re-queued' } };
     } else if (!a.outcome) {
-      j.endJob(id, { state: 'succeeded', exitCode: a.job.spec.kind === 'batch' ? 0 : exitCode, signal, charge: false, failure: null });
+      end = { state: 'succeeded', exitCode: a.job.spec.kind === 'batch' ? 0 : exitCode, signal, charge: false, failure: null };
     } else {
       const retry = a.job.charged + 1 <= a.job.spec.retries;
-      const rec = j.endJob(id, { state: retry ? 'queued' : 'failed', exitCode, signal, charge: true, failure: a.outcome.failure });
-      if (retry) {
-        this.o.logger.info({ jobId: id, failure: a.outcome.failure, retriesLeft: rec.spec.retries - rec.charged }, 'job failed, retrying');
-        this.enqueue(rec);
-        this.emit('job:requeued', rec);
-        this.scheduleTick();
-        return;
-      }
+      end = { state: retry ? 'queued' : 'failed', exitCode, signal, charge: true, failure: a.outcome.failure };
     }
-    this.finished(id);
+    writes.push(() => {
+      j.endJob(id, end);
+      if (end.state === 'queued') j.requeueJob(id);
+    });
+    flush();
+    const rec: JobRecord = {
+      ...a.job, state: end.state, exitCode: end.exitCode, signal: end.signal, failure: end.failure,
+      charged: a.job.charged + (end.charge ? 1 : 0), requeue: Boolean(end.requeue), endedAt: new Date().toISOString(),
+    };
+    if (end.state === 'queued') {
+      this.o.logger.info({ jobId: id, failure: end.failure, retriesLeft: rec.spec.retries - rec.charged }, 'job failed, retrying');
+      this.enqueue(rec);
+      this.emit('job:requeued', rec);
+      this.scheduleTick();
+      return;
+    }
+    this.finished(id, rec);
   }
 
-  private finished(id: string): JobRecord {
-    const job = this.o.journal.getJob(id)!;
+  /** `rec`: the job as it ends when its journal write is held back by a disk fault. */
+  private finished(id: string, rec?: JobRecord): JobRecord {
+    const job = this.guard.holding && rec ? rec : this.o.journal.getJob(id)!;
     this.o.logs.finish(id);
     this.o.logger.info({ jobId: id, state: job.state, exitCode: job.exitCode, failure: job.failure }, 'job finished');
     this.emit('job:finished', job);
     return job;
   }
 }
+

@@ -1,7 +1,7 @@
 /** Shared types of mlinfra-agent (no runtime code). */
 
 export type JobState = 'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled' | 'interrupted';
-export type FailureClass = 'exit' | 'signal' | 'oom' | 'timeout' | 'preempted' | 'cancelled';
+export type FailureClass = 'exit' | 'signal' | 'oom' | 'timeout' | 'preempted' | 'cancelled' | 'disk';
 export type JobKind = 'train' | 'batch';
 
 export const TERMINAL_STATES: readonly JobState[] = ['succeeded', 'failed', 'cancelled', 'interrupted'];
@@ -58,6 +58,8 @@ export interface RunRecord {
   readonly pid: number | null;
   readonly pgid: number | null;
   readonly procStart: string | null;
+  /** RUN_MARKER_ENV of the run's processes (journaled before the spawn): finds them after a crash. */
+  readonly marker: string | null;
   readonly gpuIds: string;
   readonly startedAt: string;
   readonly endedAt: string | null;

@@ -13,7 +13,7 @@ import { FeatureStore, FeatureViewOptions } from '../constructs/feature-store';
 import { GpuCluster, NodeRange } from '../constructs/gpu-cluster';
 import { ModelEndpoint, ReplicaRange, RolloutSpec } from '../constructs/model-endpoint';
 import { EndpointWatchOptions, MonitoringStack } from '../constructs/monitoring-stack';
-import { KubernetesMonitoringOptions } from '../constructs/monitoring-stack/kubernetes';
+import type { KubernetesMonitoringOptions } from '../constructs/monitoring-stack/kubernetes';
 import { Schedule, Step, StepDefinition, TrainingPipeline } from '../constructs/training-pipeline';
 
 /** Builds the stack's target inside it (targets are constructs, so they live under the stack). */

@@ -1,4 +1,5 @@
-import { ACCELERATOR_NAMES, ACCELERATORS, MlInfraError, offeredCounts, PRICE_SOURCES, resolveAccelerator, targetsOffering } from '../../src';
+import { ACCELERATOR_NAMES, ACCELERATORS, offeredCounts, PRICE_SOURCES, resolveAccelerator, targetsOffering } from '../../src/core/accelerators';
+import { MlInfraError } from '../../src';
 
 describe('accelerator catalog', () => {
   test('covers the accelerators the platform promises', () => {

@@ -1,6 +1,9 @@
 import { App, TerraformStack } from 'cdktf';
 import { Construct } from 'constructs';
-import { Duration, Errors, isCidr, resourceName, show, slug } from '../../src';
+import { Duration } from '../../src';
+import { Errors, show } from '../../src/core/errors';
+import { resourceName, slug } from '../../src/core/naming';
+import { isCidr } from '../../src/core/targets';
 import { fitName } from '../../src/core/naming';
 
 describe('Duration', () => {

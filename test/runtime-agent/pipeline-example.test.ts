@@ -2,13 +2,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PYTHON, ROOT, startAgent, stopAllAgents, tmpDir } from './helpers';
 import { filesUnder, readJson, runCli, writeSpec } from './pipeline-helpers';
+import { describeWithTools, TOOLS } from '../support/tools';
 
 afterAll(stopAllAgents);
 
 const SCRIPTS = path.join(ROOT, 'examples', 'training-pipeline', 'scripts');
 const py = (script: string, ...args: string[]): string[] => [PYTHON, path.join(SCRIPTS, script), ...args];
 
-describe('examples/training-pipeline/scripts end to end (real PyTorch on CPU)', () => {
+describeWithTools([TOOLS.torch])('examples/training-pipeline/scripts end to end (real PyTorch on CPU)', () => {
   test('featurize -> train_a, train_b in parallel -> compare -> promote on val_auc', async () => {
     const agent = await startAgent({ args: ['--max-cpu-jobs', '2'] });
     const artifacts = tmpDir();

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { freePort, startAgent, stopAllAgents, tmpDir, waitFor } from './helpers';
+import { describeWithTools, TOOLS } from '../support/tools';
 
 const PROMETHEUS = '/usr/bin/prometheus';
 let prom: ChildProcess | undefined;
@@ -14,7 +15,7 @@ afterAll(async () => {
   await stopAllAgents();
 });
 
-describe('a real Prometheus scrapes /metrics with the bearer token', () => {
+describeWithTools([TOOLS.prometheus])('a real Prometheus scrapes /metrics with the bearer token', () => {
   test('up == 1 and agent metrics are queryable', async () => {
     expect(fs.existsSync(PROMETHEUS)).toBe(true);
     const agent = await startAgent({ args: ['--gpus', '2'] });

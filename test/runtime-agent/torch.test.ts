@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { AGENT_JOBS, PYTHON, startAgent, stopAllAgents, tmpDir, type AgentHandle } from './helpers';
+import { describeWithTools, TOOLS } from '../support/tools';
 
 afterAll(stopAllAgents);
 
@@ -13,7 +14,7 @@ function writeShards(dir: string, shards: number, rows: number): void {
   }
 }
 
-describe('real PyTorch jobs (/usr/bin/python3)', () => {
+describeWithTools([TOOLS.torch])('real PyTorch jobs (/usr/bin/python3)', () => {
   let agent: AgentHandle;
   beforeAll(async () => {
     agent = await startAgent({ args: ['--max-cpu-jobs', '2'] });

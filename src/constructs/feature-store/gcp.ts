@@ -2,6 +2,7 @@
  * FeatureStore on GCP: GCS + BigQuery offline store, Bigtable or Memorystore Redis online store,
  * the registry in the offline bucket.
  */
+import { Fn, Token } from 'cdktf';
 import { Construct } from 'constructs';
 import { BigqueryDataset } from '@cdktf/provider-google/lib/bigquery-dataset';
 import { BigqueryDatasetIamMember } from '@cdktf/provider-google/lib/bigquery-dataset-iam-member';
@@ -10,17 +11,16 @@ import { BigtableGcPolicy } from '@cdktf/provider-google/lib/bigtable-gc-policy'
 import { BigtableInstance } from '@cdktf/provider-google/lib/bigtable-instance';
 import { BigtableInstanceIamMember } from '@cdktf/provider-google/lib/bigtable-instance-iam-member';
 import { BigtableTable } from '@cdktf/provider-google/lib/bigtable-table';
-import { ComputeGlobalAddress } from '@cdktf/provider-google/lib/compute-global-address';
+import { ProjectIamMember } from '@cdktf/provider-google/lib/project-iam-member';
 import { RedisInstance } from '@cdktf/provider-google/lib/redis-instance';
 import { SecretManagerSecret } from '@cdktf/provider-google/lib/secret-manager-secret';
 import { SecretManagerSecretIamMember } from '@cdktf/provider-google/lib/secret-manager-secret-iam-member';
 import { SecretManagerSecretVersion } from '@cdktf/provider-google/lib/secret-manager-secret-version';
-import { ServiceNetworkingConnection } from '@cdktf/provider-google/lib/service-networking-connection';
 import { StorageBucket } from '@cdktf/provider-google/lib/storage-bucket';
 import { StorageBucketIamMember } from '@cdktf/provider-google/lib/storage-bucket-iam-member';
 import { IGrantable } from '../../core/grants';
-import { resourceName } from '../../core/naming';
-import { GcpTarget } from '../../core/targets';
+import { fitName, resourceName, shortHash } from '../../core/naming';
+import { GcpPrivateServiceAccess, GcpTarget } from '../../core/targets';
 import { bigquerySchema, bigtableTableName, clusterable, REDIS_PASSWORD_REF } from './feast';
 import { FeatureStoreBackend, FeatureStorePlan, FeatureView, principalOn } from './types';
 
@@ -28,10 +28,29 @@ import { FeatureStoreBackend, FeatureStorePlan, FeatureView, principalOn } from 
 export const BIGTABLE_COLUMN_FAMILY = 'features';
 /** Versions Feast keeps per cell (its `max_versions` default). */
 export const BIGTABLE_MAX_VERSIONS = 2;
+/** Hours a table Feast uploads to the scratch dataset (entity frames) lives. */
+export const SCRATCH_TABLE_HOURS = 24;
+
+/** Where clients keep Memorystore's CA (from `resources.redis.caSecret`): named in the Feast connection string. */
+export function memorystoreCaPath(storeName: string): string {
+  return `/etc/mlinfra/feast/${storeName}/server-ca.pem`;
+}
+
+/** A bucket name for this project: GCS names are global, so the project id goes into the hash. */
+function gcsBucketName(project: string, base: string, suffix: string): string {
+  const head = fitName(base, 63 - suffix.length - 10);
+  const hash = Token.isUnresolved(project) ? Fn.substr(Fn.sha256(`${project}/${base}`), 0, 8) : shortHash(`${project}/${base}`);
+  return `${head}-${hash}-${suffix}`;
+}
 
 export interface GcpFeatureStoreResources {
   readonly bucket: StorageBucket;
   readonly dataset: BigqueryDataset;
+  /**
+   * Where Feast writes temporary tables (the entity frame of get_historical_features): every grantee
+   * may write here, tables expire after a day. Feast's `offline_store.dataset` names it.
+   */
+  readonly scratchDataset: BigqueryDataset;
   /** BigQuery table per view name. */
   readonly bigqueryTables: Readonly<Record<string, BigqueryTable>>;
   /** Bigtable instance and its tables by Feast table name (online: 'bigtable'). */
@@ -39,9 +58,11 @@ export interface GcpFeatureStoreResources {
   /** Memorystore and its private service access (online: 'redis'). */
   readonly redis?: {
     readonly instance: RedisInstance;
-    readonly peeringRange: ComputeGlobalAddress;
-    readonly serviceNetworking: ServiceNetworkingConnection;
+    /** The target's private services access (one per network, shared by every store). */
+    readonly privateServiceAccess: GcpPrivateServiceAccess;
     readonly authSecret: SecretManagerSecret;
+    /** Memorystore's server CA certificates (PEM): clients save them at `memorystoreCaPath(name)`. */
+    readonly caSecret: SecretManagerSecret;
   };
 }
 
@@ -49,11 +70,13 @@ export function buildGcpFeatureStore(store: Construct, target: GcpTarget, plan: 
   const provider = target.provider;
   const project = target.project;
   const region = target.region;
+  target.requireApis('storage.googleapis.com', 'bigquery.googleapis.com', 'iam.googleapis.com', 'cloudresourcemanager.googleapis.com',
+    ...(plan.online === 'bigtable' ? ['bigtableadmin.googleapis.com'] : ['redis.googleapis.com', 'secretmanager.googleapis.com']));
 
   // ---- offline: bucket (registry, files) and BigQuery dataset (history)
   const offline = new Construct(store, 'offline');
   const bucket = new StorageBucket(offline, 'bucket', {
-    provider, project, name: `${plan.name}-offline`, location: region, forceDestroy: false,
+    provider, project, name: gcsBucketName(project, plan.name, 'offline'), location: region, forceDestroy: false,
     uniformBucketLevelAccess: true, publicAccessPrevention: 'enforced',
     versioning: { enabled: true },
     ...(plan.kmsKeyName ? { encryption: { defaultKmsKeyName: plan.kmsKeyName } } : {}),
@@ -66,6 +89,12 @@ export function buildGcpFeatureStore(store: Construct, target: GcpTarget, plan: 
   const dataset = new BigqueryDataset(offline, 'dataset', {
     provider, project, datasetId, location: region,
     description: `${store.node.path}: Feast project ${plan.project}`, deleteContentsOnDestroy: false,
+    ...(plan.kmsKeyName ? { defaultEncryptionConfiguration: { kmsKeyName: plan.kmsKeyName } } : {}),
+  });
+  const scratchDataset = new BigqueryDataset(offline, 'scratch-dataset', {
+    provider, project, datasetId: `${datasetId}_scratch`, location: region,
+    description: `${store.node.path}: Feast temporary tables (entity frames)`, deleteContentsOnDestroy: true,
+    defaultTableExpirationMs: SCRATCH_TABLE_HOURS * 3600 * 1000,
     ...(plan.kmsKeyName ? { defaultEncryptionConfiguration: { kmsKeyName: plan.kmsKeyName } } : {}),
   });
   const offlineUri = `gs://${bucket.name}`;
@@ -88,27 +117,31 @@ export function buildGcpFeatureStore(store: Construct, target: GcpTarget, plan: 
     });
     bigtable = { instance, tables: {} };
   } else {
-    // Private service access: Memorystore sits in Google's network, peered into the target's.
-    const peeringRange = new ComputeGlobalAddress(online, 'peering-range', {
-      provider, project, name: `${plan.name}-psa`, purpose: 'VPC_PEERING', addressType: 'INTERNAL', prefixLength: 24, network: target.network,
-    });
-    const serviceNetworking = new ServiceNetworkingConnection(online, 'service-networking', {
-      provider, network: target.network, service: 'servicenetworking.googleapis.com', reservedPeeringRanges: [peeringRange.name],
-    });
+    // Private services access: Memorystore sits in Google's network, peered into the target's. One
+    // connection per network, owned by the target: a second one for the same network fails.
+    const privateServiceAccess = target.privateServiceAccess();
     const instance = new RedisInstance(online, 'redis', {
       provider, project, region, name: plan.name, displayName: `Feast ${plan.project}`,
       tier: 'STANDARD_HA', memorySizeGb: plan.redisMemoryGiB, redisVersion: 'REDIS_7_2',
-      authorizedNetwork: target.network, connectMode: 'PRIVATE_SERVICE_ACCESS', reservedIpRange: peeringRange.name,
+      authorizedNetwork: target.network, connectMode: 'PRIVATE_SERVICE_ACCESS', reservedIpRange: privateServiceAccess.rangeName,
       transitEncryptionMode: 'SERVER_AUTHENTICATION', authEnabled: true,
       ...(plan.kmsKeyName ? { customerManagedKey: plan.kmsKeyName } : {}),
-      dependsOn: [serviceNetworking],
+      ...(privateServiceAccess.connection ? { dependsOn: [privateServiceAccess.connection] } : {}),
     });
     // Memorystore generates the AUTH string; clients read it from Secret Manager, never from outputs.
     const authSecret = new SecretManagerSecret(online, 'auth-secret', {
       provider, project, secretId: `${plan.name}-redis-auth`, replication: { auto: {} },
     });
     new SecretManagerSecretVersion(online, 'auth-value', { provider, secret: authSecret.id, secretData: instance.authString });
-    redis = { instance, peeringRange, serviceNetworking, authSecret };
+    // TLS with server authentication: Memorystore's certificates come from its own CA, which no system
+    // trust store holds. Every current CA (two during a rotation) is published for clients.
+    const caSecret = new SecretManagerSecret(online, 'ca-secret', {
+      provider, project, secretId: `${plan.name}-redis-ca`, replication: { auto: {} },
+    });
+    new SecretManagerSecretVersion(online, 'ca-value', {
+      provider, secret: caSecret.id, secretData: Fn.join('\n', Token.asList(`\${${instance.fqn}.server_ca_certs[*].cert}`)),
+    });
+    redis = { instance, privateServiceAccess, authSecret, caSecret };
   }
   const redisEndpoint = redis ? `${redis.instance.host}:${redis.instance.port}` : undefined;
 
@@ -122,9 +155,12 @@ export function buildGcpFeatureStore(store: Construct, target: GcpTarget, plan: 
     provider: 'gcp',
     online_store: bigtable
       ? { type: 'bigtable', project_id: project, instance: bigtable.instance.name, max_versions: BIGTABLE_MAX_VERSIONS }
-      // TLS with server authentication: clients verify the instance's CA (server_ca_certs).
-      : { type: 'redis', redis_type: 'redis', connection_string: `${redisEndpoint},ssl=true,password=${REDIS_PASSWORD_REF}` },
-    offline_store: { type: 'bigquery', project_id: project, dataset: dataset.datasetId, location: region },
+      // TLS with server authentication: redis-py verifies against the CA file named here (Feast passes
+      // connection-string keys to redis.Redis as keyword arguments).
+      : { type: 'redis', redis_type: 'redis', connection_string: `${redisEndpoint},ssl=true,ssl_ca_certs=${memorystoreCaPath(plan.name)},password=${REDIS_PASSWORD_REF}` },
+    // `dataset` is where Feast creates its temporary tables: the writable scratch dataset. Feature
+    // tables are addressed by their full names (offlineTableName).
+    offline_store: { type: 'bigquery', project_id: project, dataset: scratchDataset.datasetId, location: region },
     entity_key_serialization_version: 3,
   };
 
@@ -136,12 +172,22 @@ export function buildGcpFeatureStore(store: Construct, target: GcpTarget, plan: 
     const scope = grantScope(grantId);
     // Object admin, not creator: Feast rewrites registry.db in place.
     new StorageBucketIamMember(scope, 'bucket', { provider, bucket: bucket.name, role: write ? 'roles/storage.objectAdmin' : 'roles/storage.objectViewer', member });
+    // Feast's GCS registry calls get_bucket() (storage.buckets.get), which the object roles lack;
+    // legacyBucketReader adds it (and objects.list), on this bucket only.
+    new StorageBucketIamMember(scope, 'bucket-get', { provider, bucket: bucket.name, role: 'roles/storage.legacyBucketReader', member });
     new BigqueryDatasetIamMember(scope, 'dataset', { provider, project, datasetId: dataset.datasetId, role: write ? 'roles/bigquery.dataEditor' : 'roles/bigquery.dataViewer', member });
+    // Feast uploads entity frames to its dataset (the scratch one) and queries with jobs: readers too.
+    new BigqueryDatasetIamMember(scope, 'scratch', { provider, project, datasetId: scratchDataset.datasetId, role: 'roles/bigquery.dataEditor', member });
+    // Queries run as jobs in the project and read results through the Storage Read API: neither has a
+    // narrower resource to bind on (BigQuery access control docs: jobUser, readSessionUser).
+    new ProjectIamMember(scope, 'job-user', { provider, project, role: 'roles/bigquery.jobUser', member });
+    new ProjectIamMember(scope, 'read-session-user', { provider, project, role: 'roles/bigquery.readSessionUser', member });
     if (bigtable) {
       new BigtableInstanceIamMember(scope, 'bigtable', { provider, project, instance: bigtable.instance.name, role: write ? 'roles/bigtable.user' : 'roles/bigtable.reader', member });
     }
     if (redis) {
       new SecretManagerSecretIamMember(scope, 'redis-auth', { provider, project, secretId: redis.authSecret.secretId, role: 'roles/secretmanager.secretAccessor', member });
+      new SecretManagerSecretIamMember(scope, 'redis-ca', { provider, project, secretId: redis.caSecret.secretId, role: 'roles/secretmanager.secretAccessor', member });
     }
   };
 
@@ -184,6 +230,6 @@ export function buildGcpFeatureStore(store: Construct, target: GcpTarget, plan: 
     offlineTableName: (view) => `${project}.${datasetId}.${view.name}`,
     grantRead: (g, id) => grant(g, id, false),
     grantWrite: (g, id) => grant(g, id, true),
-    resources: { bucket, dataset, bigqueryTables, bigtable, redis },
+    resources: { bucket, dataset, scratchDataset, bigqueryTables, bigtable, redis },
   };
 }

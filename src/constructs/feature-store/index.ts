@@ -7,10 +7,7 @@ import { IGrantable } from '../../core/grants';
 import { resourceName } from '../../core/naming';
 import { SecretRef } from '../../core/secrets';
 import { AwsTarget, GcpTarget, KubernetesTarget, Target, targetKind } from '../../core/targets';
-import { AwsFeatureStoreResources, buildAwsFeatureStore } from './aws';
 import { renderFeastYaml } from './feast';
-import { buildGcpFeatureStore, GcpFeatureStoreResources } from './gcp';
-import { buildKubernetesFeatureStore, KubernetesFeatureStoreResources } from './kubernetes';
 import {
   EntitySpec, FEATURE_TYPES, FeatureStoreBackend, FeatureStorePlan, FeatureType, FeatureView, FeatureViewOptions, OnlineStoreKind,
 } from './types';
@@ -18,6 +15,15 @@ import {
 export {
   EntitySpec, FEATURE_TYPES, FeatureSpec, FeatureType, FeatureView, FeatureViewOptions, FeatureViewSource, OnlineStoreKind, ScalarFeatureType,
 } from './types';
+import type { AwsFeatureStoreResources } from './aws';
+import type { GcpFeatureStoreResources } from './gcp';
+import type { KubernetesFeatureStoreResources } from './kubernetes';
+import { lazyFunction } from '../../core/lazy';
+
+// Backends (and their provider packages) load when a construct first uses their target.
+const buildAwsFeatureStore = lazyFunction(() => (require('./aws') as typeof import('./aws')).buildAwsFeatureStore);
+const buildGcpFeatureStore = lazyFunction(() => (require('./gcp') as typeof import('./gcp')).buildGcpFeatureStore);
+const buildKubernetesFeatureStore = lazyFunction(() => (require('./kubernetes') as typeof import('./kubernetes')).buildKubernetesFeatureStore);
 export { REDIS_PASSWORD_ENV } from './feast';
 
 export interface FeatureStoreProps {

@@ -31,9 +31,42 @@ export interface BootstrapOptions {
   readonly environment?: Readonly<Record<string, string>>;
   /**
    * Shell that installs and configures the host's metrics agent (CloudWatch agent, Ops Agent). Runs
-   * after the agent has started, in a subshell whose failure is logged, never fatal.
+   * after the agent has started, as its own `bash -euo pipefail`, whose failure is logged, never fatal.
    */
   readonly hostMetrics?: string;
+  /** Shell run when `hostMetrics` fails: reports it off-host (a metric the monitoring stack alarms on). */
+  readonly hostMetricsFailed?: string;
+  /** GPUs the host has (from the catalog): passed as `--gpus`, so the agent never counts before the driver is up. */
+  readonly gpus?: number;
+  /** Wait up to this long for `nvidia-smi -L` to list `gpus` GPUs before starting the agent (0: no wait). */
+  readonly gpuDriverWaitSeconds?: number;
+  /** Give the agent (and so its jobs) the login shell's PATH, where images put their Python environment. */
+  readonly jobPathFromLoginShell?: boolean;
+}
+
+/**
+ * Shell that waits, bounded, for the NVIDIA driver to list `count` GPUs (images may install it on
+ * first boot, after the start-up script began). Exits 1 on timeout: the host stays unhealthy and the
+ * group's autohealing replaces it.
+ */
+export function gpuDriverWaitScript(count: number, timeoutSeconds: number): string {
+  return `GPU_WAIT_END=$(( $(date +%s) + ${timeoutSeconds} ))
+until [ "$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')" -ge ${count} ]; do
+  if [ "$(date +%s)" -ge "$GPU_WAIT_END" ]; then
+    echo "mlinfra: the NVIDIA driver did not show ${count} GPU(s) within ${timeoutSeconds}s" >&2
+    exit 1
+  fi
+  sleep 5
+done
+echo "mlinfra: ${count} GPU(s) visible"`;
+}
+
+/** Shell that writes a systemd drop-in giving the agent the login shell's PATH (plus /opt/conda/bin when present). */
+export function jobPathDropIn(): string {
+  return `JOB_PATH=$(bash -lc 'printf %s "$PATH"' 2>/dev/null || true)
+[ -d /opt/conda/bin ] && JOB_PATH="/opt/conda/bin:$JOB_PATH"
+install -d -m 0755 /etc/systemd/system/mlinfra-agent.service.d
+printf '[Service]\nEnvironment="PATH=%s:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"\n' "$JOB_PATH" > /etc/systemd/system/mlinfra-agent.service.d/path.conf`;
 }
 
 export const MLINFRA_HOME = '/opt/mlinfra';
@@ -74,6 +107,7 @@ export function renderBootstrap(o: BootstrapOptions): string {
   const serveArgs = [
     'serve', '--host', '0.0.0.0', '--port', String(o.agentPort), '--data-dir', AGENT_DATA_DIR,
     '--token-file', TOKEN_FILE, '--preemption', o.preemption,
+    ...(o.gpus !== undefined ? ['--gpus', String(o.gpus)] : []),
     // The host's metrics agent scrapes this loopback-only, token-free copy of /metrics.
     ...(o.hostMetrics ? ['--metrics-local-port', String(HOST_METRICS.localPort)] : []),
   ];
@@ -157,14 +191,22 @@ ${env}
 [Install]
 WantedBy=multi-user.target
 MLINFRA_EOF
-systemctl daemon-reload
+${o.jobPathFromLoginShell ? `${jobPathDropIn()}
+` : ''}${o.gpus && o.gpuDriverWaitSeconds ? `# The NVIDIA driver may still be installing (first boot): wait for it, bounded.
+${gpuDriverWaitScript(o.gpus, o.gpuDriverWaitSeconds)}
+` : ''}systemctl daemon-reload
 systemctl enable --now mlinfra-agent.service
 ${o.hostMetrics ? `
 # Host metrics (GPU, the agent's /metrics, kernel log): never fatal, the agent runs without them.
-(
-set -euo pipefail
+# Its own bash: \`set -e\` is ignored inside a subshell whose status a \`||\` tests.
+cat > ${MLINFRA_HOME}/host-metrics.sh <<'MLINFRA_HOST_METRICS_EOF'
 ${o.hostMetrics}
-) || echo "mlinfra: host metrics agent setup failed; continuing without it" >&2
+MLINFRA_HOST_METRICS_EOF
+if ! bash -euo pipefail ${MLINFRA_HOME}/host-metrics.sh; then
+  echo "mlinfra: host metrics agent setup failed; continuing without it" >&2
+  logger -t mlinfra "host metrics agent setup failed" || true
+${o.hostMetricsFailed ? `  ${o.hostMetricsFailed.split('\n').join('\n  ')}
+` : ''}fi
 ` : ''}
 echo "mlinfra bootstrap done: $(date -u +%FT%TZ)"
 `;
@@ -194,6 +236,8 @@ export const HOST_METRICS = {
   agentGauges: ['mlinfra_agent_jobs_queued', 'mlinfra_agent_jobs_running', 'mlinfra_agent_gpus_busy', 'mlinfra_agent_gpus'],
   agentCounters: ['mlinfra_agent_jobs_finished_total', 'mlinfra_agent_autostop_total'],
   pipelineRuns: 'mlinfra_pipeline_runs_total',
+  /** AWS: published by the start-up script (value 1) when the CloudWatch agent could not be set up. */
+  hostMetricsFailed: 'mlinfra_host_metrics_agent_failed',
   pipelineLastSuccess: 'mlinfra_pipeline_last_success_timestamp_seconds',
   driftPsi: 'mlinfra_feature_drift_psi',
 } as const;
@@ -226,6 +270,9 @@ export function renderCloudWatchAgentConfig(clusterName: string): { config: stri
     logs: {
       logs_collected: {
         files: { collect_list: [{ file_path: '/var/log/kern.log', log_group_name: logs.kernel, log_stream_name: '{instance_id}' }] },
+      },
+      // The agent's schema takes prometheus under logs.metrics_collected only (translator/config/schema.json).
+      metrics_collected: {
         prometheus: {
           log_group_name: logs.prometheus,
           prometheus_config_path: `${CWA_ETC}/mlinfra-prometheus.yaml`,
@@ -274,7 +321,15 @@ ${c.prometheus}MLINFRA_EOF
 cat > ${CWA_ETC}/mlinfra.json <<'MLINFRA_EOF'
 ${c.config}
 MLINFRA_EOF
-"$CWA_CTL" -a fetch-config -m ec2 -s -c file:${CWA_ETC}/mlinfra.json`;
+"$CWA_CTL" -a fetch-config -m ec2 -s -c file:${CWA_ETC}/mlinfra.json
+# fetch-config can succeed while the agent exits on a bad section: check that it runs.
+sleep 5
+"$CWA_CTL" -m ec2 -a status | grep -q '"status": "running"'`;
+}
+
+/** Run on a host whose CloudWatch agent setup failed: one data point MonitoringStack alarms on. */
+export function awsHostMetricsFailedScript(clusterName: string, region: string): string {
+  return `aws cloudwatch put-metric-data --region ${region} --namespace ${HOST_METRICS.awsAgentNamespace} --metric-name ${HOST_METRICS.hostMetricsFailed} --dimensions ${HOST_METRICS.awsClusterDimension}=${clusterName} --value 1 --unit Count || true`;
 }
 
 /** Ops Agent user configuration: scrape the agent's /metrics (GPU metrics and syslog are Ops Agent defaults). */

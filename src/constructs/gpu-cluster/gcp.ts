@@ -1,5 +1,5 @@
 /** GpuCluster on GCP: instance template + regional MIG behind an internal passthrough NLB, one bucket, one secret. */
-import { TerraformAsset } from 'cdktf';
+import { Fn, TerraformAsset, Token } from 'cdktf';
 import { Construct } from 'constructs';
 import { ComputeFirewall } from '@cdktf/provider-google/lib/compute-firewall';
 import { ComputeForwardingRule } from '@cdktf/provider-google/lib/compute-forwarding-rule';
@@ -17,13 +17,33 @@ import { StorageBucket } from '@cdktf/provider-google/lib/storage-bucket';
 import { StorageBucketIamMember } from '@cdktf/provider-google/lib/storage-bucket-iam-member';
 import { StorageBucketObject } from '@cdktf/provider-google/lib/storage-bucket-object';
 import { GcpPrincipal, IGrantable } from '../../core/grants';
-import { fitName } from '../../core/naming';
+import { Errors } from '../../core/errors';
+import { fitName, shortHash } from '../../core/naming';
 import { GcpTarget } from '../../core/targets';
-import { gcpHostMetricsScript, HOST_METRICS, renderBootstrap, secretReadCommand, shq } from './bootstrap';
+import { gcpHostMetricsScript, HOST_METRICS, MLINFRA_HOME, renderBootstrap, secretReadCommand, shq } from './bootstrap';
+import { gcpIdleStopScript } from './gcp-idle-stop';
 import { GpuClusterBackend, GpuClusterPlan } from './plan';
 
-/** Deep Learning VM image family: NVIDIA driver installer, CUDA 12.4, gcloud. */
-export const GCP_GPU_IMAGE = 'projects/deeplearning-platform-release/global/images/family/common-cu124-debian-11';
+/**
+ * Deep Learning VM image family: PyTorch 2.9 with CUDA 12.9 on Ubuntu 24.04, NVIDIA driver 580
+ * preinstalled, gcloud. The former default (common-cu124-debian-11) had no PyTorch and its CUDA 12.4
+ * images reached end of support (DLVM release notes, 2025-07-14).
+ */
+export const GCP_GPU_IMAGE = 'projects/deeplearning-platform-release/global/images/family/pytorch-2-9-cu129-ubuntu-2404-nvidia-580';
+/** Seconds a host waits at boot for the NVIDIA driver to show all its GPUs before giving up. */
+export const GCP_DRIVER_WAIT_SECONDS = 900;
+/** A3 shapes (H100, H200) are sold through reservations, Spot or flex-start, not on demand. */
+const RESERVATION_OR_SPOT_ONLY = /^a3-/;
+
+/**
+ * A bucket name for this project: GCS names are global, so the project id goes into the hash
+ * (hashed in Terraform when the project is only known at apply). At most 63 characters.
+ */
+export function gcsBucketName(project: string, base: string, suffix: string): string {
+  const head = fitName(base, 63 - suffix.length - 10);
+  const hash = Token.isUnresolved(project) ? Fn.substr(Fn.sha256(`${project}/${base}`), 0, 8) : shortHash(`${project}/${base}`);
+  return `${head}-${hash}-${suffix}`;
+}
 /** Source ranges of Google Cloud health checks (and of passthrough NLB probes). */
 export const GCP_HEALTH_CHECK_RANGES: readonly string[] = ['35.191.0.0/16', '130.211.0.0/22'];
 
@@ -69,6 +89,15 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
   if (!machineType || !acceleratorType) {
     throw new Error(`${cluster.node.path}: the plan has no GCP machine type or accelerator type (${plan.shape.accelerator} x${plan.shape.count})`);
   }
+  const reservation = target.reservationFor(machineType);
+  // A MIG of on-demand A3 hosts stays at 0 with capacity errors: GCP sells them through reservations,
+  // Spot or flex-start (docs.cloud.google.com/compute/docs/accelerator-optimized-machines#a3-vms).
+  if (RESERVATION_OR_SPOT_ONLY.test(machineType) && !plan.spot && !reservation) {
+    throw Errors.conflict(cluster, 'spot', plan.spot, `spot: true, or a reservation for ${machineType} in the GcpTarget's reservations ({ '${machineType}': '<reservation name>' })`,
+      `is false, and ${machineType} (${plan.shape.accelerator}) is not sold on demand`);
+  }
+  target.requireApis('compute.googleapis.com', 'iam.googleapis.com', 'cloudresourcemanager.googleapis.com', 'secretmanager.googleapis.com',
+    'storage.googleapis.com', 'logging.googleapis.com', 'monitoring.googleapis.com');
 
   // ---- identity: one service account for hosts
   const iam = new Construct(cluster, 'iam');
@@ -86,7 +115,7 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
   const storage = new Construct(cluster, 'storage');
   // Google-managed encryption; a CMEK (encryption.default_kms_key_name) is a later option.
   const bucket = new StorageBucket(storage, 'bucket', {
-    provider, project, name: `${plan.name}-artifacts`, location: region, forceDestroy: false,
+    provider, project, name: gcsBucketName(project, plan.name, 'artifacts'), location: region, forceDestroy: false,
     uniformBucketLevelAccess: true, publicAccessPrevention: 'enforced',
     versioning: { enabled: true },
     lifecycleRule: [
@@ -158,19 +187,9 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
     condition: { title: `${migName} only`, description: `only managed instance group ${migName}`, expression: migOnly },
   });
 
-  const stopScript = plan.idleStopMinutes > 0 ? [
-    `MIG=${migName}`,
-    `NAME=$(curl -fsS -H 'Metadata-Flavor: Google' http://metadata.google.internal/computeMetadata/v1/instance/name)`,
-    `# Jitter: idle hosts of one group should not all read the same size at the same moment.`,
-    `sleep $((RANDOM % 30))`,
-    `SIZE=$(gcloud compute instance-groups managed describe "$MIG" --region ${shq(region)} --project ${shq(project)} --format='value(targetSize)')`,
-    `if [ "$SIZE" -le ${plan.nodes.min} ]; then`,
-    `  echo "mlinfra: group $MIG at its minimum ($SIZE); $NAME stays"`,
-    `  exit 0`,
-    `fi`,
-    `# Deleting through the group lowers its target size, so the group does not replace this host.`,
-    `gcloud compute instance-groups managed delete-instances "$MIG" --region ${shq(region)} --project ${shq(project)} --instances "$NAME" --quiet`,
-  ].join('\n') : undefined;
+  const stopScript = plan.idleStopMinutes > 0 ? gcpIdleStopScript({
+    project, region, group: migName, minNodes: plan.nodes.min, bucket: bucket.name, nodePath: `${MLINFRA_HOME}/node/bin/node`,
+  }) : undefined;
   const autostopMember = stopScript ? bindScale(iam, 'autostop', hostMember) : undefined;
 
   const script = renderBootstrap({
@@ -183,6 +202,10 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
     environment: { MLINFRA_ARTIFACTS_URI: `gs://${bucket.name}`, GOOGLE_CLOUD_PROJECT: project },
     // The host service account already holds roles/monitoring.metricWriter and logging.logWriter.
     hostMetrics: gcpHostMetricsScript(plan.name),
+    // The driver installs on first boot: the agent is told the catalog's count and starts once they show.
+    gpus: plan.shape.count, gpuDriverWaitSeconds: GCP_DRIVER_WAIT_SECONDS,
+    // Jobs get the image's PyTorch environment (login-shell PATH; /opt/conda/bin where the image has it).
+    jobPathFromLoginShell: true,
   });
 
   const instanceTemplate = new ComputeInstanceTemplate(compute, 'template', {
@@ -199,6 +222,9 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
     } : {
       provisioningModel: 'STANDARD', preemptible: false, automaticRestart: true, onHostMaintenance: 'TERMINATE',
     },
+    ...(reservation ? {
+      reservationAffinity: { type: 'SPECIFIC_RESERVATION', specificReservation: { key: 'compute.googleapis.com/reservation-name', values: [reservation] } },
+    } : {}),
     // GPUs cannot live-migrate: TERMINATE above. Secure Boot stays off: the NVIDIA driver the Deep
     // Learning VM installs on first boot is not signed for it; vTPM and integrity monitoring stay on.
     shieldedInstanceConfig: { enableSecureBoot: false, enableVtpm: true, enableIntegrityMonitoring: true },
@@ -246,8 +272,8 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
       maxSurgeFixed: 0, maxUnavailableFixed: Math.max(plan.nodes.max, 4),
     },
     namedPort: [{ name: 'agent', port: plan.agentPort }],
-    // Drivers, Node.js and npm install take minutes before /healthz answers.
-    autoHealingPolicies: { healthCheck: healthCheck.id, initialDelaySec: 600 },
+    // Driver wait, Node.js and npm install take minutes before /healthz answers: past the driver wait.
+    autoHealingPolicies: { healthCheck: healthCheck.id, initialDelaySec: GCP_DRIVER_WAIT_SECONDS + 600 },
     waitForInstances: false,
     // Pipelines, schedules and idle stop resize the group; Terraform sets only the starting size.
     lifecycle: { ignoreChanges: ['target_size'] },

@@ -10,11 +10,17 @@ import { resourceName } from '../../core/naming';
 import { packageRoot } from '../../core/package-root';
 import { generatedSecret, SecretRef } from '../../core/secrets';
 import { AwsTarget, GcpTarget, isCidr, KubernetesTarget, Target, targetKind } from '../../core/targets';
-import { AwsGpuClusterResources, buildAwsGpuCluster } from './aws';
-import { buildGcpGpuCluster, GcpGpuClusterResources } from './gcp';
-import { buildKubernetesGpuCluster, KubernetesGpuClusterResources } from './kubernetes';
 import { peerTokenFile, renderPeerTokenFetches } from './bootstrap';
 import { GpuClusterBackend, GpuClusterPlan, NodeRange } from './plan';
+import type { AwsGpuClusterResources } from './aws';
+import type { GcpGpuClusterResources } from './gcp';
+import type { KubernetesGpuClusterResources } from './kubernetes';
+import { lazyFunction } from '../../core/lazy';
+
+// Backends (and their provider packages) load when a construct first uses their target.
+const buildAwsGpuCluster = lazyFunction(() => (require('./aws') as typeof import('./aws')).buildAwsGpuCluster);
+const buildGcpGpuCluster = lazyFunction(() => (require('./gcp') as typeof import('./gcp')).buildGcpGpuCluster);
+const buildKubernetesGpuCluster = lazyFunction(() => (require('./kubernetes') as typeof import('./kubernetes')).buildKubernetesGpuCluster);
 
 export { NodeRange } from './plan';
 

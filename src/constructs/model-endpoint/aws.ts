@@ -3,7 +3,7 @@
  * SageMaker's blue/green deployment guardrails, application autoscaling, and data capture to an
  * encrypted bucket (for drift monitoring).
  */
-import { Fn, Token } from 'cdktf';
+import { Annotations, Fn, Token } from 'cdktf';
 import { Construct } from 'constructs';
 import { AppautoscalingPolicy } from '@cdktf/provider-aws/lib/appautoscaling-policy';
 import { AppautoscalingTarget } from '@cdktf/provider-aws/lib/appautoscaling-target';
@@ -16,6 +16,8 @@ import { S3Bucket } from '@cdktf/provider-aws/lib/s3-bucket';
 import { SagemakerEndpoint, SagemakerEndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfiguration } from '@cdktf/provider-aws/lib/sagemaker-endpoint';
 import { SagemakerEndpointConfiguration } from '@cdktf/provider-aws/lib/sagemaker-endpoint-configuration';
 import { SagemakerModel } from '@cdktf/provider-aws/lib/sagemaker-model';
+import { sagemakerInstanceType } from '../../core/accelerators';
+import { Errors } from '../../core/errors';
 import { AwsPrincipal } from '../../core/grants';
 import { privateBucket } from '../../core/aws-bucket';
 import { AwsTarget } from '../../core/targets';
@@ -44,7 +46,54 @@ export interface AwsModelEndpointResources {
  */
 export function hasLocalStorage(instanceType: string): boolean {
   const family = instanceType.replace(/^ml\./, '').split('.')[0];
-  return /^[a-z]+\d+[a-z]*d[a-z]*$/.test(family) || /^(g5|g6|g6e|gr6|p5|p5e|p5en|p6-b200)$/.test(family);
+  return /^[a-z]+\d+[a-z]*d[a-z]*$/.test(family) || /^(g5|g6|g6e|gr6|p5|p5e|p5en|p6-b200|trn1|trn1n|trn2)$/.test(family);
+}
+
+/** The most `maximum_execution_timeout_in_seconds` the AWS provider accepts. */
+export const MAX_EXECUTION_TIMEOUT_SECONDS = 14400;
+/**
+ * How long the AWS provider waits for an endpoint to be InService after a create or update: a fixed
+ * 60 minutes, not configurable (terraform-provider-aws#39090). A rollout whose waits exceed it fails
+ * the apply while SageMaker carries on.
+ */
+export const PROVIDER_ENDPOINT_WAIT_SECONDS = 3600;
+/** Time a new GPU fleet needs to start and pass /ping, budgeted inside the provider's wait. */
+const FLEET_START_ALLOWANCE_SECONDS = 900;
+
+/** Seconds a rollout spends waiting (bakes, steps, the old fleet's termination wait) once the new fleet is up. */
+export function rolloutWaitSeconds(r: RolloutSpec): number {
+  const bake = (r.bakeMinutes ?? 0) * 60;
+  switch (r.kind) {
+    case 'canary': return bake;
+    case 'linear': return r.stepMinutes! * 60 * (100 / r.percentPerStep!);
+    case 'blue-green': return 2 * bake;
+    default: return 0;
+  }
+}
+
+/**
+ * Refuses a rollout one `terraform apply` cannot wait for, warns when it leaves the new fleet less
+ * than 15 minutes to start, and warns when a gradual rollout has no alarm to roll back on.
+ */
+export function checkAwsRollout(endpoint: Construct, plan: Pick<ModelEndpointPlan, 'rollout' | 'rollbackAlarms'>): void {
+  const r = plan.rollout;
+  const waits = rolloutWaitSeconds(r);
+  if (waits >= PROVIDER_ENDPOINT_WAIT_SECONDS) {
+    throw Errors.outOfRange(endpoint, 'rollout', describeRollout(r),
+      `a rollout whose waits stay under ${PROVIDER_ENDPOINT_WAIT_SECONDS / 60} minutes on aws (it waits ${waits / 60} minutes; ` +
+      'the AWS provider waits at most 60 minutes for an endpoint update, terraform-provider-aws#39090): shorten bakeMinutes or stepMinutes, or take bigger steps');
+  }
+  if (waits > PROVIDER_ENDPOINT_WAIT_SECONDS - FLEET_START_ALLOWANCE_SECONDS) {
+    Annotations.of(endpoint).addWarning(`rollout ${describeRollout(r)} waits ${waits / 60} minutes: with the new fleet's start it may exceed ` +
+      'the 60 minutes the AWS provider waits for an endpoint update (terraform-provider-aws#39090); the apply then fails while SageMaker carries on');
+  }
+  if ((r.kind === 'canary' || r.kind === 'linear') && plan.rollbackAlarms.length === 0) {
+    Annotations.of(endpoint).addWarning(`rollout ${r.kind} has no rollbackAlarms: SageMaker shifts all traffic after the waits whatever the new version does`);
+  }
+}
+
+function describeRollout(r: RolloutSpec): string {
+  return Object.entries(r).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`).join(' ');
 }
 
 /** The SageMaker traffic routing and timings for a rollout. */
@@ -56,7 +105,8 @@ export function sagemakerRouting(r: RolloutSpec): {
   const bake = (r.bakeMinutes ?? 0) * 60;
   // Room for the green fleet to start (large GPU images and models take many minutes) on top of the waits.
   const provisioning = 3600;
-  const timeout = (waits: number) => Math.min(28800, Math.max(600, provisioning + waits));
+  // The provider accepts 600..14400 (SageMaker's API takes up to 28800, the provider's schema does not).
+  const timeout = (waits: number) => Math.min(MAX_EXECUTION_TIMEOUT_SECONDS, Math.max(600, provisioning + waits));
   switch (r.kind) {
     case 'canary':
       return {
@@ -82,10 +132,13 @@ export function sagemakerRouting(r: RolloutSpec): {
 }
 
 export function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, plan: ModelEndpointPlan): ModelEndpointBackend & { readonly resources: AwsModelEndpointResources } {
+  checkAwsRollout(endpoint, plan);
+  // SageMaker's own instance list, not EC2's: e.g. T4 x8 is g4dn.metal on EC2 and not offered on SageMaker.
+  const instanceType = plan.instanceType
+    ?? (plan.shape ? sagemakerInstanceType(plan.shape.accelerator, plan.shape.count, { where: endpoint.node.path, countProp: 'acceleratorsPerReplica' }) : CPU_INSTANCE_TYPE);
   const provider = target.provider;
   const name = plan.name;
   const partition = target.partition;
-  const instanceType = plan.instanceType ?? (plan.shape ? `ml.${plan.shape.instanceType}` : CPU_INSTANCE_TYPE);
   const capture = plan.captureSamplingPercent > 0;
 
   // ---- encryption key: instance volumes (EBS-only types) and captured data
@@ -126,6 +179,13 @@ export function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, pl
     );
   }
   if (plan.modelKeyArn) statements.push({ sid: 'DecryptModel', effect: 'Allow', actions: ['kms:Decrypt'], resources: [plan.modelKeyArn] });
+  if (plan.rollbackAlarms.length) {
+    // Deployment guardrails read the rollback alarms with the execution role.
+    statements.push({
+      sid: 'ReadRollbackAlarms', effect: 'Allow', actions: ['cloudwatch:DescribeAlarms'],
+      resources: plan.rollbackAlarms.map((a) => `arn:${partition}:cloudwatch:${target.region}:${target.accountId}:alarm:${a}`),
+    });
+  }
   const doc = new DataAwsIamPolicyDocument(iam, 'execution-doc', { provider, statement: statements });
   const executionPolicy = new IamRolePolicy(iam, 'execution', { provider, name: 'mlinfra-endpoint', role: role.id, policy: doc.json });
 
@@ -226,11 +286,15 @@ export function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, pl
   };
 }
 
+/** The ECR image pattern as Terraform's regex() (RE2) reads it: account, region, repository. */
+export const ECR_IMAGE_RE2 = '^([0-9]{12})[.]dkr[.]ecr[.]([a-z0-9-]+)[.]amazonaws[.]com(?:[.]cn)?/([^:@]+)';
+
 /** The ECR repository ARN of an image URI; computed by Terraform when the URI is a reference. */
 export function ecrRepositoryArn(image: string, partition: string): string {
   const re = /^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?\/([a-z0-9][a-z0-9._/-]*?)(?::[A-Za-z0-9_][A-Za-z0-9_.-]*)?(?:@sha256:[a-f0-9]{64})?$/;
   const m = Token.isUnresolved(image) ? null : re.exec(image);
   if (m) return `arn:${partition}:ecr:${m[2]}:${m[1]}:repository/${m[3]}`;
-  const parts = Fn.regex('^(\\d{12})\\.dkr\\.ecr\\.([a-z0-9-]+)\\.amazonaws\\.com(?:\\.cn)?/([^:@]+)', image);
+  // Character classes, not backslash escapes: HCL strings reject `\d` and `\.` ("Invalid escape sequence").
+  const parts = Fn.regex(ECR_IMAGE_RE2, image);
   return Fn.format('arn:%s:ecr:%s:%s:repository/%s', [partition, Fn.element(parts, 1), Fn.element(parts, 0), Fn.element(parts, 2)]);
 }

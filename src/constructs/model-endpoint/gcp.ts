@@ -10,9 +10,17 @@ import { CloudRunV2ServiceIamMember } from '@cdktf/provider-google/lib/cloud-run
 import { SecretManagerSecretIamMember } from '@cdktf/provider-google/lib/secret-manager-secret-iam-member';
 import { ServiceAccount } from '@cdktf/provider-google/lib/service-account';
 import { StorageBucketIamMember } from '@cdktf/provider-google/lib/storage-bucket-iam-member';
+import { Errors } from '../../core/errors';
+import { parseModelUri } from '../../core/model';
 import { fitName } from '../../core/naming';
 import { GcpTarget } from '../../core/targets';
 import { ModelEndpointBackend, ModelEndpointPlan } from './plan';
+
+/**
+ * Startup probe windows (failureThreshold x periodSeconds): Cloud Run caps them at 240 s without a GPU
+ * and allows longer model loads with one (docs.cloud.google.com/run/docs/configuring/healthchecks).
+ */
+export const CLOUD_RUN_STARTUP_WINDOW_SECONDS = { cpu: 240, gpu: 1200 } as const;
 
 /** The only GPU Cloud Run offers (one per instance). */
 export const CLOUD_RUN_ACCELERATOR = 'L4';
@@ -22,8 +30,10 @@ const LATEST_TRAFFIC = 'TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST';
 
 export interface GcpModelEndpointResources {
   readonly serviceAccount: ServiceAccount;
-  /** objectViewer on the model bucket, conditioned on the model prefix. */
+  /** objectViewer on the model bucket, conditioned on the model prefix (and the previous revision's). */
   readonly modelAccess: StorageBucketIamMember;
+  /** objectViewer on the previous revision's model bucket, when it is another bucket. */
+  readonly previousModelAccess?: StorageBucketIamMember;
   readonly service: CloudRunV2Service;
   /** allUsers invoker: only with `public: true`. */
   readonly publicInvoker?: CloudRunV2ServiceIamMember;
@@ -57,6 +67,13 @@ export function buildGcpModelEndpoint(endpoint: Construct, target: GcpTarget, pl
   const provider = target.provider;
   const project = target.project;
   const name = plan.name;
+  if (plan.previous && !plan.previous.deployed) {
+    throw Errors.conflict(endpoint, 'previous.deployed', plan.previous.deployed,
+      `true once revision ${name}-${plan.previous.revision} exists: deploy it first without previous (all traffic), then set revision to the new label and previous to { revision: '${plan.previous.revision}', deployed: true }`,
+      `is not true: Cloud Run rejects traffic to revision ${name}-${plan.previous.revision}, which a fresh service does not have`);
+  }
+  target.requireApis('run.googleapis.com', 'iam.googleapis.com', 'storage.googleapis.com',
+    ...(Object.keys(plan.secretEnv).length ? ['secretmanager.googleapis.com'] : []));
 
   // ---- identity: reads the model prefix, nothing else
   const iam = new Construct(endpoint, 'iam');
@@ -64,18 +81,26 @@ export function buildGcpModelEndpoint(endpoint: Construct, target: GcpTarget, pl
     provider, project, accountId: fitName(name, 30),
     displayName: `mlinfra ${name} endpoint`, description: `${endpoint.node.path}: model server`,
   });
-  const { bucket, prefix } = plan.model;
-  // Bucket-level objectViewer is the narrowest GCS role; the condition narrows it to the prefix
+  // Every revision that takes traffic reads its own model: the previous one keeps its prefix while
+  // the canary runs (both share this service account), or its cold starts get 403.
+  const models = [{ bucket: plan.model.bucket, prefix: plan.model.prefix }];
+  const prev = plan.previous?.modelUri ? parseModelUri(plan.previous.modelUri, endpoint, 'previous.model') : undefined;
+  if (prev && prev.scheme !== 'gs') throw Errors.invalid(endpoint, 'previous.model', plan.previous!.modelUri, 'a gs:// model URI on GCP');
+  if (prev && !(prev.bucket === plan.model.bucket && prev.prefix === plan.model.prefix)) models.push({ bucket: prev.bucket, prefix: prev.prefix });
+  // Bucket-level objectViewer is the narrowest GCS role; the condition narrows it to the prefixes
   // (object reads by name, listings by the requested prefix). Needs uniform bucket-level access.
-  const modelAccess = new StorageBucketIamMember(iam, 'model-read', {
+  const readPrefixes = (id: string, bucket: string, prefixes: string[]) => new StorageBucketIamMember(iam, id, {
     provider, bucket, role: 'roles/storage.objectViewer', member: serviceAccount.member,
     condition: {
       title: `model-prefix-${name}`.slice(0, 100),
-      description: `${endpoint.node.path}: read the model under ${prefix}`.slice(0, 256),
-      expression: `resource.name.startsWith("projects/_/buckets/${bucket}/objects/${prefix}")`
-        + ` || (resource.type == "storage.googleapis.com/Bucket" && api.getAttribute("storage.googleapis.com/objectListPrefix", "").startsWith("${prefix}"))`,
+      description: `${endpoint.node.path}: read the model under ${prefixes.join(', ')}`.slice(0, 256),
+      expression: prefixes.map((prefix) => `resource.name.startsWith("projects/_/buckets/${bucket}/objects/${prefix}")`
+        + ` || (resource.type == "storage.googleapis.com/Bucket" && api.getAttribute("storage.googleapis.com/objectListPrefix", "").startsWith("${prefix}"))`).join(' || '),
     },
   });
+  const modelAccess = readPrefixes('model-read', plan.model.bucket, models.filter((m) => m.bucket === plan.model.bucket).map((m) => m.prefix));
+  const otherBucket = models.find((m) => m.bucket !== plan.model.bucket);
+  const previousModelAccess = otherBucket ? readPrefixes('previous-model-read', otherBucket.bucket, [otherBucket.prefix]) : undefined;
   const secretAccess = Object.entries(plan.secretEnv).map(([envName, ref], i) => {
     if (ref.store !== 'gcp-secret-manager') throw new Error(`${endpoint.node.path}: secretEnv.${envName} is not a Secret Manager reference`);
     return new SecretManagerSecretIamMember(iam, `secret-${i}`, {
@@ -117,13 +142,16 @@ export function buildGcpModelEndpoint(endpoint: Construct, target: GcpTarget, pl
           // GPU instances must keep CPU allocated (instance-based billing); CPU-only ones may idle it.
           cpuIdle: !gpu, startupCpuBoost: true,
         },
-        // Model load can take minutes: the startup probe allows up to 20 minutes before liveness applies.
-        startupProbe: { ...probe, periodSeconds: 10, failureThreshold: 120, timeoutSeconds: 5 },
+        // Model load can take minutes: the startup window is the longest Cloud Run allows for the kind.
+        startupProbe: { ...probe, periodSeconds: 10, failureThreshold: (gpu ? CLOUD_RUN_STARTUP_WINDOW_SECONDS.gpu : CLOUD_RUN_STARTUP_WINDOW_SECONDS.cpu) / 10, timeoutSeconds: 5 },
         livenessProbe: { ...probe, periodSeconds: 30, failureThreshold: 3, timeoutSeconds: 5 },
       }],
     },
     traffic: cloudRunTraffic(name, plan),
-    dependsOn: [modelAccess, ...secretAccess],
+    // The provider defaults deletion_protection to true, which makes `terraform destroy` fail. The
+    // service holds no state (models live in the registry): destroy removes it like the rest.
+    deletionProtection: false,
+    dependsOn: [modelAccess, ...(previousModelAccess ? [previousModelAccess] : []), ...secretAccess],
   });
   const publicInvoker = plan.public ? new CloudRunV2ServiceIamMember(serving, 'public-invoker', {
     provider, project, location: target.region, name: service.name, role: 'roles/run.invoker', member: 'allUsers',
@@ -152,6 +180,6 @@ export function buildGcpModelEndpoint(endpoint: Construct, target: GcpTarget, pl
         provider, project, location: target.region, name: service.name, role: 'roles/run.invoker', member: p.member,
       });
     },
-    resources: { serviceAccount, modelAccess, service, publicInvoker },
+    resources: { serviceAccount, modelAccess, previousModelAccess, service, publicInvoker },
   };
 }

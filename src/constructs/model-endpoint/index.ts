@@ -2,21 +2,29 @@ import { TerraformOutput, Token } from 'cdktf';
 import { Construct } from 'constructs';
 import { ACCELERATOR_NAMES, AcceleratorName, AcceleratorShape, isAcceleratorName, resolveAccelerator } from '../../core/accelerators';
 import { Errors } from '../../core/errors';
+import { tfLiteral } from '../../core/terraform-literal';
 import { recordGrant } from '../../core/graph';
 import { GrantPrincipal, IGrantable } from '../../core/grants';
 import { IModelArtifact, parseModelUri } from '../../core/model';
 import { resourceName } from '../../core/naming';
 import { SecretRef } from '../../core/secrets';
 import { AwsTarget, GcpTarget, KubernetesTarget, Target, targetKind } from '../../core/targets';
-import { AwsModelEndpointResources, buildAwsModelEndpoint } from './aws';
-import { buildGcpModelEndpoint, CLOUD_RUN_ACCELERATOR, GcpModelEndpointResources } from './gcp';
-import { buildKubernetesModelEndpoint, KubernetesModelEndpointResources } from './kubernetes';
 import { Color, EndpointMetrics, ModelEndpointBackend, ModelEndpointPlan, ReplicaRange, RolloutSpec } from './plan';
+import type { AwsModelEndpointResources } from './aws';
+import type { GcpModelEndpointResources } from './gcp';
+import type { KubernetesModelEndpointResources } from './kubernetes';
+import { lazyFunction, lazyModule } from '../../core/lazy';
+
+// Backends (and their provider packages) load when a construct first uses their target.
+const buildAwsModelEndpoint = lazyFunction(() => (require('./aws') as typeof import('./aws')).buildAwsModelEndpoint);
+const buildGcpModelEndpoint = lazyFunction(() => (require('./gcp') as typeof import('./gcp')).buildGcpModelEndpoint);
+const gcpBackend = lazyModule(() => require('./gcp') as typeof import('./gcp'));
+const buildKubernetesModelEndpoint = lazyFunction(() => (require('./kubernetes') as typeof import('./kubernetes')).buildKubernetesModelEndpoint);
 
 export { Color, EndpointMetrics, MetricRef, ReplicaRange, RolloutKind, RolloutSpec } from './plan';
-export { AwsModelEndpointResources } from './aws';
-export { GcpModelEndpointResources } from './gcp';
-export { KubernetesModelEndpointResources, ENDPOINT_CLIENT_LABEL } from './kubernetes';
+export type { AwsModelEndpointResources } from './aws';
+export type { GcpModelEndpointResources } from './gcp';
+export type { KubernetesModelEndpointResources } from './kubernetes';
 
 /** How a new version replaces the serving one. Checked by the endpoint, against its target. */
 export class Rollout {
@@ -44,6 +52,12 @@ export class Rollout {
 export interface PreviousVersion {
   /** Its revision label (GCP: the Cloud Run revision is `<service>-<revision>`). */
   readonly revision: string;
+  /**
+   * GCP: true once an earlier apply created this revision (`<service>-<revision>`). Cloud Run rejects
+   * traffic to a revision that does not exist, so a first deploy cannot split traffic.
+   * @default false - GCP refuses `previous` until the revision is known to exist
+   */
+  readonly deployed?: boolean;
   /** Kubernetes: the image the stable (or other-colour) pods keep running. Not used on GCP: the revision exists. */
   readonly image?: string;
   /** Kubernetes: the model the stable pods keep serving. @default - the same model as this version */
@@ -100,7 +114,12 @@ export interface ModelEndpointProps {
   readonly memoryGiB?: number;
   /** GCP: allow unauthenticated calls from the internet (allUsers invoker, all ingress). @default false */
   readonly public?: boolean;
-  /** GCP: keep GPU capacity in reserve across zones (costs more per GPU-second). @default true */
+  /**
+   * GCP: keep GPU capacity in reserve in other zones, so a zone outage does not stop the service.
+   * It draws on the separate, scarcer zonal-redundancy GPU quota and costs more per GPU-second;
+   * without it a zone outage can leave the service without GPUs until capacity returns.
+   * @default false
+   */
   readonly gpuZonalRedundancy?: boolean;
   /**
    * GCP, Kubernetes: the label of the version this program deploys. GCP: the revision is named
@@ -249,8 +268,8 @@ export class ModelEndpoint extends Construct implements IModelEndpoint {
       const count = props.acceleratorsPerReplica ?? 1;
       if (kind === 'gcp') {
         // Cloud Run offers one L4 per instance; the catalog's Compute Engine shapes do not apply.
-        if (props.accelerator !== CLOUD_RUN_ACCELERATOR) {
-          throw Errors.notOffered(this, 'accelerator', props.accelerator, `${props.accelerator} is not offered on gcp Cloud Run (Terraform cannot deploy to Vertex endpoints: terraform-provider-google#15303)`, CLOUD_RUN_ACCELERATOR);
+        if (props.accelerator !== gcpBackend().CLOUD_RUN_ACCELERATOR) {
+          throw Errors.notOffered(this, 'accelerator', props.accelerator, `${props.accelerator} is not offered on gcp Cloud Run (Terraform cannot deploy to Vertex endpoints: terraform-provider-google#15303)`, gcpBackend().CLOUD_RUN_ACCELERATOR);
         }
         if (count !== 1) {
           throw Errors.notOffered(this, 'acceleratorsPerReplica', count, `${props.accelerator} x${count} is not offered on gcp Cloud Run (one GPU per instance)`, '1');
@@ -411,10 +430,11 @@ export class ModelEndpoint extends Construct implements IModelEndpoint {
 
     return {
       name: resourceName(this, { maxLength: 40 }), model, image, shape, replicas: { min: replicas.min, max: replicas.max }, rollout, rollbackAlarms,
-      env, secretEnv, port, healthPath, instanceType: props.instanceType, invocationsPerInstanceTarget, captureSamplingPercent,
+      // Values reach Terraform as templates on every target: `${` and `%{` stay literal.
+      env: Object.fromEntries(Object.entries(env).map(([k, v]) => [k, tfLiteral(v)])), secretEnv, port, healthPath, instanceType: props.instanceType, invocationsPerInstanceTarget, captureSamplingPercent,
       modelKeyArn: props.modelKeyArn, cpu: props.cpu, memoryGiB: props.memoryGiB, public: props.public ?? false,
-      gpuZonalRedundancy: props.gpuZonalRedundancy ?? true, revision,
-      previous: previous ? { revision: previous.revision, image: previous.image, modelUri: prevModel } : undefined,
+      gpuZonalRedundancy: props.gpuZonalRedundancy ?? false, revision,
+      previous: previous ? { revision: previous.revision, image: previous.image, modelUri: prevModel, deployed: previous.deployed } : undefined,
       rolloutStep, color, live, cpuTargetPercent, serviceAccountName: props.serviceAccountName,
     };
   }

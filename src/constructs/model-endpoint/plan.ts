@@ -31,6 +31,8 @@ export interface PlannedPrevious {
   readonly revision: string;
   readonly image?: string;
   readonly modelUri?: string;
+  /** GCP: the revision was created by an earlier apply. */
+  readonly deployed?: boolean;
 }
 
 export interface ModelEndpointPlan {

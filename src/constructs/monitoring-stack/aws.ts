@@ -142,6 +142,11 @@ export function buildAwsMonitoring(scope: Construct, target: AwsTarget, notify: 
       alarm(watch, w.id, ALARMS.xid, 'NVIDIA XID error in a host kernel log', {
         namespace: GPU, metricName: xidMetricName(name), statistic: 'Sum', period: 300, threshold: 0, treatMissingData: 'notBreaching',
       });
+      // The start-up script publishes this when the CloudWatch agent could not be set up: without it
+      // the GPU, XID, drift and pipeline alarms above and below see nothing.
+      alarm(watch, w.id, 'host-metrics-failed', 'a host could not start its CloudWatch agent (no GPU, XID or agent metrics from it)', {
+        namespace: AGENT, metricName: HOST_METRICS.hostMetricsFailed, dimensions: dims, statistic: 'Sum', period: 300, threshold: 0, treatMissingData: 'notBreaching',
+      });
       alarm(watch, w.id, ALARMS.agentDown, `an agent failed its health check for ${t.agentDownMinutes} min`, {
         namespace: 'AWS/NetworkELB', metricName: 'UnHealthyHostCount', statistic: 'Maximum', period: 60, threshold: 0,
         evaluationPeriods: t.agentDownMinutes, datapointsToAlarm: t.agentDownMinutes, treatMissingData: 'notBreaching',

@@ -40,6 +40,7 @@ type Tile = Record<string, unknown>;
 export function buildGcpMonitoring(scope: Construct, target: GcpTarget, notify: NotifyPlan): MonitoringBackend & { readonly resources: GcpMonitoringResources } {
   const provider = target.provider;
   const project = target.project;
+  target.requireApis('monitoring.googleapis.com');
 
   const ns = new Construct(scope, 'notifications');
   const channels = [

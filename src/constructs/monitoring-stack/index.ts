@@ -1,21 +1,27 @@
-import { TerraformOutput, Token } from 'cdktf';
+import { Annotations, TerraformOutput, Token } from 'cdktf';
 import { Construct, IConstruct } from 'constructs';
 import { Duration } from '../../core/duration';
 import { Errors } from '../../core/errors';
 import { AwsTarget, GcpTarget, KubernetesTarget, Target, targetKind } from '../../core/targets';
 import type { IGpuCluster } from '../gpu-cluster';
 import type { IModelEndpoint } from '../model-endpoint';
-import { AwsMonitoringResources, buildAwsMonitoring } from './aws';
-import { buildGcpMonitoring, GcpMonitoringResources } from './gcp';
-import { buildKubernetesMonitoring, KubernetesMonitoringOptions, KubernetesMonitoringResources } from './kubernetes';
 import {
   ClusterThresholds, EndpointThresholds, IWatchableCluster, IWatchablePipeline, MonitoringBackend, NotifyPlan, PipelineThresholds,
 } from './plan';
+import type { AwsMonitoringResources } from './aws';
+import type { GcpMonitoringResources } from './gcp';
+import type { KubernetesMonitoringOptions, KubernetesMonitoringResources } from './kubernetes';
+import { lazyFunction } from '../../core/lazy';
+
+// Backends (and their provider packages) load when a construct first uses their target.
+const buildAwsMonitoring = lazyFunction(() => (require('./aws') as typeof import('./aws')).buildAwsMonitoring);
+const buildGcpMonitoring = lazyFunction(() => (require('./gcp') as typeof import('./gcp')).buildGcpMonitoring);
+const buildKubernetesMonitoring = lazyFunction(() => (require('./kubernetes') as typeof import('./kubernetes')).buildKubernetesMonitoring);
 
 export { IWatchablePipeline, IWatchableCluster, ALARMS } from './plan';
-export { AwsMonitoringResources } from './aws';
-export { GcpMonitoringResources } from './gcp';
-export { KubernetesMonitoringResources, SmtpSettings, PROMETHEUS_IMAGE, ALERTMANAGER_IMAGE, DCGM_EXPORTER_IMAGE } from './kubernetes';
+export type { AwsMonitoringResources } from './aws';
+export type { GcpMonitoringResources } from './gcp';
+export type { KubernetesMonitoringResources, SmtpSettings } from './kubernetes';
 
 export interface MonitoringStackProps {
   /** Where the alarms, dashboard and (Kubernetes) Prometheus live; watched constructs must be on it. */
@@ -61,8 +67,9 @@ export interface ClusterWatchOptions {
 /** Options of `watch(pipeline)`. */
 export interface PipelineWatchOptions {
   /**
-   * Alarm when no run succeeded within this long. Longer than the schedule's period, at most 7 days.
-   * @default - the schedule's period plus 2 hours; 26 hours without a schedule
+   * Alarm when no run succeeded within this long. Longer than the schedule's period, at most 7 days
+   * (CloudWatch's longest look-back); a weekly schedule is watched over exactly 7 days.
+   * @default - the schedule's period plus 2 hours, at most 7 days; 26 hours without a schedule
    */
   readonly maxAge?: Duration;
 }
@@ -246,12 +253,21 @@ export class MonitoringStack extends Construct {
     }
     const period = p.schedulePeriodSeconds;
     if (o.maxAge !== undefined && !(o.maxAge instanceof Duration)) throw Errors.invalid(this, 'maxAge', o.maxAge, 'a Duration, e.g. Duration.hours(26)');
-    const maxAgeSeconds = o.maxAge?.toSeconds() ?? (period !== undefined ? period + DEFAULTS.maxAgeSlackSeconds : DEFAULTS.maxAgeUnscheduledSeconds);
+    // A period whose slack would pass CloudWatch's 7-day look-back (weekly schedules) is watched over
+    // the whole 7 days: the alarm then needs each run to succeed no later in its week than the last one.
+    const longPeriod = period !== undefined && period + DEFAULTS.maxAgeSlackSeconds > MAX_AGE.max && period <= MAX_AGE.max;
+    const maxAgeSeconds = o.maxAge?.toSeconds()
+      ?? (period !== undefined ? Math.min(period + DEFAULTS.maxAgeSlackSeconds, longPeriod ? MAX_AGE.max : Infinity) : DEFAULTS.maxAgeUnscheduledSeconds);
     const shown = o.maxAge?.toString() ?? `${maxAgeSeconds} seconds (default)`;
     if (maxAgeSeconds < MAX_AGE.min || maxAgeSeconds > MAX_AGE.max) {
-      throw Errors.outOfRange(this, 'maxAge', shown, 'from 10 minutes to 7 days (the longest a CloudWatch alarm looks back)');
+      throw Errors.outOfRange(this, 'maxAge', shown, period !== undefined && period > MAX_AGE.max
+        ? `from 10 minutes to 7 days (the longest a CloudWatch alarm looks back); a schedule of ${period} seconds cannot be watched for staleness, only for failures`
+        : 'from 10 minutes to 7 days (the longest a CloudWatch alarm looks back)');
     }
-    if (period !== undefined && maxAgeSeconds <= period) {
+    if (longPeriod && maxAgeSeconds > period! - DEFAULTS.maxAgeSlackSeconds) {
+      Annotations.of(this).addWarning(`maxAge ${shown} on a schedule of ${period} seconds: CloudWatch looks back at most 7 days, so a run that ` +
+        'finishes later in its period than the previous one did leaves the pipeline-stale alarm in ALARM until it succeeds');
+    } else if (period !== undefined && maxAgeSeconds <= period) {
       throw Errors.conflict(this, 'maxAge', shown, `longer than the schedule's period (${period} seconds), with room for a run to finish`,
         'is not longer than the schedule period, so every run would look stale');
     }

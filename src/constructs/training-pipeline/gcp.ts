@@ -20,6 +20,7 @@ export function buildGcpTrainingPipeline(pipeline: Construct, target: GcpTarget,
   const res = cluster.gcp;
   if (!res) throw new Error(`${pipeline.node.path}: cluster on gcp has no gcp resources`);
   const provider = target.provider;
+  target.requireApis('storage.googleapis.com');
 
   const specObject = new StorageBucketObject(pipeline, 'spec', {
     provider, bucket: res.bucket.name, name: plan.specKey, content: plan.specJson, contentType: 'application/json',
@@ -30,6 +31,8 @@ export function buildGcpTrainingPipeline(pipeline: Construct, target: GcpTarget,
   if (!plan.schedule) return { specUri, resources: { specObject } };
 
   cluster.addStartupPipeline(specUri);
+  // Cloud Scheduler calls the Compute API as its own service account.
+  target.requireApis('cloudscheduler.googleapis.com', 'iam.googleapis.com', 'compute.googleapis.com');
 
   const scheduling = new Construct(pipeline, 'schedule');
   const serviceAccount = new ServiceAccount(scheduling, 'service-account', {

@@ -2,23 +2,31 @@ import { DefaultTokenResolver, StringConcat, TerraformOutput, TerraformStack, To
 import { Construct } from 'constructs';
 import { Duration } from '../../core/duration';
 import { Errors } from '../../core/errors';
+import { tfLiteral } from '../../core/terraform-literal';
 import { GrantPrincipal, IGrantable } from '../../core/grants';
 import { IModelArtifact } from '../../core/model';
 import { resourceName, shortHash } from '../../core/naming';
 import { AwsTarget, GcpTarget, KubernetesTarget, targetKind } from '../../core/targets';
 import { PIPELINE_SPEC_VERSION } from '../../runtime-agent/pipeline-spec';
 import type { PipelineSpec, PipelineStepSpec, RunStepSpec } from '../../runtime-agent/pipeline-spec';
-import { AwsTrainingPipelineResources, buildAwsTrainingPipeline } from './aws';
-import { buildGcpTrainingPipeline, GcpTrainingPipelineResources } from './gcp';
-import { buildKubernetesTrainingPipeline, KubernetesTrainingPipelineResources, ONOOM_TOKEN_DIR } from './kubernetes';
 import { IPipelineCluster, TrainingPipelinePlan } from './plan';
 import { Schedule } from './schedule';
+import type { AwsTrainingPipelineResources } from './aws';
+import type { GcpTrainingPipelineResources } from './gcp';
+import type { KubernetesTrainingPipelineResources } from './kubernetes';
+import { lazyFunction, lazyModule } from '../../core/lazy';
+
+// Backends (and their provider packages) load when a construct first uses their target.
+const buildAwsTrainingPipeline = lazyFunction(() => (require('./aws') as typeof import('./aws')).buildAwsTrainingPipeline);
+const buildGcpTrainingPipeline = lazyFunction(() => (require('./gcp') as typeof import('./gcp')).buildGcpTrainingPipeline);
+const buildKubernetesTrainingPipeline = lazyFunction(() => (require('./kubernetes') as typeof import('./kubernetes')).buildKubernetesTrainingPipeline);
+const kubernetesBackend = lazyModule(() => require('./kubernetes') as typeof import('./kubernetes'));
 
 export { Schedule, ScheduleKind } from './schedule';
 export { IPipelineCluster } from './plan';
-export { AwsTrainingPipelineResources } from './aws';
-export { GcpTrainingPipelineResources } from './gcp';
-export { KubernetesTrainingPipelineResources } from './kubernetes';
+export type { AwsTrainingPipelineResources } from './aws';
+export type { GcpTrainingPipelineResources } from './gcp';
+export type { KubernetesTrainingPipelineResources } from './kubernetes';
 
 /** Options of a command step. */
 export interface RunStepOptions {
@@ -108,10 +116,6 @@ function canonical(value: unknown): unknown {
   return value;
 }
 
-/** Terraform reads strings as templates: a literal `${` or `%{` in a user's string must be doubled. */
-function tfLiteral(s: string): string {
-  return Token.isUnresolved(s) ? s : s.replace(/\$\{/g, '$${').replace(/%\{/g, '%%{');
-}
 
 /** A scheduled DAG of steps on a GpuCluster, its spec stored where the agent reads it. */
 export class TrainingPipeline extends Construct implements IGrantable {
@@ -378,7 +382,7 @@ export class TrainingPipeline extends Construct implements IGrantable {
       onOom = {
         agentUrl: big.agentUrl, clusterName,
         // AWS/GCP hosts fetch the bigger cluster's token at every agent start; K8s runner pods mount it.
-        tokenFile: cluster.target instanceof KubernetesTarget ? `${ONOOM_TOKEN_DIR}/${clusterName}/token` : cluster.addPeerToken(big, clusterName),
+        tokenFile: cluster.target instanceof KubernetesTarget ? `${kubernetesBackend().ONOOM_TOKEN_DIR}/${clusterName}/token` : cluster.addPeerToken(big, clusterName),
       };
     }
     return {
