@@ -9,6 +9,17 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 
 const rows = [];
 rows.push(summarize("node -e \"require('cdktf')\"", Array.from({ length: RUNS }, () => measure("require('cdktf')"))));
+// require('cdktf-mlinfra') alone, with one target and with all three: providers load on first use.
+const lib = JSON.stringify(join(root, 'lib', 'src', 'index.js'));
+const targets = {
+  kubernetes: "new m.KubernetesTarget(s,'k8s',{namespace:'ml'});",
+  aws: "new m.AwsTarget(s,'aws',{region:'us-east-1'});",
+  gcp: "new m.GcpTarget(s,'gcp',{project:'acme-ml-1',region:'us-central1'});",
+};
+const load = (body) => `const m=require(${lib});const {App,TerraformStack}=require('cdktf');const s=new TerraformStack(new App(),'s');${body}`;
+rows.push(summarize("require('cdktf-mlinfra')", Array.from({ length: RUNS }, () => measure(load('')))));
+rows.push(summarize("require('cdktf-mlinfra') + KubernetesTarget", Array.from({ length: RUNS }, () => measure(load(targets.kubernetes)))));
+rows.push(summarize("require('cdktf-mlinfra') + all three targets", Array.from({ length: RUNS }, () => measure(load(Object.values(targets).join(''))))));
 const synthFile = join(root, 'lib', 'examples', 'synth-all.js');
 if (!existsSync(synthFile)) throw new Error('lib/examples/synth-all.js missing: run `npm run build` first');
 let stacks = 0;

@@ -8,8 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { App, TerraformStack, TerraformVariable } from 'cdktf';
 import { Construct } from 'constructs';
-import { ACCELERATORS } from '../src/core/accelerators';
-import { ACCELERATOR_NAMES } from '../src/core/accelerators';
+import { ACCELERATOR_NAMES, ACCELERATORS, SAGEMAKER_INSTANCE_TYPES } from '../src/core/accelerators';
 import {
   AwsTarget, Duration, FeatureStore, GpuCluster, ModelEndpoint, MonitoringStack, Rollout, RolloutSpec, Schedule, Step, TrainingPipeline,
 } from '../src';
@@ -47,18 +46,26 @@ function rollouts(): Variant[] {
   const specs: Record<string, RolloutSpec> = {
     'all-at-once': Rollout.allAtOnce(),
     'canary-min': Rollout.canary({ percent: 1, bakeMinutes: 0 }),
-    'canary-max': Rollout.canary({ percent: 50, bakeMinutes: 60 }),
+    // The longest waits one apply can see through (the provider waits 60 minutes for an endpoint).
+    'canary-max': Rollout.canary({ percent: 50, bakeMinutes: 59 }),
     'linear-min': Rollout.linear({ percentPerStep: 50, stepMinutes: 1 }),
     'linear-10x5': Rollout.linear({ percentPerStep: 10, stepMinutes: 5 }),
-    'linear-long': Rollout.linear({ percentPerStep: 20, stepMinutes: 36 }),
+    'linear-max': Rollout.linear({ percentPerStep: 20, stepMinutes: 11 }),
     'blue-green-0': Rollout.blueGreen({ bakeMinutes: 0 }),
-    'blue-green-max': Rollout.blueGreen({ bakeMinutes: 60 }),
+    'blue-green-max': Rollout.blueGreen({ bakeMinutes: 29 }),
   };
-  return Object.entries(specs).map(([name, rollout]) => endpoint('v-rollouts', name, { rollout }));
+  return Object.entries(specs).map(([name, rollout]) => endpoint('v-rollouts', name, {
+    rollout, ...(rollout.kind === 'canary' || rollout.kind === 'linear' ? { rollbackAlarms: [`${name}-5xx`, `${name}-p99`] } : {}),
+  }));
 }
 
 function acceleratorShapes(): { accelerator: (typeof ACCELERATOR_NAMES)[number]; count: number }[] {
   return ACCELERATOR_NAMES.flatMap((accelerator) => ACCELERATORS[accelerator].aws.map((s) => ({ accelerator, count: s.count })));
+}
+
+/** What SageMaker offers (its own table: e.g. no T4 x8). */
+function sagemakerShapes(): { accelerator: (typeof ACCELERATOR_NAMES)[number]; count: number }[] {
+  return ACCELERATOR_NAMES.flatMap((accelerator) => Object.keys(SAGEMAKER_INSTANCE_TYPES[accelerator]).map((c) => ({ accelerator, count: Number(c) })));
 }
 
 function clusters(): Variant[] {
@@ -68,12 +75,14 @@ function clusters(): Variant[] {
     name: `c-${accelerator.toLowerCase()}-x${count}`,
     build: (scope, target) => new GpuCluster(scope, `c-${accelerator.toLowerCase()}-x${count}`, {
       target, accelerator, acceleratorsPerNode: count, nodes: { min: 0, max: 2 }, spot: true,
+      // V100 needs NVIDIA's proprietary driver: the default AMI is refused for it.
+      ...(accelerator === 'V100' ? { machineImage: 'ami-0123456789abcdef0' } : {}),
     }),
   }));
 }
 
 function endpoints(): Variant[] {
-  return acceleratorShapes().map(({ accelerator, count }) =>
+  return sagemakerShapes().map(({ accelerator, count }) =>
     endpoint('v-endpoints', `e-${accelerator.toLowerCase()}-x${count}`, { accelerator, acceleratorsPerReplica: count }));
 }
 
@@ -128,10 +137,12 @@ function misc(): Variant[] {
       new GpuCluster(scope, 'spot-base', { target, accelerator: 'L4', acceleratorsPerNode: 4, nodes: { min: 2, max: 4 }, spot: true, onDemandBaseNodes: 1 });
     } },
     // Token-valued props: the image and nodes.max from Terraform variables.
-    { stack: 'v-tokens', name: 'tokens', build: (scope, target) => {
-      const image = new TerraformVariable(scope, 'image', { type: 'string', default: ECR });
+    { stack: 'v-tokens', name: 'token-nodes-max', build: (scope, target) => {
       const maxNodes = new TerraformVariable(scope, 'max-nodes', { type: 'number', default: 2 });
       new GpuCluster(scope, 'cluster', { target, accelerator: 'L4', nodes: { min: 0, max: maxNodes.numberValue } });
+    } },
+    { stack: 'v-tokens', name: 'token-image', build: (scope, target) => {
+      const image = new TerraformVariable(scope, 'image', { type: 'string', default: ECR });
       new ModelEndpoint(scope, 'endpoint', {
         target, model: 's3://ml-platform-models/tokens/v1', image: image.stringValue, accelerator: 'L4', replicas: { min: 1, max: 2 },
         env: Object.fromEntries(TEMPLATE_LIKE.map((v, i) => [`E${i}`, v])),
@@ -160,8 +171,10 @@ function main(): void {
   if (!outdir) throw new Error('usage: node lib/examples/validate-variants.js <outdir>');
   mkdirSync(outdir, { recursive: true });
   const app = new App({ outdir });
-  const stacks: { name: string; origin: 'example' | 'variant' }[] = [];
-  for (const build of Object.values(EXAMPLES)) for (const s of build(app)) stacks.push({ name: s.node.id, origin: 'example' });
+  for (const build of Object.values(EXAMPLES)) build(app);
+  // Every stack the examples made, the ones they share (network-aws) included.
+  const stacks: { name: string; origin: 'example' | 'variant' }[] = app.node.children
+    .filter((c): c is TerraformStack => c instanceof TerraformStack).map((s) => ({ name: s.node.id, origin: 'example' }));
   const all = variants();
   const failed: { stack: string; variant: string; error: string }[] = [];
   const byStack = new Map<string, { stack: TerraformStack; target: AwsTarget }>();

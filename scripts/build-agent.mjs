@@ -17,7 +17,7 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 // Native (better-sqlite3) or large and only needed for s3:// / gs:// URIs (loaded lazily with require).
 const externals = ['better-sqlite3', '@aws-sdk/client-s3', '@google-cloud/storage'];
 const versionOf = (name) => {
-  const v = pkg.dependencies?.[name] ?? pkg.devDependencies?.[name];
+  const v = pkg.dependencies?.[name] ?? pkg.optionalDependencies?.[name] ?? pkg.devDependencies?.[name];
   if (!v) throw new Error(`${name} is not pinned in package.json`);
   return v;
 };

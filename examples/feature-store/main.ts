@@ -3,7 +3,7 @@
  * target (DESIGN §1). `npm run synth` writes cdktf.out/stacks/features-aws, features-gcp and features-k8s.
  */
 import { App, TerraformStack } from 'cdktf';
-import { exampleStack } from '../stack';
+import { exampleStack, sharedAwsNetwork } from '../stack';
 import { AwsTarget, Duration, FeatureStore, FeatureStoreProps, GcpTarget, GpuCluster, KubernetesTarget, Target } from '../../src';
 
 function platform(stack: TerraformStack, target: Target, props: Partial<FeatureStoreProps> = {}): FeatureStore {
@@ -23,7 +23,7 @@ function platform(stack: TerraformStack, target: Target, props: Partial<FeatureS
 
 export function build(app: App): TerraformStack[] {
   const aws = exampleStack(app, 'features-aws');
-  platform(aws, new AwsTarget(aws, 'aws', { region: 'us-east-1', tags: { team: 'ml-platform' } }));
+  platform(aws, new AwsTarget(aws, 'aws', { region: 'us-east-1', tags: { team: 'ml-platform' }, network: sharedAwsNetwork(app) }));
 
   const gcp = exampleStack(app, 'features-gcp');
   platform(gcp, new GcpTarget(gcp, 'gcp', { project: 'ml-platform-prod', region: 'us-central1' }), { bigtableMaxNodes: 2 });

@@ -3,13 +3,13 @@
  * `npm run synth` writes cdktf.out/stacks/gpu-aws, gpu-gcp and gpu-k8s.
  */
 import { App, TerraformStack } from 'cdktf';
-import { exampleStack } from '../stack';
+import { exampleStack, sharedAwsNetwork } from '../stack';
 import { AwsTarget, GcpTarget, GpuCluster, KubernetesTarget } from '../../src';
 
 export function build(app: App): TerraformStack[] {
   const aws = exampleStack(app, 'gpu-aws');
   new GpuCluster(aws, 'train', {
-    target: new AwsTarget(aws, 'aws', { region: 'us-east-1', tags: { team: 'ml-platform' } }),
+    target: new AwsTarget(aws, 'aws', { region: 'us-east-1', tags: { team: 'ml-platform' }, network: sharedAwsNetwork(app) }),
     accelerator: 'A100-80GB', acceleratorsPerNode: 8, nodes: { min: 0, max: 4 }, spot: true, onDemandBaseNodes: 0, idleStopMinutes: 30,
   });
 

@@ -4,18 +4,33 @@
  */
 import { App, TerraformStack } from 'cdktf';
 import { exampleStack } from '../stack';
-import { AwsTarget, GcpTarget, KubernetesTarget, ModelArtifact, ModelEndpoint, Rollout } from '../../src';
+import { CloudwatchMetricAlarm } from '@cdktf/provider-aws/lib/cloudwatch-metric-alarm';
+import { AwsTarget, GcpTarget, KubernetesTarget, MetricRef, ModelArtifact, ModelEndpoint, Rollout } from '../../src';
 
 export function build(app: App): TerraformStack[] {
   // AWS: SageMaker runs the canary itself: 10% of capacity first, the rest after a 15-minute bake
   // unless an alarm fires.
   const aws = exampleStack(app, 'endpoint-aws');
   const awsTarget = new AwsTarget(aws, 'aws', { region: 'us-east-1', tags: { team: 'ml-platform' } });
-  new ModelEndpoint(aws, 'ltv-api', {
+  const rollbackAlarms = { errors: 'ltv-api-5xx', latency: 'ltv-api-p99-latency' };
+  const awsEndpoint = new ModelEndpoint(aws, 'ltv-api', {
     target: awsTarget, model: ModelArtifact.fromUri('s3://ml-platform-models/ltv/v2'),
     image: '123456789012.dkr.ecr.us-east-1.amazonaws.com/ltv-server:2.0.0',
     accelerator: 'L4', replicas: { min: 2, max: 8 },
-    rollout: Rollout.canary({ percent: 10, bakeMinutes: 15 }), rollbackAlarms: ['ltv-api-5xx', 'ltv-api-p99-latency'],
+    rollout: Rollout.canary({ percent: 10, bakeMinutes: 15 }), rollbackAlarms: Object.values(rollbackAlarms),
+  });
+  // The alarms the canary rolls back on, on the endpoint's own SageMaker metrics.
+  const metric = (m: MetricRef) => ({ namespace: m.namespace, metricName: m.name, dimensions: { ...m.dimensions } });
+  new CloudwatchMetricAlarm(aws, 'rollback-5xx', {
+    provider: awsTarget.provider, alarmName: rollbackAlarms.errors, alarmDescription: 'ltv-api: 5xx responses (canary rollback)',
+    ...metric(awsEndpoint.metrics.errors), statistic: 'Sum', period: 60, evaluationPeriods: 2, threshold: 5,
+    comparisonOperator: 'GreaterThanThreshold', treatMissingData: 'notBreaching',
+  });
+  new CloudwatchMetricAlarm(aws, 'rollback-p99', {
+    provider: awsTarget.provider, alarmName: rollbackAlarms.latency, alarmDescription: 'ltv-api: p99 model latency above 500 ms (canary rollback)',
+    // ModelLatency is in microseconds.
+    ...metric(awsEndpoint.metrics.latency), extendedStatistic: 'p99', period: 60, evaluationPeriods: 3, threshold: 500_000,
+    comparisonOperator: 'GreaterThanThreshold', treatMissingData: 'notBreaching',
   });
 
   // GCP: Cloud Run with one L4; revision v2 takes 10% while v1 keeps 90%.

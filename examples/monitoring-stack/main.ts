@@ -3,7 +3,7 @@
  * `npm run synth` writes cdktf.out/stacks/ops-aws, ops-gcp and ops-k8s.
  */
 import { App, TerraformStack } from 'cdktf';
-import { exampleStack } from '../stack';
+import { exampleStack, sharedAwsNetwork } from '../stack';
 import { AwsTarget, Duration, GcpTarget, GpuCluster, KubernetesTarget, ModelEndpoint, MonitoringStack, Schedule, Step, TrainingPipeline } from '../../src';
 
 /** A nightly training pipeline on `cluster`: what the freshness and failure alarms watch. */
@@ -21,7 +21,7 @@ function nightly(stack: TerraformStack, cluster: GpuCluster): TrainingPipeline {
 export function build(app: App): TerraformStack[] {
   // AWS: CloudWatch alarms to an SNS topic; hosts publish GPU and agent metrics with the CloudWatch agent.
   const aws = exampleStack(app, 'ops-aws');
-  const awsTarget = new AwsTarget(aws, 'aws', { region: 'us-east-1', tags: { team: 'ml-platform' } });
+  const awsTarget = new AwsTarget(aws, 'aws', { region: 'us-east-1', tags: { team: 'ml-platform' }, network: sharedAwsNetwork(app) });
   const awsCluster = new GpuCluster(aws, 'train', { target: awsTarget, accelerator: 'A100-80GB', acceleratorsPerNode: 8, nodes: { min: 0, max: 4 }, spot: true });
   const awsEndpoint = new ModelEndpoint(aws, 'ltv-api', {
     target: awsTarget, model: 's3://ml-platform-models/ltv/v2', image: '123456789012.dkr.ecr.us-east-1.amazonaws.com/ltv-server:2.0.0',

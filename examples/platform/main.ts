@@ -5,7 +5,8 @@
  * cost.json and picture.dot/.svg beside cdk.tf.json.
  */
 import { App, LocalBackend, TerraformStack } from 'cdktf';
-import { Duration, FeatureViewOptions } from '../../src';
+import { AwsTarget, Duration, FeatureViewOptions } from '../../src';
+import { sharedAwsNetwork } from '../stack';
 import { MlPlatformStack, MlPlatformStackProps } from '../../src/stacks';
 
 const USER_STATS: FeatureViewOptions = {
@@ -24,7 +25,9 @@ export function build(app: App): TerraformStack[] {
   const common = { notify: ['ml-oncall@example.com'], featureViews: [USER_STATS], endpointAlarms: { p99LatencyMs: 250, errorRatePercent: 1 } };
   return [
     platform(app, 'platform-aws', {
-      ...common, target: 'aws', region: 'us-east-1', tags: { team: 'ml-platform' },
+      ...common,
+      // The examples' shared network (stack network-aws) instead of a VPC of its own.
+      target: (stack) => new AwsTarget(stack, 'aws', { region: 'us-east-1', tags: { team: 'ml-platform' }, network: sharedAwsNetwork(app) }),
       servingImage: '123456789012.dkr.ecr.us-east-1.amazonaws.com/ltv-server:2.0.0',
     }),
     platform(app, 'platform-gcp', {

@@ -4,7 +4,7 @@
  * `npm run synth` writes cdktf.out/stacks/pipeline-aws, pipeline-gcp and pipeline-k8s.
  */
 import { App, TerraformStack } from 'cdktf';
-import { exampleStack } from '../stack';
+import { exampleStack, sharedAwsNetwork } from '../stack';
 import { AwsTarget, Duration, GcpTarget, GpuCluster, GpuClusterProps, KubernetesTarget, Schedule, Step, Target, TrainingPipeline } from '../../src';
 
 /** The same DAG on every target. */
@@ -31,7 +31,7 @@ function pipeline(stack: TerraformStack, target: Target, accelerator: GpuCluster
 
 export function build(app: App): TerraformStack[] {
   const aws = exampleStack(app, 'pipeline-aws');
-  pipeline(aws, new AwsTarget(aws, 'aws', { region: 'us-east-1', tags: { team: 'ml-platform' } }), 'L4');
+  pipeline(aws, new AwsTarget(aws, 'aws', { region: 'us-east-1', tags: { team: 'ml-platform' }, network: sharedAwsNetwork(app) }), 'L4');
 
   const gcp = exampleStack(app, 'pipeline-gcp');
   pipeline(gcp, new GcpTarget(gcp, 'gcp', { project: 'ml-platform-prod', region: 'us-central1' }), 'L4');

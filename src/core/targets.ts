@@ -77,7 +77,11 @@ function checkTags(scope: Construct, prop: string, tags: Record<string, string> 
 export interface AwsNetworkAttributes {
   /** An existing VPC. */
   readonly vpcId: string;
-  /** Private subnets for hosts, at least one (two or more in different zones for availability). */
+  /**
+   * Private subnets, at least one. Endpoints, load balancers and Redis use them all (two or more in
+   * different zones for availability); a GPU cluster of more than one node uses only the first, since
+   * its cluster placement group lives in one Availability Zone.
+   */
   readonly subnetIds: string[];
   /** The VPC's CIDR block: the default source allowed to reach agents. */
   readonly cidrBlock: string;
@@ -117,6 +121,15 @@ export interface AwsCreatedNetwork {
   readonly s3Endpoint: VpcEndpoint;
 }
 
+/**
+ * An AWS account and region to deploy into. Owns the `aws` provider (created with default tags, or
+ * adopted through `provider`) and the network: the VPC and private subnets you give, or, on first use,
+ * a private VPC with two subnets, one NAT gateway and an S3 gateway endpoint.
+ *
+ * @example
+ * const aws = new AwsTarget(stack, 'aws', { region: 'us-east-1', tags: { team: 'ml' } });
+ * new GpuCluster(stack, 'train', { target: aws, accelerator: 'A100-80GB', acceleratorsPerNode: 8 });
+ */
 export class AwsTarget extends Construct {
   public readonly kind = 'aws' as const;
   public readonly region: string;
@@ -167,6 +180,15 @@ export class AwsTarget extends Construct {
   }
   public get vpcCidr(): string {
     return this.network().cidrBlock;
+  }
+  /**
+   * This target's network as attributes another AwsTarget takes as `network`, so that stacks share one
+   * VPC and NAT gateway (accounts start with quotas of 5 VPCs and 5 Elastic IPs per region). Creates the
+   * network on first use. Across stacks, cdktf passes the values through outputs and remote state.
+   */
+  public get networkAttributes(): AwsNetworkAttributes {
+    const n = this.network();
+    return { vpcId: n.vpcId, subnetIds: [...n.subnetIds], cidrBlock: n.cidrBlock };
   }
   /** The network this target created, if it created one (after first use). */
   public get createdNetwork(): AwsCreatedNetwork | undefined {
@@ -312,6 +334,15 @@ export interface GcpCreatedNetwork {
   readonly nat: ComputeRouterNat;
 }
 
+/**
+ * A GCP project and region to deploy into. Owns the `google` provider (created with default labels,
+ * or adopted) and the network: the VPC and subnetwork you give, or, on first use, a custom-mode VPC
+ * with one subnetwork (private Google access) and Cloud NAT.
+ *
+ * @example
+ * const gcp = new GcpTarget(stack, 'gcp', { project: 'acme-ml', region: 'us-central1' });
+ * new GpuCluster(stack, 'train', { target: gcp, accelerator: 'L4', nodes: { min: 0, max: 2 }, spot: true });
+ */
 export class GcpTarget extends Construct {
   public readonly kind = 'gcp' as const;
   public readonly project: string;
@@ -523,6 +554,15 @@ export interface KubernetesTargetProps {
   readonly storageClassName?: string;
 }
 
+/**
+ * A Kubernetes namespace to deploy into. Owns the `kubernetes` provider (from a kubeconfig context, or
+ * adopted) and, unless told not to, creates the namespace. GPU nodes are found by the labels of
+ * `gpuNodeLabels` (NVIDIA GPU Feature Discovery or GKE).
+ *
+ * @example
+ * const k8s = new KubernetesTarget(stack, 'k8s', { namespace: 'ml' });
+ * new GpuCluster(stack, 'train', { target: k8s, accelerator: 'A100-80GB', acceleratorsPerNode: 8 });
+ */
 export class KubernetesTarget extends Construct {
   public readonly kind = 'kubernetes' as const;
   public readonly provider: TerraformProvider;

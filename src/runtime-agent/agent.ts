@@ -6,6 +6,8 @@ import type { Logger } from 'pino';
 import { Autostop } from './autostop';
 import { DRIFT_FILE, startLocalMetricsServer } from './drift';
 import { detectGpus, type GpuInventory } from './gpus';
+import { openDatabase } from './db';
+import { resolveJobUser } from './job-run';
 import { Journal } from './journal';
 import { LogStore } from './logs';
 import { AgentMetrics } from './metrics';
@@ -58,23 +60,37 @@ export class Agent extends EventEmitter<AgentEvents> {
   static async start(input: ServeOptionsInput, logger: Logger): Promise<Agent> {
     const o = resolveServeOptions(input);
     fs.mkdirSync(o.dataDir, { recursive: true });
+    const jobUser = o.jobUser === undefined ? undefined : resolveJobUser(o.jobUser);
     const releaseLock = acquireLock(o.dataDir);
+    let journal: Journal;
+    try {
+      journal = new Journal(o.dataDir, { reset: o.resetJournal });
+    } catch (e) {
+      releaseLock();
+      throw e;
+    }
     const gpus = detectGpus(o.gpus);
-    const journal = new Journal(o.dataDir);
     const logs = new LogStore(path.join(o.dataDir, 'logs'), o.logMaxBytes);
     const storage = new Storage();
     const baseEnv: NodeJS.ProcessEnv = { ...process.env };
     delete baseEnv.MLINFRA_AGENT_TOKEN;
     const scheduler = new Scheduler({
       dataDir: o.dataDir, gpus: gpus.count, maxCpuJobs: o.maxCpuJobs, graceMs: o.graceSeconds * 1000, paused: true,
-      journal, logs, storage, logger, baseEnv,
+      journal, logs, storage, logger, baseEnv, jobUser, maxQueued: o.maxQueued,
     });
-    const recovered = await scheduler.recover();
-    logger.info({ ...recovered, gpus: gpus.count, gpuSource: gpus.source }, 'journal recovered');
+    try {
+      journal.markOpen();
+      const recovered = await scheduler.recover();
+      logger.info({ ...recovered, gpus: gpus.count, gpuSource: gpus.source, sqlite: journal.driver }, 'journal recovered');
+    } catch (e) {
+      // a full or read-only disk: serve status and refuse submits until writes work again
+      scheduler.holdRecovery(e);
+      logger.error({ err: e }, 'journal recovery held back by a disk fault: serving status only until the disk accepts writes');
+    }
     const metrics = new AgentMetrics(scheduler, gpus.count);
     const ref: { agent?: Agent } = {};
     const app = await buildServer({
-      token: o.token, bodyLimitBytes: o.bodyLimitBytes, logger, journal, scheduler, logs, metrics, version: AGENT_VERSION,
+      token: o.token, bodyLimitBytes: o.bodyLimitBytes, requestTimeoutMs: o.requestTimeoutSeconds * 1000, logger, journal, scheduler, logs, metrics, version: AGENT_VERSION,
       health: () => ({ gpus: gpus.count, ...scheduler.stats(), preempted: Boolean(ref.agent?.preemptedBy) }),
     });
     const address = await app.listen({ host: o.host, port: o.port });
@@ -139,6 +155,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       this.watcher.stop();
       await this.scheduler.shutdown(this.options.graceSeconds * 1000);
       this.logs.finishAll();
+      await this.logs.drained(1000);
       await this.app.close();
       await this.localMetrics?.close();
       this.journal.close();
@@ -172,33 +189,46 @@ function recordDrift(artifactDir: string, jobId: string, metrics: AgentMetrics, 
 }
 
 /**
- * One agent per data directory: `agent.lock` holds the owner's pid. A lock left by a dead process
- * (kill -9, crash) is taken over; one held by a live mlinfra-agent is refused.
+ * One agent per data directory: an exclusive SQLite (fcntl) lock on `agent.lock.db`, taken
+ * atomically and dropped by the kernel when the owner dies (kill -9 included), whatever the
+ * program's name. `agent.lock` holds the owner's pid for people and error messages.
  */
 function acquireLock(dataDir: string): () => void {
-  const file = path.join(dataDir, 'agent.lock');
+  const pidFile = path.join(dataDir, 'agent.lock');
+  const db = openDatabase(path.join(dataDir, 'agent.lock.db'));
   try {
-    const pid = Number(fs.readFileSync(file, 'utf8').trim());
-    if (pid && pid !== process.pid) {
-      let cmdline = '';
-      try {
-        cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      } catch {
-        // not running
-      }
-      if (cmdline.includes('mlinfra-agent') && cmdline.includes('serve')) {
-        throw new Error(`another mlinfra-agent (pid ${pid}) is serving data dir ${dataDir}`);
-      }
-    }
+    db.exec('PRAGMA busy_timeout = 0');
+    db.exec('BEGIN EXCLUSIVE');
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-  }
-  fs.writeFileSync(file, `${process.pid}\n`);
-  return () => {
+    db.close();
+    let owner = '';
     try {
-      if (fs.readFileSync(file, 'utf8').trim() === String(process.pid)) fs.unlinkSync(file);
+      owner = ` (pid ${fs.readFileSync(pidFile, 'utf8').trim().slice(0, 20)})`;
+    } catch {
+      // no pid recorded
+    }
+    if (/locked|busy/i.test((e as Error).message)) throw new Error(`another mlinfra-agent${owner} is serving data dir ${dataDir}`);
+    throw e;
+  }
+  try {
+    fs.writeFileSync(pidFile, `${process.pid}\n`);
+  } catch {
+    // a full disk: the lock itself holds; the pid is only informative
+  }
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    try {
+      if (fs.readFileSync(pidFile, 'utf8').trim() === String(process.pid)) fs.unlinkSync(pidFile);
     } catch {
       // already gone
     }
+    try {
+      db.exec('ROLLBACK');
+    } catch {
+      // nothing to roll back
+    }
+    db.close();
   };
 }

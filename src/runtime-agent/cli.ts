@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { constants } from 'node:os';
 import * as fs from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -34,7 +35,7 @@ function readToken(file: string | undefined, env: NodeJS.ProcessEnv): string | u
   return env.MLINFRA_AGENT_TOKEN?.trim() || undefined;
 }
 
-function write(s: NodeJS.WritableStream, text: string): Promise<void> {
+function write(s: NodeJS.WritableStream, text: string | Uint8Array): Promise<void> {
   return new Promise((resolve) => {
     if (s.write(text)) resolve();
     else s.once('drain', () => resolve());
@@ -85,6 +86,10 @@ export function buildCli(io: CliIo): Command {
     // Checked by resolveServeOptions (exit 2 naming the option); a value that is not a number is passed as it is, for the message.
     .option('--metrics-local-port <port>', 'also serve /metrics token-free on 127.0.0.1:<port> (for the host metrics agent; off by default)',
       (v: string) => (/^\s*-?\d+\s*$/.test(v) ? Number(v) : v))
+    .option('--reset-journal', 'when the journal is refused at open (empty, foreign, damaged), keep it aside and start with an empty one', false)
+    .option('--job-user <name>', 'run jobs as this user (the agent needs the right to switch to it, e.g. root)')
+    .option('--max-queued <n>', 'submits get 429 + Retry-After while this many jobs are queued', int('--max-queued', 1, 10_000_000), 10_000)
+    .option('--request-timeout-seconds <s>', 'time a client has to send a whole request', num('--request-timeout-seconds', 0.001), 30)
     .addOption(new Option('--log-level <level>', 'agent log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
     .action(async (o: Record<string, unknown>) => {
       let token: string | undefined;
@@ -112,6 +117,8 @@ export function buildCli(io: CliIo): Command {
           preemptionPollSeconds: o.preemptionPollSeconds as number, graceSeconds: o.graceSeconds as number,
           logMaxBytes: o.logMaxBytes as number, paused: o.paused as boolean, logLevel: o.logLevel as string,
           metricsLocalPort: o.metricsLocalPort as number | undefined,
+          resetJournal: o.resetJournal as boolean, jobUser: o.jobUser as string | undefined,
+          maxQueued: o.maxQueued as number, requestTimeoutSeconds: o.requestTimeoutSeconds as number,
         }, logger);
       } catch (e) {
         if (e instanceof ServeOptionError) {
@@ -171,7 +178,8 @@ export function buildCli(io: CliIo): Command {
     io.exit(code);
   };
   const streamLogs = async (client: AgentClient, id: string, follow: boolean): Promise<void> => {
-    for await (const chunk of await client.logs(id, follow)) await write(io.stdout, Buffer.from(chunk).toString('utf8'));
+    // bytes as they are: a chunk may end inside a UTF-8 character
+    for await (const chunk of await client.logs(id, follow)) await write(io.stdout, chunk);
   };
 
   clientOpts(program.command('submit'))
@@ -189,6 +197,7 @@ export function buildCli(io: CliIo): Command {
     .option('--checkpoint-dir <dir>', 'checkpoint directory (path or URI)')
     .option('--artifact-uri <uri>', 'where MLINFRA_ARTIFACT_DIR is uploaded after success')
     .option('--follow', 'stream the log and exit with the job\'s exit code', false)
+    .option('--idempotency-key <key>', 'resubmitting with the same key returns the first job (default: a fresh key, reused on retries)')
     .argument('<command...>', 'the command and its arguments (after --)')
     .passThroughOptions()
     .action(run(async (command: string[], o: Record<string, unknown>) => {
@@ -206,7 +215,7 @@ export function buildCli(io: CliIo): Command {
         ['checkpointDir', 'checkpointDir'], ['artifactUri', 'artifactUri']] as const) {
         if (o[opt] !== undefined) spec[k] = o[opt];
       }
-      const job = await client.submit(spec);
+      const job = await client.submit(spec, { idempotencyKey: (o.idempotencyKey as string | undefined) ?? randomUUID() });
       if (!o.follow) {
         await write(io.stdout, `${job.id}\n`);
         return 0;

@@ -8,8 +8,8 @@ export class AgentClient {
     this.base = url.replace(/\/+$/, '');
   }
 
-  private async call(method: string, p: string, body?: unknown, signal?: AbortSignal): Promise<Response> {
-    const headers: Record<string, string> = { authorization: `Bearer ${this.token}` };
+  private async call(method: string, p: string, body?: unknown, signal?: AbortSignal, extra: Record<string, string> = {}): Promise<Response> {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.token}`, ...extra };
     if (body !== undefined) headers['content-type'] = 'application/json';
     const res = await fetch(`${this.base}${p}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), signal });
     if (!res.ok) {
@@ -19,13 +19,30 @@ export class AgentClient {
       } catch {
         // not JSON
       }
-      throw new AgentError(res.status, err.code ?? 'http_error', err.message ?? `HTTP ${res.status}`, err.field);
+      const retryAfter = Number(res.headers.get('retry-after'));
+      throw new AgentError(res.status, err.code ?? 'http_error', err.message ?? `HTTP ${res.status}`, err.field,
+        Number.isFinite(retryAfter) && retryAfter > 0 ? { retryAfterSeconds: retryAfter } : {});
     }
     return res;
   }
 
-  async submit(spec: Record<string, unknown>): Promise<JobJson> {
-    return (await this.call('POST', '/v1/jobs', spec)).json() as Promise<JobJson>;
+  /**
+   * Submits a job. With an idempotency key, a refused connection, a 429 or a 503 is retried (Retry-After
+   * honoured, up to `attempts` tries): the agent returns the same job however often the request arrived.
+   */
+  async submit(spec: Record<string, unknown>, o: { idempotencyKey?: string; attempts?: number } = {}): Promise<JobJson> {
+    const key = o.idempotencyKey;
+    const attempts = key === undefined ? 1 : (o.attempts ?? 6);
+    for (let i = 1; ; i++) {
+      try {
+        return (await (await this.call('POST', '/v1/jobs', spec, undefined, key === undefined ? {} : { 'idempotency-key': key })).json()) as JobJson;
+      } catch (e) {
+        const retriable = e instanceof AgentError ? e.statusCode === 429 || e.statusCode === 503 : e instanceof TypeError;
+        if (!retriable || i >= attempts) throw e;
+        const wait = e instanceof AgentError && e.extra.retryAfterSeconds !== undefined ? e.extra.retryAfterSeconds * 1000 : 250 * 2 ** i;
+        await new Promise((r) => setTimeout(r, Math.min(wait, 10_000)));
+      }
+    }
   }
 
   async get(id: string): Promise<JobJson> {

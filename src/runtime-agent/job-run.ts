@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { diskFaultOf } from './db';
@@ -35,6 +36,25 @@ export interface RunSlot {
 export interface RunResult {
   readonly facts: ExitFacts | null;
   readonly failure: Failure | null;
+}
+
+/** Looks a user up (getent, else /etc/passwd) for --job-user. Throws naming the user when unknown. */
+export function resolveJobUser(name: string): JobUser {
+  let line: string | undefined;
+  try {
+    line = execFileSync('getent', ['passwd', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n')[0];
+  } catch {
+    try {
+      line = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.split(':')[0] === name);
+    } catch {
+      // no passwd file
+    }
+  }
+  const f = line?.split(':');
+  if (!f || f.length < 7 || f[0] !== name || !/^\d+$/.test(f[2]) || !/^\d+$/.test(f[3])) {
+    throw new Error(`--job-user ${JSON.stringify(name)}: no such user on this host`);
+  }
+  return { name, uid: Number(f[2]), gid: Number(f[3]), home: f[5] || '/' };
 }
 
 export function workDir(dataDir: string, jobId: string, ...parts: string[]): string {

@@ -126,6 +126,11 @@ export class Journal {
   readonly file: string;
   private depth = 0;
 
+  /** Which SQLite driver the journal runs on (node:sqlite or better-sqlite3). */
+  get driver(): string {
+    return this.db.driver;
+  }
+
   /**
    * Opens (or creates) `<dataDir>/journal.sqlite` after checking it: a zero-length or foreign file, a
    * failed quick_check, a damaged write-ahead log, or one missing after an unclean stop is refused

@@ -106,6 +106,7 @@ export class JobLog extends EventEmitter<JobLogEvents> implements LogPosition {
 /** Per-job log files under `<dataDir>/logs`, and the streams the logs route answers with. */
 export class LogStore {
   private readonly open = new Map<string, JobLog>();
+  private readonly readers = new Set<Readable>();
 
   constructor(private readonly dir: string, private readonly maxBytes: number) {
     fs.mkdirSync(dir, { recursive: true });
@@ -137,6 +138,18 @@ export class LogStore {
     for (const id of [...this.open.keys()]) this.finish(id);
   }
 
+  /** Resolves when every log stream has been sent to its end (or after `ms`): shutdown then cuts what is left. */
+  async drained(ms: number): Promise<void> {
+    const deadline = Date.now() + ms;
+    while (this.readers.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+  }
+
+  private track(r: Readable): Readable {
+    this.readers.add(r);
+    r.once('close', () => this.readers.delete(r));
+    return r;
+  }
+
   /** What is on disk now: the rotated generation, then the current file. */
   snapshot(jobId: string): Readable {
     const file = this.fileOf(jobId);
@@ -146,7 +159,7 @@ export class LogStore {
     } catch {
       // no output yet
     }
-    return readLog(file, { gen: 1, size, ended: true }, null);
+    return this.track(readLog(file, { gen: 1, size, ended: true }, null));
   }
 
   /**
@@ -154,7 +167,7 @@ export class LogStore {
    * check that the job is not terminal.
    */
   follow(jobId: string): Readable {
-    return readLog(this.fileOf(jobId), this.live(jobId), this.live(jobId));
+    return this.track(readLog(this.fileOf(jobId), this.live(jobId), this.live(jobId)));
   }
 }
 

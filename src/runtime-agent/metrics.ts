@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { DriftMetrics } from './drift';
 import type { Scheduler } from './scheduler';
+import type { FailureClass } from './types';
 
 /** The end of one pipeline run, as `POST /v1/pipeline-runs` takes it. */
 export interface PipelineRunEnd {
@@ -10,6 +11,9 @@ export interface PipelineRunEnd {
   /** ISO 8601 time the run ended. */
   readonly endedAt: string;
 }
+
+/** Failure classes a failed job can carry (types.ts FailureClass), each a series from the start. */
+const FAILURE_CLASSES: readonly FailureClass[] = ['exit', 'signal', 'oom', 'timeout', 'preempted', 'cancelled', 'disk'];
 
 /** Runs remembered to ignore a repeated report of the same run (a client retry). */
 const SEEN_RUNS_MAX = 1000;
@@ -66,11 +70,24 @@ export class AgentMetrics {
       name: 'mlinfra_pipeline_last_success_timestamp_seconds', help: 'End time (Unix seconds) of the latest successful run of a pipeline.',
       labelNames: ['pipeline'], registers: [r],
     });
+    // Every series exists at 0 from the start: the CloudWatch agent turns counters into deltas and
+    // drops each series' first sample, so a series born with its first increment would never count.
+    finished.inc({ state: 'succeeded', failure_class: 'none' }, 0);
+    for (const c of FAILURE_CLASSES) finished.inc({ state: 'failed', failure_class: c }, 0);
+    this.autostops.inc(0);
     scheduler.on('job:submitted', (j) => submitted.inc({ kind: j.spec.kind }));
     scheduler.on('job:finished', (j) => finished.inc({ state: j.state, failure_class: j.failure?.class ?? 'none' }));
     scheduler.on('job:requeued', () => retried.inc());
     scheduler.on('run:ended', (e) => runSeconds.observe({ outcome: e.failure?.class ?? 'succeeded' }, e.seconds));
     scheduler.on('shard:done', () => shards.inc());
+  }
+
+  /**
+   * Creates a pipeline's succeeded and failed series at 0 before its first run ends (call it when a
+   * run starts or a spec is loaded), so that run's end is a change a delta-taking scraper sees.
+   */
+  declarePipeline(pipeline: string): void {
+    for (const state of ['succeeded', 'failed'] as const) this.pipelineRuns.inc({ pipeline, state }, 0);
   }
 
   /**
@@ -83,7 +100,7 @@ export class AgentMetrics {
     if (this.seenRuns.has(key)) return false;
     this.seenRuns.add(key);
     if (this.seenRuns.size > SEEN_RUNS_MAX) this.seenRuns.delete(this.seenRuns.values().next().value as string);
-    for (const state of ['succeeded', 'failed'] as const) this.pipelineRuns.inc({ pipeline: e.pipeline, state }, 0);
+    this.declarePipeline(e.pipeline);
     this.pipelineRuns.inc({ pipeline: e.pipeline, state: e.state });
     if (e.state === 'succeeded') {
       const at = Date.parse(e.endedAt) / 1000;

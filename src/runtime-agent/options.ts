@@ -47,7 +47,18 @@ export interface ServeOptions {
    * @default - off
    */
   readonly metricsLocalPort?: number;
+  /** Move a journal refused at open (empty, foreign, damaged) aside and start with an empty one. @default false */
+  readonly resetJournal: boolean;
+  /** Run jobs as this user (name); the agent keeps its own rights. @default - the agent's user */
+  readonly jobUser?: string;
+  /** Submits get 429 + Retry-After while this many jobs are queued. @default 10000 */
+  readonly maxQueued: number;
+  /** Time a client has to send a whole request (headers and body). @default 30 */
+  readonly requestTimeoutSeconds: number;
 }
+
+/** Shortest token accepted: a guessable one would make the bearer check pointless. */
+export const MIN_TOKEN_LENGTH = 16;
 
 /** An invalid serve option (the CLI exits 2 on it, like on a usage error). */
 export class ServeOptionError extends Error {
@@ -81,6 +92,9 @@ export function resolveServeOptions(input: ServeOptionsInput): ServeOptions {
     bodyLimitBytes: 1024 * 1024,
     paused: false,
     logLevel: 'info',
+    resetJournal: false,
+    maxQueued: 10_000,
+    requestTimeoutSeconds: 30,
     ...defined,
   };
   const fail = (name: string, value: unknown, allowed: string): never => {
@@ -89,6 +103,15 @@ export function resolveServeOptions(input: ServeOptionsInput): ServeOptions {
   if (!o.token || !o.token.trim()) {
     fail('token', '', 'a token is required: pass --token-file FILE or set MLINFRA_AGENT_TOKEN');
   }
+  const token = o.token.trim();
+  // a token with whitespace inside could never match the "Authorization: Bearer <token>" header
+  if (/\s/.test(token)) throw new ServeOptionError('invalid token: it contains whitespace (a space, tab or line break inside): no request could ever match it');
+  if (token.length < MIN_TOKEN_LENGTH) throw new ServeOptionError(`invalid token: ${token.length} characters, at least ${MIN_TOKEN_LENGTH} are required`);
+  if (!Number.isInteger(o.maxQueued) || o.maxQueued < 1) fail('--max-queued', o.maxQueued, 'an integer >= 1');
+  if (!Number.isFinite(o.requestTimeoutSeconds) || o.requestTimeoutSeconds <= 0 || o.requestTimeoutSeconds > 3600) {
+    fail('--request-timeout-seconds', o.requestTimeoutSeconds, 'a number > 0 and <= 3600');
+  }
+  if (o.jobUser !== undefined && !/^[a-z_][a-z0-9_.-]*\$?$/i.test(o.jobUser)) fail('--job-user', o.jobUser, 'a user name');
   if (!Number.isInteger(o.port) || o.port < 0 || o.port > 65535) fail('--port', o.port, 'an integer 0..65535');
   if (o.gpus !== undefined && (!Number.isInteger(o.gpus) || o.gpus < 0 || o.gpus > 1024)) fail('--gpus', o.gpus, 'an integer 0..1024');
   if (!Number.isInteger(o.maxCpuJobs) || o.maxCpuJobs < 1) fail('--max-cpu-jobs', o.maxCpuJobs, 'an integer >= 1');
@@ -108,5 +131,5 @@ export function resolveServeOptions(input: ServeOptionsInput): ServeOptions {
       fail(name, url, 'an http(s) URL');
     }
   }
-  return { ...o, token: o.token.trim(), dataDir: path.resolve(o.dataDir) };
+  return { ...o, token, dataDir: path.resolve(o.dataDir) };
 }

@@ -142,10 +142,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
    * Validates and journals a job. Resolves once the job is on disk: submits that arrive in the same
    * event-loop turn share one SQLite transaction (one fsync), which is what makes submits cheap.
    */
-  submit(spec: JobSpec, idempotencyKey?: string): Promise<JobRecord> {
+  async submit(spec: JobSpec, idempotencyKey?: string): Promise<{ job: JobRecord; created: boolean }> {
     if (idempotencyKey !== undefined) {
-      const known = this.o.journal.jobByKey(idempotencyKey) ?? this.pendingSubmits.find((p) => p.key === idempotencyKey)?.promise;
-      if (known) return Promise.resolve(known);
+      const known = this.o.journal.jobByKey(idempotencyKey) ?? await this.pendingSubmits.find((p) => p.key === idempotencyKey)?.promise;
+      if (known) return { job: known, created: false };
     }
     if (this.draining) throw conflict('the agent is shutting down or its host is being preempted: no new jobs are accepted');
     if (this.guard.fault) throw faultError(this.guard.fault);
@@ -180,7 +180,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       this.flushScheduled = true;
       setImmediate(() => this.flushSubmits());
     }
-    return promise;
+    return { job: await promise, created: true };
   }
 
   /** A Retry-After for a full queue: about how long the queue takes to drain by one slot's worth. */

@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import * as fs from 'node:fs';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { AgentError, badRequest, notFound } from './errors';
@@ -57,6 +58,8 @@ type JobBody = Partial<Omit<JobSpec, 'argv'>> & { argv: string[] };
 export interface ServerDeps {
   readonly token: string;
   readonly bodyLimitBytes: number;
+  /** Time a client has to send a whole request (headers and body). */
+  readonly requestTimeoutMs: number;
   readonly logger: Logger;
   readonly journal: Journal;
   readonly scheduler: Scheduler;
@@ -123,6 +126,10 @@ export async function buildServer(d: ServerDeps): Promise<FastifyInstance> {
     loggerInstance: d.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: d.bodyLimitBytes,
+    // a slow or stalled body is cut after this; idle keep-alive sockets after 5 s; close() ends every socket
+    requestTimeout: d.requestTimeoutMs,
+    keepAliveTimeout: 5000,
+    forceCloseConnections: true,
     return503OnClosing: true,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false } },
     frameworkErrors: (err, _req, reply) => {
@@ -131,9 +138,13 @@ export async function buildServer(d: ServerDeps): Promise<FastifyInstance> {
     },
   });
 
+  app.server.headersTimeout = Math.min(d.requestTimeoutMs, 60_000);
+  app.server.maxConnections = maxConnections();
+
   app.setErrorHandler((err: FastifyError, req, reply) => {
     const e = toAgentError(err);
-    if (e.statusCode >= 500) req.log.error({ err }, 'request failed');
+    if (e.statusCode >= 500 && !(e.statusCode === 507 || e.code === 'disk_read_only')) req.log.error({ err }, 'request failed');
+    if (e.extra.retryAfterSeconds !== undefined) void reply.header('retry-after', String(e.extra.retryAfterSeconds));
     void reply.code(e.statusCode).send(e.toJSON());
   });
   app.setNotFoundHandler((req, reply) => {
@@ -147,7 +158,8 @@ export async function buildServer(d: ServerDeps): Promise<FastifyInstance> {
     const m = typeof header === 'string' ? /^Bearer[ ]+(\S+)\s*$/i.exec(header) : null;
     if (!m || !timingSafeEqual(sha256(m[1]), expected)) {
       const e = new AgentError(401, 'unauthorized', 'a valid "Authorization: Bearer <token>" header is required', 'authorization');
-      void reply.code(401).header('www-authenticate', 'Bearer').send(e.toJSON());
+      // the body of a refused request is not read: close the connection rather than wait for it
+      void reply.code(401).header('www-authenticate', 'Bearer').header('connection', 'close').send(e.toJSON());
       return reply;
     }
     return undefined;
@@ -165,6 +177,10 @@ export async function buildServer(d: ServerDeps): Promise<FastifyInstance> {
 
   app.post<{ Body: JobBody }>('/v1/jobs', { schema: { body: JOB_BODY_SCHEMA } }, async (req, reply) => {
     const b = req.body;
+    const keyHeader = req.headers['idempotency-key'];
+    if (keyHeader !== undefined && (typeof keyHeader !== 'string' || !/^[\x21-\x7e]{1,200}$/.test(keyHeader))) {
+      throw badRequest('Idempotency-Key must be 1..200 printable ASCII characters without spaces', 'idempotency-key');
+    }
     if (b === null || typeof b !== 'object' || Array.isArray(b)) throw badRequest('the body must be a JSON object', 'body');
     if (!b.argv[0]) throw badRequest('argv[0] (the program) must not be empty', 'argv.0');
     const spec: JobSpec = {
@@ -182,8 +198,9 @@ export async function buildServer(d: ServerDeps): Promise<FastifyInstance> {
       ...(b.input !== undefined ? { input: b.input } : {}),
       ...(b.output !== undefined ? { output: b.output } : {}),
     };
-    const job = await d.scheduler.submit(spec);
-    return reply.code(201).send(jobJson(job));
+    const { job, created } = await d.scheduler.submit(spec, keyHeader);
+    // a repeated Idempotency-Key answers the job it created first (200, not 201)
+    return reply.code(created ? 201 : 200).header('idempotent-replay', created ? 'false' : 'true').send(jobJson(job));
   });
 
   app.post<{ Body: PipelineRunEnd }>('/v1/pipeline-runs', { schema: { body: PIPELINE_RUN_BODY_SCHEMA } }, async (req) => {
@@ -229,4 +246,15 @@ export async function buildServer(d: ServerDeps): Promise<FastifyInstance> {
   });
 
   return app;
+}
+
+/** Half the open-file limit (the rest is for jobs' pipes and logs), so sockets cannot starve spawn of fds. */
+function maxConnections(): number {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(fs.readFileSync('/proc/self/limits', 'utf8'));
+    if (m && m[1] !== 'unlimited') return Math.max(16, Math.floor(Number(m[1]) / 2));
+  } catch {
+    // not Linux
+  }
+  return 10_000;
 }

@@ -1,5 +1,5 @@
 /**
- * MlPlatformStack: the reference platform of DESIGN §1 as one TerraformStack — a feature store, a GPU
+ * MlPlatformStack: the reference platform (README, "The whole platform in one stack") as one TerraformStack — a feature store, a GPU
  * cluster that reads it, a scheduled pipeline that promotes the model the endpoint serves, and
  * monitoring that watches the cluster, the pipeline and the endpoint.
  */
@@ -88,7 +88,13 @@ const DEFAULT_STEPS = (): StepDefinition[] => [
   Step.deployIfBetter('promote', { metric: 'val_auc', after: ['train'] }),
 ];
 
-/** All five constructs on one target, wired: features -> cluster -> pipeline -> endpoint, all watched. */
+/**
+ * All five constructs on one target, wired: features -> cluster -> pipeline -> endpoint, all watched.
+ *
+ * @example
+ * new MlPlatformStack(app, 'platform-aws', {
+ *   target: (stack) => new AwsTarget(stack, 'aws', { region: 'us-east-1' }) });
+ */
 export class MlPlatformStack extends TerraformStack {
   public readonly target: Target;
   public readonly features: FeatureStore;

@@ -8,6 +8,7 @@ import { StorageBucket } from '@cdktf/provider-google/lib/storage-bucket';
 import { Duration, GcpTarget, GpuCluster } from '../../src';
 import { FeatureStore, FeatureStoreProps } from '../../src/constructs/feature-store';
 import { bigtableTableName } from '../../src/constructs/feature-store/feast';
+import { memorystoreCaPath } from '../../src/constructs/feature-store/gcp';
 import { countByType, only, renderTerraformString, resources, synth, TerraformJson, testAgentBundle } from '../helpers';
 
 const build = (props: Partial<FeatureStoreProps> = {}, extra?: (stack: TerraformStack, f: FeatureStore, gcp: GcpTarget) => void) => {
@@ -27,6 +28,8 @@ function feastYaml(json: TerraformJson): Record<string, any> {
   const [value] = Object.entries(json.output ?? {}).filter(([k]) => k.includes('feast-config')).map(([, o]) => o.value as string);
   return parse(renderTerraformString(value));
 }
+const dataset = (json: TerraformJson): any => Object.values(resources(json, 'google_bigquery_dataset')).find((d: any) => !d.dataset_id.endsWith('_scratch'));
+const scratch = (json: TerraformJson): any => Object.values(resources(json, 'google_bigquery_dataset')).find((d: any) => d.dataset_id.endsWith('_scratch'));
 const grantMembers = (json: TerraformJson, type: string) => Object.entries(resources(json, type)).filter(([k]) => k.startsWith('features_grants_')).map(([, v]) => v as any);
 
 describe('FeatureStore on GCP', () => {
@@ -34,7 +37,7 @@ describe('FeatureStore on GCP', () => {
 
   test('offline bucket: uniform access, public access prevention, versioning, old versions expire', () => {
     expect(text).toHaveResourceWithProperties(StorageBucket, {
-      name: expect.stringMatching(/^test-features-[a-f0-9]{8}-offline$/), location: 'us-central1', uniform_bucket_level_access: true,
+      name: expect.stringMatching(/^test-features-[a-f0-9]{8}-[a-f0-9]{8}-offline$/), location: 'us-central1', uniform_bucket_level_access: true,
       public_access_prevention: 'enforced', versioning: { enabled: true }, force_destroy: false,
     });
     const b = Object.entries(resources(json, 'google_storage_bucket')).find(([k]) => k.startsWith('features_'))![1] as any;
@@ -47,7 +50,7 @@ describe('FeatureStore on GCP', () => {
     const { json: j } = build({ kmsKeyName: kms });
     const b = Object.entries(resources(j, 'google_storage_bucket')).find(([k]) => k.startsWith('features_'))![1] as any;
     expect(b.encryption).toEqual({ default_kms_key_name: kms });
-    expect((only(j, 'google_bigquery_dataset') as any).default_encryption_configuration).toEqual({ kms_key_name: kms });
+    expect(dataset(j).default_encryption_configuration).toEqual({ kms_key_name: kms });
     for (const t of Object.values(resources(j, 'google_bigquery_table')) as any[]) expect(t.encryption_configuration).toEqual({ kms_key_name: kms });
     expect((only(j, 'google_bigtable_instance') as any).cluster[0].kms_key_name).toBe(kms);
   });
@@ -63,7 +66,7 @@ describe('FeatureStore on GCP', () => {
     expect(schema('item_stats')).toEqual([
       ['item_id', 'STRING', 'NULLABLE'], ['shop_id', 'STRING', 'NULLABLE'], ['ctr', 'FLOAT', 'NULLABLE'], ['thumb', 'BYTES', 'NULLABLE'], ['event_timestamp', 'TIMESTAMP', 'REQUIRED'],
     ]);
-    expect(only(json, 'google_bigquery_dataset')).toMatchObject({ dataset_id: expect.stringMatching(/^test_features_[a-f0-9]{8}$/), location: 'us-central1', delete_contents_on_destroy: false });
+    expect(dataset(json)).toMatchObject({ dataset_id: expect.stringMatching(/^test_features_[a-f0-9]{8}$/), location: 'us-central1', delete_contents_on_destroy: false });
     expect(store.offlineTableNames.user_stats).toMatch(/^ml-prod-123\.test_features_[a-f0-9]{8}\.user_stats$/);
   });
 
@@ -95,24 +98,88 @@ describe('FeatureStore on GCP', () => {
 
   test('grantRead: viewer roles on exactly the bucket, dataset and Bigtable instance', () => {
     const member = expect.stringMatching(/^\$\{google_service_account\.train_iam_host_[A-F0-9]+\.member\}$/);
-    expect(grantMembers(json, 'google_storage_bucket_iam_member')).toEqual([expect.objectContaining({ role: 'roles/storage.objectViewer', member, bucket: expect.stringMatching(/google_storage_bucket\.features_offline_bucket_/) })]);
-    expect(grantMembers(json, 'google_bigquery_dataset_iam_member')).toEqual([expect.objectContaining({ role: 'roles/bigquery.dataViewer', member, dataset_id: expect.stringMatching(/google_bigquery_dataset\.features_offline_dataset_/) })]);
+    const bucket = expect.stringMatching(/google_storage_bucket\.features_offline_bucket_/);
+    expect(grantMembers(json, 'google_storage_bucket_iam_member')).toEqual(expect.arrayContaining([
+      expect.objectContaining({ role: 'roles/storage.objectViewer', member, bucket }), expect.objectContaining({ role: 'roles/storage.legacyBucketReader', member, bucket })]));
+    expect(grantMembers(json, 'google_storage_bucket_iam_member')).toHaveLength(2);
+    expect(grantMembers(json, 'google_bigquery_dataset_iam_member')).toEqual([
+      expect.objectContaining({ role: 'roles/bigquery.dataViewer', member, dataset_id: expect.stringMatching(/google_bigquery_dataset\.features_offline_dataset_/) }),
+      expect.objectContaining({ role: 'roles/bigquery.dataEditor', member, dataset_id: expect.stringMatching(/google_bigquery_dataset\.features_offline_scratch-dataset_/) })]);
     expect(grantMembers(json, 'google_bigtable_instance_iam_member')).toEqual([expect.objectContaining({ role: 'roles/bigtable.reader', member, instance: expect.stringMatching(/google_bigtable_instance\.features_online_bigtable_/) })]);
-    expect(resources(json, 'google_project_iam_member')['features']).toBeUndefined();
-    expect(Object.keys(resources(json, 'google_project_iam_member')).some((k) => k.startsWith('features_'))).toBe(false);
+    // Project level only what has no narrower resource: running query jobs and Storage API read sessions.
+    expect(grantMembers(json, 'google_project_iam_member').map((m) => [m.role, m.project])).toEqual([['roles/bigquery.jobUser', 'ml-prod-123'], ['roles/bigquery.readSessionUser', 'ml-prod-123']]);
+  });
+
+  // ---- defects of issue 15 (each of these failed before its fix)
+
+  test('Feast can read its registry: storage.buckets.get (legacyBucketReader) on the offline bucket only, for readers and writers', () => {
+    for (const grant of ['grantRead', 'grantWrite'] as const) {
+      const { json: j } = build({}, (s, f, gcp) => f[grant](new GpuCluster(s, 'train', { target: gcp, accelerator: 'L4', agentBundleDir: testAgentBundle() })));
+      const m = grantMembers(j, 'google_storage_bucket_iam_member').filter((x) => x.role === 'roles/storage.legacyBucketReader');
+      expect(m).toHaveLength(1);
+      expect(m[0].bucket).toMatch(/google_storage_bucket\.features_offline_bucket_/);
+    }
+  });
+
+  test('BigQuery offline store: jobs, read sessions, and a writable scratch dataset Feast uses for entity frames', () => {
+    expect(scratch(json)).toMatchObject({ dataset_id: `${dataset(json).dataset_id}_scratch`, default_table_expiration_ms: 86_400_000, location: 'us-central1' });
+    expect(feastYaml(json).offline_store.dataset).toBe('TFREF');
+    const out = Object.entries(json.output ?? {}).find(([k]) => k.includes('feast-config'))![1].value as string;
+    expect(out).toMatch(/dataset: \$\{google_bigquery_dataset\.features_offline_scratch-dataset_[A-F0-9]+\.dataset_id\}/);
+  });
+
+  test('bucket names collide globally: the project id is in the offline bucket name', () => {
+    const name = (j: TerraformJson) => (Object.values(resources(j, 'google_storage_bucket'))[0] as any).name;
+    const other = synth((stack) => new FeatureStore(stack, 'features', { target: new GcpTarget(stack, 'gcp', { project: 'ml-other-456', region: 'us-central1' }) }));
+    const mine = synth((stack) => new FeatureStore(stack, 'features', { target: new GcpTarget(stack, 'gcp', { project: 'ml-prod-123', region: 'us-central1' }) }));
+    expect(name(other.json)).not.toBe(name(mine.json));
+  });
+
+  test('private services access: one range and one connection per network for two Redis stores; destroy abandons the peering', () => {
+    const { json: j } = build({ online: 'redis' }, (s, _f, gcp) => new FeatureStore(s, 'features2', { target: gcp, online: 'redis' }));
+    expect(Object.keys(resources(j, 'google_redis_instance'))).toHaveLength(2);
+    const conn = only(j, 'google_service_networking_connection') as any;
+    expect(conn).toMatchObject({ deletion_policy: 'ABANDON', update_on_creation_fail: true });
+    const range = only(j, 'google_compute_global_address') as any;
+    for (const r of Object.values(resources(j, 'google_redis_instance')) as any[]) {
+      expect(r.reserved_ip_range).toBe(`\${google_compute_global_address.${Object.keys(resources(j, 'google_compute_global_address'))[0]}.name}`);
+    }
+    expect(range.purpose).toBe('VPC_PEERING');
+    const adopt = synth((stack) => new FeatureStore(stack, 'features', { online: 'redis', target: new GcpTarget(stack, 'gcp', { project: 'ml-prod-123', region: 'us-central1', privateServiceAccessRange: 'sql-psa-range' }) }));
+    expect(resources(adopt.json, 'google_service_networking_connection')).toEqual({});
+    expect((only(adopt.json, 'google_redis_instance') as any).reserved_ip_range).toBe('sql-psa-range');
+  });
+
+  test('Bigtable tables are named from Feast entity names, not join keys', () => {
+    const { json: j } = synth((stack) => {
+      const f = new FeatureStore(stack, 'features', { target: new GcpTarget(stack, 'gcp', { project: 'ml-prod-123', region: 'us-central1' }) });
+      f.addFeatureView({ name: 'user_stats', entities: [{ name: 'user_id', entity: 'user', type: 'int64' }], features: [{ name: 'ltv', type: 'float' }], ttl: Duration.days(1) });
+    });
+    expect((only(j, 'google_bigtable_table') as any).name).toBe(bigtableTableName('features', ['user']));
+    expect(() => build({}, (_s, f) => f.addFeatureView({ name: 'v', entities: [{ name: 'user_id', entity: 'bad name' }], features: [{ name: 'x', type: 'float' }], ttl: Duration.days(1) })))
+      .toThrow(/entities\[0\]\.entity/);
+  });
+
+  test('Memorystore TLS: the server CA is published in Secret Manager and named in the connection string', () => {
+    const { json: j } = build({ online: 'redis' }, (st, f, gcp) => f.grantRead(new GpuCluster(st, 'train', { target: gcp, accelerator: 'L4', agentBundleDir: testAgentBundle() })));
+    const ca = Object.entries(resources(j, 'google_secret_manager_secret_version')).find(([k]) => k.includes('ca-value'))![1] as any;
+    // Every current CA (two during a rotation), joined: a valid expression, no nested interpolation.
+    expect(ca.secret_data).toMatch(/^\$\{join\("\\n", \[ for key, val in toset\(google_redis_instance\.[^.]+\.server_ca_certs\): val\.cert\]\)\}$/);
+    expect(feastYaml(j).online_store.connection_string).toContain(`ssl_ca_certs=${memorystoreCaPath('test-features-' + /test-features-([a-f0-9]{8})/.exec(JSON.stringify(j))![1])}`);
+    expect(grantMembers(j, 'google_secret_manager_secret_iam_member').map((m) => m.secret_id)).toEqual([expect.stringMatching(/auth-secret/), expect.stringMatching(/ca-secret/)]);
   });
 
   test('grantWrite: editor roles on the same resources', () => {
     const { json: j } = build({}, (s, f, gcp) => f.grantWrite(new GpuCluster(s, 'train', { target: gcp, accelerator: 'L4', agentBundleDir: testAgentBundle() })));
-    expect(grantMembers(j, 'google_storage_bucket_iam_member').map((m) => m.role)).toEqual(['roles/storage.objectAdmin']);
-    expect(grantMembers(j, 'google_bigquery_dataset_iam_member').map((m) => m.role)).toEqual(['roles/bigquery.dataEditor']);
+    expect(grantMembers(j, 'google_storage_bucket_iam_member').map((m) => m.role).sort()).toEqual(['roles/storage.legacyBucketReader', 'roles/storage.objectAdmin']);
+    expect(grantMembers(j, 'google_bigquery_dataset_iam_member').map((m) => m.role)).toEqual(['roles/bigquery.dataEditor', 'roles/bigquery.dataEditor']);
     expect(grantMembers(j, 'google_bigtable_instance_iam_member').map((m) => m.role)).toEqual(['roles/bigtable.user']);
   });
 
   test('creates exactly these resources', () => {
     const { json: alone } = build();
     expect(countByType(alone)).toEqual({
-      google_storage_bucket: 1, google_bigquery_dataset: 1, google_bigquery_table: 3,
+      google_storage_bucket: 1, google_bigquery_dataset: 2, google_bigquery_table: 3, google_project_service: 5,
       google_bigtable_instance: 1, google_bigtable_table: 2, google_bigtable_gc_policy: 2,
     });
   });
@@ -124,14 +191,14 @@ describe('FeatureStore on GCP', () => {
     });
     const redis = only(j, 'google_redis_instance') as any;
     expect(redis.authorized_network).toMatch(/google_compute_network\.gcp_network_vpc_/);
-    expect(only(j, 'google_compute_global_address')).toMatchObject({ purpose: 'VPC_PEERING', address_type: 'INTERNAL', prefix_length: 24 });
+    expect(only(j, 'google_compute_global_address')).toMatchObject({ purpose: 'VPC_PEERING', address_type: 'INTERNAL', prefix_length: 20 });
     expect(only(j, 'google_service_networking_connection')).toMatchObject({ service: 'servicenetworking.googleapis.com' });
     const version = Object.entries(resources(j, 'google_secret_manager_secret_version')).find(([k]) => k.startsWith('features_'))![1] as any;
     expect(version.secret_data).toMatch(/^\$\{google_redis_instance\.[^.]+\.auth_string\}$/);
     expect(resources(j, 'google_bigtable_instance')).toEqual({});
     expect(s.onlineTableNames).toEqual([]);
-    expect(feastYaml(j).online_store).toEqual({ type: 'redis', redis_type: 'redis', connection_string: 'TFREF:TFREF,ssl=true,password=${REDIS_PASSWORD}' });
-    expect(grantMembers(j, 'google_secret_manager_secret_iam_member')).toEqual([expect.objectContaining({ role: 'roles/secretmanager.secretAccessor', secret_id: expect.stringMatching(/features_online_auth-secret/) })]);
+    expect(feastYaml(j).online_store).toEqual({ type: 'redis', redis_type: 'redis', connection_string: expect.stringMatching(/^TFREF:TFREF,ssl=true,ssl_ca_certs=\/etc\/mlinfra\/feast\/test-features-[a-f0-9]{8}\/server-ca\.pem,password=\$\{REDIS_PASSWORD\}$/) });
+    expect(grantMembers(j, 'google_secret_manager_secret_iam_member')[0]).toEqual(expect.objectContaining({ role: 'roles/secretmanager.secretAccessor', secret_id: expect.stringMatching(/features_online_auth-secret/) }));
     expect(JSON.stringify(j.output)).not.toMatch(/auth_string/);
   });
 

@@ -5,6 +5,11 @@ import { PersistentVolumeClaimV1 } from '@cdktf/provider-kubernetes/lib/persiste
 import { StatefulSetV1 } from '@cdktf/provider-kubernetes/lib/stateful-set-v1';
 import { Duration, GpuCluster, KubernetesTarget } from '../../src';
 import { FeatureStore, FeatureStoreProps } from '../../src/constructs/feature-store';
+import { spawn, spawnSync } from 'child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { redisServerConfig } from '../../src/constructs/feature-store/kubernetes';
 import { countByType, renderTerraformString, resources, synth, TerraformJson, testAgentBundle } from '../helpers';
 
 const build = (props: Partial<FeatureStoreProps> = {}, extra?: (stack: TerraformStack, f: FeatureStore, k8s: KubernetesTarget) => void) => {
@@ -33,16 +38,40 @@ describe('FeatureStore on Kubernetes', () => {
     const pod = sts.spec.template.spec;
     const c = pod.container[0];
     expect(c.image).toBe('redis:7.4-alpine');
-    expect(c.command).toEqual(['redis-server', '--requirepass', '$(REDIS_PASSWORD)', '--appendonly', 'yes', '--dir', '/data', '--protected-mode', 'yes']);
-    expect(c.env).toEqual([{ name: 'REDIS_PASSWORD', value_from: { secret_key_ref: { name: expect.stringMatching(/kubernetes_secret_v1\.features_online_password-secret_/), key: 'password' } } }]);
+    // The password is in a mounted config file: never on the command line (issue 15).
+    expect(c.command).toEqual(['redis-server', '/etc/redis-mlinfra/redis.conf', '--appendonly', 'yes', '--dir', '/data', '--protected-mode', 'yes']);
+    expect(JSON.stringify(c.command)).not.toMatch(/requirepass|PASSWORD/);
+    expect(c.env).toBeUndefined();
+    expect(c.volume_mount).toContainEqual({ name: 'config', mount_path: '/etc/redis-mlinfra', read_only: true });
+    expect(pod.volume).toContainEqual({ name: 'config', secret: { secret_name: expect.stringMatching(/kubernetes_secret_v1\.features_online_password-secret_/), default_mode: '0440', items: [{ key: 'redis.conf', path: 'redis.conf' }] } });
     expect(c.security_context).toMatchObject({ run_as_non_root: true, run_as_user: '999', allow_privilege_escalation: false, read_only_root_filesystem: true, capabilities: { drop: ['ALL'] } });
     expect(c.resources).toEqual({ requests: { cpu: '250m', memory: '512Mi' }, limits: { cpu: '1', memory: '1Gi' } });
     expect(pod.security_context).toMatchObject({ run_as_non_root: true, fs_group: '1000' });
     expect(pod.automount_service_account_token).toBe(false);
     expect(sts.spec.volume_claim_template[0].spec.resources.requests).toEqual({ storage: '10Gi' });
     const secret = mine(json, 'kubernetes_secret_v1')[0];
-    expect(secret.data).toEqual({ password: expect.stringMatching(/^\$\{random_password\.[^.]+\.result\}$/) });
+    expect(secret.data).toEqual({
+      'password': expect.stringMatching(/^\$\{random_password\.[^.]+\.result\}$/),
+      'redis.conf': expect.stringMatching(/^requirepass \$\{random_password\.[^.]+\.result\}\n$/),
+    });
   });
+
+  test('the generated redis.conf, run by a real redis-server: AUTH required, and the password is not on its command line', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mlinfra-redis-'));
+    const password = 'Abc123def456ghi789';
+    writeFileSync(join(dir, 'redis.conf'), redisServerConfig(password), { mode: 0o440 });
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const server = spawn('redis-server', [join(dir, 'redis.conf'), '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    try {
+      const cli = (...args: string[]) => spawnSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8', env: { ...process.env, REDISCLI_AUTH: '' } });
+      for (let i = 0; i < 50 && !/NOAUTH|PONG/.test(cli('ping').stdout + cli('ping').stderr); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(cli('ping').stdout).toMatch(/NOAUTH/);
+      expect(spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8', env: { ...process.env, REDISCLI_AUTH: password } }).stdout.trim()).toBe('PONG');
+      expect(readFileSync(`/proc/${server.pid}/cmdline`, 'utf8')).not.toContain(password);
+    } finally {
+      server.kill('SIGTERM');
+    }
+  }, 20_000);
 
   test('NetworkPolicy: Redis reachable only from labelled client pods on 6379', () => {
     const policy = resources(json, 'kubernetes_network_policy_v1')[Object.keys(resources(json, 'kubernetes_network_policy_v1')).find((k) => k.startsWith('features_online_policy'))!] as any;

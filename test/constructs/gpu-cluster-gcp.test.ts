@@ -8,7 +8,12 @@ import { ComputeRegionInstanceGroupManager } from '@cdktf/provider-google/lib/co
 import { SecretManagerSecret } from '@cdktf/provider-google/lib/secret-manager-secret';
 import { StorageBucket } from '@cdktf/provider-google/lib/storage-bucket';
 import { GcpTarget, GcpTargetProps, GpuCluster, GpuClusterProps, IGrantable } from '../../src';
-import { GCP_GPU_IMAGE, GCP_HEALTH_CHECK_RANGES } from '../../src/constructs/gpu-cluster/gcp';
+import { GCP_DRIVER_WAIT_SECONDS, GCP_GPU_IMAGE, GCP_HEALTH_CHECK_RANGES } from '../../src/constructs/gpu-cluster/gcp';
+import { spawnSync } from 'child_process';
+import { mkdtempSync, writeFileSync } from 'fs';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { gpuDriverWaitScript } from '../../src/constructs/gpu-cluster/bootstrap';
 import { bashSyntaxCheck, countByType, only, renderTerraformString, resources, synth, TerraformJson, testAgentBundle } from '../helpers';
 
 const TARGET: GcpTargetProps = { project: 'ml-prod-123', region: 'us-central1' };
@@ -121,7 +126,7 @@ describe('GpuCluster on GCP', () => {
       distribution_policy_target_shape: 'ANY_SINGLE_ZONE',
       update_policy: { type: 'OPPORTUNISTIC', minimal_action: 'REPLACE', instance_redistribution_type: 'NONE', max_surge_fixed: 0, max_unavailable_fixed: 4 },
       named_port: [{ name: 'agent', port: 7070 }],
-      auto_healing_policies: expect.objectContaining({ initial_delay_sec: 600 }),
+      auto_healing_policies: expect.objectContaining({ initial_delay_sec: GCP_DRIVER_WAIT_SECONDS + 600 }),
       lifecycle: { ignore_changes: ['target_size'] },
     });
     const m = mig(json);
@@ -189,7 +194,7 @@ describe('GpuCluster on GCP', () => {
       versioning: { enabled: true }, force_destroy: false,
     });
     const b = only(json, 'google_storage_bucket') as any;
-    expect(b.name).toMatch(/^test-train-[0-9a-f]{8}-artifacts$/);
+    expect(b.name).toMatch(/^test-train-[0-9a-f]{8}-[0-9a-f]{8}-artifacts$/);
     expect(b.lifecycle_rule).toContainEqual({ action: { type: 'Delete' }, condition: { days_since_noncurrent_time: 30, with_state: 'ARCHIVED' } });
   });
 
@@ -238,11 +243,11 @@ describe('GpuCluster on GCP', () => {
     const script = hostScript(json);
     const name = mig(json).name;
     expect(script).toMatch(/--idle-stop-minutes 30 --stop-command \/opt\/mlinfra\/stop\.sh/);
-    expect(script).toContain('http://metadata.google.internal/computeMetadata/v1/instance/name');
-    expect(script).toContain(`MIG=${name}\n`);
-    expect(script).toContain(`gcloud compute instance-groups managed describe "$MIG" --region 'us-central1' --project 'ml-prod-123' --format='value(targetSize)'`);
-    expect(script).toContain('if [ "$SIZE" -le 0 ]; then');
-    expect(script).toContain(`gcloud compute instance-groups managed delete-instances "$MIG" --region 'us-central1' --project 'ml-prod-123' --instances "$NAME" --quiet`);
+    // Run for real against a fake API in idle-stop-gcp.test.ts; here: what it is told.
+    expect(script).toContain('http://metadata.google.internal/computeMetadata/v1');
+    expect(script).toContain(`"project":"ml-prod-123","region":"us-central1","group":"${name}","min":0`);
+    expect(script).toContain("exec \"$NODE\" - <<'MLINFRA_STOP_JS'");
+    expect(script).not.toContain('gcloud compute instance-groups');
     const role = only(json, 'google_project_iam_custom_role') as any;
     expect(role.permissions).toEqual(['compute.instanceGroupManagers.get', 'compute.instanceGroupManagers.update']);
     expect(role.role_id).toMatch(/^[a-zA-Z0-9_.]{3,64}$/);
@@ -255,7 +260,7 @@ describe('GpuCluster on GCP', () => {
 
   test('nodes.min is the floor the stop script keeps', () => {
     const { json: j } = build({ nodes: { min: 2, max: 4 } });
-    expect(hostScript(j)).toContain('if [ "$SIZE" -le 2 ]; then');
+    expect(hostScript(j)).toContain('"min":2,');
   });
 
   test('idleStopMinutes 0: no stop script, no custom role, no scaling permission', () => {
@@ -264,7 +269,7 @@ describe('GpuCluster on GCP', () => {
     bashSyntaxCheck(script);
     expect(script).not.toContain('stop.sh');
     expect(script).not.toContain('--idle-stop-minutes');
-    expect(script).not.toContain('delete-instances');
+    expect(script).not.toContain('deleteInstances');
     expect(resources(j, 'google_project_iam_custom_role')).toEqual({});
     expect((Object.values(resources(j, 'google_project_iam_member')) as any[]).map((b) => b.role).sort())
       .toEqual(['roles/logging.logWriter', 'roles/monitoring.metricWriter']);
@@ -349,8 +354,66 @@ describe('GpuCluster on GCP', () => {
       google_compute_router: 1, google_compute_router_nat: 1, google_compute_subnetwork: 1, google_project_iam_custom_role: 1,
       google_project_iam_member: 3, google_secret_manager_secret: 1, google_secret_manager_secret_iam_member: 1,
       google_secret_manager_secret_version: 1, google_service_account: 1, google_storage_bucket: 1, google_storage_bucket_iam_member: 1,
-      google_storage_bucket_object: 2, random_password: 1,
+      google_storage_bucket_object: 2, random_password: 1, google_project_service: 7,
     });
+  });
+
+  // ---- defects of issue 15 (each of these failed before its fix)
+
+  test('bucket names collide globally: the project id is in the name, so two projects get two names', () => {
+    const a = (only(json, 'google_storage_bucket') as any).name;
+    const { json: other } = build({}, undefined, { project: 'ml-other-456' });
+    const b = (only(other, 'google_storage_bucket') as any).name;
+    expect(a).not.toBe(b);
+    expect(a.length).toBeLessThanOrEqual(63);
+  });
+
+  test('APIs: the stack enables what the cluster needs, never disabled on destroy, and every resource waits for them', () => {
+    const services = Object.values(resources(json, 'google_project_service')) as any[];
+    expect(services.map((x) => x.service).sort()).toEqual(['cloudresourcemanager.googleapis.com', 'compute.googleapis.com', 'iam.googleapis.com',
+      'logging.googleapis.com', 'monitoring.googleapis.com', 'secretmanager.googleapis.com', 'storage.googleapis.com']);
+    for (const x of services) expect(x).toMatchObject({ disable_on_destroy: false, project: 'ml-prod-123' });
+    expect(mig(json).depends_on).toEqual(expect.arrayContaining([expect.stringMatching(/^google_project_service\.gcp_apis_compute_/)]));
+    const { json: off } = build({}, undefined, { manageApis: false });
+    expect(resources(off, 'google_project_service')).toEqual({});
+  });
+
+  test('fails when an A3 shape has neither spot nor a reservation; a reservation is consumed when named', () => {
+    expect(() => build({ accelerator: 'H100', acceleratorsPerNode: 8, spot: false })).toThrow(/spot.*reservation|reservation.*spot/);
+    expect(() => build({ accelerator: 'H200', acceleratorsPerNode: 8, spot: false })).toThrow(/a3-ultragpu-8g/);
+    const { json: r } = build({ accelerator: 'H100', acceleratorsPerNode: 8, spot: false }, undefined, { reservations: { 'a3-highgpu-8g': 'my-h100s' } });
+    expect(template(r).reservation_affinity).toEqual({ type: 'SPECIFIC_RESERVATION', specific_reservation: { key: 'compute.googleapis.com/reservation-name', values: ['my-h100s'] } });
+    expect(() => build({ accelerator: 'A100-80GB', acceleratorsPerNode: 4, spot: false })).not.toThrow();
+  });
+
+  test('hosts may see zero GPUs: --gpus from the catalog, and a bounded wait for the driver before the agent starts', () => {
+    const script = hostScript(json);
+    expect(script).toMatch(/mlinfra-agent\.js serve .*--gpus 4( |$)/m);
+    const wait = script.indexOf("nvidia-smi -L");
+    expect(wait).toBeGreaterThan(0);
+    expect(wait).toBeLessThan(script.indexOf('systemctl enable --now mlinfra-agent.service'));
+    expect(script).toContain(`+ ${GCP_DRIVER_WAIT_SECONDS} ))`);
+  });
+
+  test('the driver wait, run by bash with a fake nvidia-smi: returns once the GPUs show, fails after its bound', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mlinfra-gpu-wait-'));
+    const fakeSmi = (lines: number) => writeFileSync(join(dir, 'nvidia-smi'),
+      `#!/bin/sh\n${Array.from({ length: lines }, (_, i) => `echo "GPU ${i}: NVIDIA A100 (UUID: GPU-${i})"`).join('\n')}\n`, { mode: 0o755 });
+    const run = (count: number, seconds: number) => spawnSync('bash', ['-c', `set -euo pipefail\n${gpuDriverWaitScript(count, seconds)}`], { env: { PATH: `${dir}:${process.env.PATH}` }, encoding: 'utf8' });
+    fakeSmi(4);
+    expect(run(4, 30)).toMatchObject({ status: 0, stdout: expect.stringContaining('4 GPU(s) visible') });
+    fakeSmi(0);
+    const failed = run(4, 1);
+    expect(failed.status).toBe(1);
+    expect(failed.stderr).toContain('did not show 4 GPU(s) within 1s');
+  }, 20_000);
+
+  test('jobs can import torch: a PyTorch image family on a supported CUDA, and the image environment on the agent PATH', () => {
+    expect(GCP_GPU_IMAGE).toMatch(/\/family\/pytorch-\d+-\d+-cu12[6-9]-/);
+    expect(GCP_GPU_IMAGE).not.toMatch(/cu12[0-4]|cu11/);
+    const script = hostScript(json);
+    expect(script).toContain('/opt/conda/bin');
+    expect(script).toContain('/etc/systemd/system/mlinfra-agent.service.d/path.conf');
   });
 
   test('grants: another GCP cluster gets members on exactly the secret, the bucket and (conditionally) the group', () => {

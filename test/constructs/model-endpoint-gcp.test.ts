@@ -27,12 +27,12 @@ describe('ModelEndpoint on GCP (Cloud Run)', () => {
 
   test('one L4 GPU per instance, CPU always allocated, at least 4 vCPU and 16 GiB', () => {
     expect(text).toHaveResourceWithProperties(CloudRunV2Service, {
-      template: expect.objectContaining({ node_selector: { accelerator: 'nvidia-l4' }, gpu_zonal_redundancy_disabled: false }),
+      template: expect.objectContaining({ node_selector: { accelerator: 'nvidia-l4' }, gpu_zonal_redundancy_disabled: true }),
     });
     expect(container(json).resources).toEqual({ limits: { 'cpu': '8', 'memory': '32Gi', 'nvidia.com/gpu': '1' }, cpu_idle: false, startup_cpu_boost: true });
-    const { json: j } = build({ cpu: 4, memoryGiB: 16, gpuZonalRedundancy: false });
+    const { json: j } = build({ cpu: 4, memoryGiB: 16, gpuZonalRedundancy: true });
     expect(container(j).resources.limits).toEqual({ 'cpu': '4', 'memory': '16Gi', 'nvidia.com/gpu': '1' });
-    expect(service(j).template.gpu_zonal_redundancy_disabled).toBe(true);
+    expect(service(j).template.gpu_zonal_redundancy_disabled).toBe(false);
     const { json: cpu } = build({ accelerator: undefined });
     expect(service(cpu).template.node_selector).toBeUndefined();
     expect(container(cpu).resources).toEqual({ limits: { cpu: '2', memory: '4Gi' }, cpu_idle: true, startup_cpu_boost: true });
@@ -61,7 +61,7 @@ describe('ModelEndpoint on GCP (Cloud Run)', () => {
   });
 
   test('canary: the previous revision keeps 100-p percent, the new one gets p', () => {
-    const { json: j } = build({ rollout: Rollout.canary({ percent: 10 }), revision: 'v2', previous: { revision: 'v1' } });
+    const { json: j } = build({ rollout: Rollout.canary({ percent: 10 }), revision: 'v2', previous: { revision: 'v1', deployed: true } });
     const name = service(j).name;
     expect(name).toMatch(NAME);
     expect(service(j).template.revision).toBe(`${name}-v2`);
@@ -73,19 +73,19 @@ describe('ModelEndpoint on GCP (Cloud Run)', () => {
 
   test('linear: each step (rolloutStep) moves percentPerStep more, the last step moves all', () => {
     const lin = Rollout.linear({ percentPerStep: 25, stepMinutes: 10 });
-    const { json: s2 } = build({ rollout: lin, revision: 'v2', previous: { revision: 'v1' }, rolloutStep: 2 });
+    const { json: s2 } = build({ rollout: lin, revision: 'v2', previous: { revision: 'v1', deployed: true }, rolloutStep: 2 });
     expect(service(s2).traffic.map((t: any) => [t.revision.slice(-2), t.percent])).toEqual([['v1', 50], ['v2', 50]]);
-    const { json: s1 } = build({ rollout: lin, revision: 'v2', previous: { revision: 'v1' } });
+    const { json: s1 } = build({ rollout: lin, revision: 'v2', previous: { revision: 'v1', deployed: true } });
     expect(service(s1).traffic.map((t: any) => t.percent)).toEqual([75, 25]);
-    const { json: s4 } = build({ rollout: lin, revision: 'v2', previous: { revision: 'v1' }, rolloutStep: 4 });
+    const { json: s4 } = build({ rollout: lin, revision: 'v2', previous: { revision: 'v1', deployed: true }, rolloutStep: 4 });
     expect(service(s4).traffic.map((t: any) => [t.revision.slice(-2), t.percent])).toEqual([['v2', 100], ['v1', 0]]);
   });
 
   test('blue/green: the live colour takes all traffic, the other keeps a tagged URL', () => {
     const bg = Rollout.blueGreen();
-    const { json: staged } = build({ rollout: bg, revision: 'v2', color: 'green', previous: { revision: 'v1' } });
+    const { json: staged } = build({ rollout: bg, revision: 'v2', color: 'green', previous: { revision: 'v1', deployed: true } });
     expect(service(staged).traffic.map((t: any) => [t.revision.slice(-2), t.percent, t.tag])).toEqual([['v1', 100, 'blue'], ['v2', 0, 'green']]);
-    const { json: live } = build({ rollout: bg, revision: 'v2', color: 'green', previous: { revision: 'v1' }, live: 'green' });
+    const { json: live } = build({ rollout: bg, revision: 'v2', color: 'green', previous: { revision: 'v1', deployed: true }, live: 'green' });
     expect(service(live).traffic.map((t: any) => [t.revision.slice(-2), t.percent, t.tag])).toEqual([['v1', 0, 'blue'], ['v2', 100, 'green']]);
   });
 
@@ -140,7 +140,39 @@ describe('ModelEndpoint on GCP (Cloud Run)', () => {
   });
 
   test('creates exactly these resources', () => {
-    expect(countByType(json)).toEqual({ google_service_account: 1, google_storage_bucket_iam_member: 1, google_cloud_run_v2_service: 1 });
+    expect(countByType(json)).toEqual({ google_service_account: 1, google_storage_bucket_iam_member: 1, google_cloud_run_v2_service: 1, google_project_service: 3 });
+  });
+
+  // ---- defects of issue 15 (each of these failed before its fix)
+
+  test('a canary to a previous revision not known to exist deploys all at once and says what to do', () => {
+    const { json: j, stack } = build({ rollout: Rollout.canary({ percent: 10 }), revision: 'v2', previous: { revision: 'v1' } });
+    expect(service(j).traffic).toEqual([{ type: 'TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST', percent: 100 }]);
+    const warnings = stack.node.findAll().flatMap((c) => c.node.metadata).filter((m) => m.type === 'aws:cdk:warning').map((m) => String(m.data));
+    expect(warnings).toEqual([expect.stringMatching(/revision test-ltv-api-[0-9a-f]{8}-v1 is not known to exist.*previous to \{ revision: 'v1', deployed: true \}/)]);
+    const { json: ok } = build({ rollout: Rollout.canary({ percent: 10 }), revision: 'v2', previous: { revision: 'v1', deployed: true } });
+    expect(service(ok).traffic.map((t: any) => t.percent)).toEqual([90, 10]);
+  });
+
+  test('the canary keeps the old revision reading its own model: the condition covers both prefixes; another bucket gets its own member', () => {
+    const { json: j } = build({ rollout: Rollout.canary({ percent: 10 }), revision: 'v2', previous: { revision: 'v1', deployed: true, model: 'gs://ml-models/ltv/v2' } });
+    const expr: string = (only(j, 'google_storage_bucket_iam_member') as any).condition.expression;
+    expect(expr).toContain('objects/ltv/v3")');
+    expect(expr).toContain('objects/ltv/v2")');
+    const { json: k } = build({ rollout: Rollout.canary({ percent: 10 }), revision: 'v2', previous: { revision: 'v1', deployed: true, model: 'gs://old-models/ltv/v2' } });
+    const members = Object.values(resources(k, 'google_storage_bucket_iam_member')) as any[];
+    expect(members.map((m) => m.bucket).sort()).toEqual(['ml-models', 'old-models']);
+    expect(members.find((m) => m.bucket === 'old-models').condition.expression).toContain('buckets/old-models/objects/ltv/v2")');
+  });
+
+  test('Cloud Run defaults: no zonal redundancy unless asked, deletion protection off explicitly, startup windows within the limits', () => {
+    expect(service(json).template.gpu_zonal_redundancy_disabled).toBe(true);
+    expect(service(json).deletion_protection).toBe(false);
+    const window = (j: TerraformJson) => container(j).startup_probe.period_seconds * container(j).startup_probe.failure_threshold;
+    expect(window(json)).toBeLessThanOrEqual(1800);
+    const { json: cpu } = build({ accelerator: undefined });
+    expect(window(cpu)).toBeLessThanOrEqual(240);
+    expect(container(cpu).startup_probe.period_seconds).toBeLessThanOrEqual(240);
   });
 
   test('snapshot', () => {

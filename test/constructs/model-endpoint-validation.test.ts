@@ -96,13 +96,14 @@ describe('ModelEndpoint validation', () => {
     expect(() => new ModelEndpoint(stack, 'bad', { target: aws, model: b.bucket, image: BASE.aws.image as string, replicas: { min: 1, max: 2 } })).toThrow(/literal s3:\/\/ or gs:\/\//);
   });
 
-  test('the DESIGN §1 program shape compiles; without an image it fails at synth time with MISSING_PROP', () => {
+  test('image is required: a caller without type checks that omits it fails at synth time with MISSING_PROP', () => {
     const stack = new TerraformStack(new App(), 'v');
     const aws = new AwsTarget(stack, 'aws', { region: 'us-east-1' });
     const pipeline = { model: ModelArtifact.fromUri('s3://ml-artifacts/ltv/model') };
     let err: unknown;
     try {
-      new ModelEndpoint(stack, 'ltv-api', { target: aws, model: pipeline.model, accelerator: 'L4', replicas: { min: 1, max: 8 }, rollout: Rollout.canary({ percent: 10 }) });
+      const props = { target: aws, model: pipeline.model, accelerator: 'L4', replicas: { min: 1, max: 8 }, rollout: Rollout.canary({ percent: 10 }) };
+      new ModelEndpoint(stack, 'ltv-api', props as unknown as ModelEndpointProps);
     } catch (e) {
       err = e;
     }

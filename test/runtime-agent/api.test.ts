@@ -191,13 +191,13 @@ describe('mlinfra-agent serve: start-up', () => {
 
   test('accepts the token from MLINFRA_AGENT_TOKEN', async () => {
     const dataDir = tmpDir();
-    const env = { ...process.env, MLINFRA_AGENT_TOKEN: 'env-token' };
+    const env = { ...process.env, MLINFRA_AGENT_TOKEN: 'env-token-0123456789' };
     const { spawn } = await import('node:child_process');
     const p = spawn(process.execPath, [BUNDLE, 'serve', '--port', '0', '--data-dir', dataDir], { env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     p.stdout.on('data', (c: Buffer) => { out += c.toString(); });
     const url = await waitFor('listening', () => /"url":"(http:[^"]+)"[^\n]*listening/.exec(out)?.[1]);
-    const ok = await fetch(`${url}/v1/jobs`, { headers: { authorization: 'Bearer env-token' } });
+    const ok = await fetch(`${url}/v1/jobs`, { headers: { authorization: 'Bearer env-token-0123456789' } });
     expect(ok.status).toBe(200);
     p.kill('SIGTERM');
     await new Promise((r) => p.on('exit', r));

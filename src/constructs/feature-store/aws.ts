@@ -4,6 +4,7 @@
  */
 import { Lazy } from 'cdktf';
 import { Construct } from 'constructs';
+import { AthenaWorkgroup } from '@cdktf/provider-aws/lib/athena-workgroup';
 import { DynamodbTable } from '@cdktf/provider-aws/lib/dynamodb-table';
 import { ElasticacheReplicationGroup } from '@cdktf/provider-aws/lib/elasticache-replication-group';
 import { ElasticacheSubnetGroup } from '@cdktf/provider-aws/lib/elasticache-subnet-group';
@@ -26,6 +27,9 @@ import { FeatureStoreBackend, FeatureStorePlan, FeatureView, principalOn } from 
 export const REDIS_PORT = 6379;
 /** Attribute the online tables expire items by. Feast does not write it; writers that set it get expiry. */
 export const DYNAMODB_TTL_ATTRIBUTE = 'expires_at';
+/** Feast's temporary entity tables (athena.py: `offline_utils.get_temp_entity_table_name()`). */
+export const FEAST_ENTITY_TABLE_PREFIX = 'feast_entity_df_';
+
 /** Prefix under the offline bucket where Athena (Feast's offline store) stages query results. */
 export const ATHENA_STAGING_PREFIX = 'athena-staging';
 
@@ -33,6 +37,8 @@ export interface AwsFeatureStoreResources {
   readonly key: KmsKey;
   readonly bucket: S3Bucket;
   readonly database: GlueCatalogDatabase;
+  /** Athena workgroup Feast's offline store queries in (encrypted results in the staging prefix). */
+  readonly workgroup: AthenaWorkgroup;
   /** Glue table per view name. */
   readonly glueTables: Readonly<Record<string, GlueCatalogTable>>;
   /** DynamoDB table per view name (online: 'dynamodb'). */
@@ -70,6 +76,18 @@ export function buildAwsFeatureStore(store: Construct, target: AwsTarget, plan: 
   });
   const offlineUri = `s3://${bucket.bucket}`;
   const registryUri = `${offlineUri}/registry.db`;
+  // Feast's Athena offline store requires a workgroup (no default). Ours enforces encrypted results in
+  // the staging prefix, whatever a client asks for. force_destroy: it holds only query history.
+  const workgroup = new AthenaWorkgroup(offline, 'workgroup', {
+    provider, name: plan.name, description: `${store.node.path}: Feast offline store queries`, forceDestroy: true,
+    configuration: {
+      enforceWorkgroupConfiguration: true, publishCloudwatchMetricsEnabled: true,
+      resultConfiguration: {
+        outputLocation: `${offlineUri}/${ATHENA_STAGING_PREFIX}/`,
+        encryptionConfiguration: { encryptionOption: 'SSE_KMS', kmsKeyArn: key.arn },
+      },
+    },
+  });
 
   // ---- online
   const online = new Construct(store, 'online');
@@ -86,7 +104,8 @@ export function buildAwsFeatureStore(store: Construct, target: AwsTarget, plan: 
     });
     const password = generatedSecret(online, 'password');
     const passwordSecret = new SecretsmanagerSecret(online, 'password-secret', {
-      provider, name: `mlinfra/${plan.name}/redis-password`, kmsKeyId: key.arn, recoveryWindowInDays: 7,
+      // No recovery window: Terraform generates the value again, and a fixed name pending deletion would fail a re-apply.
+      provider, name: `mlinfra/${plan.name}/redis-password`, kmsKeyId: key.arn, recoveryWindowInDays: 0,
       description: `${store.node.path}: Redis AUTH token of the Feast online store`,
     });
     new SecretsmanagerSecretVersion(online, 'password-value', { provider, secretId: passwordSecret.id, secretString: password.result });
@@ -118,7 +137,7 @@ export function buildAwsFeatureStore(store: Construct, target: AwsTarget, plan: 
       ? { type: 'redis', redis_type: 'redis', connection_string: `${redisEndpoint},ssl=true,password=${REDIS_PASSWORD_REF}` }
       : { type: 'dynamodb', region },
     offline_store: {
-      type: 'athena', region, data_source: 'AwsDataCatalog', database: database.name,
+      type: 'athena', region, data_source: 'AwsDataCatalog', database: database.name, workgroup: workgroup.name,
       s3_staging_location: `${offlineUri}/${ATHENA_STAGING_PREFIX}`,
     },
     entity_key_serialization_version: 3,
@@ -126,17 +145,24 @@ export function buildAwsFeatureStore(store: Construct, target: AwsTarget, plan: 
 
   // ---- grants: exact ARNs; table lists are resolved at synth so views added after a grant are covered
   const tableArns = () => Lazy.listValue({ produce: () => views.map((v) => dynamodbTables[v.name].arn) });
+  const workgroupArn = arn('athena', `workgroup/${workgroup.name}`);
   const glueArns = () => Lazy.listValue({
     produce: () => [arn('glue', 'catalog'), arn('glue', `database/${databaseName}`), ...views.map((v) => arn('glue', `table/${databaseName}/${v.name}`))],
   });
   const readStatements = (): AwsPolicyStatement[] => [
     ...(plan.online === 'dynamodb' ? [{ actions: ['dynamodb:GetItem', 'dynamodb:BatchGetItem', 'dynamodb:Query'], resources: tableArns() }] : []),
     ...(redis ? [{ actions: ['secretsmanager:GetSecretValue'], resources: [redis.passwordSecret.arn] }] : []),
-    { actions: ['s3:ListBucket'], resources: [bucket.arn] },
+    { actions: ['s3:ListBucket', 's3:GetBucketLocation'], resources: [bucket.arn] },
     { actions: ['s3:GetObject'], resources: [`${bucket.arn}/*`] },
-    // GetTable needs the catalog, the database and the table ARN.
-    { actions: ['glue:GetDatabase', 'glue:GetTable', 'glue:GetTables'], resources: glueArns() },
+    // GetTable needs the catalog, the database and the table ARN; Athena reads partitions too.
+    { actions: ['glue:GetDatabase', 'glue:GetTable', 'glue:GetTables', 'glue:GetPartition', 'glue:GetPartitions', 'glue:BatchGetPartition'], resources: glueArns() },
     { actions: ['kms:Decrypt'], resources: [key.arn] },
+    // Reading offline features runs Athena queries in the store's workgroup: results and the uploaded
+    // entity dataframe go to the staging prefix, and Feast makes (then drops) a temporary table for it.
+    { actions: ['athena:StartQueryExecution', 'athena:GetQueryExecution', 'athena:GetQueryResults', 'athena:StopQueryExecution', 'athena:GetWorkGroup'], resources: [workgroupArn] },
+    { actions: ['s3:PutObject', 's3:AbortMultipartUpload', 's3:ListMultipartUploadParts', 's3:DeleteObject'], resources: [`${bucket.arn}/${ATHENA_STAGING_PREFIX}/*`] },
+    { actions: ['kms:GenerateDataKey'], resources: [key.arn] },
+    { actions: ['glue:CreateTable', 'glue:DeleteTable'], resources: [arn('glue', 'catalog'), arn('glue', `database/${databaseName}`), arn('glue', `table/${databaseName}/${FEAST_ENTITY_TABLE_PREFIX}*`)] },
   ];
   const writeStatements = (): AwsPolicyStatement[] => [
     // DescribeTable: `feast apply` checks that a table exists before it would create one (feast#5658).
@@ -195,6 +221,6 @@ export function buildAwsFeatureStore(store: Construct, target: AwsTarget, plan: 
     offlineTableName: (view) => `${databaseName}.${view.name}`,
     grantRead: (g, id) => grant(g, id, readStatements(), 'grantRead'),
     grantWrite: (g, id) => grant(g, id, [...readStatements(), ...writeStatements()], 'grantWrite'),
-    resources: { key, bucket, database, glueTables, dynamodbTables, redis },
+    resources: { key, bucket, database, workgroup, glueTables, dynamodbTables, redis },
   };
 }

@@ -2,7 +2,7 @@
  * FeatureStore on GCP: GCS + BigQuery offline store, Bigtable or Memorystore Redis online store,
  * the registry in the offline bucket.
  */
-import { Fn, Token } from 'cdktf';
+import { Fn, TerraformIterator, Token } from 'cdktf';
 import { Construct } from 'constructs';
 import { BigqueryDataset } from '@cdktf/provider-google/lib/bigquery-dataset';
 import { BigqueryDatasetIamMember } from '@cdktf/provider-google/lib/bigquery-dataset-iam-member';
@@ -139,7 +139,7 @@ export function buildGcpFeatureStore(store: Construct, target: GcpTarget, plan: 
       provider, project, secretId: `${plan.name}-redis-ca`, replication: { auto: {} },
     });
     new SecretManagerSecretVersion(online, 'ca-value', {
-      provider, secret: caSecret.id, secretData: Fn.join('\n', Token.asList(`\${${instance.fqn}.server_ca_certs[*].cert}`)),
+      provider, secret: caSecret.id, secretData: Fn.join('\n', Token.asList(TerraformIterator.fromList(instance.serverCaCerts).pluckProperty('cert'))),
     });
     redis = { instance, privateServiceAccess, authSecret, caSecret };
   }
@@ -210,7 +210,8 @@ export function buildGcpFeatureStore(store: Construct, target: GcpTarget, plan: 
         ...(plan.kmsKeyName ? { encryptionConfiguration: { kmsKeyName: plan.kmsKeyName } } : {}),
       });
       if (bigtable) {
-        const name = bigtableTableName(plan.project, view.entities.map((e) => e.name));
+        // Feast's _get_table_name joins the view's entity names (not join keys).
+        const name = bigtableTableName(plan.project, view.entities.map((e) => e.entity));
         // Views with the same entities share one table (Feast keys rows by entity and view).
         if (!bigtable.tables[name]) {
           const t = new BigtableTable(scope, 'online-table', {

@@ -118,6 +118,19 @@ const BQ_RESERVED = ['_table_', '_file_', '_partition', '_row_timestamp', '__roo
 const MAX_COLUMN = 300;
 const MAX_VIEW = 255; // Glue's table name limit
 
+/**
+ * A Feast feature store: offline store, online store, registry location and feature views declared in
+ * code, plus the `feature_store.yaml` Feast reads (`feastConfig`), with no secret in it.
+ * - AWS: S3 bucket (SSE-KMS, versioned, private) + Glue tables and Athena; DynamoDB (or ElastiCache Redis).
+ * - GCP: GCS bucket + BigQuery dataset and tables; Bigtable (or Memorystore Redis).
+ * - Kubernetes: Redis StatefulSet with a generated password Secret; offline data on a bucket or a PVC.
+ *
+ * @example
+ * const features = new FeatureStore(stack, 'features', { target: aws, project: 'recsys' });
+ * features.addFeatureView({ name: 'user_stats', entities: ['user_id'],
+ *   features: [{ name: 'ltv_30d', type: 'float' }], ttl: Duration.days(2) });
+ * features.grantRead(cluster);
+ */
 export class FeatureStore extends Construct implements IFeatureStore {
   public readonly target: Target;
   public readonly project: string;
@@ -323,7 +336,10 @@ export class FeatureStore extends Construct implements IFeatureStore {
     const entities = o.entities.map((e: string | EntitySpec, i) => {
       const spec = typeof e === 'string' ? { name: e } : e;
       column(`${at}.entities[${i}]`, spec?.name, `entity ${spec?.name}`);
-      return { name: spec.name, type: type(`${at}.entities[${i}].type`, spec.type ?? 'string') };
+      if (spec.entity !== undefined && (typeof spec.entity !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(spec.entity))) {
+        throw Errors.invalid(this, `${at}.entities[${i}].entity`, spec.entity, 'a Feast entity name: 1-64 letters, digits or _, not starting with a digit');
+      }
+      return { name: spec.name, type: type(`${at}.entities[${i}].type`, spec.type ?? 'string'), entity: spec.entity ?? spec.name };
     });
     const features = o.features.map((f, i) => {
       column(`${at}.features[${i}].name`, f?.name, `feature ${f?.name}`);

@@ -13,8 +13,16 @@ import { StatefulSetV1 } from '@cdktf/provider-kubernetes/lib/stateful-set-v1';
 import { IGrantable, kubernetesPeer } from '../../core/grants';
 import { generatedSecret } from '../../core/secrets';
 import { KubernetesTarget } from '../../core/targets';
-import { REDIS_PASSWORD_ENV, REDIS_PASSWORD_REF } from './feast';
+import { REDIS_PASSWORD_REF } from './feast';
 import { FeatureStoreBackend, FeatureStorePlan, FeatureView, principalOn } from './types';
+
+/** Where the Redis pod mounts its configuration (from the password Secret). */
+export const REDIS_CONFIG_DIR = '/etc/redis-mlinfra';
+
+/** The server's configuration file: the password as a config directive (generated: letters and digits only). */
+export function redisServerConfig(password: string): string {
+  return `requirepass ${password}\n`;
+}
 
 /** Pods carrying this label (value "true") in the store's namespace may reach Redis. */
 export const FEATURE_STORE_CLIENT_LABEL = 'mlinfra.dev/feature-store-client';
@@ -59,9 +67,11 @@ export function buildKubernetesFeatureStore(store: Construct, target: Kubernetes
   // ---- online: Redis
   const online = new Construct(store, 'online');
   const password = generatedSecret(online, 'password');
+  // `password` for clients; `redis.conf` for the server, which reads the password from this file:
+  // on its command line it would show in every process listing (/proc/<pid>/cmdline).
   const secret = new SecretV1(online, 'password-secret', {
     provider, metadata: meta(`${plan.name}-redis`), type: 'Opaque',
-    data: { password: password.result },
+    data: { 'password': password.result, 'redis.conf': redisServerConfig(password.result) },
   });
   const service = new ServiceV1(online, 'service', {
     provider, metadata: meta(`${plan.name}-redis`),
@@ -93,17 +103,20 @@ export function buildKubernetesFeatureStore(store: Construct, target: Kubernetes
           securityContext: { runAsNonRoot: true, runAsUser: REDIS_UID, runAsGroup: REDIS_GID, fsGroup: REDIS_GID, seccompProfile: { type: 'RuntimeDefault' } },
           container: [{
             name: 'redis', image: plan.redisImage,
-            // $(VAR) is expanded by the kubelet from the env below: the password never sits in the spec.
-            command: ['redis-server', '--requirepass', `$(${REDIS_PASSWORD_ENV})`, '--appendonly', 'yes', '--dir', '/data', '--protected-mode', 'yes'],
-            env: [{ name: REDIS_PASSWORD_ENV, valueFrom: { secretKeyRef: { name: secret.metadata.name, key: 'password' } } }],
+            // The password comes from the mounted config file, never from the command line or the spec.
+            command: ['redis-server', `${REDIS_CONFIG_DIR}/redis.conf`, '--appendonly', 'yes', '--dir', '/data', '--protected-mode', 'yes'],
             port: [{ name: 'redis', containerPort: REDIS_PORT, protocol: 'TCP' }],
             resources: { requests: { cpu: '250m', memory: '512Mi' }, limits: { cpu: '1', memory: '1Gi' } },
             readinessProbe: { tcpSocket: [{ port: 'redis' }], periodSeconds: 10 },
             livenessProbe: { tcpSocket: [{ port: 'redis' }], periodSeconds: 20, failureThreshold: 6, initialDelaySeconds: 15 },
             securityContext,
-            volumeMount: [{ name: 'data', mountPath: '/data' }, { name: 'tmp', mountPath: '/tmp' }],
+            volumeMount: [{ name: 'data', mountPath: '/data' }, { name: 'tmp', mountPath: '/tmp' }, { name: 'config', mountPath: REDIS_CONFIG_DIR, readOnly: true }],
           }],
-          volume: [{ name: 'tmp', emptyDir: {} }],
+          volume: [
+            { name: 'tmp', emptyDir: {} },
+            // Group-readable for fsGroup (the redis user), nobody else.
+            { name: 'config', secret: { secretName: secret.metadata.name, defaultMode: '0440', items: [{ key: 'redis.conf', path: 'redis.conf' }] } },
+          ],
         },
       },
       volumeClaimTemplate: [{

@@ -24,6 +24,12 @@ export interface EntitySpec {
    * @default 'string'
    */
   readonly type?: FeatureType;
+  /**
+   * The Feast entity's name, when it differs from its join key (`Entity(name='user', join_keys=['user_id'])`).
+   * Feast names Bigtable tables after entity names.
+   * @default - the join key
+   */
+  readonly entity?: string;
 }
 
 export interface FeatureViewSource {
@@ -58,7 +64,8 @@ export interface FeatureViewOptions {
 /** A validated feature view, as backends and users see it. */
 export interface FeatureView {
   readonly name: string;
-  readonly entities: readonly { readonly name: string; readonly type: FeatureType }[];
+  /** `name` is the join key, `entity` the Feast entity's name. */
+  readonly entities: readonly { readonly name: string; readonly type: FeatureType; readonly entity: string }[];
   readonly features: readonly FeatureSpec[];
   readonly ttl: Duration;
   /** Object prefix under the offline store, ending in `/`. */

@@ -29,6 +29,9 @@ import { AwsTarget } from '../../core/targets';
 import { awsHostMetricsFailedScript, awsHostMetricsScript, renderBootstrap, secretReadCommand, shq } from './bootstrap';
 import { awsStatements, GpuClusterBackend, GpuClusterPlan } from './plan';
 
+/** The unprivileged user jobs run as on hosts. */
+export const JOB_USER = 'mlinfra-job';
+
 /** Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04): NVIDIA driver, CUDA, aws CLI. */
 export const AWS_GPU_AMI_PARAMETER = '/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id';
 
@@ -81,7 +84,8 @@ export function awsRolePrincipal(owner: Construct, target: AwsTarget, role: IamR
 
 export function buildAwsGpuCluster(cluster: Construct, target: AwsTarget, plan: GpuClusterPlan): GpuClusterBackend & { readonly resources: AwsGpuClusterResources } {
   const provider = target.provider;
-  const multiNode = plan.nodes.max > 1;
+  // A referenced max may be above 1: plan for several nodes.
+  const multiNode = Token.isUnresolved(plan.nodes.max) || plan.nodes.max > 1;
   if (plan.shape.accelerator === 'V100' && plan.machineImage === undefined) {
     // The default AMI ships NVIDIA's open kernel modules, which support Turing and newer GPUs only.
     throw Errors.notOffered(cluster, 'accelerator', 'V100',
@@ -177,6 +181,8 @@ export function buildAwsGpuCluster(cluster: Construct, target: AwsTarget, plan: 
     // Publishing needs the grants a MonitoringStack adds when it watches this cluster.
     hostMetrics: awsHostMetricsScript(plan.name, target.region),
     hostMetricsFailed: awsHostMetricsFailedScript(plan.name, target.region),
+    // Jobs run under the host role but not as root: the token file and the journal stay out of reach.
+    jobUser: JOB_USER,
   });
 
   const instanceTags = { ...target.tags, Name: plan.name, 'mlinfra:cluster': cluster.node.path };

@@ -27,6 +27,11 @@ export interface BootstrapOptions {
   readonly peerTokenFetches?: string;
   /** Appended as is to the serve command: each argument with a leading space (rendered lazily). */
   readonly extraServeArgs?: string;
+  /**
+   * Run jobs as this system user, created by the script with no login shell: jobs then cannot read
+   * the agent's token (root-only under /run/mlinfra) or its journal. @default - jobs run as root
+   */
+  readonly jobUser?: string;
   /** Extra environment for the agent (non-secret). */
   readonly environment?: Readonly<Record<string, string>>;
   /**
@@ -108,6 +113,7 @@ export function renderBootstrap(o: BootstrapOptions): string {
     'serve', '--host', '0.0.0.0', '--port', String(o.agentPort), '--data-dir', AGENT_DATA_DIR,
     '--token-file', TOKEN_FILE, '--preemption', o.preemption,
     ...(o.gpus !== undefined ? ['--gpus', String(o.gpus)] : []),
+    ...(o.jobUser ? ['--job-user', o.jobUser] : []),
     // The host's metrics agent scrapes this loopback-only, token-free copy of /metrics.
     ...(o.hostMetrics ? ['--metrics-local-port', String(HOST_METRICS.localPort)] : []),
   ];
@@ -128,7 +134,9 @@ NODE_VERSION=${o.nodeVersion}
 NODE_DIST=${shq(o.nodeDistUrl)}
 install -d -m 0755 "$MLINFRA_HOME" "$MLINFRA_HOME/agent"
 install -d -m 0700 ${AGENT_DATA_DIR}
-
+${o.jobUser ? `# Jobs run as ${o.jobUser}: no login shell, a home of its own, no access to the token or the journal.
+id -u ${o.jobUser} >/dev/null 2>&1 || useradd --system --user-group --create-home --home-dir /var/lib/${o.jobUser} --shell /usr/sbin/nologin ${o.jobUser}
+` : ''}
 # Node.js from the official tarball, checked against the release's SHASUMS256.txt.
 if [ ! -x "$MLINFRA_HOME/node/bin/node" ]; then
   case "$(uname -m)" in

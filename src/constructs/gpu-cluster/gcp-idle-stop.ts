@@ -68,7 +68,7 @@ async function main() {
       await call(lock + '?ifGenerationMatch=' + meta.generation, { method: 'DELETE', headers: auth }, [404, 412]);
       continue;
     }
-    if (attempt >= 10) { log('another host is leaving the group; ' + name + ' stays for now'); return 75; }
+    if (attempt >= 30) { log('another host is leaving the group; ' + name + ' stays for now'); return 75; }
     await sleep(POLL_MS + Math.floor(Math.random() * POLL_MS));
   }
   let release = true;

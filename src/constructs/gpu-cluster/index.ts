@@ -41,7 +41,7 @@ export interface GpuClusterProps {
   readonly nodes?: NodeRange;
   /**
    * Run on spot / preemptible capacity. The agent gives jobs SIGTERM on a preemption notice.
-   * AWS: mixed instances policy, capacity-optimized; GCP: SPOT provisioning; Kubernetes: GKE spot nodes.
+   * AWS: mixed instances policy, price-capacity-optimized; GCP: SPOT provisioning; Kubernetes: GKE spot nodes.
    * @default false
    */
   readonly spot?: boolean;
@@ -138,6 +138,20 @@ const DEFAULTS = {
 };
 const MAX_NODES = 1000;
 
+/**
+ * GPU hosts that scale with work, each running mlinfra-agent (the job runner) installed at boot.
+ * - AWS: launch template (GPU AMI, IMDSv2, encrypted root), autoscaling group (spot through a mixed
+ *   instances policy), IAM role, security groups, internal NLB, KMS key, bucket, Secrets Manager token.
+ * - GCP: instance template (guest accelerator, SPOT, shielded VM), regional MIG, internal load balancer,
+ *   service account, firewall, bucket, Secret Manager token.
+ * - Kubernetes: agent pods requesting `nvidia.com/gpu` with the catalog's node selectors and tolerations,
+ *   Services, NetworkPolicy, RBAC and a token Secret.
+ *
+ * @example
+ * const cluster = new GpuCluster(stack, 'train', {
+ *   target: aws, accelerator: 'A100-80GB', acceleratorsPerNode: 8, nodes: { min: 0, max: 4 }, spot: true });
+ * new TerraformOutput(stack, 'agent-url', { value: cluster.agentUrl });
+ */
 export class GpuCluster extends Construct implements IGpuCluster {
   public readonly target: Target;
   public readonly accelerator: AcceleratorShape;
@@ -281,10 +295,16 @@ export class GpuCluster extends Construct implements IGpuCluster {
     if (!int(nodes.min) || nodes.min < 0 || nodes.min > MAX_NODES) {
       throw Errors.outOfRange(this, 'nodes.min', nodes.min, `an integer from 0 to ${MAX_NODES}`);
     }
-    if (!int(nodes.max) || nodes.max < 1 || nodes.max > MAX_NODES) {
+    // A Terraform reference (e.g. a variable) is checked by the provider at plan time; AWS only,
+    // where it is the group's max_size and nothing else is computed from it.
+    const tokenMax = Token.isUnresolved(nodes.max);
+    if (tokenMax && kind !== 'aws') {
+      throw Errors.invalid(this, 'nodes.max', nodes.max, `an integer from 1 to ${MAX_NODES} (a Terraform reference is supported on aws targets only)`, 'is a Terraform reference');
+    }
+    if (!tokenMax && (!int(nodes.max) || nodes.max < 1 || nodes.max > MAX_NODES)) {
       throw Errors.outOfRange(this, 'nodes.max', nodes.max, `an integer from 1 to ${MAX_NODES}`);
     }
-    if (nodes.max < nodes.min) {
+    if (!tokenMax && nodes.max < nodes.min) {
       throw Errors.conflict(this, 'nodes.max', nodes.max, `an integer >= nodes.min (${nodes.min})`, 'is below nodes.min');
     }
 
@@ -294,7 +314,7 @@ export class GpuCluster extends Construct implements IGpuCluster {
     if (props.onDemandBaseNodes !== undefined) {
       if (!spot) throw Errors.conflict(this, 'onDemandBaseNodes', props.onDemandBaseNodes, 'set only with spot: true', 'has no effect without spot');
       if (kind !== 'aws') throw Errors.conflict(this, 'onDemandBaseNodes', props.onDemandBaseNodes, 'aws targets only', `is not supported on ${kind}`);
-      if (!int(onDemandBaseNodes) || onDemandBaseNodes < 0 || onDemandBaseNodes > nodes.max) {
+      if (!int(onDemandBaseNodes) || onDemandBaseNodes < 0 || (!tokenMax && onDemandBaseNodes > nodes.max)) {
         throw Errors.outOfRange(this, 'onDemandBaseNodes', onDemandBaseNodes, `an integer from 0 to nodes.max (${nodes.max})`);
       }
     }

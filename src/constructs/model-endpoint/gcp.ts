@@ -3,6 +3,7 @@
  * traffic split for rollouts, a service account that reads only the model's prefix. Terraform cannot
  * deploy a model to a Vertex AI endpoint (terraform-provider-google#15303), hence Cloud Run.
  */
+import { Annotations } from 'cdktf';
 import { Construct } from 'constructs';
 import { Policy } from '../../aspects/policy/policy';
 import { CloudRunV2Service, CloudRunV2ServiceTemplateContainersEnv, CloudRunV2ServiceTraffic } from '@cdktf/provider-google/lib/cloud-run-v2-service';
@@ -63,14 +64,18 @@ export function cloudRunTraffic(service: string, plan: ModelEndpointPlan): Cloud
   }
 }
 
-export function buildGcpModelEndpoint(endpoint: Construct, target: GcpTarget, plan: ModelEndpointPlan): ModelEndpointBackend & { readonly resources: GcpModelEndpointResources } {
+export function buildGcpModelEndpoint(endpoint: Construct, target: GcpTarget, given: ModelEndpointPlan): ModelEndpointBackend & { readonly resources: GcpModelEndpointResources } {
   const provider = target.provider;
   const project = target.project;
-  const name = plan.name;
-  if (plan.previous && !plan.previous.deployed) {
-    throw Errors.conflict(endpoint, 'previous.deployed', plan.previous.deployed,
-      `true once revision ${name}-${plan.previous.revision} exists: deploy it first without previous (all traffic), then set revision to the new label and previous to { revision: '${plan.previous.revision}', deployed: true }`,
-      `is not true: Cloud Run rejects traffic to revision ${name}-${plan.previous.revision}, which a fresh service does not have`);
+  const name = given.name;
+  // Cloud Run rejects traffic to a revision that does not exist, and a fresh service has none but
+  // the one this apply creates: until `previous.deployed` says otherwise, deploy all at once.
+  let plan = given;
+  if (given.previous && !given.previous.deployed) {
+    Annotations.of(endpoint).addWarning(`previous.revision '${given.previous.revision}': revision ${name}-${given.previous.revision} is not known to exist `
+      + `(previous.deployed is not true), so this apply sends all traffic to ${name}-${given.revision}. To ${given.rollout.kind} against it, deploy it first, then set `
+      + `revision to the new label and previous to { revision: '${given.previous.revision}', deployed: true }.`);
+    plan = { ...given, previous: undefined };
   }
   target.requireApis('run.googleapis.com', 'iam.googleapis.com', 'storage.googleapis.com',
     ...(Object.keys(plan.secretEnv).length ? ['secretmanager.googleapis.com'] : []));

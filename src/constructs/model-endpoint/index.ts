@@ -55,7 +55,7 @@ export interface PreviousVersion {
   /**
    * GCP: true once an earlier apply created this revision (`<service>-<revision>`). Cloud Run rejects
    * traffic to a revision that does not exist, so a first deploy cannot split traffic.
-   * @default false - GCP refuses `previous` until the revision is known to exist
+   * @default false - GCP deploys all at once (with a synth warning) until the revision is known to exist
    */
   readonly deployed?: boolean;
   /** Kubernetes: the image the stable (or other-colour) pods keep running. Not used on GCP: the revision exists. */
@@ -70,11 +70,10 @@ export interface ModelEndpointProps {
   /** The model: an artifact (e.g. `pipeline.model`) or an `s3://` / `gs://` URI, passed to the container as `MODEL_URI`. */
   readonly model: IModelArtifact | string;
   /**
-   * The serving image. Required: typed optional only so that programs that name it later (DESIGN §1)
-   * compile; a missing image fails at synth with MISSING_PROP. AWS: an ECR image (SageMaker pulls only
-   * from ECR). The container must listen on `port` and answer `healthPath`.
+   * The serving image. AWS: an ECR image (SageMaker pulls only from ECR). The container must listen on
+   * `port` and answer `healthPath`.
    */
-  readonly image?: string;
+  readonly image: string;
   /** GPU model from the catalog. GCP (Cloud Run) offers L4 only. @default - CPU only */
   readonly accelerator?: AcceleratorName;
   /** GPUs per replica. @default 1 */
@@ -164,6 +163,18 @@ const RESERVED_ENV = ['MODEL_URI', 'PORT', 'K_SERVICE', 'K_REVISION', 'K_CONFIGU
 const COLORS: readonly Color[] = ['blue', 'green'];
 const CLOUD_RUN_CPUS = [1, 2, 4, 6, 8];
 
+/**
+ * An autoscaled HTTP model server with a safe rollout (all at once, canary, linear or blue/green).
+ * - AWS: SageMaker model, endpoint config and endpoint with deployment guardrails and autoscaling.
+ * - GCP: Cloud Run v2 service with a GPU and revision traffic split.
+ * - Kubernetes: Deployment(s), Service, HorizontalPodAutoscaler and PodDisruptionBudget.
+ *
+ * @example
+ * new ModelEndpoint(stack, 'ltv-api', {
+ *   target: aws, model: ModelArtifact.fromUri('s3://acme-models/ltv/v3/'),
+ *   image: '123456789012.dkr.ecr.us-east-1.amazonaws.com/ltv-server:2.0',
+ *   accelerator: 'L4', replicas: { min: 1, max: 8 }, rollout: Rollout.canary({ percent: 10 }) });
+ */
 export class ModelEndpoint extends Construct implements IModelEndpoint {
   public readonly target: Target;
   /** HTTPS invoke URL (AWS: SageMaker runtime; GCP: Cloud Run), or the in-cluster Service URL on Kubernetes. */

@@ -107,6 +107,12 @@ const WEBHOOK = /^https:\/\/[^\s'"`\\]+$/;
  * queue, pipeline failures and freshness, endpoint latency and errors, data drift.
  * AWS: CloudWatch alarms + SNS; GCP: Cloud Monitoring alert policies + channels; Kubernetes:
  * Prometheus with alert rules, Alertmanager and the DCGM exporter.
+ *
+ * @example
+ * new MonitoringStack(stack, 'ops', { target: aws, notify: ['ml-oncall@example.com'] })
+ *   .watch(cluster)
+ *   .watch(pipeline, { maxAge: Duration.hours(26) })
+ *   .watch(endpoint, { p99LatencyMs: 250, errorRatePercent: 1 });
  */
 export class MonitoringStack extends Construct {
   public readonly target: Target;

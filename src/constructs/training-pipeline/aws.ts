@@ -8,8 +8,10 @@ import { SchedulerSchedule } from '@cdktf/provider-aws/lib/scheduler-schedule';
 import { AwsTarget } from '../../core/targets';
 import { IPipelineCluster, TrainingPipelineBackend, TrainingPipelinePlan } from './plan';
 
-/** EventBridge Scheduler's universal target for the Auto Scaling API call. */
-export const SET_DESIRED_CAPACITY_TARGET = 'arn:aws:scheduler:::aws-sdk:autoscaling:setDesiredCapacity';
+/** EventBridge Scheduler's universal target for the Auto Scaling API call, in `partition` (aws, aws-cn, aws-us-gov). */
+export function setDesiredCapacityTarget(partition: string): string {
+  return `arn:${partition}:scheduler:::aws-sdk:autoscaling:setDesiredCapacity`;
+}
 
 export interface AwsTrainingPipelineResources {
   readonly specObject: S3Object;
@@ -61,7 +63,7 @@ export function buildAwsTrainingPipeline(pipeline: Construct, target: AwsTarget,
     scheduleExpression: plan.schedule.aws, scheduleExpressionTimezone: plan.schedule.timezone,
     flexibleTimeWindow: { mode: 'OFF' },
     target: {
-      arn: SET_DESIRED_CAPACITY_TARGET, roleArn: schedulerRole.arn,
+      arn: setDesiredCapacityTarget(target.partition), roleArn: schedulerRole.arn,
       input: JSON.stringify({ AutoScalingGroupName: res.autoscalingGroup.name, DesiredCapacity: plan.startNodes }),
       // A missed start is retried for an hour, then dropped: the next run comes with the next tick.
       retryPolicy: { maximumEventAgeInSeconds: 3600, maximumRetryAttempts: 10 },

@@ -117,7 +117,20 @@ function canonical(value: unknown): unknown {
 }
 
 
-/** A scheduled DAG of steps on a GpuCluster, its spec stored where the agent reads it. */
+/**
+ * A scheduled DAG of steps run by a GpuCluster's agents, with a conditional promote step. The spec is
+ * stored where the agent reads it; the schedule starts the cluster from zero.
+ * - AWS: EventBridge Scheduler; GCP: Cloud Scheduler; Kubernetes: a CronJob.
+ *
+ * @example
+ * new TrainingPipeline(stack, 'ltv', {
+ *   cluster, schedule: Schedule.cron('0 3 * * *'),
+ *   steps: [
+ *     Step.run('features', ['python3', 'featurize.py'], { gpus: 0 }),
+ *     Step.run('train', ['python3', 'train.py'], { after: ['features'], retries: 2 }),
+ *     Step.deployIfBetter('promote', { metric: 'val_auc', after: ['train'] }),
+ *   ] });
+ */
 export class TrainingPipeline extends Construct implements IGrantable {
   public readonly name: string;
   public readonly cluster: IPipelineCluster;

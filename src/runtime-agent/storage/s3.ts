@@ -8,6 +8,15 @@ import { splitBucketUri } from './index';
 
 type S3Module = typeof import('@aws-sdk/client-s3');
 
+/** S3 multipart limits: parts of at least 5 MiB, at most 10,000 of them. */
+export const MIN_PART_BYTES = 5 * 1024 * 1024;
+const MAX_PARTS = 10_000;
+
+/** Part size for a file of `size` bytes: 16 MiB, larger when the file would need more than 10,000 parts. */
+export function uploadPartSize(size: number): number {
+  return Math.max(16 * 1024 * 1024, Math.ceil(size / (MAX_PARTS - 1)), MIN_PART_BYTES);
+}
+
 /**
  * s3:// URIs with @aws-sdk/client-s3, required lazily (it is an external of the bundle).
  * Endpoint and credentials come from the standard AWS environment (AWS_ENDPOINT_URL_S3 or
@@ -54,10 +63,21 @@ export class S3Store implements ObjectStore {
     await pipeline(res.Body as Readable, fs.createWriteStream(localPath));
   }
 
+  /**
+   * Streams the file with the SDK's multipart upload: one PutObject stops at 5 GB and would hold the
+   * whole file in memory. Parts grow with the file so that it fits S3's 10,000-part limit.
+   */
   async put(localPath: string, uri: string): Promise<void> {
     const { bucket, key } = splitBucketUri(uri);
-    const body = await fs.promises.readFile(localPath);
-    await this.client.send(new this.sdk.PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentLength: body.length }));
+    const { size } = await fs.promises.stat(localPath);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { Upload } = require('@aws-sdk/lib-storage') as typeof import('@aws-sdk/lib-storage');
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: bucket, Key: key, Body: fs.createReadStream(localPath) },
+      partSize: uploadPartSize(size), queueSize: 4, leavePartsOnError: false,
+    });
+    await upload.done();
   }
 
   async exists(uri: string): Promise<boolean> {
