@@ -23,6 +23,26 @@ export interface PrivateBucketOptions {
   readonly extraLifecycleRules?: S3BucketLifecycleConfigurationRule[];
 }
 
+const versioningOf = new WeakMap<S3Bucket, S3BucketVersioningA>();
+
+/**
+ * The bucket's name, read from its versioning configuration: objects Terraform writes with it are
+ * created after versioning is on, so the provider records their version id and, on destroy, deletes
+ * every version of their key (without one it only adds a delete marker, and the versions left behind
+ * make the bucket's own destroy fail with BucketNotEmpty).
+ */
+export function versionedBucketName(bucket: S3Bucket): string {
+  const v = versioningOf.get(bucket);
+  if (!v) throw new Error(`${bucket.node.path}: not a bucket made by privateBucket()`);
+  return v.bucket;
+}
+
+/**
+ * A private bucket. `forceDestroy` stays false on purpose: these buckets hold data (artifacts,
+ * checkpoints, features, captured requests) that `terraform destroy` must not empty silently; destroy
+ * fails until you empty the bucket yourself (every version: it is versioned). The objects Terraform
+ * itself writes (see `versionedBucketName`) leave nothing behind.
+ */
 export function privateBucket(scope: Construct, o: PrivateBucketOptions): S3Bucket {
   const { provider } = o;
   const p = o.idPrefix ?? '';
@@ -32,7 +52,7 @@ export function privateBucket(scope: Construct, o: PrivateBucketOptions): S3Buck
   });
   new S3BucketOwnershipControls(scope, `${p}ownership`, { provider, bucket: bucket.id, rule: { objectOwnership: 'BucketOwnerEnforced' } });
   // Versioning: an overwritten or deleted object (registry, model, captured data) can be recovered for a month.
-  new S3BucketVersioningA(scope, `${p}versioning`, { provider, bucket: bucket.id, versioningConfiguration: { status: 'Enabled' } });
+  versioningOf.set(bucket, new S3BucketVersioningA(scope, `${p}versioning`, { provider, bucket: bucket.id, versioningConfiguration: { status: 'Enabled' } }));
   new S3BucketServerSideEncryptionConfigurationA(scope, `${p}encryption`, {
     provider, bucket: bucket.id,
     rule: [{ applyServerSideEncryptionByDefault: { sseAlgorithm: 'aws:kms', kmsMasterKeyId: o.kmsKeyArn }, bucketKeyEnabled: true }],

@@ -14,12 +14,17 @@ function versionOf(pkg: string): string {
   }
 }
 
+/** Throws INCOMPATIBLE_PACKAGE unless `version` is a constructs 10.x release. */
+export function checkConstructsVersion(id: string, version: string): void {
+  if (!/^10\.\d+\.\d+/.test(version)) {
+    throw Errors.incompatiblePackage(id, 'constructs', version, 'constructs@^10 (this library is built for constructs 10): npm install constructs@^10');
+  }
+}
+
 /** Returns `scope` when it comes from the same `constructs` package this library uses; throws otherwise. */
 export function sameConstructs<T extends IConstruct>(scope: T, id: string): T {
   const ours = versionOf('constructs');
-  if (!ours.startsWith('10.')) {
-    throw Errors.incompatiblePackage(id, 'constructs', ours, 'constructs@^10 (this library is built for constructs 10)');
-  }
+  checkConstructsVersion(id, ours);
   if (!(scope instanceof Construct) && Construct.isConstruct(scope)) {
     throw Errors.incompatiblePackage(id, 'scope', `a Construct from another copy of constructs (this library has ${ours})`, FIX);
   }

@@ -136,7 +136,7 @@ describe('GpuCluster on Kubernetes', () => {
     const init = podSpec(json).init_container;
     expect(init).toHaveLength(1);
     expect(init[0].name).toBe('install');
-    expect(init[0].image).toBe('node:20-bookworm');
+    expect(init[0].image).toBe('node:24.18.1-bookworm-slim');
     expect(init[0].command.join(' ')).toContain('cd /opt/mlinfra/agent && npm install --omit=dev --no-audit --no-fund');
     expect(init[0].security_context).toMatchObject({ run_as_non_root: true, run_as_user: '1000' });
     expect(init[0].resources.limits).toEqual({ cpu: '2', memory: '2Gi' });

@@ -4,7 +4,10 @@
  */
 import 'cdktf/lib/testing/adapters/jest';
 import { EventEmitter } from 'node:events';
-import { TerraformStack, TerraformVariable } from 'cdktf';
+import { TerraformStack, TerraformVariable, Testing } from 'cdktf';
+import { Eip } from '@cdktf/provider-aws/lib/eip';
+import { Vpc } from '@cdktf/provider-aws/lib/vpc';
+import { EXAMPLES } from '../../examples';
 import { Construct } from 'constructs';
 import { AwsTarget, Duration, FeatureStore, GpuCluster, ModelEndpoint, ModelEndpointProps, MonitoringStack, Rollout, Schedule, Step, TrainingPipeline } from '../../src';
 import { ECR_IMAGE_RE2, hasLocalStorage, MAX_EXECUTION_TIMEOUT_SECONDS, sagemakerRouting } from '../../src/constructs/model-endpoint/aws';
@@ -311,5 +314,60 @@ describe('agent metrics exist at 0 before their first event (the CloudWatch agen
     expect(await m.registry.metrics()).toContain('mlinfra_pipeline_runs_total{pipeline="ltv",state="succeeded"} 0');
     m.recordPipelineRun({ pipeline: 'ltv', state: 'succeeded', runId: 'r1', endedAt: new Date().toISOString() });
     expect(await m.registry.metrics()).toContain('mlinfra_pipeline_runs_total{pipeline="ltv",state="succeeded"} 1');
+  });
+});
+
+describe('jobs on AWS hosts run as an unprivileged user', () => {
+  test('the start-up script creates mlinfra-job without a login shell and serves with --job-user; the token stays root-only', () => {
+    const { json } = cluster();
+    const script = String(Object.values((json as any).locals ?? {})[0] ?? JSON.stringify(json));
+    // Before: jobs ran as root, which can read /run/mlinfra/token.
+    expect(script).toMatch(/useradd --system --user-group --create-home --home-dir \/var\/lib\/mlinfra-job --shell \/usr\/sbin\/nologin mlinfra-job/);
+    expect(script).toMatch(/mlinfra-agent\.js serve [^\n]*--job-user mlinfra-job/);
+    expect(script).toMatch(/install -d -m 0700 \/run\/mlinfra\n/);
+  });
+});
+
+describe('destroy and re-create', () => {
+  test('objects Terraform writes wait for versioning, so destroy deletes all their versions', () => {
+    const { json } = synth((stack) => {
+      const aws = new AwsTarget(stack, 'aws', { region: 'us-east-1' });
+      const c = new GpuCluster(stack, 'train', { target: aws, accelerator: 'L4' });
+      new TrainingPipeline(stack, 'ltv', { cluster: c, steps: [Step.run('a', ['true'])] });
+    });
+    const objects = Object.values(resources(json, 'aws_s3_object')) as any[];
+    expect(objects).toHaveLength(3);
+    // Before: bucket.id, so an object could be written before versioning was on: no version id
+    // recorded, destroy left a noncurrent version and the bucket's destroy failed (BucketNotEmpty).
+    for (const o of objects) expect(o.bucket).toMatch(/^\$\{aws_s3_bucket_versioning\.[^.]+\.bucket\}$/);
+    // Data buckets are never emptied by Terraform.
+    for (const b of Object.values(resources(json, 'aws_s3_bucket')) as any[]) expect(b.force_destroy).toBe(false);
+  });
+
+  test('generated secrets with fixed names have no recovery window (a re-apply within 7 days works)', () => {
+    const { json } = synth((stack) => {
+      const aws = new AwsTarget(stack, 'aws', { region: 'us-east-1' });
+      new FeatureStore(stack, 'features', { target: aws, online: 'redis', project: 'recsys' });
+      new GpuCluster(stack, 'train', { target: aws, accelerator: 'L4' });
+    });
+    const secrets = Object.values(resources(json, 'aws_secretsmanager_secret')) as any[];
+    expect(secrets).toHaveLength(2);
+    for (const s of secrets) expect(s.recovery_window_in_days).toBe(0);
+  });
+});
+
+describe('examples share one AWS network', () => {
+  test('only network-aws creates a VPC and a NAT address; the stacks keep their names', () => {
+    const app = Testing.app();
+    const built = Object.values(EXAMPLES).flatMap((b) => b(app)).map((s) => s.node.id);
+    app.synth();
+    const stacks = app.node.children.filter((c): c is TerraformStack => c instanceof TerraformStack);
+    const withVpc = stacks.filter((s) => s.node.findAll().some((c) => c instanceof Vpc)).map((s) => s.node.id);
+    const withEip = stacks.filter((s) => s.node.findAll().some((c) => c instanceof Eip)).map((s) => s.node.id);
+    // Before: gpu-aws, features-aws, pipeline-aws, ops-aws and platform-aws each had one (with the
+    // default VPC: six, above the default quota of 5 VPCs and 5 Elastic IPs per region).
+    expect(withVpc).toEqual(['network-aws']);
+    expect(withEip).toEqual(['network-aws']);
+    for (const id of ['gpu-aws', 'features-aws', 'endpoint-aws', 'pipeline-aws', 'ops-aws', 'platform-aws', 'serve-aws']) expect(built).toContain(id);
   });
 });

@@ -148,7 +148,7 @@ describe('ModelEndpoint on GCP (Cloud Run)', () => {
   test('a canary to a previous revision not known to exist deploys all at once and says what to do', () => {
     const { json: j, stack } = build({ rollout: Rollout.canary({ percent: 10 }), revision: 'v2', previous: { revision: 'v1' } });
     expect(service(j).traffic).toEqual([{ type: 'TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST', percent: 100 }]);
-    const warnings = stack.node.findAll().flatMap((c) => c.node.metadata).filter((m) => m.type === 'aws:cdk:warning').map((m) => String(m.data));
+    const warnings = stack.node.findAll().flatMap((c) => c.node.metadata).filter((m) => m.type === '@cdktf/warn').map((m) => String(m.data));
     expect(warnings).toEqual([expect.stringMatching(/revision test-ltv-api-[0-9a-f]{8}-v1 is not known to exist.*previous to \{ revision: 'v1', deployed: true \}/)]);
     const { json: ok } = build({ rollout: Rollout.canary({ percent: 10 }), revision: 'v2', previous: { revision: 'v1', deployed: true } });
     expect(service(ok).traffic.map((t: any) => t.percent)).toEqual([90, 10]);

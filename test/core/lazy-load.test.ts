@@ -6,6 +6,7 @@ import { Construct } from 'constructs';
 import { App, TerraformStack } from 'cdktf';
 import { KubernetesTarget, MlInfraError } from '../../src';
 import { lazyClass } from '../../src/core/lazy';
+import { checkConstructsVersion } from '../../src/core/compat';
 
 const root = join(__dirname, '..', '..');
 
@@ -93,6 +94,9 @@ describe('one copy of constructs', () => {
     expect(err).toBeInstanceOf(MlInfraError);
     expect((err as MlInfraError).code).toBe('INCOMPATIBLE_PACKAGE');
     expect((err as Error).message).toMatch(/npm ls constructs/);
+    // An unsupported major names the install.
+    expect(() => checkConstructsVersion('k8s', '11.0.0')).toThrow(/INCOMPATIBLE_PACKAGE.*npm install constructs@\^10/);
+    expect(() => checkConstructsVersion('k8s', '10.8.1')).not.toThrow();
     // A scope from our copy is accepted.
     expect(() => new KubernetesTarget(new TerraformStack(new App(), 's'), 'k8s', { namespace: 'ml' })).not.toThrow();
   });

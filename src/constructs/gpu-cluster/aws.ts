@@ -24,7 +24,7 @@ import { VpcSecurityGroupIngressRule } from '@cdktf/provider-aws/lib/vpc-securit
 import { Errors } from '../../core/errors';
 import { AwsPolicyStatement, AwsPrincipal, IGrantable } from '../../core/grants';
 import { resourceName } from '../../core/naming';
-import { privateBucket } from '../../core/aws-bucket';
+import { privateBucket, versionedBucketName } from '../../core/aws-bucket';
 import { AwsTarget } from '../../core/targets';
 import { awsHostMetricsFailedScript, awsHostMetricsScript, renderBootstrap, secretReadCommand, shq } from './bootstrap';
 import { awsStatements, GpuClusterBackend, GpuClusterPlan } from './plan';
@@ -100,7 +100,7 @@ export function buildAwsGpuCluster(cluster: Construct, target: AwsTarget, plan: 
   });
   const bucket = privateBucket(storage, { provider, id: 'bucket', name: `${plan.name}-${target.accountId}`, kmsKeyArn: key.arn });
   const upload = (id: string, asset: TerraformAsset) => new S3Object(storage, id, {
-    provider, bucket: bucket.id, key: `agent/${asset.assetHash}/${asset.fileName}`, source: asset.path,
+    provider, bucket: versionedBucketName(bucket), key: `agent/${asset.assetHash}/${asset.fileName}`, source: asset.path,
     sourceHash: Fn.filemd5(asset.path), kmsKeyId: key.arn, serverSideEncryption: 'aws:kms',
   });
   const agentObjects = { script: upload('agent-script', plan.agentBundle.script), manifest: upload('agent-manifest', plan.agentBundle.manifest) };

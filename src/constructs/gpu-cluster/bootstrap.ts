@@ -6,6 +6,7 @@
  */
 
 import { SecretRef } from '../../core/secrets';
+import { NODE_TARBALL_SHA256 } from './node-runtime';
 
 export interface BootstrapOptions {
   /** Cluster name, for logs and the unit's environment. */
@@ -133,22 +134,28 @@ MLINFRA_HOME=${MLINFRA_HOME}
 NODE_VERSION=${o.nodeVersion}
 NODE_DIST=${shq(o.nodeDistUrl)}
 install -d -m 0755 "$MLINFRA_HOME" "$MLINFRA_HOME/agent"
-install -d -m 0700 ${AGENT_DATA_DIR}
-${o.jobUser ? `# Jobs run as ${o.jobUser}: no login shell, a home of its own, no access to the token or the journal.
+install -d -m ${o.jobUser ? '0711' : '0700'} ${AGENT_DATA_DIR}
+${o.jobUser ? `# Jobs run as ${o.jobUser}: no login shell, a home of its own, no access to the token (root-only
+# /run/mlinfra). The data directory is traverse-only for it, to reach its own work directories.
 id -u ${o.jobUser} >/dev/null 2>&1 || useradd --system --user-group --create-home --home-dir /var/lib/${o.jobUser} --shell /usr/sbin/nologin ${o.jobUser}
 ` : ''}
-# Node.js from the official tarball, checked against the release's SHASUMS256.txt.
+# Node.js from the official tarball, checked against its pinned sha256 (a version without a pinned
+# sum is checked against the release's SHASUMS256.txt).
 if [ ! -x "$MLINFRA_HOME/node/bin/node" ]; then
   case "$(uname -m)" in
-    x86_64) NODE_ARCH=x64 ;;
-    aarch64) NODE_ARCH=arm64 ;;
+    x86_64) NODE_ARCH=x64; NODE_SHA256=${NODE_TARBALL_SHA256[o.nodeVersion]?.x64 ?? ''} ;;
+    aarch64) NODE_ARCH=arm64; NODE_SHA256=${NODE_TARBALL_SHA256[o.nodeVersion]?.arm64 ?? ''} ;;
     *) echo "mlinfra: unsupported architecture $(uname -m)" >&2; exit 1 ;;
   esac
   TARBALL="node-v$NODE_VERSION-linux-$NODE_ARCH.tar.xz"
   WORK=$(mktemp -d)
   curl -fsSL --retry 5 --retry-delay 3 -o "$WORK/$TARBALL" "$NODE_DIST/v$NODE_VERSION/$TARBALL"
-  curl -fsSL --retry 5 --retry-delay 3 -o "$WORK/SHASUMS256.txt" "$NODE_DIST/v$NODE_VERSION/SHASUMS256.txt"
-  (cd "$WORK" && grep " $TARBALL\\$" SHASUMS256.txt | sha256sum -c -)
+  if [ -n "$NODE_SHA256" ]; then
+    (cd "$WORK" && echo "$NODE_SHA256  $TARBALL" | sha256sum -c -)
+  else
+    curl -fsSL --retry 5 --retry-delay 3 -o "$WORK/SHASUMS256.txt" "$NODE_DIST/v$NODE_VERSION/SHASUMS256.txt"
+    (cd "$WORK" && grep " $TARBALL\\$" SHASUMS256.txt | sha256sum -c -)
+  fi
   install -d -m 0755 "$MLINFRA_HOME/node"
   tar -xJf "$WORK/$TARBALL" -C "$MLINFRA_HOME/node" --strip-components=1
   rm -rf "$WORK"

@@ -209,7 +209,8 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
   });
 
   const instanceTemplate = new ComputeInstanceTemplate(compute, 'template', {
-    provider, project, namePrefix: `${plan.name}-`,
+    // Prefixes over 37 characters get a shorter, collision-prone suffix (provider docs: name_prefix).
+    provider, project, namePrefix: `${fitName(plan.name, 36)}-`,
     description: `${cluster.node.path}: ${plan.shape.accelerator} x${plan.shape.count}`,
     machineType,
     // Pre-attached on A2/A3/G2 (the API accepts a matching list); attached on N1.

@@ -16,6 +16,7 @@ import type { AwsGpuClusterResources } from './aws';
 import type { GcpGpuClusterResources } from './gcp';
 import type { KubernetesGpuClusterResources } from './kubernetes';
 import { lazyFunction } from '../../core/lazy';
+import { DEFAULT_AGENT_IMAGE, DEFAULT_NODE_VERSION } from './node-runtime';
 
 // Backends (and their provider packages) load when a construct first uses their target.
 const buildAwsGpuCluster = lazyFunction(() => (require('./aws') as typeof import('./aws')).buildAwsGpuCluster);
@@ -88,13 +89,15 @@ export interface GpuClusterProps {
    */
   readonly machineImage?: string;
   /**
-   * Kubernetes: the image agent pods run; needs Node.js 20+ and npm.
-   * @default 'node:20-bookworm'
+   * Kubernetes: the image agent pods run; needs Node.js 22.13+ (for `node:sqlite`).
+   * @default 'node:24.18.1-bookworm-slim' (Node.js 24 LTS)
    */
   readonly agentImage?: string;
   /**
-   * Node.js version installed on AWS/GCP hosts.
-   * @default '20.19.5'
+   * Node.js version installed on AWS/GCP hosts (22.13 or later: the agent's journal uses `node:sqlite`).
+   * The default's tarballs are pinned by sha256; another version is checked against its release's
+   * SHASUMS256.txt.
+   * @default '24.18.1' (Node.js 24 LTS)
    */
   readonly nodeVersion?: string;
   /**
@@ -132,8 +135,8 @@ const DEFAULTS = {
   idleStopMinutes: 30,
   diskGiB: 200,
   agentPort: 7070,
-  agentImage: 'node:20-bookworm',
-  nodeVersion: '20.19.5',
+  agentImage: DEFAULT_AGENT_IMAGE,
+  nodeVersion: DEFAULT_NODE_VERSION,
   nodeDistUrl: 'https://nodejs.org/dist',
 };
 const MAX_NODES = 1000;
@@ -349,8 +352,10 @@ export class GpuCluster extends Construct implements IGpuCluster {
       }
     }
     const nodeVersion = props.nodeVersion ?? DEFAULTS.nodeVersion;
-    if (!/^(2[0-9]|[3-9][0-9])\.\d+\.\d+$/.test(nodeVersion)) {
-      throw Errors.invalid(this, 'nodeVersion', nodeVersion, 'an exact Node.js version 20.0.0 or later, e.g. 20.19.5');
+    const [major, minor] = nodeVersion.split('.').map(Number);
+    // node:sqlite (the agent's journal) is unflagged from 22.13.
+    if (!/^\d+\.\d+\.\d+$/.test(nodeVersion) || major < 22 || (major === 22 && minor < 13)) {
+      throw Errors.invalid(this, 'nodeVersion', nodeVersion, 'an exact Node.js version 22.13.0 or later, e.g. 24.18.1');
     }
     const nodeDistUrl = props.nodeDistUrl ?? DEFAULTS.nodeDistUrl;
     if (!/^https:\/\/[^\s'"$`\\]+$/.test(nodeDistUrl)) {
@@ -361,7 +366,7 @@ export class GpuCluster extends Construct implements IGpuCluster {
       throw Errors.conflict(this, 'agentImage', props.agentImage, 'kubernetes targets only (hosts on aws/gcp run the agent with Node.js directly)', `does not apply to ${kind}`);
     }
     if (!/^[a-z0-9][a-zA-Z0-9._/:@-]*$/.test(agentImage)) {
-      throw Errors.invalid(this, 'agentImage', agentImage, 'a container image reference such as node:20-bookworm');
+      throw Errors.invalid(this, 'agentImage', agentImage, 'a container image reference such as node:24.18.1-bookworm-slim');
     }
     if (props.machineImage !== undefined && kind === 'kubernetes') {
       throw Errors.conflict(this, 'machineImage', props.machineImage, 'aws or gcp targets (use agentImage on kubernetes)', 'does not apply to kubernetes');

@@ -27,6 +27,7 @@ export const CLOUD_RUN_STARTUP_WINDOW_SECONDS = { cpu: 240, gpu: 1200 } as const
 export const CLOUD_RUN_ACCELERATOR = 'L4';
 const CLOUD_RUN_GPU = 'nvidia-l4';
 const REVISION_TRAFFIC = 'TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION';
+// Tags are at most 6 characters: a tag and the service name (at most 40) together may not pass 46.
 const LATEST_TRAFFIC = 'TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST';
 
 export interface GcpModelEndpointResources {
@@ -51,7 +52,7 @@ export function cloudRunTraffic(service: string, plan: ModelEndpointPlan): Cloud
       return [rev(prev, 100 - plan.rollout.percent!, 'stable'), rev(current, plan.rollout.percent!, 'canary')];
     case 'linear': {
       const share = Math.min(100, plan.rolloutStep * plan.rollout.percentPerStep!);
-      return share >= 100 ? [rev(current, 100, 'stable'), rev(prev, 0, 'previous')] : [rev(prev, 100 - share, 'stable'), rev(current, share, 'canary')];
+      return share >= 100 ? [rev(current, 100, 'stable'), rev(prev, 0, 'prev')] : [rev(prev, 100 - share, 'stable'), rev(current, share, 'canary')];
     }
     case 'blue-green': {
       // The new revision runs in `color`'s opposite of the previous one; the live colour takes all traffic,

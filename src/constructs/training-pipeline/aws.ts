@@ -5,6 +5,7 @@ import { IamRole } from '@cdktf/provider-aws/lib/iam-role';
 import { IamRolePolicy } from '@cdktf/provider-aws/lib/iam-role-policy';
 import { S3Object } from '@cdktf/provider-aws/lib/s3-object';
 import { SchedulerSchedule } from '@cdktf/provider-aws/lib/scheduler-schedule';
+import { versionedBucketName } from '../../core/aws-bucket';
 import { AwsTarget } from '../../core/targets';
 import { IPipelineCluster, TrainingPipelineBackend, TrainingPipelinePlan } from './plan';
 
@@ -28,7 +29,8 @@ export function buildAwsTrainingPipeline(pipeline: Construct, target: AwsTarget,
 
   // ---- the spec: content-addressed, encrypted with the cluster's key like its other objects
   const specObject = new S3Object(pipeline, 'spec', {
-    provider, bucket: res.bucket.id, key: plan.specKey, content: plan.specJson, contentType: 'application/json',
+    // Written after the bucket's versioning is on, so destroy removes every version of it.
+    provider, bucket: versionedBucketName(res.bucket), key: plan.specKey, content: plan.specJson, contentType: 'application/json',
     kmsKeyId: res.key.arn, serverSideEncryption: 'aws:kms',
   });
   const specUri = `s3://${res.bucket.bucket}/${plan.specKey}`;
