@@ -7,14 +7,22 @@ const base = {
   testTimeout: 30000,
 };
 
-// The fast suite is `npm test`; *.slow.test.ts (long fault and failover rounds) run with `npm run test:slow`.
+// Integration suites that run real agents, PyTorch, Prometheus or fault rounds for tens of seconds
+// each: `npm run test:slow` (and .ci/run) runs them; `npm test` is the fast suite. So is any
+// *.slow.test.ts.
+const SLOW = [
+  'runtime-agent/torch', 'runtime-agent/pipeline-example', 'runtime-agent/pipeline', 'runtime-agent/durability',
+  'runtime-agent/fuzz', 'runtime-agent/prometheus', 'runtime-agent/monitoring', 'runtime-agent/bootstrap-contract',
+  'runtime-agent/faults',
+].map((f) => `/test/${f}\\.test\\.ts$`);
+
 module.exports = {
   maxWorkers: 2,
   globalSetup: '<rootDir>/test/support/global-setup.js',
   globalTeardown: '<rootDir>/test/support/global-teardown.js',
   reporters: ['default', '<rootDir>/test/support/skip-reporter.js'],
   projects: [
-    { ...base, displayName: 'fast', testMatch: ['**/*.test.ts'], testPathIgnorePatterns: ['/node_modules/', '\\.slow\\.test\\.ts$'] },
-    { ...base, displayName: 'slow', testMatch: ['**/*.slow.test.ts'], testTimeout: 600000 },
+    { ...base, displayName: 'fast', testMatch: ['**/*.test.ts'], testPathIgnorePatterns: ['/node_modules/', '\\.slow\\.test\\.ts$', ...SLOW] },
+    { ...base, displayName: 'slow', testMatch: ['**/*.slow.test.ts', ...SLOW.map((p) => `**${p.slice(0, -'\\.test\\.ts$'.length).replace(/\\\\/g, '')}.test.ts`)], testTimeout: 600000 },
   ],
 };

@@ -8,8 +8,8 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const BUNDLE = join(ROOT, 'dist', 'agent', 'mlinfra-agent.js');
-const TOKEN = 'bench-token';
+const BUNDLE = process.env.BENCH_AGENT_BUNDLE ?? join(ROOT, 'dist', 'agent', 'mlinfra-agent.js');
+const TOKEN = 'bench-token-0123456789';
 
 const freePort = () => new Promise((res) => {
   const srv = createServer().listen(0, '127.0.0.1', () => {
@@ -18,11 +18,11 @@ const freePort = () => new Promise((res) => {
   });
 });
 
-async function startAgent(args = []) {
+async function startAgent(args = [], node = process.execPath) {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'mlinfra-agent-bench-'));
   writeFileSync(join(dir, 'token'), TOKEN);
-  const proc = spawn(process.execPath, [BUNDLE, 'serve', '--port', String(port), '--data-dir', join(dir, 'data'), '--token-file', join(dir, 'token'),
+  const proc = spawn(node, [BUNDLE, 'serve', '--port', String(port), '--data-dir', join(dir, 'data'), '--token-file', join(dir, 'token'),
     '--log-level', 'warn', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   proc.stdout.resume();
   const url = `http://127.0.0.1:${port}`;
@@ -70,18 +70,30 @@ const pct = (xs, p) => {
 };
 const ms = (x) => `${x.toFixed(2)} ms`;
 
-export async function benchAgent({ jobs = 200, submits = 2000, concurrency = 16, logMiB = 50 } = {}) {
+/** Runs `n` tasks with at most `width` at once; resolves when all are done. */
+async function pool(n, width, task) {
+  let next = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (next < n) {
+      next++;
+      await task();
+    }
+  }));
+}
+
+export async function benchAgent({ jobs = 200, submits = 2000, concurrency = 16, logMiB = 50, throughputJobs = 1000 } = {}) {
   if (!existsSync(BUNDLE)) throw new Error(`${BUNDLE} is missing: run npm run build:agent`);
   const lines = [];
   const print = (s) => { lines.push(s); process.stdout.write(`${s}\n`); };
   print(`mlinfra-agent bench: bundle ${(statSync(BUNDLE).size / 1024).toFixed(1)} KiB, node ${process.version}`);
 
-  // 1. idle RSS of a fresh agent
-  {
-    const a = await startAgent();
-    await new Promise((r) => setTimeout(r, 1000));
+  // 1. idle RSS of a fresh agent (and of the same on another Node.js, e.g. 22 LTS with node:sqlite: BENCH_NODE=/path/to/node)
+  for (const node of [process.execPath, ...(process.env.BENCH_NODE ? [process.env.BENCH_NODE] : [])]) {
+    const a = await startAgent([], node);
+    await new Promise((r) => setTimeout(r, 1500));
     const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${a.proc.pid}/status`, 'utf8'))[1];
-    print(`idle RSS after start: ${(Number(rss) / 1024).toFixed(1)} MiB`);
+    const version = node === process.execPath ? process.version : 'BENCH_NODE';
+    print(`idle RSS after start (${version}): ${(Number(rss) / 1024).toFixed(1)} MiB`);
     await a.close();
   }
 
@@ -104,6 +116,19 @@ export async function benchAgent({ jobs = 200, submits = 2000, concurrency = 16,
     print(`/bin/true x${jobs}, spawned directly: p50 ${ms(pct(direct, 50))}, p99 ${ms(pct(direct, 99))}`);
     print(`/bin/true x${jobs}, via agent (submit -> terminal, sequential): p50 ${ms(pct(viaAgent, 50))}, p99 ${ms(pct(viaAgent, 99))}`);
     print(`per-job overhead: p50 ${ms(pct(viaAgent, 50) - pct(direct, 50))}, p99 ${ms(pct(viaAgent, 99) - pct(direct, 99))}`);
+    await a.close();
+  }
+
+  // 2b. throughput: 1,000 trivial jobs at 2 slots, 16 submitters (each waits for its job's end) vs 2 direct spawners
+  {
+    const t0 = performance.now();
+    await pool(throughputJobs, 2, () => spawnDirect('/bin/true'));
+    const direct = (performance.now() - t0) / 1000;
+    const a = await startAgent(['--max-cpu-jobs', '2']);
+    const t1 = performance.now();
+    await pool(throughputJobs, concurrency, async () => follow(a.url, await submit(a.url, { argv: ['/bin/true'] })));
+    const agent = (performance.now() - t1) / 1000;
+    print(`${throughputJobs} jobs at 2 slots: direct ${direct.toFixed(2)} s (${(throughputJobs / direct).toFixed(0)}/s), agent ${agent.toFixed(2)} s (${(throughputJobs / agent).toFixed(0)}/s) = ${(direct / agent).toFixed(2)}x of direct`);
     await a.close();
   }
 

@@ -5,6 +5,7 @@
  * origin, variant count, and the variants that failed to synthesize, each a check error).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { App, TerraformStack, TerraformVariable } from 'cdktf';
 import { Construct } from 'constructs';
@@ -157,7 +158,7 @@ export function variants(): Variant[] {
 
 /** A variant that throws while being built: tried in a scratch app first, so one bad variant does not hide the rest. */
 function synthError(v: Variant): string | undefined {
-  const scratch = new TerraformStack(new App({ outdir: join(require('node:os').tmpdir(), 'mlinfra-variant-scratch') }), v.stack);
+  const scratch = new TerraformStack(new App({ outdir: join(tmpdir(), 'mlinfra-variant-scratch') }), v.stack);
   try {
     v.build(scratch, awsTarget(scratch, v.stack === 'v-existing-network'));
     return undefined;

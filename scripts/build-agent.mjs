@@ -1,6 +1,9 @@
 #!/usr/bin/env node
-// Builds mlinfra-agent into one deterministic file: dist/agent/mlinfra-agent.js (+ dist/agent/package.json
-// naming the externals a host installs next to it with `npm install --omit=dev`).
+// Builds mlinfra-agent into deterministic files a host runs with nothing to install:
+//   dist/agent/mlinfra-agent.js  the agent and its CLI (SQLite through node:sqlite, or better-sqlite3 on Node < 22.13)
+//   dist/agent/storage-s3.js     @aws-sdk/client-s3 + lib-storage, required only when an s3:// URI is used
+//   dist/agent/storage-gcs.js    @google-cloud/storage, required only when a gs:// URI is used
+//   dist/agent/package.json      name, version, bin; no dependencies
 // Usage: node scripts/build-agent.mjs [--outdir DIR]
 import { build } from 'esbuild';
 import { createHash } from 'node:crypto';
@@ -14,13 +17,10 @@ const argOut = process.argv.indexOf('--outdir');
 const outdir = resolve(argOut > 0 ? process.argv[argOut + 1] : join(root, 'dist', 'agent'));
 const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 
-// Native (better-sqlite3) or large and only needed for s3:// / gs:// URIs (loaded lazily with require).
-const externals = ['better-sqlite3', '@aws-sdk/client-s3', '@google-cloud/storage'];
-const versionOf = (name) => {
-  const v = pkg.dependencies?.[name] ?? pkg.optionalDependencies?.[name] ?? pkg.devDependencies?.[name];
-  if (!v) throw new Error(`${name} is not pinned in package.json`);
-  return v;
-};
+// Native, and needed only on a Node.js without node:sqlite (the tests' Node 20): never bundled.
+const externals = ['better-sqlite3'];
+// The storage backends: separate files, so start-up never parses the SDKs.
+const storageFiles = { './s3': 'storage-s3.js', './gcs': 'storage-gcs.js' };
 
 // fastify, fast-json-stringify and ajv-formats each carry their own copy of ajv 8 (~110 KiB minified
 // apiece): resolve every `ajv` import to the one @fastify/ajv-compiler uses.
@@ -37,13 +37,17 @@ const oneAjv = {
     }));
   },
 };
+// In the main bundle, require('./s3') / require('./gcs') of storage/index.ts point at the files beside it.
+const storageBesides = {
+  name: 'storage-besides',
+  setup(b) {
+    b.onResolve({ filter: /^\.\/(s3|gcs)$/ }, (args) => (args.importer.endsWith(join('storage', 'index.ts'))
+      ? { path: `./${storageFiles[args.path]}`, external: true } : undefined));
+  },
+};
 
-mkdirSync(outdir, { recursive: true });
-const outfile = join(outdir, 'mlinfra-agent.js');
-const result = await build({
+const common = {
   absWorkingDir: root,
-  entryPoints: ['src/runtime-agent/cli.ts'],
-  outfile,
   bundle: true,
   platform: 'node',
   target: 'node20',
@@ -52,31 +56,38 @@ const result = await build({
   legalComments: 'none',
   sourcemap: false,
   charset: 'utf8',
-  banner: { js: '#!/usr/bin/env node' },
   external: externals,
-  plugins: [oneAjv],
   define: { 'process.env.NODE_ENV': '"production"' },
   metafile: true,
-  logLevel: 'warning',
-});
+  logLevel: 'error',
+};
+
+mkdirSync(outdir, { recursive: true });
+const outputs = [
+  { entry: 'src/runtime-agent/cli.ts', file: 'mlinfra-agent.js', banner: { js: '#!/usr/bin/env node' }, plugins: [oneAjv, storageBesides], maxBytes: 1024 * 1024 },
+  { entry: 'src/runtime-agent/storage/s3.ts', file: storageFiles['./s3'], plugins: [] },
+  { entry: 'src/runtime-agent/storage/gcs.ts', file: storageFiles['./gcs'], plugins: [] },
+];
+for (const o of outputs) {
+  const outfile = join(outdir, o.file);
+  const result = await build({ ...common, entryPoints: [o.entry], outfile, plugins: o.plugins, ...(o.banner ? { banner: o.banner } : {}) });
+  const bytes = readFileSync(outfile);
+  if (bytes.includes(Buffer.from(root))) throw new Error(`${o.file} contains the absolute path ${root}: it would not be deterministic`);
+  const sha = createHash('sha256').update(bytes).digest('hex');
+  const inputs = Object.keys(result.metafile.inputs).length;
+  process.stdout.write(`${outfile}: ${bytes.length} bytes (${(bytes.length / 1024).toFixed(1)} KiB), ${inputs} inputs, sha256 ${sha}\n`);
+  if (o.maxBytes && bytes.length >= o.maxBytes) throw new Error(`${o.file} is ${bytes.length} bytes: it must stay under ${o.maxBytes}`);
+}
 
 const manifest = {
   name: 'mlinfra-agent',
   version: pkg.version,
   private: true,
-  description: 'mlinfra-agent bundle: install these externals next to mlinfra-agent.js with `npm install --omit=dev`.',
+  description: 'mlinfra-agent: run `node mlinfra-agent.js serve` on Node.js 22.13+ with the storage-*.js files beside it; nothing to install.',
   license: pkg.license,
   bin: { 'mlinfra-agent': 'mlinfra-agent.js' },
   main: 'mlinfra-agent.js',
-  engines: { node: '>=20' },
-  dependencies: Object.fromEntries(externals.map((n) => [n, versionOf(n)])),
+  engines: { node: '>=22.13' },
 };
 writeFileSync(join(outdir, 'package.json'), `${JSON.stringify(manifest, null, 2)}\n`);
-
-const bytes = readFileSync(outfile);
-if (bytes.includes(Buffer.from(root))) throw new Error(`the bundle contains the absolute path ${root}: it would not be deterministic`);
-const sha = createHash('sha256').update(bytes).digest('hex');
-const inputs = Object.keys(result.metafile.inputs).length;
-process.stdout.write(`${outfile}: ${bytes.length} bytes (${(bytes.length / 1024).toFixed(1)} KiB), ${inputs} inputs, sha256 ${sha}\n`);
-process.stdout.write(`externals (dist/agent/package.json): ${externals.map((n) => `${n}@${versionOf(n)}`).join(', ')}\n`);
-if (bytes.length >= 1024 * 1024) throw new Error(`the bundle is ${bytes.length} bytes: it must stay under 1 MiB`);
+process.stdout.write(`host files: ${outputs.map((o) => o.file).join(', ')}, package.json (no dependencies; better-sqlite3 only on Node < 22.13)\n`);

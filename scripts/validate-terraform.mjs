@@ -124,7 +124,10 @@ async function checkStack(stack, resourceSchemas) {
   const add = (mode, d) => {
     const path = V.constructPathOf(json, d.address)
       ?? (d.range?.filename === 'cdk.tf.json' ? V.constructPathAt(text, json, d.range.start.line) : undefined);
-    diagnostics.push({ mode, severity: d.severity, summary: d.summary, detail: d.detail, address: d.address ?? d.snippet?.context, path, line: d.range?.start?.line, file: d.range?.filename });
+    const entry = { mode, severity: d.severity, summary: d.summary, detail: d.detail, address: d.address ?? d.snippet?.context, path, line: d.range?.start?.line, file: d.range?.filename };
+    // One line per distinct finding: terraform repeats a diagnostic once per reference in a string.
+    if (diagnostics.some((x) => x.mode === entry.mode && x.summary === entry.summary && x.address === entry.address && x.line === entry.line && x.detail === entry.detail)) return;
+    diagnostics.push(entry);
   };
   for (const m of [...real.missing, ...mock.missing]) add('prepare', { severity: 'error', summary: `no stand-in values for ${m}: add them to scripts/validate/prepare.cjs (dataValues)` });
 

@@ -33,13 +33,15 @@ export function build(app: App): TerraformStack[] {
     comparisonOperator: 'GreaterThanThreshold', treatMissingData: 'notBreaching',
   });
 
-  // GCP: Cloud Run with one L4; revision v2 takes 10% while v1 keeps 90%.
+  // GCP: Cloud Run with one L4. Cloud Run splits traffic only to revisions that exist, so this first
+  // deploy of v2 takes all traffic; the next version's deploy sets `revision: 'v3'` and
+  // `previous: { revision: 'v2', deployed: true }` to send it 10% while v2 keeps 90%.
   const gcp = exampleStack(app, 'endpoint-gcp');
   const gcpTarget = new GcpTarget(gcp, 'gcp', { project: 'ml-platform-prod', region: 'us-central1' });
   new ModelEndpoint(gcp, 'ltv-api', {
     target: gcpTarget, model: 'gs://ml-platform-models/ltv/v2', image: 'us-docker.pkg.dev/ml-platform-prod/serving/ltv-server:2.0.0',
     accelerator: 'L4', replicas: { min: 0, max: 4 },
-    rollout: Rollout.canary({ percent: 10 }), revision: 'v2', previous: { revision: 'v1' },
+    rollout: Rollout.canary({ percent: 10 }), revision: 'v2',
   });
 
   // Kubernetes: stable pods keep v1, one canary pod runs v2; the pods fetch the model with the

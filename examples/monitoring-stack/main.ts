@@ -4,6 +4,7 @@
  */
 import { App, TerraformStack } from 'cdktf';
 import { exampleStack, sharedAwsNetwork } from '../stack';
+import { Notify } from '../../src/core/notify';
 import { AwsTarget, Duration, GcpTarget, GpuCluster, KubernetesTarget, ModelEndpoint, MonitoringStack, Schedule, Step, TrainingPipeline } from '../../src';
 
 /** A nightly training pipeline on `cluster`: what the freshness and failure alarms watch. */
@@ -27,7 +28,9 @@ export function build(app: App): TerraformStack[] {
     target: awsTarget, model: 's3://ml-platform-models/ltv/v2', image: '123456789012.dkr.ecr.us-east-1.amazonaws.com/ltv-server:2.0.0',
     accelerator: 'L4', replicas: { min: 1, max: 8 },
   });
-  new MonitoringStack(aws, 'ops', { target: awsTarget, notify: ['ml-oncall@example.com'] })
+  // Email through SNS; Slack through the SNS-triggered delivery function, which reads the webhook URL
+  // from the Secrets Manager secret ml-slack-webhook when an alarm fires.
+  new MonitoringStack(aws, 'ops', { target: awsTarget, notify: [Notify.email('ml-oncall@example.com'), Notify.slack({ webhookSecret: 'ml-slack-webhook' })] })
     .watch(awsCluster)
     .watch(nightly(aws, awsCluster), { maxAge: Duration.hours(26) })
     .watch(awsEndpoint, { p99LatencyMs: 250, errorRatePercent: 1 });
@@ -45,7 +48,8 @@ export function build(app: App): TerraformStack[] {
     .watch(nightly(gcp, gcpCluster), { maxAge: Duration.hours(26) })
     .watch(gcpEndpoint, { p99LatencyMs: 400, errorRatePercent: 2 });
 
-  // Kubernetes: Prometheus with alert rules, Alertmanager (SMTP relay and a webhook), the DCGM exporter.
+  // Kubernetes: Prometheus with alert rules, Alertmanager (SMTP relay, a webhook, and PagerDuty with its
+  // key read from the Secret ml-pagerduty), the DCGM exporter.
   const k8s = exampleStack(app, 'ops-k8s');
   const k8sTarget = new KubernetesTarget(k8s, 'k8s', { namespace: 'ml-platform' });
   const k8sCluster = new GpuCluster(k8s, 'train', { target: k8sTarget, accelerator: 'A100-80GB', acceleratorsPerNode: 8, nodes: { min: 0, max: 2 } });
@@ -53,7 +57,7 @@ export function build(app: App): TerraformStack[] {
     target: k8sTarget, model: 's3://ml-platform-models/ltv/v2', image: 'ghcr.io/acme/ltv-server:2.0.0', accelerator: 'L4', replicas: { min: 2, max: 8 },
   });
   new MonitoringStack(k8s, 'ops', {
-    target: k8sTarget, notify: ['ml-oncall@example.com', 'https://hooks.example.com/mlinfra'],
+    target: k8sTarget, notify: ['ml-oncall@example.com', 'https://hooks.example.com/mlinfra', Notify.pagerDuty({ routingKeySecret: 'ml-pagerduty' })],
     kubernetes: { smtp: { smarthost: 'smtp.example.com:587', from: 'alerts@example.com' }, storageGiB: 100 },
   })
     .watch(k8sCluster)

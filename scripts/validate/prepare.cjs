@@ -88,7 +88,7 @@ function prepareStack(input, { awsVersion }) {
       for (const group of Object.values(json[block] ?? {})) {
         for (const item of Object.values(group ?? {})) {
           if (item && Array.isArray(item.depends_on)) {
-            item.depends_on = item.depends_on.filter((d) => !/^(\$\{)?local\./.test(d));
+            item.depends_on = item.depends_on.filter((d) => !/^(\$\{)?(local\.|random_)/.test(d));
             if (!item.depends_on.length) delete item.depends_on;
           }
         }
@@ -125,7 +125,8 @@ function withOfflineProvider(json) {
 
 /** An HCL value written from JSON (JSON strings are valid HCL strings once `${` and `%{` are escaped). */
 function hcl(value, indent = '') {
-  if (typeof value === 'string') return JSON.stringify(value).replace(/\$\{/g, '$${').replace(/%\{/g, '%%{');
+  // Function replacements: in a replacement string `$$` is one `$`.
+  if (typeof value === 'string') return JSON.stringify(value).replace(/\$\{/g, () => '$${').replace(/%\{/g, () => '%%{');
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
   if (value === null || value === undefined) return 'null';
   const next = `${indent}  `;

@@ -297,7 +297,7 @@ export interface GcpTargetProps {
   /**
    * Name of the allocated range of an existing private services access connection on `network`
    * (Cloud SQL and others make one per network): Memorystore reserves from it and no connection is made.
-   * @default - on first use, one /20 range and one connection for the target's network; destroy leaves the peering (others may use it)
+   * @default - on first use, one /20 range and one connection for the target's network; on a given `network`, destroy leaves the peering (others may use it)
    */
   readonly privateServiceAccessRange?: string;
   /**
@@ -326,6 +326,23 @@ const ServiceNetworkingConnection = lazyClass(() => requireProvider('gcp', () =>
 type ServiceNetworkingConnection = import('@cdktf/provider-google/lib/service-networking-connection').ServiceNetworkingConnection;
 
 const GOOGLE_API = /^[a-z][a-z0-9-]*\.googleapis\.com$/;
+/** The API serving each resource type this library creates: a resource waits for its own API only. */
+const API_OF_TYPE: readonly [RegExp, string][] = [
+  [/^google_compute_/, 'compute.googleapis.com'],
+  [/^google_(service_account|project_iam_custom_role)$/, 'iam.googleapis.com'],
+  [/^google_project_iam_/, 'cloudresourcemanager.googleapis.com'],
+  [/^google_secret_manager_/, 'secretmanager.googleapis.com'],
+  [/^google_storage_/, 'storage.googleapis.com'],
+  [/^google_cloud_run_v2_/, 'run.googleapis.com'],
+  [/^google_cloud_scheduler_/, 'cloudscheduler.googleapis.com'],
+  [/^google_bigquery_/, 'bigquery.googleapis.com'],
+  [/^google_bigtable_/, 'bigtableadmin.googleapis.com'],
+  [/^google_redis_/, 'redis.googleapis.com'],
+  [/^google_service_networking_/, 'servicenetworking.googleapis.com'],
+  [/^google_monitoring_/, 'monitoring.googleapis.com'],
+  [/^google_pubsub_/, 'pubsub.googleapis.com'],
+  [/^google_logging_/, 'logging.googleapis.com'],
+];
 
 export interface GcpCreatedNetwork {
   readonly network: ComputeNetwork;
@@ -406,8 +423,11 @@ export class GcpTarget extends Construct {
       visit(node) {
         const r = node as { terraformResourceType?: string; provider?: TerraformProvider; dependsOn?: string[]; fqn?: string };
         if (!r.terraformResourceType?.startsWith('google_') || r.terraformResourceType === 'google_project_service' || r.provider !== provider) return;
-        // As cdktf's own dependsOn renders a dependable: the address without ${}.
-        const deps = [...apis.values()].filter((s): s is ProjectService => !!s).map((s) => Token.asString({
+        // Its own API when known, every enabled one otherwise. Rendered as cdktf renders a dependable:
+        // the address without ${}.
+        const api = API_OF_TYPE.find(([re]) => re.test(r.terraformResourceType!))?.[1];
+        const own = api ? apis.get(api) : undefined;
+        const deps = (own ? [own] : [...apis.values()]).filter((s): s is ProjectService => !!s).map((s) => Token.asString({
           creationStack: [], toString: () => s.fqn,
           resolve: (context: { suppressBraces?: boolean }) => { context.suppressBraces = true; return s.fqn; },
         }));
@@ -461,9 +481,11 @@ export class GcpTarget extends Construct {
     });
     const connection = new ServiceNetworkingConnection(ns, 'connection', {
       provider: this.provider, network: this.network, service: 'servicenetworking.googleapis.com', reservedPeeringRanges: [range.name],
-      // A peering made earlier (Cloud SQL ...) gets our range added instead of Create failing; destroy
-      // abandons the peering, which other services of the network may use (provider docs: deletion_policy).
-      updateOnCreationFail: true, deletionPolicy: 'ABANDON',
+      // A peering made earlier (Cloud SQL ...) gets our range added instead of Create failing. On a
+      // network we were given, destroy abandons the peering others may use; on the network this target
+      // created, it is deleted with the network (an abandoned peering would block deleting the network:
+      // terraform-provider-google#16275, magic-modules#18476).
+      updateOnCreationFail: true, ...(this.props.network ? { deletionPolicy: 'ABANDON' } : {}),
     });
     this.psa = { rangeName: range.name, range, connection };
     return this.psa;

@@ -71,6 +71,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     }
     const gpus = detectGpus(o.gpus);
     const logs = new LogStore(path.join(o.dataDir, 'logs'), o.logMaxBytes);
+    protectDataDir(o.dataDir);
     const storage = new Storage();
     const baseEnv: NodeJS.ProcessEnv = { ...process.env };
     delete baseEnv.MLINFRA_AGENT_TOKEN;
@@ -82,9 +83,10 @@ export class Agent extends EventEmitter<AgentEvents> {
       journal.markOpen();
       const recovered = await scheduler.recover();
       logger.info({ ...recovered, gpus: gpus.count, gpuSource: gpus.source, sqlite: journal.driver }, 'journal recovered');
+      scheduler.guard.checkSpace();
     } catch (e) {
       // a full or read-only disk: serve status and refuse submits until writes work again
-      scheduler.holdRecovery(e);
+      scheduler.guard.holdRecovery(e);
       logger.error({ err: e }, 'journal recovery held back by a disk fault: serving status only until the disk accepts writes');
     }
     const metrics = new AgentMetrics(scheduler, gpus.count);
@@ -167,6 +169,22 @@ export class Agent extends EventEmitter<AgentEvents> {
   }
 }
 
+/**
+ * Jobs (run as --job-user, or any local user) may cross the data dir to their work and checkpoint
+ * dirs, but not list it nor read the journal, the lock or other jobs' logs.
+ */
+function protectDataDir(dataDir: string): void {
+  const modes: Array<[string, number]> = [[dataDir, 0o711], [path.join(dataDir, 'logs'), 0o700]];
+  for (const f of ['journal.sqlite', 'journal.sqlite-wal', 'journal.sqlite-shm', 'agent.lock', 'agent.lock.db']) modes.push([path.join(dataDir, f), 0o600]);
+  for (const [f, mode] of modes) {
+    try {
+      fs.chmodSync(f, mode);
+    } catch {
+      // missing, or a read-only disk: nothing to protect or nothing we can change
+    }
+  }
+}
+
 /** Largest drift.json read; a bigger one is ignored with a warning. */
 const DRIFT_MAX_BYTES = 8 * 1024 * 1024;
 
@@ -198,6 +216,7 @@ function acquireLock(dataDir: string): () => void {
   const db = openDatabase(path.join(dataDir, 'agent.lock.db'));
   try {
     db.exec('PRAGMA busy_timeout = 0');
+    db.exec('PRAGMA journal_mode = MEMORY');
     db.exec('BEGIN EXCLUSIVE');
   } catch (e) {
     db.close();

@@ -154,7 +154,8 @@ export function runProcess(p: RunParams): RunHandle {
   const done = new Promise<ExitFacts>((resolve) => {
     let spawnError: string | undefined;
     let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-    const settle = (): void => {
+    /** `lingered`: the pipes were still held after the exit, so something of the job is still running. */
+    const settle = (lingered = false): void => {
       if (settled) return;
       settled = true;
       killTimer?.clear();
@@ -172,8 +173,9 @@ export function runProcess(p: RunParams): RunHandle {
         diskError,
         kernelOomKill: oomBefore !== null && oomAfter !== null && oomAfter > oomBefore,
       });
-      // leftovers that escaped the group (setsid, double fork) are part of the job too
-      if (pid !== null) setImmediate(() => killRunTree(null, p.marker, 'SIGKILL'));
+      // leftovers that escaped the group (setsid, double fork) are part of the job too; the /proc scan
+      // costs a few ms, so a job that simply exited with its pipes closed is not scanned
+      if (pid !== null && (lingered || stoppedBy)) setImmediate(() => killRunTree(null, p.marker, 'SIGKILL'));
     };
     child.on('error', (err) => {
       spawnError = err.message;
@@ -184,7 +186,7 @@ export function runProcess(p: RunParams): RunHandle {
       // leftovers of the job (background children) are part of the job: end them too
       if (pid !== null) killGroup(pid, 'SIGKILL');
       // a child outside the group may still hold the pipes: do not wait on them for long
-      setTimeout(settle, PIPE_LINGER_MS).unref();
+      setTimeout(() => settle(true), PIPE_LINGER_MS).unref();
     });
     child.on('close', (code, signal) => {
       if (pid === null) return; // the 'error' handler settles a process that never started

@@ -106,6 +106,26 @@ export class DiskGuard {
     }
   }
 
+  /** Whether the data dir takes a write of PROBE_BYTES now (records a fault when it does not). */
+  checkSpace(): boolean {
+    try {
+      this.probe();
+      return true;
+    } catch (e) {
+      if (!this.note(e)) throw e;
+      return false;
+    }
+  }
+
+  private probe(): void {
+    const probe = path.join(this.o.dataDir, 'logs', '.space-probe');
+    try {
+      fs.writeFileSync(probe, Buffer.alloc(PROBE_BYTES));
+    } finally {
+      fs.rmSync(probe, { force: true });
+    }
+  }
+
   private async tryClear(): Promise<boolean> {
     while (this.held.length > 0) {
       try {
@@ -118,12 +138,7 @@ export class DiskGuard {
     }
     try {
       this.o.journal.markOpen();
-      const probe = path.join(this.o.dataDir, '.space-probe');
-      try {
-        fs.writeFileSync(probe, Buffer.alloc(PROBE_BYTES));
-      } finally {
-        fs.rmSync(probe, { force: true });
-      }
+      this.probe();
       if (this.recoveryHeld) {
         await this.o.recover();
         this.recoveryHeld = false;

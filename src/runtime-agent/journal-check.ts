@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import { endianness } from 'node:os';
 
 /** A journal that must not be opened as it is (the CLI exits 1 naming the cause and --reset-journal). */
 export class JournalRefusedError extends Error {
@@ -65,4 +66,24 @@ export function walDamage(walFile: string): string | null {
     }
   }
   return null;
+}
+
+/**
+ * After a crash the wal-index (`-shm`) still says how many frames the write-ahead log held; when it
+ * says some but the log is gone, those changes were deleted. (A clean close, or a tool that
+ * checkpointed the log, removes both files.)
+ */
+export function walMissing(dbFile: string): string | null {
+  if (fs.existsSync(`${dbFile}-wal`)) return null;
+  let hdr: Buffer;
+  try {
+    hdr = fs.readFileSync(`${dbFile}-shm`).subarray(0, 48);
+  } catch {
+    return null;
+  }
+  if (hdr.length < 48 || hdr[12] !== 1) return null;
+  const mxFrame = endianness() === 'LE' ? hdr.readUInt32LE(16) : hdr.readUInt32BE(16);
+  return mxFrame > 0
+    ? `its write-ahead log (${dbFile.split('/').pop()}-wal) is missing after an unclean stop while the wal-index records ${mxFrame} frames: the latest accepted jobs would be silently lost`
+    : null;
 }

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { openDatabase, type SqlDb, type SqlStatement as Statement } from './db';
-import { JournalRefusedError, walDamage } from './journal-check';
+import { JournalRefusedError, walDamage, walMissing } from './journal-check';
 import type { Failure, FailureClass, JobRecord, JobSpec, JobState, RunRecord, ShardRecord } from './types';
 
 type Row = Record<string, unknown>;
@@ -182,8 +182,7 @@ export class Journal {
     const f = this.file;
     const st = fs.statSync(f, { throwIfNoEntry: false });
     if (st && st.size === 0) throw new JournalRefusedError(f, 'it is empty (0 bytes), so every job it held is gone');
-    const walExists = fs.existsSync(`${f}-wal`);
-    const damage = walDamage(`${f}-wal`);
+    const damage = walDamage(`${f}-wal`) ?? walMissing(f);
     if (damage) throw new JournalRefusedError(f, damage);
     const db = openDatabase(f);
     try {
@@ -202,9 +201,6 @@ export class Journal {
       if (tables.length > 0 && appId !== APP_ID && !(appId === 0 && ours)) {
         throw new JournalRefusedError(f, `it is not an mlinfra-agent journal (application_id ${appId}, tables ${tables.slice(0, 10).join(', ') || 'none'})`);
       }
-      if (tables.includes('meta') && !walExists && one("SELECT value FROM meta WHERE key = 'open'")?.value === '1') {
-        throw new JournalRefusedError(f, 'its write-ahead log (journal.sqlite-wal) is missing after an unclean stop: the latest accepted jobs would be silently lost');
-      }
       db.exec('PRAGMA journal_mode = WAL');
       db.exec('PRAGMA synchronous = FULL');
       db.exec(SCHEMA);
@@ -220,10 +216,7 @@ export class Journal {
     }
   }
 
-  /**
-   * Records that an agent has the journal open (checkpointed into the main file), so a later open
-   * can tell a write-ahead log deleted after a crash. Throws on a full or read-only disk.
-   */
+  /** Records the open in the journal and checkpoints it: the first write, so it throws on a full or read-only disk. */
   markOpen(): void {
     this.stmts.setMeta.run('open', '1');
     this.db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
@@ -288,8 +281,18 @@ export class Journal {
     return Number(this.stmts.runInsert.run(jobId, attempt, shard, gpuIds, now(), marker).lastInsertRowid);
   }
 
-  setRunPid(runId: number, pid: number, pgid: number, procStart: string | null): void {
-    this.stmts.runPid.run(pid, pgid, procStart, runId);
+  /** `sync` false: committed without its own fsync (the next synchronous commit carries it to disk). */
+  setRunPid(runId: number, pid: number, pgid: number, procStart: string | null, sync = true): void {
+    if (sync) {
+      this.stmts.runPid.run(pid, pgid, procStart, runId);
+      return;
+    }
+    this.db.exec('PRAGMA synchronous = NORMAL');
+    try {
+      this.stmts.runPid.run(pid, pgid, procStart, runId);
+    } finally {
+      this.db.exec('PRAGMA synchronous = FULL');
+    }
   }
 
   endRun(runId: number, outcome: string, exitCode: number | null, signal: string | null, failure: Failure | null): void {

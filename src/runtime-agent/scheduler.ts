@@ -1,95 +1,59 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import * as path from 'node:path';
-import type { Logger } from 'pino';
-import { AgentError, badRequest, conflict, notFound } from './errors';
-import { DiskGuard, faultError, type Fault } from './faults';
+import { attemptOver, endOf, listShards, type ActiveJob, type ActiveRun, type SchedulerEvents, type SchedulerOptions } from './active-job';
+import { AgentError, conflict, notFound } from './errors';
 import type { RunHandle, StopReason } from './executor';
-import { classifyExit, type ExitFacts } from './failure';
-import { executeRun, workDir, type JobUser, type RunSlot } from './job-run';
-import type { Journal, JobEnd } from './journal';
-import type { LogStore } from './logs';
+import { DiskGuard, faultError, type Fault } from './faults';
+import { executeRun, workDir } from './job-run';
 import { recoverJournal } from './recovery';
-import { joinUri, schemeOf, type Storage } from './storage/index';
-import { TERMINAL_STATES, type Failure, type JobRecord, type JobSpec, type ShardRecord } from './types';
+import { checkSpec, Slots } from './slots';
+import { SubmitBatch } from './submit-batch';
+import { TERMINAL_STATES, type JobRecord, type JobSpec, type ShardRecord } from './types';
 
-/** Typed events of the scheduler (metrics, autostop and logs listen to them). */
-export interface SchedulerEvents {
-  'job:submitted': [job: JobRecord];
-  'job:started': [job: JobRecord];
-  'job:requeued': [job: JobRecord];
-  'job:finished': [job: JobRecord];
-  'run:started': [info: { jobId: string; runId: number; shard: number | null; gpuIds: string }];
-  'run:ended': [info: { jobId: string; runId: number; shard: number | null; failure: Failure | null; seconds: number }];
-  'shard:done': [info: { jobId: string; idx: number }];
-}
+export type { SchedulerEvents, SchedulerOptions } from './active-job';
 
-export interface SchedulerOptions {
-  readonly dataDir: string;
-  readonly gpus: number;
-  readonly maxCpuJobs: number;
-  readonly graceMs: number;
-  readonly paused: boolean;
-  readonly journal: Journal;
-  readonly logs: LogStore;
-  readonly storage: Storage;
-  readonly logger: Logger;
-  /** Environment every job starts from (the agent's, without its token). */
-  readonly baseEnv: NodeJS.ProcessEnv;
-  /** Jobs run as this user (serve --job-user). */
-  readonly jobUser?: JobUser;
-  /** Submits refused with 429 while this many jobs are queued. @default unbounded */
-  readonly maxQueued?: number;
-}
-
-interface ActiveRun extends RunSlot {
+interface RunStart {
   readonly runId: number;
-  readonly startedMs: number;
-}
-
-interface Outcome {
-  readonly facts: ExitFacts | null;
-  readonly failure: Failure;
-}
-
-interface ActiveJob {
-  job: JobRecord;
-  readonly runs: Set<ActiveRun>;
-  /** Batch: shards still to run in this attempt (null while the input is being listed). */
-  pendingShards: ShardRecord[] | null;
-  /** Set by cancel, preemption and shutdown: decides the job's outcome whatever its runs report. */
-  forced?: StopReason;
-  /** The first failure of this attempt (a failed shard fails the attempt). */
-  outcome?: Outcome;
-  trainRunStarted: boolean;
-  lastFacts?: ExitFacts;
+  readonly marker: string;
+  readonly shard: ShardRecord | null;
+  readonly gpuSlots: number[];
+  readonly gpuIds: string;
 }
 
 /** Assigns GPU and CPU slots to queued jobs, runs them, and records every transition in the journal. */
 export class Scheduler extends EventEmitter<SchedulerEvents> {
   private readonly queue: JobRecord[] = [];
   private readonly active = new Map<string, ActiveJob>();
-  private readonly freeGpus: Set<number>;
-  private cpuInUse = 0;
+  private readonly slots: Slots;
   private paused: boolean;
   private draining = false;
   private tickScheduled = false;
-  private readonly pendingSubmits: Array<{
-    id: string; spec: JobSpec; key?: string; promise: Promise<JobRecord>; resolve: (j: JobRecord) => void; reject: (e: Error) => void;
-  }> = [];
-  private flushScheduled = false;
+  private readonly batch: SubmitBatch;
   private readonly o: SchedulerOptions;
-  private readonly guard: DiskGuard;
+  /** Disk faults: held journal writes, refused submits, retries (see DiskGuard). */
+  readonly guard: DiskGuard;
+  /** Jobs whose end a disk fault keeps out of the journal for now: what status answers meanwhile. */
+  private readonly unjournaled = new Map<string, JobRecord>();
 
   constructor(o: SchedulerOptions) {
     super();
     this.o = o;
     this.paused = o.paused;
-    this.freeGpus = new Set(Array.from({ length: o.gpus }, (_, i) => i));
+    this.slots = new Slots(o.gpus, o.maxCpuJobs);
+    this.batch = new SubmitBatch(o.journal, (jobs) => {
+      for (const job of jobs) {
+        this.enqueue(job);
+        this.emit('job:submitted', job);
+      }
+      this.scheduleTick();
+    }, (e) => (this.guard.note(e) ? faultError(this.guard.fault!) : (e as Error)));
     this.guard = new DiskGuard({
       dataDir: o.dataDir, journal: o.journal, logger: o.logger,
       recover: async () => void (await this.recover()),
-      cleared: () => this.scheduleTick(),
+      cleared: () => {
+        this.unjournaled.clear();
+        this.scheduleTick();
+      },
     });
   }
 
@@ -98,37 +62,17 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 
   stats(): { queued: number; running: number; gpusBusy: number; cpuBusy: number; draining: boolean; paused: boolean; fault: Fault | null } {
-    return {
-      queued: this.queue.length,
-      running: this.active.size,
-      gpusBusy: this.o.gpus - this.freeGpus.size,
-      cpuBusy: this.cpuInUse,
-      draining: this.draining,
-      paused: this.paused,
-      fault: this.guard.fault,
-    };
+    const { gpusBusy, cpuBusy } = this.slots;
+    return { queued: this.queue.length, running: this.active.size, gpusBusy, cpuBusy, draining: this.draining, paused: this.paused, fault: this.guard.fault };
   }
 
-  get fault(): Fault | null {
-    return this.guard.fault;
+  /** A job as the API shows it: its journal record, or its end while a disk fault holds that write back. */
+  view(job: JobRecord): JobRecord {
+    return this.unjournaled.get(job.id) ?? job;
   }
 
   isIdle(): boolean {
     return this.queue.length === 0 && this.active.size === 0;
-  }
-
-  /** See DiskGuard.note. */
-  noteFault(e: unknown): boolean {
-    return this.guard.note(e);
-  }
-
-  private durable(fn: () => void): void {
-    this.guard.durable(fn);
-  }
-
-  /** Start on a full or read-only disk: serve status, refuse submits, recover when writes work again. */
-  holdRecovery(e: unknown): void {
-    this.guard.holdRecovery(e);
   }
 
   /** Crash recovery, before serving (see recoverJournal). */
@@ -138,73 +82,21 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     return { orphansKilled: r.orphansKilled, interrupted: r.interrupted, requeued: r.requeued };
   }
 
-  /**
-   * Validates and journals a job. Resolves once the job is on disk: submits that arrive in the same
-   * event-loop turn share one SQLite transaction (one fsync), which is what makes submits cheap.
-   */
+  /** Validates and journals a job (see SubmitBatch); a known idempotency key answers its job. */
   async submit(spec: JobSpec, idempotencyKey?: string): Promise<{ job: JobRecord; created: boolean }> {
     if (idempotencyKey !== undefined) {
-      const known = this.o.journal.jobByKey(idempotencyKey) ?? await this.pendingSubmits.find((p) => p.key === idempotencyKey)?.promise;
+      const known = await this.batch.byKey(idempotencyKey);
       if (known) return { job: known, created: false };
     }
     if (this.draining) throw conflict('the agent is shutting down or its host is being preempted: no new jobs are accepted');
     if (this.guard.fault) throw faultError(this.guard.fault);
-    if (this.o.maxQueued !== undefined && this.queue.length + this.pendingSubmits.length >= this.o.maxQueued) {
-      throw new AgentError(429, 'queue_full', `${this.queue.length} jobs are queued (--max-queued ${this.o.maxQueued}): retry later`, undefined,
-        { retryAfterSeconds: this.retryAfterSeconds() });
+    if (this.o.maxQueued !== undefined && this.queue.length + this.batch.size >= this.o.maxQueued) {
+      // about how long the queue takes to drain by a tenth
+      const retryAfterSeconds = Math.min(60, Math.max(1, Math.ceil(this.queue.length / Math.max(1, this.o.maxCpuJobs + this.o.gpus) / 10)));
+      throw new AgentError(429, 'queue_full', `${this.queue.length} jobs are queued (--max-queued ${this.o.maxQueued}): retry later`, undefined, { retryAfterSeconds });
     }
-    if (spec.gpus > this.o.gpus) {
-      throw badRequest(`the job wants ${spec.gpus} GPUs but this host has ${this.o.gpus}`, 'gpus');
-    }
-    if (spec.kind === 'batch') {
-      if (!spec.input) throw badRequest('a batch job needs an input prefix', 'input');
-      if (!spec.output) throw badRequest('a batch job needs an output prefix', 'output');
-    }
-    for (const field of ['input', 'output', 'artifactUri', 'checkpointDir'] as const) {
-      const v = spec[field];
-      if (v === undefined) continue;
-      try {
-        schemeOf(v);
-      } catch (e) {
-        throw badRequest((e as Error).message, field);
-      }
-    }
-    if (spec.cwd !== undefined && !path.isAbsolute(spec.cwd)) throw badRequest('cwd must be an absolute path', 'cwd');
-    const id = `j-${Date.now().toString(36)}-${randomBytes(5).toString('hex')}`;
-    let settle!: { resolve: (j: JobRecord) => void; reject: (e: Error) => void };
-    const promise = new Promise<JobRecord>((resolve, reject) => {
-      settle = { resolve, reject };
-    });
-    this.pendingSubmits.push({ id, spec, key: idempotencyKey, promise, ...settle });
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      setImmediate(() => this.flushSubmits());
-    }
-    return { job: await promise, created: true };
-  }
-
-  /** A Retry-After for a full queue: about how long the queue takes to drain by one slot's worth. */
-  private retryAfterSeconds(): number {
-    return Math.min(60, Math.max(1, Math.ceil(this.queue.length / Math.max(1, this.o.maxCpuJobs + this.o.gpus) / 10)));
-  }
-
-  private flushSubmits(): void {
-    this.flushScheduled = false;
-    const batch = this.pendingSubmits.splice(0);
-    let jobs: JobRecord[];
-    try {
-      jobs = this.o.journal.transaction(() => batch.map((b) => this.o.journal.insertJob(b.id, b.spec, b.key)));
-    } catch (e) {
-      const err = this.noteFault(e) ? faultError(this.guard.fault!) : (e as Error);
-      for (const b of batch) b.reject(err);
-      return;
-    }
-    batch.forEach((b, i) => {
-      this.enqueue(jobs[i]);
-      this.emit('job:submitted', jobs[i]);
-      b.resolve(jobs[i]);
-    });
-    this.scheduleTick();
+    checkSpec(spec, this.o.gpus);
+    return { job: await this.batch.add(spec, idempotencyKey), created: true };
   }
 
   cancel(id: string): JobRecord {
@@ -216,7 +108,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       try {
         this.o.journal.cancelQueued(id, 'cancelled by request while queued');
       } catch (e) {
-        if (this.noteFault(e)) throw faultError(this.guard.fault!);
+        if (this.guard.note(e)) throw faultError(this.guard.fault!);
         throw e;
       }
       this.dequeue(id);
@@ -296,25 +188,6 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     });
   }
 
-  private fits(gpus: number): boolean {
-    return gpus === 0 ? this.cpuInUse < this.o.maxCpuJobs : this.freeGpus.size >= gpus;
-  }
-
-  private take(gpus: number): number[] {
-    if (gpus === 0) {
-      this.cpuInUse++;
-      return [];
-    }
-    const slots = [...this.freeGpus].sort((a, b) => a - b).slice(0, gpus);
-    for (const s of slots) this.freeGpus.delete(s);
-    return slots;
-  }
-
-  private release(gpus: number, slots: number[]): void {
-    if (gpus === 0) this.cpuInUse--;
-    for (const s of slots) this.freeGpus.add(s);
-  }
-
   /** Starts what fits, highest priority first (then oldest); smaller jobs may backfill free slots. */
   private tick(): void {
     if (this.paused || this.draining || this.guard.fault) return;
@@ -330,12 +203,12 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     for (const c of candidates) {
       if (c.active) {
         const a = c.active;
-        while (a.pendingShards!.length > 0 && this.fits(a.job.spec.gpus)) this.startRun(a, a.pendingShards!.shift()!);
-      } else if (c.queued && this.fits(c.queued.spec.gpus)) {
+        while (a.pendingShards!.length > 0 && this.slots.fits(a.job.spec.gpus)) this.startRun(a, a.pendingShards!.shift()!);
+      } else if (c.queued && this.slots.fits(c.queued.spec.gpus)) {
         try {
           this.startJob(c.queued);
         } catch (e) {
-          if (!this.noteFault(e)) throw e;
+          if (!this.guard.note(e)) throw e;
           return;
         }
       }
@@ -343,63 +216,77 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 
   private startJob(q: JobRecord): void {
+    const j = this.o.journal;
+    const train = q.spec.kind !== 'batch';
+    let run: RunStart | undefined;
+    let job: JobRecord | undefined;
+    try {
+      // a train job's start and its run's record are one transaction (one fsync)
+      job = j.transaction(() => {
+        const started = j.startJob(q.id);
+        if (started && train) run = this.recordRun(started, null);
+        return started;
+      });
+    } catch (e) {
+      if (run) this.slots.release(q.spec.gpus, run.gpuSlots);
+      throw e; // tick notes the fault; the job stays queued
+    }
     this.dequeue(q.id);
-    const job = this.o.journal.startJob(q.id);
     if (!job) return;
-    const a: ActiveJob = { job, runs: new Set(), pendingShards: job.spec.kind === 'batch' ? null : [], trainRunStarted: false };
+    const a: ActiveJob = { job, runs: new Set(), pendingShards: train ? [] : null, trainRunStarted: false };
     this.active.set(job.id, a);
     this.emit('job:started', job);
     this.o.logger.info({ jobId: job.id, attempt: job.attempts, kind: job.spec.kind }, 'job started');
-    if (job.spec.kind === 'batch') void this.listShards(a);
-    else this.startRun(a, null);
+    if (!train) void this.listShards(a);
+    else this.launch(a, run!);
   }
 
   private async listShards(a: ActiveJob): Promise<void> {
-    const { spec, id } = a.job;
-    try {
-      let shards = this.o.journal.shardsOf(id);
-      if (shards.length === 0) {
-        const objects = await this.o.storage.list(spec.input!);
-        shards = this.o.journal.recordShards(id, objects.map((o) => ({ key: o.key, inputUri: o.uri, outputUri: joinUri(spec.output!, o.key) })));
-      }
-      const pending = shards.filter((s) => s.state !== 'done');
-      this.o.logger.info({ jobId: id, shards: shards.length, pending: pending.length }, 'batch shards');
-      a.pendingShards = a.forced ? [] : pending;
-    } catch (e) {
-      a.pendingShards = [];
-      a.outcome ??= { facts: null, failure: { class: 'exit', reason: `could not list the batch input ${spec.input}: ${(e as Error).message}` } };
-    }
+    await listShards(a, this.o);
     this.maybeFinish(a);
     this.scheduleTick();
   }
 
-  private startRun(a: ActiveJob, shard: ShardRecord | null): void {
-    const gpus = a.job.spec.gpus;
-    const slots = this.take(gpus);
-    const gpuIds = slots.join(',');
+  /** Takes the run's slots and journals it (marker included, before any spawn). Releases the slots if that throws. */
+  private recordRun(job: JobRecord, shard: ShardRecord | null): RunStart {
+    const gpuSlots = this.slots.take(job.spec.gpus);
+    const gpuIds = gpuSlots.join(',');
+    const marker = `${job.id}.${job.attempts}.${shard?.idx ?? 't'}.${randomBytes(6).toString('hex')}`;
     const j = this.o.journal;
-    const marker = `${a.job.id}.${a.job.attempts}.${shard?.idx ?? 't'}.${randomBytes(6).toString('hex')}`;
-    let runId: number;
     try {
-      runId = j.transaction(() => {
-        const rid = j.insertRun(a.job.id, a.job.attempts, shard?.idx ?? null, gpuIds, marker);
-        if (shard) j.shardAttempt(a.job.id, shard.idx);
-        else j.setJobGpus(a.job.id, gpuIds);
+      const runId = j.transaction(() => {
+        const rid = j.insertRun(job.id, job.attempts, shard?.idx ?? null, gpuIds, marker);
+        if (shard) j.shardAttempt(job.id, shard.idx);
+        else j.setJobGpus(job.id, gpuIds);
         return rid;
       });
+      return { runId, marker, shard, gpuSlots, gpuIds };
     } catch (e) {
-      this.release(gpus, slots);
-      if (!this.noteFault(e)) throw e;
+      this.slots.release(job.spec.gpus, gpuSlots);
+      throw e;
+    }
+  }
+
+  private startRun(a: ActiveJob, shard: ShardRecord): void {
+    let run: RunStart;
+    try {
+      run = this.recordRun(a.job, shard);
+    } catch (e) {
+      if (!this.guard.note(e)) throw e;
       // nothing was spawned: the attempt ends without charging a retry once the disk recovers
       a.forced ??= 'disk';
       if (a.pendingShards) a.pendingShards = [];
       this.maybeFinish(a);
       return;
     }
-    const run: ActiveRun = { runId, marker, shard, gpuSlots: slots, startedMs: Date.now() };
+    this.launch(a, run);
+  }
+
+  private launch(a: ActiveJob, r: RunStart): void {
+    const run: ActiveRun = { runId: r.runId, marker: r.marker, shard: r.shard, gpuSlots: r.gpuSlots, startedMs: Date.now() };
     a.runs.add(run);
-    if (!shard) a.trainRunStarted = true;
-    this.emit('run:started', { jobId: a.job.id, runId, shard: shard?.idx ?? null, gpuIds });
+    if (!r.shard) a.trainRunStarted = true;
+    this.emit('run:started', { jobId: a.job.id, runId: r.runId, shard: r.shard?.idx ?? null, gpuIds: r.gpuIds });
     this.execute(a, run).catch((e: unknown) => this.o.logger.error({ err: e, jobId: a.job.id }, 'run bookkeeping failed'));
   }
 
@@ -412,21 +299,22 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const { spec, id } = a.job;
     const ctx = { dataDir: this.o.dataDir, storage: this.o.storage, baseEnv: this.o.baseEnv, graceMs: this.o.graceMs, jobUser: this.o.jobUser, log: this.o.logs.live(id) };
     const res = await executeRun(ctx, a.job, run, (h: RunHandle) => {
-      if (h.pid !== null) this.durable(() => this.o.journal.setRunPid(run.runId, h.pid!, h.pgid!, h.procStart));
+      // not fsynced on its own: the marker journaled before the spawn already finds the run after a crash
+      if (h.pid !== null) this.guard.durable(() => this.o.journal.setRunPid(run.runId, h.pid!, h.pgid!, h.procStart, false));
     });
     const { facts } = res;
     let failure = res.failure;
-    if (facts?.diskError) this.noteFault(Object.assign(new Error(facts.diskError), { code: /EROFS/.test(facts.diskError) ? 'EROFS' : 'ENOSPC' }));
+    if (facts?.diskError) this.guard.note(Object.assign(new Error(facts.diskError), { code: /EROFS/.test(facts.diskError) ? 'EROFS' : 'ENOSPC' }));
     if (!failure && run.shard) {
       try {
         this.o.journal.shardDone(id, run.shard.idx);
         this.emit('shard:done', { jobId: id, idx: run.shard.idx });
       } catch (e) {
-        if (!this.noteFault(e)) throw e;
+        if (!this.guard.note(e)) throw e;
         failure = { class: 'disk', reason: `the shard's completion could not be journaled: ${(e as Error).message}` };
       }
     }
-    this.release(spec.gpus, run.gpuSlots);
+    this.slots.release(spec.gpus, run.gpuSlots);
     a.runs.delete(run);
     this.emit('run:ended', { jobId: id, runId: run.runId, shard: run.shard?.idx ?? null, failure, seconds: (Date.now() - run.startedMs) / 1000 });
     if (failure && !a.outcome) {
@@ -454,33 +342,16 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
    */
   private maybeFinish(a: ActiveJob, writes: Array<() => void> = []): void {
     const flush = (): void => {
-      if (writes.length > 0) this.durable(() => this.o.journal.transaction(() => writes.forEach((w) => w())));
+      if (writes.length > 0) this.guard.durable(() => this.o.journal.transaction(() => writes.forEach((w) => w())));
     };
-    if (!this.active.has(a.job.id) || a.runs.size > 0 || a.pendingShards === null
-      || (a.pendingShards.length > 0 && !a.forced && !a.outcome)
-      || (a.job.spec.kind === 'train' && !a.trainRunStarted && !a.forced)) {
+    if (!this.active.has(a.job.id) || !attemptOver(a)) {
       flush();
       return;
     }
     this.active.delete(a.job.id);
     const j = this.o.journal;
     const id = a.job.id;
-    const facts = a.outcome?.facts ?? a.lastFacts ?? null;
-    const exitCode = facts?.exitCode ?? null;
-    const signal = facts?.signal ?? null;
-    let end: JobEnd;
-    if (a.forced === 'cancel') {
-      end = { state: 'cancelled', exitCode, signal, charge: false, failure: { class: 'cancelled', reason: 'cancelled by request' } };
-    } else if (a.forced === 'preemption' || a.forced === 'shutdown') {
-      end = { state: 'interrupted', exitCode, signal, charge: false, requeue: true, failure: classifyExit({ exitCode, signal, stderrTail: '', stoppedBy: a.forced }) };
-    } else if (a.forced === 'disk') {
-      end = { state: 'queued', exitCode, signal, charge: false, failure: { class: 'disk', reason: 'the run could not be journaled (disk fault): not started, re-queued' } };
-    } else if (!a.outcome) {
-      end = { state: 'succeeded', exitCode: a.job.spec.kind === 'batch' ? 0 : exitCode, signal, charge: false, failure: null };
-    } else {
-      const retry = a.job.charged + 1 <= a.job.spec.retries;
-      end = { state: retry ? 'queued' : 'failed', exitCode, signal, charge: true, failure: a.outcome.failure };
-    }
+    const end = endOf(a);
     writes.push(() => {
       j.endJob(id, end);
       if (end.state === 'queued') j.requeueJob(id);
@@ -490,6 +361,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       ...a.job, state: end.state, exitCode: end.exitCode, signal: end.signal, failure: end.failure,
       charged: a.job.charged + (end.charge ? 1 : 0), requeue: Boolean(end.requeue), endedAt: new Date().toISOString(),
     };
+    if (this.guard.holding) this.unjournaled.set(id, rec);
     if (end.state === 'queued') {
       this.o.logger.info({ jobId: id, failure: end.failure, retriesLeft: rec.spec.retries - rec.charged }, 'job failed, retrying');
       this.enqueue(rec);

@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { AgentError, badRequest, notFound } from './errors';
@@ -126,9 +127,12 @@ export async function buildServer(d: ServerDeps): Promise<FastifyInstance> {
     loggerInstance: d.logger as FastifyBaseLogger,
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: d.bodyLimitBytes,
-    // a slow or stalled body is cut after this; idle keep-alive sockets after 5 s; close() ends every socket
-    requestTimeout: d.requestTimeoutMs,
-    keepAliveTimeout: 5000,
+    // a slow or stalled request (headers or body) is cut after requestTimeoutMs, checked every second;
+    // idle keep-alive sockets after 5 s; close() ends every socket
+    serverFactory: (handler) => http.createServer({
+      requestTimeout: d.requestTimeoutMs, headersTimeout: Math.min(d.requestTimeoutMs, 60_000), keepAliveTimeout: 5000,
+      connectionsCheckingInterval: Math.min(1000, d.requestTimeoutMs),
+    }, handler),
     forceCloseConnections: true,
     return503OnClosing: true,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false } },
@@ -138,7 +142,6 @@ export async function buildServer(d: ServerDeps): Promise<FastifyInstance> {
     },
   });
 
-  app.server.headersTimeout = Math.min(d.requestTimeoutMs, 60_000);
   app.server.maxConnections = maxConnections();
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
@@ -219,13 +222,13 @@ export async function buildServer(d: ServerDeps): Promise<FastifyInstance> {
       if (typeof q.limit !== 'string' || !/^\d{1,6}$/.test(q.limit) || limit < 1) throw badRequest('limit must be an integer 1..999999', 'limit');
     }
     if (q.state !== undefined && !STATES.includes(q.state as JobState)) throw badRequest(`state must be one of ${STATES.join(', ')}`, 'state');
-    return { jobs: d.journal.listJobs(limit, q.state as JobState | undefined).map((j) => jobJson(j)) };
+    return { jobs: d.journal.listJobs(limit, q.state as JobState | undefined).map((j) => jobJson(d.scheduler.view(j))) };
   });
 
   const getJob = (id: string): JobRecord => {
     const job = typeof id === 'string' && id.length <= 100 ? d.journal.getJob(id) : undefined;
     if (!job) throw notFound(`no job ${String(id).slice(0, 100)}`);
-    return job;
+    return d.scheduler.view(job);
   };
 
   app.get<{ Params: { id: string } }>('/v1/jobs/:id', async (req) => jobJson(getJob(req.params.id), d.journal));

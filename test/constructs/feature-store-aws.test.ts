@@ -96,7 +96,7 @@ describe('FeatureStore on AWS', () => {
     expect(y.registry).toBe('s3://TFREF/registry.db');
     expect(y.provider).toBe('aws');
     expect(y.online_store).toEqual({ type: 'dynamodb', region: 'us-east-1' });
-    expect(y.offline_store).toEqual({ type: 'athena', region: 'us-east-1', data_source: 'AwsDataCatalog', database: 'TFREF', s3_staging_location: 's3://TFREF/athena-staging' });
+    expect(y.offline_store).toEqual({ type: 'athena', region: 'us-east-1', data_source: 'AwsDataCatalog', database: 'TFREF', workgroup: 'TFREF', s3_staging_location: 's3://TFREF/athena-staging' });
     expect(y.entity_key_serialization_version).toBe(3);
     expect(store.registryUri).toMatch(/\/registry\.db$/);
   });
@@ -104,8 +104,17 @@ describe('FeatureStore on AWS', () => {
   test('grantRead: read actions only, on exactly the store tables, bucket, Glue objects and key', () => {
     const st = grantStatements(json, /^train_granted_test-features-[a-f0-9]{8}-read-1-doc/);
     const actions = st.flatMap((s) => s.actions);
-    expect(actions.sort()).toEqual(['dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:Query', 'glue:GetDatabase', 'glue:GetTable', 'glue:GetTables', 'kms:Decrypt', 's3:GetObject', 's3:ListBucket']);
-    expect(actions.some((a: string) => /Put|Write|Update|Delete|Create|\*/.test(a))).toBe(false);
+    expect([...actions].sort()).toEqual([
+      'athena:GetQueryExecution', 'athena:GetQueryResults', 'athena:GetWorkGroup', 'athena:StartQueryExecution', 'athena:StopQueryExecution',
+      'dynamodb:BatchGetItem', 'dynamodb:GetItem', 'dynamodb:Query',
+      'glue:BatchGetPartition', 'glue:CreateTable', 'glue:DeleteTable', 'glue:GetDatabase', 'glue:GetPartition', 'glue:GetPartitions', 'glue:GetTable', 'glue:GetTables',
+      'kms:Decrypt', 'kms:GenerateDataKey',
+      's3:AbortMultipartUpload', 's3:DeleteObject', 's3:GetBucketLocation', 's3:GetObject', 's3:ListBucket', 's3:ListMultipartUploadParts', 's3:PutObject',
+    ]);
+    // Reading offline features runs Athena queries: writes only to the staging prefix and Feast's temporary entity tables.
+    for (const w of st.filter((x) => x.actions.some((a: string) => /Put|Write|Update|Delete|Create|\*/.test(a)))) {
+      for (const r of w.resources) expect(r).toMatch(/\/athena-staging\/\*$|:catalog$|:database\/test_features_[a-f0-9]{8}$|\/feast_entity_df_\*$/);
+    }
     const byAction = (a: string) => st.find((s) => s.actions.includes(a))!.resources;
     expect(byAction('dynamodb:GetItem')).toEqual([
       expect.stringMatching(/^\$\{aws_dynamodb_table\.features_views_user_stats_online-table_[A-F0-9]+\.arn\}$/),
@@ -153,7 +162,7 @@ describe('FeatureStore on AWS', () => {
     expect(countByType(alone)).toEqual({
       aws_kms_key: 1, aws_kms_alias: 1, aws_s3_bucket: 1, aws_s3_bucket_public_access_block: 1, aws_s3_bucket_ownership_controls: 1,
       aws_s3_bucket_versioning: 1, aws_s3_bucket_server_side_encryption_configuration: 1, aws_s3_bucket_lifecycle_configuration: 1, aws_s3_bucket_policy: 1,
-      aws_glue_catalog_database: 1, aws_glue_catalog_table: 2, aws_dynamodb_table: 2,
+      aws_glue_catalog_database: 1, aws_glue_catalog_table: 2, aws_dynamodb_table: 2, aws_athena_workgroup: 1,
     });
   });
 

@@ -124,6 +124,8 @@ describe('FeatureStore on GCP', () => {
   test('BigQuery offline store: jobs, read sessions, and a writable scratch dataset Feast uses for entity frames', () => {
     expect(scratch(json)).toMatchObject({ dataset_id: `${dataset(json).dataset_id}_scratch`, default_table_expiration_ms: 86_400_000, location: 'us-central1' });
     expect(feastYaml(json).offline_store.dataset).toBe('TFREF');
+    const apis = Object.values(resources(json, 'google_project_service')).map((x: any) => x.service);
+    expect(apis).toEqual(expect.arrayContaining(['bigquery.googleapis.com', 'bigquerystorage.googleapis.com']));
     const out = Object.entries(json.output ?? {}).find(([k]) => k.includes('feast-config'))![1].value as string;
     expect(out).toMatch(/dataset: \$\{google_bigquery_dataset\.features_offline_scratch-dataset_[A-F0-9]+\.dataset_id\}/);
   });
@@ -135,11 +137,18 @@ describe('FeatureStore on GCP', () => {
     expect(name(other.json)).not.toBe(name(mine.json));
   });
 
-  test('private services access: one range and one connection per network for two Redis stores; destroy abandons the peering', () => {
+  test('private services access: one range and one connection per network for two Redis stores; destroy abandons a given network\'s peering', () => {
     const { json: j } = build({ online: 'redis' }, (s, _f, gcp) => new FeatureStore(s, 'features2', { target: gcp, online: 'redis' }));
     expect(Object.keys(resources(j, 'google_redis_instance'))).toHaveLength(2);
     const conn = only(j, 'google_service_networking_connection') as any;
-    expect(conn).toMatchObject({ deletion_policy: 'ABANDON', update_on_creation_fail: true });
+    // The target created this network: the peering goes with it on destroy.
+    expect(conn).toMatchObject({ update_on_creation_fail: true });
+    expect(conn.deletion_policy).toBeUndefined();
+    const given = synth((stack) => new FeatureStore(stack, 'features', { online: 'redis', target: new GcpTarget(stack, 'gcp', {
+      project: 'ml-prod-123', region: 'us-central1',
+      network: { network: 'projects/ml-prod-123/global/networks/shared', subnetwork: 'projects/ml-prod-123/regions/us-central1/subnetworks/ml', cidrBlock: '10.8.0.0/20' },
+    }) }));
+    expect(only(given.json, 'google_service_networking_connection')).toMatchObject({ deletion_policy: 'ABANDON', network: 'projects/ml-prod-123/global/networks/shared' });
     const range = only(j, 'google_compute_global_address') as any;
     for (const r of Object.values(resources(j, 'google_redis_instance')) as any[]) {
       expect(r.reserved_ip_range).toBe(`\${google_compute_global_address.${Object.keys(resources(j, 'google_compute_global_address'))[0]}.name}`);
@@ -179,7 +188,7 @@ describe('FeatureStore on GCP', () => {
   test('creates exactly these resources', () => {
     const { json: alone } = build();
     expect(countByType(alone)).toEqual({
-      google_storage_bucket: 1, google_bigquery_dataset: 2, google_bigquery_table: 3, google_project_service: 5,
+      google_storage_bucket: 1, google_bigquery_dataset: 2, google_bigquery_table: 3, google_project_service: 6,
       google_bigtable_instance: 1, google_bigtable_table: 2, google_bigtable_gc_policy: 2,
     });
   });

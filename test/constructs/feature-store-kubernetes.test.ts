@@ -43,7 +43,7 @@ describe('FeatureStore on Kubernetes', () => {
     expect(JSON.stringify(c.command)).not.toMatch(/requirepass|PASSWORD/);
     expect(c.env).toBeUndefined();
     expect(c.volume_mount).toContainEqual({ name: 'config', mount_path: '/etc/redis-mlinfra', read_only: true });
-    expect(pod.volume).toContainEqual({ name: 'config', secret: { secret_name: expect.stringMatching(/kubernetes_secret_v1\.features_online_password-secret_/), default_mode: '0440', items: [{ key: 'redis.conf', path: 'redis.conf' }] } });
+    expect(pod.volume).toContainEqual({ name: 'config', secret: { secret_name: expect.stringMatching(/kubernetes_secret_v1\.features_online_password-secret_/), default_mode: '0440', items: [{ key: 'redis-conf', path: 'redis.conf' }] } });
     expect(c.security_context).toMatchObject({ run_as_non_root: true, run_as_user: '999', allow_privilege_escalation: false, read_only_root_filesystem: true, capabilities: { drop: ['ALL'] } });
     expect(c.resources).toEqual({ requests: { cpu: '250m', memory: '512Mi' }, limits: { cpu: '1', memory: '1Gi' } });
     expect(pod.security_context).toMatchObject({ run_as_non_root: true, fs_group: '1000' });
@@ -52,7 +52,7 @@ describe('FeatureStore on Kubernetes', () => {
     const secret = mine(json, 'kubernetes_secret_v1')[0];
     expect(secret.data).toEqual({
       'password': expect.stringMatching(/^\$\{random_password\.[^.]+\.result\}$/),
-      'redis.conf': expect.stringMatching(/^requirepass \$\{random_password\.[^.]+\.result\}\n$/),
+      'redis-conf': expect.stringMatching(/^requirepass \$\{random_password\.[^.]+\.result\}\n$/),
     });
   });
 

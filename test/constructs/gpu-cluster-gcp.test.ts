@@ -386,6 +386,12 @@ describe('GpuCluster on GCP', () => {
     expect(() => build({ accelerator: 'A100-80GB', acceleratorsPerNode: 4, spot: false })).not.toThrow();
   });
 
+  test('fails when a GcpTarget names a malformed reservation or private services access range', () => {
+    expect(() => build({}, undefined, { reservations: { 'a3-highgpu-8g': 'Bad_Name' } })).toThrow(/reservations\.a3-highgpu-8g.*"Bad_Name".*reservation name/);
+    expect(() => build({}, undefined, { reservations: { 'not a type': 'x' } })).toThrow(/reservations key.*machine type/);
+    expect(() => build({}, undefined, { privateServiceAccessRange: '-psa' })).toThrow(/privateServiceAccessRange.*allocated range/);
+  });
+
   test('hosts may see zero GPUs: --gpus from the catalog, and a bounded wait for the driver before the agent starts', () => {
     const script = hostScript(json);
     expect(script).toMatch(/mlinfra-agent\.js serve .*--gpus 4( |$)/m);

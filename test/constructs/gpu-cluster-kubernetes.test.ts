@@ -17,7 +17,7 @@ import { ServiceV1 } from '@cdktf/provider-kubernetes/lib/service-v1';
 import { StatefulSetV1 } from '@cdktf/provider-kubernetes/lib/stateful-set-v1';
 import { GpuCluster, GpuClusterProps, IGrantable, KubernetesTarget, KubernetesTargetProps } from '../../src';
 import { MlInfraError } from '../../src/core/errors';
-import { renderStopScript } from '../../src/constructs/gpu-cluster/kubernetes';
+import { GPU_ENV_SH, renderStopScript } from '../../src/constructs/gpu-cluster/kubernetes';
 import { countByType, only, resources, synth, TerraformJson, testAgentBundle } from '../helpers';
 
 const BUNDLE_DIR = testAgentBundle();
@@ -104,8 +104,10 @@ describe('GpuCluster on Kubernetes', () => {
       if (!type.startsWith('kubernetes_') || type === 'kubernetes_namespace_v1') continue;
       for (const r of Object.values(byName) as any[]) {
         expect(r.provider).toBe('kubernetes.test_k8s_f1348bd0');
-        expect(r.metadata.namespace).toMatch(NS_REF);
-        expect(r.metadata.labels).toEqual({
+        // Kueue objects are kubernetes_manifest (test/kubernetes-kueue.test.ts); ResourceFlavor and ClusterQueue are cluster-scoped.
+        const metadata = type === 'kubernetes_manifest' ? r.manifest.metadata : r.metadata;
+        if (type !== 'kubernetes_manifest' || r.manifest.kind === 'LocalQueue') expect(metadata.namespace).toMatch(NS_REF);
+        expect(metadata.labels).toEqual({
           'app.kubernetes.io/managed-by': 'cdktf-mlinfra', 'app.kubernetes.io/name': 'mlinfra-agent', 'app.kubernetes.io/instance': 'test-train-acae17ff',
         });
       }
@@ -143,10 +145,12 @@ describe('GpuCluster on Kubernetes', () => {
   });
 
   test('agent command line: serve on all interfaces with the data dir and the mounted token file', () => {
-    expect(agent(json).command).toEqual([
-      'node', '/opt/mlinfra/agent/mlinfra-agent.js', 'serve', '--host', '0.0.0.0', '--port', '7070',
-      '--data-dir', '/var/lib/mlinfra', '--token-file', '/var/run/mlinfra/token', '--preemption', 'none',
-      '--idle-stop-minutes', '30', '--stop-command', 'node /opt/mlinfra/bundle/stop.js',
+    // Wrapped by the GPU environment script (test/kubernetes-gke.test.ts runs it); the agent's own Node.js.
+    expect(agent(json).command.slice(0, 4)).toEqual(['sh', '-c', GPU_ENV_SH, 'mlinfra-agent']);
+    expect(agent(json).command.slice(4)).toEqual([
+      '/opt/mlinfra/agent/bin/node', '/opt/mlinfra/agent/mlinfra-agent.js', 'serve', '--host', '0.0.0.0', '--port', '7070',
+      '--data-dir', '/var/lib/mlinfra', '--token-file', '/var/run/mlinfra/token', '--preemption', 'none', '--gpus', '8',
+      '--idle-stop-minutes', '30', '--stop-command', '/opt/mlinfra/agent/bin/node /opt/mlinfra/bundle/stop.js',
     ]);
     expect(podSpec(json).termination_grace_period_seconds).toBe(90);
     expect(agent(json).readiness_probe.http_get).toEqual({ path: '/healthz', port: '7070', scheme: 'HTTP' });
@@ -372,6 +376,8 @@ describe('GpuCluster on Kubernetes', () => {
       kubernetes_network_policy_v1: 1,
       kubernetes_stateful_set_v1: 1,
       kubernetes_pod_disruption_budget_v1: 1,
+      // Kueue: ResourceFlavor, ClusterQueue, LocalQueue.
+      kubernetes_manifest: 3,
       random_password: 1,
     });
     expect(Object.values(json.output!).map((o) => o.value)).not.toContainEqual(expect.stringMatching(TOKEN_REFS));

@@ -45,7 +45,7 @@ const cases: [string, Kind, Record<string, unknown>, string, RegExp[]][] = [
   ['allowedCidrs is empty', 'aws', { allowedCidrs: [] }, 'allowedCidrs', [/non-empty list/]],
   ['agentImage is given on aws', 'aws', { agentImage: 'node:20' }, 'agentImage', [/kubernetes targets only/]],
   ['machineImage is given on kubernetes', 'kubernetes', { machineImage: 'ami-123' }, 'machineImage', [/agentImage on kubernetes/]],
-  ['nodeVersion is too old', 'aws', { nodeVersion: '18.20.0' }, 'nodeVersion', [/18\.20\.0/, /20\.0\.0 or later/]],
+  ['nodeVersion is too old', 'aws', { nodeVersion: '18.20.0' }, 'nodeVersion', [/18\.20\.0/, /22\.13\.0 or later/]],
   ['nodeDistUrl is not https', 'gcp', { nodeDistUrl: 'http://mirror.local/node' }, 'nodeDistUrl', [/https:\/\//]],
   ['the agent bundle directory has no built agent', 'aws', { agentBundleDir: '/nonexistent/agent' }, 'agentBundleDir', [/npm run build:agent/, /mlinfra-agent\.js/]],
   ['the target is not a target', 'aws', { target: { region: 'us-east-1' } }, 'target', [/AwsTarget, GcpTarget or KubernetesTarget/]],

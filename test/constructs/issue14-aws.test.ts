@@ -137,13 +137,12 @@ describe('Terraform template escaping', () => {
   });
 
   test('a token-valued image derives the ECR ARN without backslash escapes (HCL rejects \\d and \\.)', () => {
-    let doc: any;
     const { text, json } = synth((stack) => {
       const aws = new AwsTarget(stack, 'aws', { region: 'us-east-1' });
       const image = new TerraformVariable(stack, 'image', { type: 'string' });
       new ModelEndpoint(stack, 'ltv-api', { target: aws, model: 's3://ml-models/ltv/v3', image: image.stringValue, replicas: { min: 1, max: 2 } });
     });
-    doc = policyDoc(json, 'execution-doc');
+    const doc = policyDoc(json, 'execution-doc');
     const pull = doc.statement.find((s: any) => s.sid === 'PullImage').resources[0];
     expect(pull).toContain('regex(');
     expect(pull).not.toMatch(/\\/);

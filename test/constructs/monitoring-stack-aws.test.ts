@@ -36,7 +36,7 @@ describe('MonitoringStack on AWS', () => {
   test('one alarm per condition, each notifying the topic on alarm and on recovery', () => {
     expect(Object.keys(a).sort()).toEqual([
       'ltv-api-error-rate', 'ltv-api-p99-latency', 'ltv-pipeline-failed', 'ltv-pipeline-stale',
-      'train-agent-down', 'train-feature-drift', 'train-gpu-idle-while-queued', 'train-gpu-xid-errors',
+      'train-agent-down', 'train-feature-drift', 'train-gpu-idle-while-queued', 'train-gpu-xid-errors', 'train-host-metrics-failed',
     ]);
     for (const alarm of Object.values(a)) {
       expect(alarm.alarm_actions).toEqual([expect.stringMatching(/^\$\{aws_sns_topic\..+\.arn\}$/)]);
@@ -123,18 +123,19 @@ describe('MonitoringStack on AWS', () => {
     expect(cfg.metrics.namespace).toBe('MLInfra/GPU');
     expect(cfg.metrics.aggregation_dimensions).toEqual([['ClusterName']]);
     expect(cfg.metrics.metrics_collected.nvidia_gpu.measurement).toEqual(expect.arrayContaining(['utilization_gpu', 'memory_used', 'temperature_gpu', 'power_draw']));
-    expect(cfg.logs.logs_collected.prometheus.emf_processor.metric_namespace).toBe('MLInfra/Agent');
+    // The agent's schema takes prometheus under logs.metrics_collected only.
+    expect(cfg.logs.metrics_collected.prometheus.emf_processor.metric_namespace).toBe('MLInfra/Agent');
     expect(local).toContain('--metrics-local-port 9464');
     expect(local).toContain("targets: ['127.0.0.1:9464']");
   });
 
-  test('watching one more cluster adds exactly 4 alarms, 2 log groups, 1 filter, 1 policy', () => {
+  test('watching one more cluster adds exactly 5 alarms, 2 log groups, 1 filter, 1 policy', () => {
     const { json: two } = build(({ stack, aws, ops }) => {
       ops.watch(new GpuCluster(stack, 'batch', { target: aws, accelerator: 'T4', agentBundleDir: BUNDLE }));
     });
     const before = countByType(json);
     const after = countByType(two);
-    expect(after.aws_cloudwatch_metric_alarm - before.aws_cloudwatch_metric_alarm).toBe(4);
+    expect(after.aws_cloudwatch_metric_alarm - before.aws_cloudwatch_metric_alarm).toBe(5);
     expect(after.aws_cloudwatch_log_group - before.aws_cloudwatch_log_group).toBe(2);
     expect(after.aws_cloudwatch_log_metric_filter - before.aws_cloudwatch_log_metric_filter).toBe(1);
     expect(after.aws_cloudwatch_dashboard).toBe(1);

@@ -56,7 +56,7 @@ describe('TrainingPipeline on Kubernetes', () => {
     const [runner] = pod.container;
     expect(runner.command.slice(0, 4)).toEqual(['node', '/opt/mlinfra/agent/mlinfra-agent.js', 'run-pipeline', 'file:///etc/mlinfra/pipeline/spec.json']);
     expect(runner.command.slice(4)).toEqual(['--url', env.AGENT_URL, '--token-file', '/var/run/mlinfra/agent/token']);
-    expect(runner.image).toBe(`\${kubernetes_stateful_set_v1.${sts('train_')}.spec[0].template[0].spec[0].container[0].image}`);
+    expect(runner.image).toBe(`\${kubernetes_stateful_set_v1.${sts('train_')}.spec[0].template[0].spec[0].init_container[0].image}`);
     expect(pipeline.specUri).toBe('file:///etc/mlinfra/pipeline/spec.json');
     // Allowed through the cluster's NetworkPolicy.
     expect(cron.spec.job_template.spec.template.metadata.labels['mlinfra.dev/agent-client']).toBe('true');

@@ -1,4 +1,4 @@
-import { ACCELERATOR_NAMES, ACCELERATORS, offeredCounts, PRICE_SOURCES, resolveAccelerator, targetsOffering } from '../../src/core/accelerators';
+import { ACCELERATOR_NAMES, ACCELERATORS, offeredCounts, PRICE_SOURCES, resolveAccelerator, SAGEMAKER_INSTANCE_TYPES, sagemakerInstanceType, targetsOffering } from '../../src/core/accelerators';
 import { MlInfraError } from '../../src';
 
 describe('accelerator catalog', () => {
@@ -62,5 +62,27 @@ describe('accelerator catalog', () => {
     );
     expect(() => resolveAccelerator('aws', 'L4', 2, { where: 'stack/c' })).toThrow(/L4 x2 is not offered on aws; offered: 1, 4, 8 \(L4 x2 is offered on gcp, kubernetes\)/);
     expect(() => resolveAccelerator('gcp', 'L40S', 1, { where: 's' })).toThrow(MlInfraError);
+  });
+});
+
+describe('SageMaker instance types (endpoints), a table of their own', () => {
+  test('every accelerator has SageMaker types, each an ml.* type of the same family as the EC2 shape', () => {
+    for (const name of ACCELERATOR_NAMES) {
+      const byCount = SAGEMAKER_INSTANCE_TYPES[name];
+      expect(Object.keys(byCount).length).toBeGreaterThan(0);
+      for (const [count, type] of Object.entries(byCount)) {
+        expect(type).toMatch(/^ml\.[a-z0-9]+\.[0-9]*x?large$/);
+        const ec2 = ACCELERATORS[name].aws.find((s) => s.count === Number(count));
+        expect(ec2).toBeDefined();
+        expect(type.split('.')[1]).toBe(ec2!.instanceType.split('.')[0]);
+      }
+    }
+  });
+
+  test('T4 x8 is EC2 g4dn.metal but not a SageMaker type: refused, naming the counts SageMaker has', () => {
+    expect(ACCELERATORS.T4.aws.find((s) => s.count === 8)?.instanceType).toBe('g4dn.metal');
+    expect(() => sagemakerInstanceType('T4', 8, { where: 'stack/endpoint' })).toThrow(/\[NOT_OFFERED\] stack\/endpoint: acceleratorsPerReplica: T4 x8 is not offered on SageMaker.*1, 4/);
+    expect(sagemakerInstanceType('T4', 4, { where: 'x' })).toBe('ml.g4dn.12xlarge');
+    expect(sagemakerInstanceType('A100-80GB', 8, { where: 'x' })).toBe('ml.p4de.24xlarge');
   });
 });

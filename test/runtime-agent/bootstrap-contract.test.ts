@@ -30,6 +30,8 @@ function localise(args: string[], dir: string): string[] {
     '--host': '127.0.0.1', '--port': '0', '--data-dir': path.join(dir, 'data'), '--token-file': path.join(dir, 'token'),
     '--stop-command': 'true', '--metrics-local-port': String(20000 + Math.floor(Math.random() * 20000)),
     '--pipeline-on-start': `file://${path.join(dir, 'no-such-spec.json')}`,
+    // the start-up script creates its job user; this machine has nobody
+    '--job-user': 'nobody',
   };
   return args.map((a, i) => (i > 0 && swap[args[i - 1]] !== undefined ? swap[args[i - 1]] : a));
 }

@@ -1,37 +1,54 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { BUNDLE, ROOT, requireBundle, startAgent, stopAllAgents, tmpDir, waitFor } from './helpers';
 
 afterAll(stopAllAgents);
 
+const HOST_FILES = ['mlinfra-agent.js', 'package.json', 'storage-gcs.js', 'storage-s3.js'];
+
 describe('the agent bundle (scripts/build-agent.mjs)', () => {
-  test('two builds are byte-identical, under 1 MiB, with a node shebang and no absolute paths', () => {
+  test('two builds are byte-identical; the agent is one file under 1 MiB with a node shebang, the SDKs separate files', () => {
     const a = tmpDir();
     const b = tmpDir();
     const outA = execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'build-agent.mjs'), '--outdir', a], { encoding: 'utf8' });
     execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'build-agent.mjs'), '--outdir', b], { encoding: 'utf8' });
     expect(outA).toMatch(/mlinfra-agent\.js: \d+ bytes/);
+    expect(fs.readdirSync(a).sort()).toEqual(HOST_FILES);
+    for (const f of HOST_FILES) expect(fs.readFileSync(path.join(a, f)).equals(fs.readFileSync(path.join(b, f)))).toBe(true);
     const bytesA = fs.readFileSync(path.join(a, 'mlinfra-agent.js'));
-    const bytesB = fs.readFileSync(path.join(b, 'mlinfra-agent.js'));
-    expect(bytesA.equals(bytesB)).toBe(true);
     expect(bytesA.length).toBeLessThan(1024 * 1024);
     expect(bytesA.subarray(0, 20).toString()).toBe('#!/usr/bin/env node\n');
-    expect(bytesA.includes(Buffer.from(ROOT))).toBe(false);
-    // the externals stay require()s; nothing from cdktf is inside
+    for (const f of HOST_FILES) expect(fs.readFileSync(path.join(a, f)).includes(Buffer.from(ROOT))).toBe(false);
     const text = bytesA.toString('utf8');
-    for (const ext of ['better-sqlite3', '@aws-sdk/client-s3', '@google-cloud/storage']) expect(text).toContain(`require("${ext}")`);
+    // better-sqlite3 stays a require() (Node < 22.13 only); the SDKs are the files beside the agent, not inside it
+    expect(text).toContain('require("better-sqlite3")');
+    expect(text).toContain('require("./storage-s3.js")');
+    expect(text).toContain('require("./storage-gcs.js")');
+    expect(text).not.toContain('S3Client');
     expect(text).not.toContain('cdktf');
+    expect(fs.readFileSync(path.join(a, 'storage-s3.js'), 'utf8')).toContain('S3Client');
+    expect(fs.readFileSync(path.join(a, 'storage-gcs.js'), 'utf8')).not.toContain('require("@google-cloud/storage")');
   });
 
-  test('dist/agent/package.json pins the externals to the versions in the root package.json', () => {
+  test('dist/agent/package.json asks nothing to be installed', () => {
     requireBundle();
-    const root = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
     const manifest = JSON.parse(fs.readFileSync(path.join(path.dirname(BUNDLE), 'package.json'), 'utf8'));
-    const pinned = { ...root.dependencies, ...root.devDependencies };
-    expect(Object.keys(manifest.dependencies).sort()).toEqual(['@aws-sdk/client-s3', '@google-cloud/storage', 'better-sqlite3']);
-    for (const [name, v] of Object.entries(manifest.dependencies)) expect(v).toBe(pinned[name]);
+    expect(manifest.dependencies).toBeUndefined();
     expect(manifest.bin).toEqual({ 'mlinfra-agent': 'mlinfra-agent.js' });
+  });
+
+  test('the host files alone, without node_modules: on this Node without node:sqlite, serve names what it needs', () => {
+    requireBundle();
+    const host = tmpDir();
+    for (const f of HOST_FILES) fs.copyFileSync(path.join(path.dirname(BUNDLE), f), path.join(host, f));
+    fs.writeFileSync(path.join(host, 'tok'), 'token-0123456789abcdef\n');
+    const hasNodeSqlite = spawnSync(process.execPath, ['-e', 'require("node:sqlite")']).status === 0;
+    if (hasNodeSqlite) return;
+    const r = spawnSync(process.execPath, [path.join(host, 'mlinfra-agent.js'), 'serve', '--port', '0', '--data-dir', path.join(host, 'd'), '--token-file', path.join(host, 'tok')],
+      { encoding: 'utf8', timeout: 15_000, cwd: host });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/needs Node\.js 22\.13\+ \(built-in node:sqlite\) or the better-sqlite3 package/);
   });
 
   test('a file://-only agent never loads the cloud SDKs', async () => {
@@ -44,8 +61,8 @@ describe('the agent bundle (scripts/build-agent.mjs)', () => {
     await agent.waitJob(id);
     const loaded = fs.readFileSync(record, 'utf8');
     expect(loaded).toContain('better-sqlite3');
-    expect(loaded).not.toContain('@aws-sdk');
-    expect(loaded).not.toContain('@google-cloud');
+    expect(loaded).not.toContain('storage-s3');
+    expect(loaded).not.toContain('storage-gcs');
   });
 
   test('--help lists the serve contract flags', async () => {
@@ -54,7 +71,8 @@ describe('the agent bundle (scripts/build-agent.mjs)', () => {
     p.stdout.on('data', (c: Buffer) => { out += c.toString(); });
     await waitFor('help', () => p.exitCode !== null);
     for (const flag of ['--host', '--port', '--data-dir', '--token-file', '--gpus', '--idle-stop-minutes', '--stop-command', '--pre-stop-command',
-      '--preemption', '--aws-imds-url', '--gcp-metadata-url', '--preemption-poll-seconds', '--grace-seconds', '--log-max-bytes']) {
+      '--preemption', '--aws-imds-url', '--gcp-metadata-url', '--preemption-poll-seconds', '--grace-seconds', '--log-max-bytes',
+      '--reset-journal', '--job-user', '--max-queued', '--request-timeout-seconds']) {
       expect(out).toContain(flag);
     }
   });

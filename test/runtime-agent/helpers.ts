@@ -6,7 +6,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
-export const BUNDLE = path.join(ROOT, 'dist', 'agent', 'mlinfra-agent.js');
+/** MLINFRA_AGENT_TEST_BUNDLE runs the tests against another build (e.g. the previous release, to see a fault test fail). */
+export const BUNDLE = process.env.MLINFRA_AGENT_TEST_BUNDLE ?? path.join(ROOT, 'dist', 'agent', 'mlinfra-agent.js');
 export const FIXTURES = path.join(__dirname, 'fixtures');
 /** Example job scripts users can copy (examples/agent-jobs), run for real by the tests. */
 export const AGENT_JOBS = path.join(ROOT, 'examples', 'agent-jobs');
@@ -169,10 +170,16 @@ export function writeExecutable(file: string, text: string): string {
   return file;
 }
 
+/** Whether a process runs (a zombie waiting for a parent that never reaps it counts as ended). */
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
+  } catch {
+    return false;
+  }
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
   } catch {
     return false;
   }

@@ -56,10 +56,10 @@ describe('MlPlatformStack on aws', () => {
     expect(JSON.parse(String(spec.content)).artifactsUri).toBe(uri.replace(/\/models\/current$/, ''));
   });
 
-  test('monitoring watches the cluster, the pipeline and the endpoint: 4 + 2 + 2 alarms', () => {
+  test('monitoring watches the cluster, the pipeline and the endpoint: 5 + 2 + 2 alarms', () => {
     const alarms = Object.values(resources(json, 'aws_cloudwatch_metric_alarm')).map((a) => String(a.alarm_name));
-    expect(alarms).toHaveLength(8);
-    for (const n of ['gpu-idle-while-queued', 'gpu-xid-errors', 'agent-down', 'feature-drift', 'pipeline-failed', 'pipeline-stale', 'p99-latency', 'error-rate']) {
+    expect(alarms).toHaveLength(9);
+    for (const n of ['gpu-idle-while-queued', 'gpu-xid-errors', 'agent-down', 'feature-drift', 'host-metrics-failed', 'pipeline-failed', 'pipeline-stale', 'p99-latency', 'error-rate']) {
       expect(alarms.filter((a) => a.includes(n))).toHaveLength(1);
     }
   });
@@ -73,7 +73,11 @@ describe('MlPlatformStack on gcp', () => {
     const bt = Object.values(resources(json, 'google_bigtable_instance_iam_member')).filter((m) => m.member === member);
     expect(bt).toEqual([expect.objectContaining({ role: 'roles/bigtable.reader' })]);
     expect(Object.values(resources(json, 'google_bigquery_dataset_iam_member')).filter((m) => m.member === member))
-      .toEqual([expect.objectContaining({ role: 'roles/bigquery.dataViewer' })]);
+      .toEqual([
+        expect.objectContaining({ role: 'roles/bigquery.dataViewer' }),
+        // Feast uploads the entity frame as a table: readers write only to the store's scratch dataset.
+        expect.objectContaining({ role: 'roles/bigquery.dataEditor', dataset_id: expect.stringContaining('scratch') }),
+      ]);
     expect(Object.values(resources(json, 'google_storage_bucket_iam_member')).filter((m) => m.member === member && m.role === 'roles/storage.objectViewer').length).toBeGreaterThan(0);
   });
 

@@ -70,7 +70,8 @@ export function buildGcpFeatureStore(store: Construct, target: GcpTarget, plan: 
   const provider = target.provider;
   const project = target.project;
   const region = target.region;
-  target.requireApis('storage.googleapis.com', 'bigquery.googleapis.com', 'iam.googleapis.com', 'cloudresourcemanager.googleapis.com',
+  // bigquerystorage: Feast reads query results through the Storage Read API (read sessions).
+  target.requireApis('storage.googleapis.com', 'bigquery.googleapis.com', 'bigquerystorage.googleapis.com', 'iam.googleapis.com', 'cloudresourcemanager.googleapis.com',
     ...(plan.online === 'bigtable' ? ['bigtableadmin.googleapis.com'] : ['redis.googleapis.com', 'secretmanager.googleapis.com']));
 
   // ---- offline: bucket (registry, files) and BigQuery dataset (history)

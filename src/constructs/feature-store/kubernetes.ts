@@ -67,11 +67,11 @@ export function buildKubernetesFeatureStore(store: Construct, target: Kubernetes
   // ---- online: Redis
   const online = new Construct(store, 'online');
   const password = generatedSecret(online, 'password');
-  // `password` for clients; `redis.conf` for the server, which reads the password from this file:
+  // `password` for clients; `redis-conf` for the server, which reads the password from this file:
   // on its command line it would show in every process listing (/proc/<pid>/cmdline).
   const secret = new SecretV1(online, 'password-secret', {
     provider, metadata: meta(`${plan.name}-redis`), type: 'Opaque',
-    data: { 'password': password.result, 'redis.conf': redisServerConfig(password.result) },
+    data: { 'password': password.result, 'redis-conf': redisServerConfig(password.result) },
   });
   const service = new ServiceV1(online, 'service', {
     provider, metadata: meta(`${plan.name}-redis`),
@@ -115,7 +115,7 @@ export function buildKubernetesFeatureStore(store: Construct, target: Kubernetes
           volume: [
             { name: 'tmp', emptyDir: {} },
             // Group-readable for fsGroup (the redis user), nobody else.
-            { name: 'config', secret: { secretName: secret.metadata.name, defaultMode: '0440', items: [{ key: 'redis.conf', path: 'redis.conf' }] } },
+            { name: 'config', secret: { secretName: secret.metadata.name, defaultMode: '0440', items: [{ key: 'redis-conf', path: 'redis.conf' }] } },
           ],
         },
       },

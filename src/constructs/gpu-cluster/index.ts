@@ -15,6 +15,7 @@ import { GpuClusterBackend, GpuClusterPlan, NodeRange } from './plan';
 import type { AwsGpuClusterResources } from './aws';
 import type { GcpGpuClusterResources } from './gcp';
 import type { KubernetesGpuClusterResources } from './kubernetes';
+import { KubernetesClusterOptions, KubernetesClusterSettings, kubernetesClusterSettings } from './kubernetes-options';
 import { lazyFunction } from '../../core/lazy';
 import { DEFAULT_AGENT_IMAGE, DEFAULT_NODE_VERSION } from './node-runtime';
 
@@ -110,6 +111,11 @@ export interface GpuClusterProps {
    * @default - this package's dist/agent, written by `npm run build:agent`
    */
   readonly agentBundleDir?: string;
+  /**
+   * Kubernetes only: the image jobs run in (CUDA + PyTorch by default) and the Kueue queue.
+   * @default - DEFAULT_JOB_IMAGE, and a ResourceFlavor, ClusterQueue and LocalQueue for this cluster
+   */
+  readonly kubernetes?: KubernetesClusterOptions;
 }
 
 /** A GPU cluster as other constructs see it. */
@@ -173,6 +179,7 @@ export class GpuCluster extends Construct implements IGpuCluster {
   private readonly startupPipelines: string[] = [];
   private readonly peers: { name: string; ref: SecretRef }[] = [];
   private grants = 0;
+  private kubernetesSettings?: KubernetesClusterSettings;
 
   constructor(scope: Construct, id: string, props: GpuClusterProps) {
     super(scope, id);
@@ -194,7 +201,7 @@ export class GpuCluster extends Construct implements IGpuCluster {
       this.gcp = b.resources;
       backend = b;
     } else {
-      const b = buildKubernetesGpuCluster(this, t as KubernetesTarget, plan);
+      const b = buildKubernetesGpuCluster(this, t as KubernetesTarget, plan, this.kubernetesSettings!);
       this.kubernetes = b.resources;
       backend = b;
     }
@@ -368,6 +375,10 @@ export class GpuCluster extends Construct implements IGpuCluster {
     if (!/^[a-z0-9][a-zA-Z0-9._/:@-]*$/.test(agentImage)) {
       throw Errors.invalid(this, 'agentImage', agentImage, 'a container image reference such as node:24.18.1-bookworm-slim');
     }
+    if (props.kubernetes !== undefined && kind !== 'kubernetes') {
+      throw Errors.conflict(this, 'kubernetes', 'set', 'kubernetes targets only', `does not apply to ${kind}`);
+    }
+    if (kind === 'kubernetes') this.kubernetesSettings = kubernetesClusterSettings(this, props.kubernetes);
     if (props.machineImage !== undefined && kind === 'kubernetes') {
       throw Errors.conflict(this, 'machineImage', props.machineImage, 'aws or gcp targets (use agentImage on kubernetes)', 'does not apply to kubernetes');
     }

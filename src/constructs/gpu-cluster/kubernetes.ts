@@ -5,6 +5,8 @@
 import { Fn } from 'cdktf';
 import { Construct } from 'constructs';
 import { ConfigMapV1 } from '@cdktf/provider-kubernetes/lib/config-map-v1';
+import { DataKubernetesResources } from '@cdktf/provider-kubernetes/lib/data-kubernetes-resources';
+import { Manifest } from '@cdktf/provider-kubernetes/lib/manifest';
 import { NetworkPolicyV1, NetworkPolicyV1SpecIngressFrom } from '@cdktf/provider-kubernetes/lib/network-policy-v1';
 import { PodDisruptionBudgetV1 } from '@cdktf/provider-kubernetes/lib/pod-disruption-budget-v1';
 import { RoleBindingV1 } from '@cdktf/provider-kubernetes/lib/role-binding-v1';
@@ -20,6 +22,12 @@ import { Errors } from '../../core/errors';
 import { IGrantable, KubernetesPrincipal, kubernetesPeer } from '../../core/grants';
 import { KubernetesTarget } from '../../core/targets';
 import { AGENT_DATA_DIR, MLINFRA_HOME } from './bootstrap';
+import type { GatewayConfig } from '../../runtime-agent/k8s/objects';
+import { KubernetesClusterSettings } from './kubernetes-options';
+import {
+  JOBSET_API_VERSION, JOBSET_VERSION, KUEUE_API_VERSION, KUEUE_MIN_VERSION, KUEUE_VERSION, kueueQuota, KueueQuota,
+  renderClusterQueue, renderLocalQueue, renderResourceFlavor, Toleration,
+} from './kueue';
 import { GpuClusterBackend, GpuClusterPlan } from './plan';
 
 /** torchrun's default c10d rendezvous port, opened between the cluster's pods. */
@@ -32,6 +40,25 @@ const AGENT_DIR = `${MLINFRA_HOME}/agent`;
 const TOKEN_DIR = '/var/run/mlinfra';
 const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 const UID = '1000';
+/** The Node.js binary the init container copies from `agentImage`: job images need no Node.js. */
+export const AGENT_NODE = `${AGENT_DIR}/bin/node`;
+
+/**
+ * Wraps a container command (`sh -c GPU_ENV_SH <name> CMD ARGS...`): puts the NVIDIA driver
+ * directory first. On GKE (COS nodes) the device plugin mounts the driver at /usr/local/nvidia
+ * ({bin,lib64}) and images outside NVIDIA's own do not search it: nvidia-smi and libcuda.so are not
+ * found without this. Harmless elsewhere (the directory is absent; the container toolkit injects
+ * into the standard paths). Keeps the image's PATH; the agent's Node.js goes last, so an image's
+ * own `node` wins. No empty LD_LIBRARY_PATH element (it would search the working directory).
+ * Source: cloud.google.com/kubernetes-engine/docs/how-to/gpus ("CUDA libraries ... /usr/local/nvidia/lib64").
+ * No `${` (Terraform) and no `$(` (Kubernetes expands $(VAR) in commands).
+ */
+export const GPU_ENV_SH = [
+  `export PATH="/usr/local/nvidia/bin:$PATH:${AGENT_DIR}/bin"`,
+  'case "$LD_LIBRARY_PATH" in "") LD_LIBRARY_PATH=/usr/local/nvidia/lib64:/usr/local/nvidia/lib ;; *) LD_LIBRARY_PATH="/usr/local/nvidia/lib64:/usr/local/nvidia/lib:$LD_LIBRARY_PATH" ;; esac',
+  'export LD_LIBRARY_PATH',
+  'exec "$@"',
+].join('; ');
 
 export interface KubernetesGpuClusterResources {
   readonly serviceAccount: ServiceAccountV1;
@@ -49,6 +76,27 @@ export interface KubernetesGpuClusterResources {
   /** Lets the pods scale their own StatefulSet (idle stop only). */
   readonly role?: RoleV1;
   readonly roleBinding?: RoleBindingV1;
+  /** Kueue objects created for this cluster (none of those adopted by name). */
+  readonly kueue: KubernetesKueueResources;
+  /**
+   * What the agent gateway (kubernetes-gateway.ts) serves for this cluster: the Kueue queue, the job
+   * image, the catalog's node selector and tolerations, per-GPU requests that fit the ClusterQueue.
+   */
+  readonly gatewayConfig: Omit<GatewayConfig, 'jobServiceAccount' | 'namespace'>;
+}
+
+export interface KubernetesKueueResources {
+  /** The LocalQueue jobs name in their `kueue.x-k8s.io/queue-name` label. */
+  readonly localQueueName: string;
+  /** The ClusterQueue behind it; undefined when an adopted LocalQueue's ClusterQueue was not named. */
+  readonly clusterQueueName?: string;
+  /** The quota of a ClusterQueue this cluster created (an adopted one's is not known at synth). */
+  readonly quota?: KueueQuota;
+  readonly resourceFlavor?: Manifest;
+  readonly clusterQueue?: Manifest;
+  readonly localQueue?: Manifest;
+  /** Plan-time checks (one per target) that the Kueue and, for multi-node clusters, JobSet CRDs are installed. */
+  readonly crdChecks: readonly DataKubernetesResources[];
 }
 
 /**
@@ -176,7 +224,7 @@ function kubernetesGrantee(cluster: Construct, grantee: IGrantable, what: string
   return p;
 }
 
-export function buildKubernetesGpuCluster(cluster: Construct, target: KubernetesTarget, plan: GpuClusterPlan): GpuClusterBackend & { readonly resources: KubernetesGpuClusterResources } {
+export function buildKubernetesGpuCluster(cluster: Construct, target: KubernetesTarget, plan: GpuClusterPlan, settings: KubernetesClusterSettings): GpuClusterBackend & { readonly resources: KubernetesGpuClusterResources } {
   // Everything that can fail, before any resource exists.
   const nodeSelector = gpuNodeSelector(cluster, target, plan);
 
@@ -282,15 +330,21 @@ export function buildKubernetesGpuCluster(cluster: Construct, target: Kubernetes
     { key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' },
     ...(plan.spot ? [{ key: 'cloud.google.com/gke-spot', operator: 'Equal', value: 'true', effect: 'NoSchedule' }] : []),
   ];
+  // The job image runs the agent (jobs are its children); the agent's Node.js comes from agentImage.
+  // GPU slots are the pod's request: nvidia-smi may not be on PATH (GKE) and must not decide it.
   const serveArgs = [
-    'node', `${AGENT_DIR}/mlinfra-agent.js`, 'serve', '--host', '0.0.0.0', '--port', String(plan.agentPort),
-    '--data-dir', AGENT_DATA_DIR, '--token-file', `${TOKEN_DIR}/token`, '--preemption', 'none',
-    ...(idleStop ? ['--idle-stop-minutes', String(plan.idleStopMinutes), '--stop-command', `node ${BUNDLE_DIR}/stop.js`] : []),
+    'sh', '-c', GPU_ENV_SH, 'mlinfra-agent',
+    AGENT_NODE, `${AGENT_DIR}/mlinfra-agent.js`, 'serve', '--host', '0.0.0.0', '--port', String(plan.agentPort),
+    '--data-dir', AGENT_DATA_DIR, '--token-file', `${TOKEN_DIR}/token`, '--preemption', 'none', '--gpus', String(plan.shape.count),
+    ...(idleStop ? ['--idle-stop-minutes', String(plan.idleStopMinutes), '--stop-command', `${AGENT_NODE} ${BUNDLE_DIR}/stop.js`] : []),
   ];
   const env: StatefulSetV1SpecTemplateSpecContainerEnv[] = [
     { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
     { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
     { name: 'MLINFRA_CLUSTER', value: plan.name },
+    // Job images run as root by default and leave HOME unset for uid 1000 (HOME=/, not writable):
+    // pip, torch hub and triton caches need a writable home.
+    { name: 'HOME', value: '/tmp' },
     { name: 'MLINFRA_ARTIFACTS_URI', value: `file://${AGENT_DATA_DIR}/artifacts` },
     // Pod 0 hosts torchrun's c10d rendezvous for multi-node jobs.
     { name: 'MLINFRA_RENDEZVOUS_ENDPOINT', value: `${stsName}-0.${plan.name}-peers.${namespace}.svc.cluster.local:${RENDEZVOUS_PORT}` },
@@ -336,7 +390,8 @@ export function buildKubernetesGpuCluster(cluster: Construct, target: Kubernetes
           initContainer: [{
             name: 'install',
             image: plan.agentImage,
-            command: ['sh', '-c', `set -e; cp ${BUNDLE_DIR}/mlinfra-agent.js ${BUNDLE_DIR}/package.json ${AGENT_DIR}/ && cd ${AGENT_DIR} && npm install --omit=dev --no-audit --no-fund --loglevel=error`],
+            // Copies Node.js too: the job image runs the agent and need not have it. Backticks: Kubernetes expands $(...).
+            command: ['sh', '-c', `set -e; mkdir -p ${AGENT_DIR}/bin && cp "\`command -v node\`" ${AGENT_NODE} && cp ${BUNDLE_DIR}/mlinfra-agent.js ${BUNDLE_DIR}/package.json ${AGENT_DIR}/ && cd ${AGENT_DIR} && npm install --omit=dev --no-audit --no-fund --loglevel=error`],
             env: [{ name: 'npm_config_cache', value: '/tmp/npm-cache' }],
             securityContext: nonRoot,
             resources: { requests: { cpu: '500m', memory: '512Mi' }, limits: { cpu: '2', memory: '2Gi' } },
@@ -347,7 +402,7 @@ export function buildKubernetesGpuCluster(cluster: Construct, target: Kubernetes
           }],
           container: [{
             name: 'agent',
-            image: plan.agentImage,
+            image: settings.image,
             command: serveArgs,
             env,
             port: [
@@ -395,6 +450,19 @@ export function buildKubernetesGpuCluster(cluster: Construct, target: Kubernetes
     provider, metadata: meta(plan.name),
     spec: { maxUnavailable: '1', selector: { matchLabels: { ...selectorLabels } } },
   });
+
+  // ---- Kueue: the queue jobs are admitted through, created or adopted by name. kubernetes_manifest
+  // reads the CRD schema while planning: Kueue must be installed before this stack is planned.
+  const kueue = buildKueue(cluster, target, plan, settings, nodeSelector, tolerations as Toleration[], resources.limits, labels);
+  // Jobs request per GPU what the agent pod requests per GPU; limits are twice that (one node's share).
+  const perGpu = (q: string) => Number(q.replace(/Gi$/, '')) / plan.shape.count;
+  const gatewayConfig: KubernetesGpuClusterResources['gatewayConfig'] = {
+    cluster: plan.name, localQueue: kueue.localQueueName, ...(kueue.quota ? { quotaGpus: kueue.quota.gpus } : {}),
+    gpusPerNode: plan.shape.count, maxNodes: plan.nodes.max, image: settings.image, agentImage: plan.agentImage,
+    bundleConfigMap: configMap.metadata.name, nodeSelector: { ...nodeSelector }, tolerations: tolerations as Toleration[],
+    cpuPerGpu: perGpu(resources.requests.cpu), memoryGiBPerGpu: perGpu(resources.requests.memory),
+    artifactsUri: `file://${AGENT_DATA_DIR}/artifacts`, labels: { ...target.labels },
+  };
 
   // ---- grants: RBAC on exactly this cluster's Secret or StatefulSet
   let grants: Construct | undefined;
@@ -446,7 +514,73 @@ export function buildKubernetesGpuCluster(cluster: Construct, target: Kubernetes
       ]);
     },
     resources: {
-      serviceAccount, secret, configMap, statefulSet, headlessService, service, podDisruptionBudget, networkPolicy, role, roleBinding,
+      serviceAccount, secret, configMap, statefulSet, headlessService, service, podDisruptionBudget, networkPolicy, role, roleBinding, kueue, gatewayConfig,
     },
   };
+}
+
+/** Creates the ResourceFlavor, ClusterQueue and LocalQueue, or adopts existing ones by name. */
+function buildKueue(cluster: Construct, target: KubernetesTarget, plan: GpuClusterPlan, settings: KubernetesClusterSettings,
+  nodeSelector: Record<string, string>, tolerations: readonly Toleration[], perPodLimits: Record<string, string>, labels: Record<string, string>): KubernetesKueueResources {
+  const provider = target.provider;
+  const crdChecks = [requireCrd(target, 'kueue', 'clusterqueues.kueue.x-k8s.io', KUEUE_API_VERSION,
+    `Kueue serving ${KUEUE_API_VERSION} (${KUEUE_MIN_VERSION} or later; tested with ${KUEUE_VERSION})`,
+    `helm install kueue oci://registry.k8s.io/kueue/charts/kueue --version=${KUEUE_VERSION.slice(1)} --create-namespace --namespace=kueue-system`)];
+  if (plan.nodes.max > 1) {
+    crdChecks.push(requireCrd(target, 'jobset', 'jobsets.jobset.x-k8s.io', JOBSET_API_VERSION,
+      `JobSet serving ${JOBSET_API_VERSION} (tested with ${JOBSET_VERSION}; multi-node jobs run as JobSets)`,
+      `helm install jobset oci://registry.k8s.io/jobset/charts/jobset --version ${JOBSET_VERSION.slice(1)} --create-namespace --namespace=jobset-system`));
+  }
+  if (settings.localQueue) {
+    return { localQueueName: settings.localQueue, clusterQueueName: settings.clusterQueue, crdChecks };
+  }
+  const scope = new Construct(cluster, 'kueue');
+  // Cluster-scoped objects: the namespace in the name keeps two namespaces' clusters apart.
+  const clusterScoped = `${target.namespace}-${plan.name}`;
+  let clusterQueueName = settings.clusterQueue;
+  let resourceFlavor: Manifest | undefined;
+  let clusterQueue: Manifest | undefined;
+  let quota: KueueQuota | undefined;
+  if (!clusterQueueName) {
+    quota = kueueQuota(plan.nodes.max, plan.shape.count, { cpu: Number(perPodLimits.cpu), memoryGiB: Number(perPodLimits.memory.replace(/Gi$/, '')) });
+    resourceFlavor = new Manifest(scope, 'resource-flavor', {
+      provider, manifest: renderResourceFlavor(clusterScoped, labels, nodeSelector, tolerations), dependsOn: crdChecks,
+    });
+    clusterQueueName = clusterScoped;
+    clusterQueue = new Manifest(scope, 'cluster-queue', {
+      provider, manifest: renderClusterQueue(clusterQueueName, labels, target.namespace, clusterScoped, quota),
+      dependsOn: [resourceFlavor],
+    });
+  }
+  const localQueue = new Manifest(scope, 'local-queue', {
+    provider, manifest: renderLocalQueue(plan.name, target.namespace, labels, clusterQueueName),
+    dependsOn: clusterQueue ? [clusterQueue] : crdChecks,
+  });
+  return { localQueueName: plan.name, clusterQueueName, quota, resourceFlavor, clusterQueue, localQueue, crdChecks };
+}
+
+/**
+ * Kueue and JobSet are adopted, never installed here: kubernetes_manifest reads a CRD's schema while
+ * planning, so CRDs created in the same plan cannot be used (the provider's documented limit; the
+ * ecosystem installs them in an earlier apply or stack). This data source lists the CRD by name
+ * (metadata.name is a field selector every kind supports) and its postcondition stops the plan with
+ * what to install, instead of the manifest's "no matches for kind". One per target and CRD.
+ * Source: registry.terraform.io/providers/hashicorp/kubernetes docs, data-sources/resources.
+ */
+function requireCrd(target: KubernetesTarget, id: string, crd: string, version: string, what: string, install: string): DataKubernetesResources {
+  const checks = (target.node.tryFindChild('mlinfra-crd-checks') as Construct | undefined) ?? new Construct(target, 'mlinfra-crd-checks');
+  const existing = checks.node.tryFindChild(id) as DataKubernetesResources | undefined;
+  if (existing) return existing;
+  const served = version.slice(version.indexOf('/') + 1);
+  return new DataKubernetesResources(checks, id, {
+    provider: target.provider,
+    apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', fieldSelector: `metadata.name=${crd}`,
+    lifecycle: {
+      postcondition: [{
+        // try(): Terraform's && does not short-circuit, and objects is empty when the CRD is absent.
+        condition: `\${try(contains([for v in self.objects[0].spec.versions : v.name if v.served], "${served}"), false)}`,
+        errorMessage: `${what} must be installed in the cluster before this stack is planned (CRD ${crd} not found or not serving ${served}). Install it first, e.g. \`${install}\`, or from a stack applied before this one.`,
+      }],
+    },
+  });
 }

@@ -170,6 +170,8 @@ export function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, pl
     // ecr:GetAuthorizationToken has no resource-level permissions: AWS requires "*" for it.
     { sid: 'EcrLogin', effect: 'Allow', actions: ['ecr:GetAuthorizationToken'], resources: ['*'] },
     { sid: 'PullImage', effect: 'Allow', actions: ['ecr:BatchGetImage', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchCheckLayerAvailability'], resources: [ecrRepositoryArn(plan.image, partition)] },
+    // A mirrored image: the first pull imports it from the upstream into the cache repository (see aws-image.ts).
+    ...(plan.imageCacheRepositoryArn ? [{ sid: 'PullThroughCache', effect: 'Allow', actions: ['ecr:BatchImportUpstreamImage', 'ecr:CreateRepository'], resources: [plan.imageCacheRepositoryArn] }] : []),
     { sid: 'Logs', effect: 'Allow', actions: ['logs:CreateLogStream', 'logs:PutLogEvents', 'logs:DescribeLogStreams'], resources: [logGroup.arn, `${logGroup.arn}:*`] },
   ];
   if (captureBucket) {

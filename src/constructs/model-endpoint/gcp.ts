@@ -3,7 +3,6 @@
  * traffic split for rollouts, a service account that reads only the model's prefix. Terraform cannot
  * deploy a model to a Vertex AI endpoint (terraform-provider-google#15303), hence Cloud Run.
  */
-import { Annotations } from 'cdktf';
 import { Construct } from 'constructs';
 import { Policy } from '../../aspects/policy/policy';
 import { CloudRunV2Service, CloudRunV2ServiceTemplateContainersEnv, CloudRunV2ServiceTraffic } from '@cdktf/provider-google/lib/cloud-run-v2-service';
@@ -27,6 +26,8 @@ export const CLOUD_RUN_STARTUP_WINDOW_SECONDS = { cpu: 240, gpu: 1200 } as const
 export const CLOUD_RUN_ACCELERATOR = 'L4';
 const CLOUD_RUN_GPU = 'nvidia-l4';
 const REVISION_TRAFFIC = 'TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION';
+/** cdktf's warning metadata type (Annotations' WARN), shown by `cdktf synth`. */
+const WARNING = '@cdktf/warn';
 // Tags are at most 6 characters: a tag and the service name (at most 40) together may not pass 46.
 const LATEST_TRAFFIC = 'TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST';
 
@@ -36,6 +37,7 @@ export interface GcpModelEndpointResources {
   readonly modelAccess: StorageBucketIamMember;
   /** objectViewer on the previous revision's model bucket, when it is another bucket. */
   readonly previousModelAccess?: StorageBucketIamMember;
+  /** deletion_protection is false (the provider's default is true): `terraform destroy` removes the service. */
   readonly service: CloudRunV2Service;
   /** allUsers invoker: only with `public: true`. */
   readonly publicInvoker?: CloudRunV2ServiceIamMember;
@@ -73,7 +75,8 @@ export function buildGcpModelEndpoint(endpoint: Construct, target: GcpTarget, gi
   // the one this apply creates: until `previous.deployed` says otherwise, deploy all at once.
   let plan = given;
   if (given.previous && !given.previous.deployed) {
-    Annotations.of(endpoint).addWarning(`previous.revision '${given.previous.revision}': revision ${name}-${given.previous.revision} is not known to exist `
+    // A warning without a stack trace: synth output stays byte-identical between runs.
+    endpoint.node.addMetadata(WARNING, `previous.revision '${given.previous.revision}': revision ${name}-${given.previous.revision} is not known to exist `
       + `(previous.deployed is not true), so this apply sends all traffic to ${name}-${given.revision}. To ${given.rollout.kind} against it, deploy it first, then set `
       + `revision to the new label and previous to { revision: '${given.previous.revision}', deployed: true }.`);
     plan = { ...given, previous: undefined };

@@ -11,6 +11,9 @@ import { SecretRef } from '../../core/secrets';
 import { AwsTarget, GcpTarget, KubernetesTarget, Target, targetKind } from '../../core/targets';
 import { Color, EndpointMetrics, ModelEndpointBackend, ModelEndpointPlan, ReplicaRange, RolloutSpec } from './plan';
 import type { AwsModelEndpointResources } from './aws';
+import type { AwsImagePlan } from './aws-image';
+import type { GcpImagePlan } from './gcp-image';
+import { ContainerImage } from '../../core/container-image';
 import type { GcpModelEndpointResources } from './gcp';
 import type { KubernetesModelEndpointResources } from './kubernetes';
 import { lazyFunction, lazyModule } from '../../core/lazy';
@@ -19,6 +22,8 @@ import { lazyFunction, lazyModule } from '../../core/lazy';
 const buildAwsModelEndpoint = lazyFunction(() => (require('./aws') as typeof import('./aws')).buildAwsModelEndpoint);
 const buildGcpModelEndpoint = lazyFunction(() => (require('./gcp') as typeof import('./gcp')).buildGcpModelEndpoint);
 const gcpBackend = lazyModule(() => require('./gcp') as typeof import('./gcp'));
+const awsImage = lazyModule(() => require('./aws-image') as typeof import('./aws-image'));
+const gcpImage = lazyModule(() => require('./gcp-image') as typeof import('./gcp-image'));
 const buildKubernetesModelEndpoint = lazyFunction(() => (require('./kubernetes') as typeof import('./kubernetes')).buildKubernetesModelEndpoint);
 
 export { Color, EndpointMetrics, MetricRef, ReplicaRange, RolloutKind, RolloutSpec } from './plan';
@@ -70,10 +75,14 @@ export interface ModelEndpointProps {
   /** The model: an artifact (e.g. `pipeline.model`) or an `s3://` / `gs://` URI, passed to the container as `MODEL_URI`. */
   readonly model: IModelArtifact | string;
   /**
-   * The serving image. AWS: an ECR image (SageMaker pulls only from ECR). The container must listen on
-   * `port` and answer `healthPath`.
+   * The serving image: `ContainerImage.fromRegistry('ghcr.io/acme/server:1.0')`, `.fromEcr(...)`,
+   * `.fromArtifactRegistry(...)` or a string. Made pullable per target: AWS serves an image from
+   * another registry through an ECR pull-through cache rule (SageMaker pulls only from ECR); GCP
+   * through an Artifact Registry remote repository; Kubernetes pulls it as is (with the image's
+   * `imagePullSecrets`). Tag and `@sha256:` digest are kept. The container must listen on `port`
+   * and answer `healthPath`.
    */
-  readonly image: string;
+  readonly image: string | ContainerImage;
   /** GPU model from the catalog. GCP (Cloud Run) offers L4 only. @default - CPU only */
   readonly accelerator?: AcceleratorName;
   /** GPUs per replica. @default 1 */
@@ -155,7 +164,6 @@ export interface IModelEndpoint extends IGrantable {
 const DEFAULTS = { port: 8080, healthPath: '/ping', invocationsPerInstanceTarget: 100, captureSamplingPercent: 20, revision: 'v1', cpuTargetPercent: 70, bakeMinutes: 10 };
 const MAX_REPLICAS = 1000;
 const IMAGE = /^[a-z0-9]+([._-][a-z0-9]+)*(:\d+)?(\/[a-z0-9]+([._-]+[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
-const ECR_IMAGE = /^(\d{12})\.dkr\.ecr\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?\/([a-z0-9][a-z0-9._/-]*)(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const SECRET_NAME = /(SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL|ACCESS_?KEY)/i;
 const REVISION = /^[a-z0-9]([-a-z0-9]{0,14}[a-z0-9])?$/;
@@ -192,10 +200,13 @@ export class ModelEndpoint extends Construct implements IModelEndpoint {
   public readonly kubernetes?: KubernetesModelEndpointResources;
   private readonly backend: ModelEndpointBackend;
   private grants = 0;
+  private imageSource?: ContainerImage;
+  private awsImagePlan?: AwsImagePlan;
+  private gcpImagePlan?: GcpImagePlan;
 
   constructor(scope: Construct, id: string, props: ModelEndpointProps) {
     super(scope, id);
-    const plan = this.plan(props);
+    let plan = this.plan(props);
     this.target = props.target;
     this.accelerator = plan.shape;
     this.replicas = plan.replicas;
@@ -205,10 +216,13 @@ export class ModelEndpoint extends Construct implements IModelEndpoint {
     const t = props.target;
     let backend: ModelEndpointBackend;
     if (t instanceof AwsTarget) {
+      const img = awsImage().buildAwsImage(this, t, this.imageSource!, this.awsImagePlan!);
+      plan = { ...plan, image: img.uri, imageCacheRepositoryArn: img.cacheRepositoryArn };
       const b = buildAwsModelEndpoint(this, t, plan);
       this.aws = b.resources;
       backend = b;
     } else if (t instanceof GcpTarget) {
+      plan = { ...plan, image: gcpImage().buildGcpImage(this, t, this.imageSource!, this.gcpImagePlan!) };
       const b = buildGcpModelEndpoint(this, t, plan);
       this.gcp = b.resources;
       backend = b;
@@ -254,19 +268,18 @@ export class ModelEndpoint extends Construct implements IModelEndpoint {
         `is on ${model.scheme === 's3' ? 'S3' : 'GCS'}, the endpoint on ${kind}`);
     }
 
-    // ---- image
+    // ---- image: parsed here, made pullable per target (mirror rules are created by the constructor)
     if (props.image === undefined) {
-      throw Errors.missing(this, 'image', kind === 'aws' ? 'an ECR image URI such as 123456789012.dkr.ecr.us-east-1.amazonaws.com/ltv-server:1.0' : 'a container image reference such as us-docker.pkg.dev/p/r/server:1.0');
+      throw Errors.missing(this, 'image', "a ContainerImage (e.g. ContainerImage.fromRegistry('ghcr.io/acme/server:1.0')) or an image reference string");
     }
-    const image = props.image;
-    if (!Token.isUnresolved(image)) {
-      if (typeof image !== 'string' || !IMAGE.test(image)) {
-        throw Errors.invalid(this, 'image', image, 'a container image reference: registry/repository[:tag][@sha256:digest], lower-case, e.g. ghcr.io/acme/server:1.0');
-      }
-      if (kind === 'aws' && !ECR_IMAGE.test(image)) {
-        throw Errors.invalid(this, 'image', image, 'an ECR image (<account>.dkr.ecr.<region>.amazonaws.com/<repository>[:tag]): SageMaker pulls only from ECR', 'is not an ECR image');
-      }
+    const source = ContainerImage.of(props.image, this.node.path, 'image');
+    if (kind !== 'kubernetes' && source.options.imagePullSecrets !== undefined) {
+      throw Errors.conflict(this, 'image.imagePullSecrets', source.options.imagePullSecrets, 'kubernetes targets only', `does not apply to ${kind}`);
     }
+    this.imageSource = source;
+    this.awsImagePlan = kind === 'aws' ? awsImage().planAwsImage(this, source) : undefined;
+    this.gcpImagePlan = kind === 'gcp' ? gcpImage().planGcpImage(this, source) : undefined;
+    const image = source.reference;
 
     // ---- accelerator and shape
     let shape: AcceleratorShape | undefined;
@@ -447,6 +460,7 @@ export class ModelEndpoint extends Construct implements IModelEndpoint {
       gpuZonalRedundancy: props.gpuZonalRedundancy ?? false, revision,
       previous: previous ? { revision: previous.revision, image: previous.image, modelUri: prevModel, deployed: previous.deployed } : undefined,
       rolloutStep, color, live, cpuTargetPercent, serviceAccountName: props.serviceAccountName,
+      imagePullSecrets: source.options.imagePullSecrets ?? [],
     };
   }
 

@@ -144,6 +144,7 @@ export function buildKubernetesModelEndpoint(endpoint: Construct, target: Kubern
           spec: {
             serviceAccountName, automountServiceAccountToken: false, enableServiceLinks: false,
             terminationGracePeriodSeconds: 60,
+            imagePullSecrets: plan.imagePullSecrets.length ? plan.imagePullSecrets.map((name) => ({ name })) : undefined,
             securityContext: { runAsNonRoot: true, runAsUser: UID, runAsGroup: UID, fsGroup: UID, seccompProfile: { type: 'RuntimeDefault' } },
             nodeSelector: Object.keys(nodeSelector).length ? nodeSelector : undefined,
             toleration: plan.shape ? [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }] : undefined,

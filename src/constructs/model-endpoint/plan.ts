@@ -39,7 +39,12 @@ export interface ModelEndpointPlan {
   /** Base name for cloud resources: [a-z0-9-], starts with a letter, at most 40 characters. */
   readonly name: string;
   readonly model: ParsedModelUri & { readonly uri: string };
+  /** The URI the target pulls (AWS: ECR, mirrored when from another registry; GCP: Artifact Registry when mirrored). */
   readonly image: string;
+  /** AWS: the pull-through cache repository the execution role may import into. */
+  readonly imageCacheRepositoryArn?: string;
+  /** Kubernetes: docker-registry Secrets the pods pull with. */
+  readonly imagePullSecrets: readonly string[];
   /** Undefined for a CPU-only endpoint. */
   readonly shape?: AcceleratorShape;
   readonly replicas: ReplicaRange;

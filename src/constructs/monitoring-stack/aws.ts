@@ -15,12 +15,15 @@ import { resourceName } from '../../core/naming';
 import { AwsTarget } from '../../core/targets';
 import { awsHostLogGroups, HOST_METRICS } from '../gpu-cluster/bootstrap';
 import type { MetricRef } from '../model-endpoint';
+import { AwsNotifyDeliveryResources, buildAwsNotifyDelivery } from './aws-notify';
 import { ALARMS, MonitoringBackend, NotifyPlan, WatchedCluster, WatchedEndpoint, WatchedPipeline } from './plan';
 
 export interface AwsMonitoringResources {
   readonly key: KmsKey;
   readonly topic: SnsTopic;
   readonly subscriptions: readonly SnsTopicSubscription[];
+  /** The delivery function for Slack, PagerDuty and webhooks, when notify has any. */
+  readonly delivery?: AwsNotifyDeliveryResources;
   readonly dashboard: CloudwatchDashboard;
   /** Alarms by `<watch id>/<alarm>`, e.g. `train/gpu-idle-while-queued`. */
   readonly alarms: Readonly<Record<string, CloudwatchMetricAlarm>>;
@@ -74,6 +77,8 @@ export function buildAwsMonitoring(scope: Construct, target: AwsTarget, notify: 
   });
   new SnsTopicPolicy(ns, 'policy', { provider, arn: topic.arn, policy: topicPolicy.json });
   const subscriptions = notify.emails.map((email, i) => new SnsTopicSubscription(ns, `email-${i}`, { provider, topicArn: topic.arn, protocol: 'email', endpoint: email }));
+  // Slack, PagerDuty and webhooks: an SNS-triggered function that reads their secrets at run time.
+  const delivery = buildAwsNotifyDelivery(ns, target, topic, notify);
 
   // ---- one dashboard, filled as constructs are watched
   const widgets: Widget[] = [];
@@ -224,6 +229,6 @@ export function buildAwsMonitoring(scope: Construct, target: AwsTarget, notify: 
       });
       widget(`${w.id}: requests and 5xx errors`, { stat: 'Sum', period: 60, metrics: [row(m.invocations), row(m.errors)] });
     },
-    resources: { key, topic, subscriptions, dashboard, alarms },
+    resources: { key, topic, subscriptions, delivery, dashboard, alarms },
   };
 }

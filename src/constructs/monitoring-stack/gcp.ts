@@ -5,6 +5,7 @@ import { MonitoringAlertPolicy, MonitoringAlertPolicyConditions } from '@cdktf/p
 import { MonitoringDashboard } from '@cdktf/provider-google/lib/monitoring-dashboard';
 import { MonitoringNotificationChannel } from '@cdktf/provider-google/lib/monitoring-notification-channel';
 import { GcpTarget } from '../../core/targets';
+import { buildGcpNotificationChannels } from './gcp-notify';
 import { HOST_METRICS } from '../gpu-cluster/bootstrap';
 import type { MetricRef } from '../model-endpoint';
 import { ALARMS, MonitoringBackend, NotifyPlan, WatchedCluster, WatchedEndpoint, WatchedPipeline } from './plan';
@@ -43,14 +44,7 @@ export function buildGcpMonitoring(scope: Construct, target: GcpTarget, notify: 
   target.requireApis('monitoring.googleapis.com');
 
   const ns = new Construct(scope, 'notifications');
-  const channels = [
-    ...notify.emails.map((email, i) => new MonitoringNotificationChannel(ns, `email-${i}`, {
-      provider, project, type: 'email', displayName: `mlinfra ${email}`, labels: { email_address: email },
-    })),
-    ...notify.webhooks.map((url, i) => new MonitoringNotificationChannel(ns, `webhook-${i}`, {
-      provider, project, type: 'webhook_tokenauth', displayName: `mlinfra webhook ${i + 1}`, labels: { url },
-    })),
-  ];
+  const channels = buildGcpNotificationChannels(scope, ns, target, notify);
   const channelIds = channels.map((c) => c.id);
 
   const tiles: Tile[] = [];

@@ -2,6 +2,7 @@ import { Annotations, TerraformOutput, Token } from 'cdktf';
 import { Construct, IConstruct } from 'constructs';
 import { Duration } from '../../core/duration';
 import { Errors } from '../../core/errors';
+import { Notify, NOTIFY_DESTINATIONS } from '../../core/notify';
 import { AwsTarget, GcpTarget, KubernetesTarget, Target, targetKind } from '../../core/targets';
 import type { IGpuCluster } from '../gpu-cluster';
 import type { IModelEndpoint } from '../model-endpoint';
@@ -27,11 +28,12 @@ export interface MonitoringStackProps {
   /** Where the alarms, dashboard and (Kubernetes) Prometheus live; watched constructs must be on it. */
   readonly target: Target;
   /**
-   * Who is told: email addresses, and on GCP and Kubernetes `https://` webhook URLs.
-   * AWS: SNS email subscriptions (each address confirms once); GCP: notification channels;
-   * Kubernetes: Alertmanager receivers.
+   * Who is told: `Notify.email/slack/pagerDuty/webhook(...)`, or strings (an email address or an
+   * https:// webhook URL). AWS: SNS email subscriptions, and an SNS-triggered delivery function for
+   * Slack, PagerDuty and webhooks; GCP: Cloud Monitoring notification channels; Kubernetes:
+   * Alertmanager receivers with credentials read from Secrets.
    */
-  readonly notify: string[];
+  readonly notify: (Notify | string)[];
   /**
    * Kubernetes: Prometheus, Alertmanager, DCGM exporter and SMTP settings.
    * @default - pinned images, 15 days of retention on an emptyDir, the DCGM exporter on GPU nodes, no SMTP (emails then fail validation)
@@ -99,8 +101,6 @@ const DEFAULTS = {
   maxAgeSlackSeconds: 2 * 3600, maxAgeUnscheduledSeconds: 26 * 3600,
 };
 const MAX_AGE = { min: 600, max: 7 * 86400 };
-const EMAIL = /^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$/;
-const WEBHOOK = /^https:\/\/[^\s'"`\\]+$/;
 
 /**
  * Alarms, notifications and one dashboard for the constructs it watches: GPU use, agent health and
@@ -130,7 +130,7 @@ export class MonitoringStack extends Construct {
     if (!props) throw Errors.missing(this, 'props', 'an object with target and notify');
     const kind = targetKind(this, 'target', props.target);
     this.target = props.target;
-    this.notify = this.planNotify(kind, props);
+    this.notify = this.planNotify(props);
     if (props.kubernetes !== undefined && kind !== 'kubernetes') {
       throw Errors.conflict(this, 'kubernetes', Object.keys(props.kubernetes), 'kubernetes targets only', `does not apply to ${kind}`);
     }
@@ -199,27 +199,18 @@ export class MonitoringStack extends Construct {
 
   // ---------------------------------------------------------------------------------- validation
 
-  private planNotify(kind: string, props: MonitoringStackProps): NotifyPlan {
+  private planNotify(props: MonitoringStackProps): NotifyPlan {
     const notify = props.notify;
-    const allowed = kind === 'aws' ? 'email addresses (SNS email subscriptions)' : 'email addresses or https:// webhook URLs';
-    if (!Array.isArray(notify) || notify.length === 0) throw Errors.invalid(this, 'notify', notify, `a non-empty list of ${allowed}`);
-    const emails: string[] = [];
-    const webhooks: string[] = [];
-    for (const n of notify) {
-      if (typeof n === 'string' && Token.isUnresolved(n)) { emails.push(n); continue; }
-      if (typeof n === 'string' && EMAIL.test(n)) { emails.push(n); continue; }
-      if (typeof n === 'string' && /^[a-z][a-z0-9+.-]*:\/\//i.test(n)) {
-        if (!WEBHOOK.test(n)) throw Errors.invalid(this, 'notify', n, 'webhook URLs over https:// (alerts carry internal names), without spaces or quotes', 'is not an https URL');
-        if (kind === 'aws') {
-          throw Errors.conflict(this, 'notify', n, 'email addresses on aws (an SNS https subscription must confirm itself, which a plain webhook does not)', 'is a webhook on aws');
-        }
-        webhooks.push(n);
-        continue;
-      }
-      throw Errors.invalid(this, 'notify', n, allowed, 'is not an email address or webhook URL');
-    }
-    if (new Set(notify).size !== notify.length) throw Errors.invalid(this, 'notify', notify, 'each address once', 'repeats an address');
-    return { emails, webhooks };
+    if (!Array.isArray(notify) || notify.length === 0) throw Errors.invalid(this, 'notify', notify, `a non-empty list of email addresses, https:// webhook URLs or ${NOTIFY_DESTINATIONS}`);
+    const destinations = notify.map((n, i) => Notify.of(n, this.node.path, `notify[${i}]`));
+    const keys = destinations.map((d) => d.key);
+    if (new Set(keys).size !== keys.length) throw Errors.invalid(this, 'notify', keys, 'each destination once', 'repeats a destination');
+    const ds = destinations.map((d) => d.destination);
+    return {
+      emails: ds.flatMap((d) => (d.kind === 'email' ? [d.address] : [])),
+      webhooks: ds.flatMap((d) => (d.kind === 'webhook' && !d.authSecret ? [d.url] : [])),
+      destinations: ds,
+    };
   }
 
   private checkTarget(prop: string, x: unknown, target: Target | undefined): void {

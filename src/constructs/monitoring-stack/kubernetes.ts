@@ -20,10 +20,11 @@ import { resourceName } from '../../core/naming';
 import { KubernetesTarget } from '../../core/targets';
 import { AGENT_CLIENT_LABEL } from '../gpu-cluster/kubernetes';
 import { ENDPOINT_CLIENT_LABEL } from '../model-endpoint/kubernetes';
+import { alertmanagerSetup } from './alertmanager-receivers';
 import { MonitoringBackend, NotifyPlan, WatchedCluster, WatchedEndpoint, WatchedPipeline } from './plan';
 import {
   AgentScrape, CLUSTER_LABEL, clusterRules, endpointRules, matchers, pipelineRules, PROMETHEUS_ETC, PrometheusRuleGroup,
-  renderAlertmanagerConfig, renderPrometheusConfig, renderRules, selector,
+  renderPrometheusConfig, renderRules, selector,
 } from './prometheus';
 
 export const PROMETHEUS_IMAGE = 'quay.io/prometheus/prometheus:v2.53.2';
@@ -55,8 +56,17 @@ export interface KubernetesMonitoringOptions {
   readonly alertmanagerImage?: string;
   /** @default DCGM_EXPORTER_IMAGE */
   readonly dcgmExporterImage?: string;
-  /** Deploy the DCGM exporter DaemonSet (turn off where one already runs, e.g. the GPU operator's). @default true */
+  /**
+   * Deploy the DCGM exporter DaemonSet (turn off where one already runs, e.g. the GPU operator's).
+   * @default - true, except on a target whose gpuNodeLabels is 'none' without `dcgmNodeSelector`
+   *            (nothing would keep it off CPU nodes, where it cannot start)
+   */
   readonly dcgmExporter?: boolean;
+  /**
+   * Node labels of GPU nodes for the DCGM exporter, for targets whose gpuNodeLabels is 'none'.
+   * @default - by the target's scheme: nvidia.com/gpu.present (GFD) or cloud.google.com/gke-accelerator (GKE)
+   */
+  readonly dcgmNodeSelector?: Record<string, string>;
   /** Days of metrics Prometheus keeps; must exceed any pipeline's maxAge. @default 15 */
   readonly retentionDays?: number;
   /** Size of a persistent volume for Prometheus data. @default - an emptyDir: metrics are lost when the pod moves */
@@ -87,9 +97,6 @@ const NOBODY = '65534';
 
 export function buildKubernetesMonitoring(scope: Construct, target: KubernetesTarget, notify: NotifyPlan, o: KubernetesMonitoringOptions): MonitoringBackend & { readonly resources: KubernetesMonitoringResources } {
   // ---- validation first
-  if (notify.emails.length && !o.smtp) {
-    throw Errors.missing(scope, 'kubernetes.smtp', 'SMTP relay settings ({ smarthost, from }) for Alertmanager to send the notify emails, or https:// webhooks only');
-  }
   if (o.smtp && (!/^[A-Za-z0-9.-]+:\d{1,5}$/.test(o.smtp.smarthost) && !Token.isUnresolved(o.smtp.smarthost))) {
     throw Errors.invalid(scope, 'kubernetes.smtp.smarthost', o.smtp.smarthost, 'host:port of an SMTP relay, e.g. smtp.example.com:587');
   }
@@ -101,7 +108,14 @@ export function buildKubernetesMonitoring(scope: Construct, target: KubernetesTa
   if (o.storageGiB !== undefined && (!Number.isInteger(o.storageGiB) || o.storageGiB < 1 || o.storageGiB > 16384)) {
     throw Errors.outOfRange(scope, 'kubernetes.storageGiB', o.storageGiB, 'an integer from 1 to 16384');
   }
-  const dcgm = o.dcgmExporter ?? true;
+  if (o.dcgmNodeSelector !== undefined && (typeof o.dcgmNodeSelector !== 'object' || !Object.keys(o.dcgmNodeSelector).length)) {
+    throw Errors.invalid(scope, 'kubernetes.dcgmNodeSelector', o.dcgmNodeSelector, 'a non-empty map of node labels that only GPU nodes carry');
+  }
+  if (o.dcgmExporter === true && target.gpuNodeLabels === 'none' && !o.dcgmNodeSelector) {
+    throw Errors.missing(scope, 'kubernetes.dcgmNodeSelector',
+      `node labels that only GPU nodes carry: the target's gpuNodeLabels is 'none', and without them the DCGM exporter would be scheduled on CPU nodes, where NVML cannot start`);
+  }
+  const dcgm = o.dcgmExporter ?? (target.gpuNodeLabels !== 'none' || o.dcgmNodeSelector !== undefined);
 
   const provider = target.provider;
   const namespace = target.namespace;
@@ -144,14 +158,11 @@ export function buildKubernetesMonitoring(scope: Construct, target: KubernetesTa
   // ---- Alertmanager
   const am = new Construct(scope, 'alertmanager');
   const smtpPasswordFile = o.smtp?.passwordSecret ? '/etc/alertmanager/smtp/password' : undefined;
+  const receivers = alertmanagerSetup(scope.node.path, notify,
+    o.smtp ? { smarthost: o.smtp.smarthost, from: o.smtp.from, username: o.smtp.username, passwordFile: smtpPasswordFile, requireTls: o.smtp.requireTls ?? true } : undefined);
   const alertmanagerConfig = new ConfigMapV1(am, 'config', {
     provider, metadata: meta(`${name}-alertmanager`, 'alertmanager'),
-    data: {
-      'alertmanager.yml': renderAlertmanagerConfig({
-        emails: notify.emails, webhooks: notify.webhooks,
-        smtp: o.smtp ? { smarthost: o.smtp.smarthost, from: o.smtp.from, username: o.smtp.username, passwordFile: smtpPasswordFile, requireTls: o.smtp.requireTls ?? true } : undefined,
-      }),
-    },
+    data: { 'alertmanager.yml': receivers.config },
   });
   const amLabels = labelsOf('alertmanager');
   const alertmanager = new DeploymentV1(am, 'deployment', {
@@ -175,12 +186,14 @@ export function buildKubernetesMonitoring(scope: Construct, target: KubernetesTa
               { name: 'config', mountPath: '/etc/alertmanager', readOnly: true },
               { name: 'data', mountPath: '/alertmanager' },
               ...(smtpPasswordFile ? [{ name: 'smtp', mountPath: '/etc/alertmanager/smtp', readOnly: true }] : []),
+              ...receivers.mounts,
             ],
           }],
           volume: [
             { name: 'config', configMap: { name: alertmanagerConfig.metadata.name } },
             { name: 'data', emptyDir: {} },
             ...(o.smtp?.passwordSecret ? [{ name: 'smtp', secret: { secretName: o.smtp.passwordSecret.name, items: [{ key: o.smtp.passwordSecret.key, path: 'password' }], defaultMode: '0440' } }] : []),
+            ...receivers.volumes,
           ],
         },
       },
@@ -275,7 +288,13 @@ export function buildKubernetesMonitoring(scope: Construct, target: KubernetesTa
   let dcgmExporter: DaemonSetV1 | undefined;
   if (dcgm) {
     const dcgmLabels = labelsOf('dcgm-exporter');
-    const nodeSelector = target.gpuNodeLabels === 'nvidia-gfd' ? { 'nvidia.com/gpu.present': 'true' } : undefined;
+    const gke = target.gpuNodeLabels === 'gke';
+    const nodeSelector = o.dcgmNodeSelector ? { ...o.dcgmNodeSelector }
+      : target.gpuNodeLabels === 'nvidia-gfd' ? { 'nvidia.com/gpu.present': 'true' } : undefined;
+    // GKE (COS) installs the driver on the host under /home/kubernetes/bin/nvidia, and NVML cannot
+    // initialise without it and a privileged container. Source: Google's reference exporter for
+    // Managed Prometheus, GoogleCloudPlatform/prometheus-engine examples/nvidia-dcgm/exporter.yaml
+    // (hostPath mounted at /usr/local/nvidia, privileged, LD_LIBRARY_PATH=/usr/local/nvidia/lib64).
     dcgmExporter = new DaemonSetV1(scope, 'dcgm-exporter', {
       provider, metadata: meta(`${name}-dcgm-exporter`, 'dcgm-exporter'),
       spec: {
@@ -285,20 +304,34 @@ export function buildKubernetesMonitoring(scope: Construct, target: KubernetesTa
           spec: {
             automountServiceAccountToken: false, enableServiceLinks: false,
             nodeSelector,
-            affinity: target.gpuNodeLabels === 'gke' ? {
+            affinity: gke && !o.dcgmNodeSelector ? {
               nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerm: [{ matchExpressions: [{ key: 'cloud.google.com/gke-accelerator', operator: 'Exists' }] }] } },
             } : undefined,
             toleration: [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }],
             container: [{
               name: 'dcgm-exporter', image: o.dcgmExporterImage ?? DCGM_EXPORTER_IMAGE,
-              env: [{ name: 'DCGM_EXPORTER_KUBERNETES', value: 'true' }, { name: 'DCGM_EXPORTER_LISTEN', value: ':9400' }, { name: 'NVIDIA_VISIBLE_DEVICES', value: 'all' }],
+              env: [
+                { name: 'DCGM_EXPORTER_KUBERNETES', value: 'true' }, { name: 'DCGM_EXPORTER_LISTEN', value: ':9400' }, { name: 'NVIDIA_VISIBLE_DEVICES', value: 'all' },
+                ...(gke ? [{ name: 'LD_LIBRARY_PATH', value: '/usr/local/nvidia/lib64' }] : []),
+              ],
               port: [{ name: 'metrics', containerPort: 9400, protocol: 'TCP' }],
               resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '500m', memory: '512Mi' } },
-              // Root to read the kubelet's pod-resources socket; no added capabilities (SYS_ADMIN is only for profiling fields).
-              securityContext: { runAsNonRoot: false, runAsUser: '0', allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
-              volumeMount: [{ name: 'pod-resources', mountPath: '/var/lib/kubelet/pod-resources', readOnly: true }],
+              // Root to read the kubelet's pod-resources socket; elsewhere no added capabilities (SYS_ADMIN is
+              // only for profiling fields). Read-only root: DCGM writes its host engine files under /tmp.
+              securityContext: gke
+                ? { privileged: true, runAsNonRoot: false, runAsUser: '0', readOnlyRootFilesystem: true }
+                : { runAsNonRoot: false, runAsUser: '0', allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
+              volumeMount: [
+                { name: 'pod-resources', mountPath: '/var/lib/kubelet/pod-resources', readOnly: true },
+                { name: 'tmp', mountPath: '/tmp' },
+                ...(gke ? [{ name: 'nvidia-driver', mountPath: '/usr/local/nvidia', readOnly: true }] : []),
+              ],
             }],
-            volume: [{ name: 'pod-resources', hostPath: { path: '/var/lib/kubelet/pod-resources', type: 'Directory' } }],
+            volume: [
+              { name: 'pod-resources', hostPath: { path: '/var/lib/kubelet/pod-resources', type: 'Directory' } },
+              { name: 'tmp', emptyDir: { sizeLimit: '256Mi' } },
+              ...(gke ? [{ name: 'nvidia-driver', hostPath: { path: '/home/kubernetes/bin/nvidia', type: 'Directory' } }] : []),
+            ],
           },
         },
       },
@@ -319,7 +352,12 @@ export function buildKubernetesMonitoring(scope: Construct, target: KubernetesTa
   ];
   if (dcgmExporter) {
     networkPolicies.push(allowIn('dcgm-exporter', 'dcgm-exporter', labelsOf('dcgm-exporter'), 9400, [{ podSelector: { matchLabels: { ...promLabels } } }]));
-    Policy.suppress(dcgmExporter, 'k8s-pod-non-root', 'dcgm-exporter runs as root to read the kubelet pod-resources socket; it adds no capabilities');
+    Policy.suppress(dcgmExporter, 'k8s-pod-non-root', target.gpuNodeLabels === 'gke'
+      ? 'dcgm-exporter runs as root and privileged on GKE: NVML needs the host driver directory and device access there (Google\'s reference exporter does the same)'
+      : 'dcgm-exporter runs as root to read the kubelet pod-resources socket; it adds no capabilities');
+    if (target.gpuNodeLabels === 'gke') {
+      Policy.suppress(dcgmExporter, 'k8s-no-privilege-escalation', 'GKE: NVML in dcgm-exporter cannot initialise without a privileged container and the host driver directory (Google\'s reference exporter, prometheus-engine examples/nvidia-dcgm)');
+    }
   }
 
   // ---- Grafana dashboard (picked up by the Grafana sidecar through its label)

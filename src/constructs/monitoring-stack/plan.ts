@@ -4,6 +4,7 @@ import type { AwsGpuClusterResources } from '../gpu-cluster/aws';
 import type { GcpGpuClusterResources } from '../gpu-cluster/gcp';
 import type { KubernetesGpuClusterResources } from '../gpu-cluster/kubernetes';
 import type { IModelEndpoint } from '../model-endpoint';
+import type { NotifyDestination } from '../../core/notify';
 
 /** A GpuCluster as the monitor reads it: its public surface and the escape hatch of its target. */
 export interface IWatchableCluster extends IGpuCluster {
@@ -62,10 +63,14 @@ export interface WatchedEndpoint {
   readonly thresholds: EndpointThresholds;
 }
 
-/** Where alerts go: emails and (GCP, Kubernetes) https webhooks. */
+/** Where alerts go. */
 export interface NotifyPlan {
+  /** Email addresses (also in destinations). */
   readonly emails: readonly string[];
+  /** Webhook URLs without authentication (also in destinations). */
   readonly webhooks: readonly string[];
+  /** Every destination, in the order given. */
+  readonly destinations: readonly NotifyDestination[];
 }
 
 export interface MonitoringBackend {

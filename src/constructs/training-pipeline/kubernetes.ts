@@ -104,8 +104,9 @@ export function buildKubernetesTrainingPipeline(pipeline: Construct, target: Kub
     runAsNonRoot: true, runAsUser: UID, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] },
     readOnlyRootFilesystem: false, seccompProfile: { type: 'RuntimeDefault' },
   };
-  // The cluster's own agent image, so a private registry or pinned digest applies here too.
-  const image = res.statefulSet.spec.template.spec.container.get(0).image;
+  // The cluster's agent image (its install init container: Node.js and npm), so a private registry
+  // or pinned digest applies here too. Not the agent container's: that is the job image.
+  const image = res.statefulSet.spec.template.spec.initContainer.get(0).image;
   const oom = [...plan.oomClusters.entries()].map(([name, big], i) => ({ name, secret: big.agentTokenSecret, volume: `oom-token-${i}` }));
 
   const cronJob = new CronJobV1(pipeline, 'cron-job', {

@@ -1,0 +1,103 @@
+import type { Logger } from 'pino';
+import type { StopReason } from './executor';
+import { classifyExit, type ExitFacts } from './failure';
+import type { JobUser, RunSlot } from './job-run';
+import type { JobEnd, Journal } from './journal';
+import type { LogStore } from './logs';
+import { joinUri, type Storage } from './storage/index';
+import type { Failure, JobRecord, ShardRecord } from './types';
+
+/** Typed events of the scheduler (metrics, autostop and logs listen to them). */
+export interface SchedulerEvents {
+  'job:submitted': [job: JobRecord];
+  'job:started': [job: JobRecord];
+  'job:requeued': [job: JobRecord];
+  'job:finished': [job: JobRecord];
+  'run:started': [info: { jobId: string; runId: number; shard: number | null; gpuIds: string }];
+  'run:ended': [info: { jobId: string; runId: number; shard: number | null; failure: Failure | null; seconds: number }];
+  'shard:done': [info: { jobId: string; idx: number }];
+}
+
+export interface SchedulerOptions {
+  readonly dataDir: string;
+  readonly gpus: number;
+  readonly maxCpuJobs: number;
+  readonly graceMs: number;
+  readonly paused: boolean;
+  readonly journal: Journal;
+  readonly logs: LogStore;
+  readonly storage: Storage;
+  readonly logger: Logger;
+  /** Environment every job starts from (the agent's, without its token). */
+  readonly baseEnv: NodeJS.ProcessEnv;
+  /** Jobs run as this user (serve --job-user). */
+  readonly jobUser?: JobUser;
+  /** Submits refused with 429 while this many jobs are queued. @default unbounded */
+  readonly maxQueued?: number;
+}
+
+export interface ActiveRun extends RunSlot {
+  readonly runId: number;
+  readonly startedMs: number;
+}
+
+export interface Outcome {
+  readonly facts: ExitFacts | null;
+  readonly failure: Failure;
+}
+
+/** A job the scheduler is running (one attempt): its runs, and what decides how the attempt ends. */
+export interface ActiveJob {
+  job: JobRecord;
+  readonly runs: Set<ActiveRun>;
+  /** Batch: shards still to run in this attempt (null while the input is being listed). */
+  pendingShards: ShardRecord[] | null;
+  /** Set by cancel, preemption, shutdown and a disk fault before the spawn: decides the job's outcome whatever its runs report. */
+  forced?: StopReason;
+  /** The first failure of this attempt (a failed shard fails the attempt). */
+  outcome?: Outcome;
+  trainRunStarted: boolean;
+  lastFacts?: ExitFacts;
+}
+
+/** Whether nothing of the attempt runs or waits to run any more. */
+export function attemptOver(a: ActiveJob): boolean {
+  if (a.runs.size > 0 || a.pendingShards === null) return false;
+  if (a.pendingShards.length > 0 && !a.forced && !a.outcome) return false;
+  return !(a.job.spec.kind === 'train' && !a.trainRunStarted && !a.forced);
+}
+
+/** How an attempt that is over ends (state `queued`: it is retried). */
+export function endOf(a: ActiveJob): JobEnd {
+  const facts = a.outcome?.facts ?? a.lastFacts ?? null;
+  const exitCode = facts?.exitCode ?? null;
+  const signal = facts?.signal ?? null;
+  if (a.forced === 'cancel') return { state: 'cancelled', exitCode, signal, charge: false, failure: { class: 'cancelled', reason: 'cancelled by request' } };
+  if (a.forced === 'preemption' || a.forced === 'shutdown') {
+    return { state: 'interrupted', exitCode, signal, charge: false, requeue: true, failure: classifyExit({ exitCode, signal, stderrTail: '', stoppedBy: a.forced }) };
+  }
+  if (a.forced === 'disk') {
+    return { state: 'queued', exitCode, signal, charge: false, failure: { class: 'disk', reason: 'the run could not be journaled (disk fault): not started, re-queued' } };
+  }
+  if (!a.outcome) return { state: 'succeeded', exitCode: a.job.spec.kind === 'batch' ? 0 : exitCode, signal, charge: false, failure: null };
+  const retry = a.job.charged + 1 <= a.job.spec.retries;
+  return { state: retry ? 'queued' : 'failed', exitCode, signal, charge: true, failure: a.outcome.failure };
+}
+
+/** A batch attempt's shards: listed (and journaled) once per job, then the ones not done yet. A listing error fails the attempt. */
+export async function listShards(a: ActiveJob, o: { readonly journal: Journal; readonly storage: Storage; readonly logger: Logger }): Promise<void> {
+  const { spec, id } = a.job;
+  try {
+    let shards = o.journal.shardsOf(id);
+    if (shards.length === 0) {
+      const objects = await o.storage.list(spec.input!);
+      shards = o.journal.recordShards(id, objects.map((x) => ({ key: x.key, inputUri: x.uri, outputUri: joinUri(spec.output!, x.key) })));
+    }
+    const pending = shards.filter((s) => s.state !== 'done');
+    o.logger.info({ jobId: id, shards: shards.length, pending: pending.length }, 'batch shards');
+    a.pendingShards = a.forced ? [] : pending;
+  } catch (e) {
+    a.pendingShards = [];
+    a.outcome ??= { facts: null, failure: { class: 'exit', reason: `could not list the batch input ${spec.input}: ${(e as Error).message}` } };
+  }
+}

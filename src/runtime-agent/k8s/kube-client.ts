@@ -1,0 +1,119 @@
+/**
+ * The few Kubernetes API calls the gateway makes, over node:http(s) with the pod's service account:
+ * create, get, list (label selector), delete, and pod logs (streamed with follow).
+ */
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import type { Readable } from 'node:stream';
+import type { KubeObject } from './objects';
+
+export interface KubeClientOptions {
+  /** e.g. https://10.0.0.1:443 (in a pod: from KUBERNETES_SERVICE_HOST/PORT). */
+  readonly server: string;
+  readonly token: () => string;
+  readonly ca?: Buffer;
+  readonly timeoutMs?: number;
+}
+
+/** An answer from the API server that was not 2xx. `status` is the HTTP code, `reason` the Status reason. */
+export class KubeApiError extends Error {
+  constructor(public readonly status: number, public readonly reason: string, message: string, public readonly path: string) {
+    super(message);
+  }
+}
+
+export interface Resource {
+  /** API path prefix: /api/v1, /apis/batch/v1, /apis/jobset.x-k8s.io/v1alpha2 ... */
+  readonly api: string;
+  /** Plural: jobs, jobsets, pods, localqueues. */
+  readonly plural: string;
+}
+export const JOBS: Resource = { api: '/apis/batch/v1', plural: 'jobs' };
+export const JOBSETS: Resource = { api: '/apis/jobset.x-k8s.io/v1alpha2', plural: 'jobsets' };
+export const PODS: Resource = { api: '/api/v1', plural: 'pods' };
+export const LOCALQUEUES: Resource = { api: '/apis/kueue.x-k8s.io/v1beta2', plural: 'localqueues' };
+
+const SA = '/var/run/secrets/kubernetes.io/serviceaccount';
+
+/** A client from the pod's environment and service account files. */
+export function inClusterOptions(env: NodeJS.ProcessEnv = process.env): KubeClientOptions {
+  const host = env.KUBERNETES_SERVICE_HOST;
+  if (!host) throw new Error('KUBERNETES_SERVICE_HOST is not set: not running in a pod');
+  const port = env.KUBERNETES_SERVICE_PORT ?? '443';
+  return {
+    server: `https://${host.includes(':') ? `[${host}]` : host}:${port}`,
+    // Re-read on every call: projected tokens rotate.
+    token: () => fs.readFileSync(`${SA}/token`, 'utf8').trim(),
+    ca: fs.readFileSync(`${SA}/ca.crt`),
+  };
+}
+
+export class KubeClient {
+  private readonly url: URL;
+  constructor(private readonly o: KubeClientOptions) {
+    this.url = new URL(o.server);
+  }
+
+  private path(r: Resource, namespace: string, name?: string, sub?: string): string {
+    return `${r.api}/namespaces/${encodeURIComponent(namespace)}/${r.plural}${name ? `/${encodeURIComponent(name)}` : ''}${sub ? `/${sub}` : ''}`;
+  }
+
+  private raw(method: string, path: string, body?: unknown): Promise<http.IncomingMessage> {
+    const lib = this.url.protocol === 'https:' ? https : http;
+    return new Promise((resolve, reject) => {
+      const headers: Record<string, string> = { authorization: `Bearer ${this.o.token()}`, accept: 'application/json' };
+      const data = body === undefined ? undefined : JSON.stringify(body);
+      if (data !== undefined) { headers['content-type'] = 'application/json'; headers['content-length'] = String(Buffer.byteLength(data)); }
+      const req = lib.request({
+        protocol: this.url.protocol, hostname: this.url.hostname, port: this.url.port, path, method, headers,
+        ...(this.o.ca ? { ca: this.o.ca } : {}),
+      }, resolve);
+      req.setTimeout(this.o.timeoutMs ?? 30_000, () => req.destroy(new Error(`${method} ${path}: timed out`)));
+      req.on('error', reject);
+      req.end(data);
+    });
+  }
+
+  private async json(method: string, path: string, body?: unknown): Promise<KubeObject & { items?: KubeObject[] }> {
+    const res = await this.raw(method, path, body);
+    let text = '';
+    res.setEncoding('utf8');
+    for await (const chunk of res) text += chunk;
+    let parsed: KubeObject & { items?: KubeObject[]; reason?: string; message?: string };
+    try { parsed = text ? JSON.parse(text) : {}; } catch { parsed = { message: text.slice(0, 300) }; }
+    const status = res.statusCode ?? 0;
+    if (status < 200 || status >= 300) {
+      throw new KubeApiError(status, parsed?.reason ?? String(status), parsed?.message ?? `HTTP ${status}`, path);
+    }
+    return parsed;
+  }
+
+  create(r: Resource, namespace: string, obj: unknown): Promise<KubeObject> {
+    return this.json('POST', this.path(r, namespace), obj);
+  }
+  get(r: Resource, namespace: string, name: string): Promise<KubeObject> {
+    return this.json('GET', this.path(r, namespace, name));
+  }
+  async list(r: Resource, namespace: string, labelSelector: string): Promise<KubeObject[]> {
+    const out = await this.json('GET', `${this.path(r, namespace)}?labelSelector=${encodeURIComponent(labelSelector)}`);
+    return out.items ?? [];
+  }
+  /** Foreground: the object stays (with a deletion timestamp) until its pods are gone. */
+  delete(r: Resource, namespace: string, name: string): Promise<KubeObject> {
+    return this.json('DELETE', this.path(r, namespace, name), { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Foreground' });
+  }
+  /** The pod's log of `container`, a stream; with follow it ends when the container does. */
+  async logs(namespace: string, pod: string, container: string, follow: boolean): Promise<Readable> {
+    const path = `${this.path(PODS, namespace, pod, 'log')}?container=${encodeURIComponent(container)}${follow ? '&follow=true' : ''}`;
+    const res = await this.raw('GET', path);
+    if ((res.statusCode ?? 0) >= 300) {
+      let text = '';
+      for await (const chunk of res) text += chunk;
+      let parsed: { reason?: string; message?: string } = {};
+      try { parsed = JSON.parse(text); } catch { /* plain text */ }
+      throw new KubeApiError(res.statusCode ?? 0, parsed.reason ?? String(res.statusCode), parsed.message ?? text.slice(0, 300), path);
+    }
+    return res;
+  }
+}

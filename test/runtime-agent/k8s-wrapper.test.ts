@@ -1,0 +1,116 @@
+/**
+ * The Job pod's entrypoint wrapper, run for real as local processes: exit classes (OOM from the
+ * job's output and from the cgroup's oom_kill counter), SIGTERM with a checkpoint saved to and
+ * restored from the artifact store (file://), the shard index, and the termination log.
+ */
+import { EventEmitter } from 'node:events';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { runWrapped } from '../../src/runtime-agent/k8s/wrapper';
+
+let dir: string;
+beforeEach(() => { dir = mkdtempSync(join(tmpdir(), 'mlinfra-wrap-')); });
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+const sink = () => { const s = new PassThrough(); let text = ''; s.on('data', (c) => { text += c; }); return { s, text: () => text }; };
+const wrap = (argv: string[], env: NodeJS.ProcessEnv = {}, extra: Partial<Parameters<typeof runWrapped>[0]> = {}) => {
+  const out = sink();
+  const err = sink();
+  const terminationLog = join(dir, 'termination-log');
+  const p = runWrapped({ argv, env: { PATH: '/usr/bin:/bin', ...env }, terminationLog, cgroupDir: join(dir, 'cgroup'), stdout: out.s, stderr: err.s, ...extra });
+  return { p, out, err, termination: () => JSON.parse(readFileSync(terminationLog, 'utf8')) };
+};
+
+test('success: exit 0, output passed through, termination log says succeeded', async () => {
+  const w = wrap(['sh', '-c', 'echo hello; echo warn >&2']);
+  const r = await w.p;
+  expect(r).toMatchObject({ exitCode: 0, failure: null });
+  expect(w.out.text()).toBe('hello\n');
+  expect(w.err.text()).toBe('warn\n');
+  expect(w.termination()).toEqual({ class: null, reason: 'succeeded' });
+});
+
+test('a CUDA out-of-memory exit is classed oom, with the line, in the termination log the gateway reads', async () => {
+  const w = wrap(['sh', '-c', 'echo "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB" >&2; exit 1']);
+  const r = await w.p;
+  expect(r.exitCode).toBe(1);
+  expect(r.failure).toEqual({ class: 'oom', reason: 'out of memory: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB' });
+  expect(w.termination()).toEqual(r.failure);
+});
+
+test('a kernel OOM kill (the cgroup\'s oom_kill counter went up) is classed oom', async () => {
+  const cg = join(dir, 'cgroup');
+  mkdirSync(cg);
+  writeFileSync(join(cg, 'memory.events'), 'low 0\nhigh 0\nmax 3\noom 1\noom_kill 0\n');
+  // The child plays the kernel: bumps the counter, then dies by SIGKILL.
+  const w = wrap(['sh', '-c', `printf 'oom 2\\noom_kill 1\\n' > ${cg}/memory.events; kill -9 $$`]);
+  const r = await w.p;
+  expect(r.exitCode).toBe(137);
+  expect(r.failure?.class).toBe('oom');
+  expect(r.failure?.reason).toMatch(/cgroup oom_kill counter increased/);
+});
+
+test('a plain failure is classed exit with the code', async () => {
+  const r = await wrap(['sh', '-c', 'exit 3']).p;
+  expect(r).toMatchObject({ exitCode: 3, failure: { class: 'exit', reason: 'exited with code 3' } });
+});
+
+test('a command that does not exist: exit 127 and a reason naming it', async () => {
+  const r = await wrap(['/nonexistent/train']).p;
+  expect(r.exitCode).toBe(127);
+  expect(r.failure?.reason).toMatch(/could not start the command: .*ENOENT/);
+});
+
+test('SIGTERM is passed to the job, which saves a checkpoint; the next attempt restores it', async () => {
+  const store = `file://${join(dir, 'store', 'ckpt')}`;
+  const signals = new EventEmitter();
+  const script = [
+    'if [ -f "$MLINFRA_CHECKPOINT_DIR/step" ]; then echo "resumed at $(cat "$MLINFRA_CHECKPOINT_DIR/step")"; exit 0; fi',
+    'trap \'echo 41 > "$MLINFRA_CHECKPOINT_DIR/step"; exit 0\' TERM',
+    'echo started',
+    'while :; do sleep 0.05; done',
+  ].join('\n');
+  const first = wrap(['sh', '-c', script], { MLINFRA_CHECKPOINT_URI: store }, { signals, graceMs: 5000 });
+  for (let i = 0; i < 200 && !first.out.text().includes('started'); i++) await new Promise((r) => setTimeout(r, 25));
+  signals.emit('SIGTERM');
+  const r1 = await first.p;
+  expect(r1.failure?.class).toBe('preempted');
+  expect(r1.checkpointFiles).toEqual({ restored: 0, saved: 1 });
+  expect(readFileSync(join(dir, 'store', 'ckpt', 'step'), 'utf8')).toBe('41\n');
+
+  const second = wrap(['sh', '-c', script], { MLINFRA_CHECKPOINT_URI: store });
+  const r2 = await second.p;
+  expect(r2).toMatchObject({ exitCode: 0, failure: null, checkpointFiles: { restored: 1 } });
+  expect(second.out.text()).toBe('resumed at 41\n');
+});
+
+test('a job that ignores SIGTERM is killed after the grace period', async () => {
+  const signals = new EventEmitter();
+  const w = wrap(['sh', '-c', 'trap "" TERM; echo up; while :; do sleep 0.05; done'], {}, { signals, graceMs: 300 });
+  for (let i = 0; i < 200 && !w.out.text().includes('up'); i++) await new Promise((r) => setTimeout(r, 25));
+  const t0 = Date.now();
+  signals.emit('SIGTERM');
+  const r = await w.p;
+  expect(Date.now() - t0).toBeGreaterThanOrEqual(250);
+  expect(r.exitCode).toBe(137);
+  expect(r.failure?.class).toBe('preempted');
+});
+
+test('an Indexed Job\'s completion index is the shard (and the node rank in a JobSet)', async () => {
+  const w = wrap(['sh', '-c', 'echo "$MLINFRA_SHARD_INDEX $MLINFRA_NODE_RANK"'], { JOB_COMPLETION_INDEX: '3', MLINFRA_NNODES: '4' });
+  await w.p;
+  expect(w.out.text()).toBe('3 3\n');
+  const single = wrap(['sh', '-c', 'echo "[$MLINFRA_SHARD_INDEX][$MLINFRA_NODE_RANK]"'], { JOB_COMPLETION_INDEX: '2' });
+  await single.p;
+  expect(single.out.text()).toBe('[2][]\n');
+});
+
+test('a real out-of-memory: Python under a 300 MB address-space limit asks for 1 GiB', async () => {
+  const w = wrap(['sh', '-c', 'ulimit -v 300000; exec python3 -c "x = bytearray(1 << 30)"']);
+  const r = await w.p;
+  expect(r.exitCode).toBe(1);
+  expect(w.err.text()).toMatch(/^MemoryError/m);
+  expect(r.failure).toEqual({ class: 'oom', reason: 'out of memory: MemoryError' });
+});
