@@ -5,7 +5,7 @@
 export {
   AwsTarget, AwsTargetProps, AwsNetworkAttributes, AwsCreatedNetwork,
   GcpTarget, GcpTargetProps, GcpNetworkAttributes, GcpCreatedNetwork,
-  KubernetesTarget, KubernetesTargetProps, GpuNodeLabelScheme,
+  KubernetesTarget, KubernetesTargetProps, GpuNodeLabelScheme, GcpPrivateServiceAccess,
   Target,
 } from './core/targets';
 
@@ -16,12 +16,17 @@ export { MlInfraError, MlInfraErrorCode, MlInfraErrorDetails } from './core/erro
 export { IGrantable, GrantPrincipal, AwsPrincipal, GcpPrincipal, KubernetesPrincipal, AwsPolicyStatement } from './core/grants';
 export { IModelArtifact, ModelArtifact, ModelUriScheme } from './core/model';
 export { SecretRef } from './core/secrets';
+export { ContainerImage, ContainerImageSource, FromRegistryOptions, EcrImageOptions, ArtifactRegistryImageOptions, SUPPORTED_UPSTREAMS } from './core/container-image';
+export { Notify, NotifyDestination, NotifyKind, NotifySecret, NotifySecretRef, SlackOptions, PagerDutyOptions, WebhookOptions } from './core/notify';
 
 // Constructs
 export { GpuCluster, GpuClusterProps, IGpuCluster, NodeRange } from './constructs/gpu-cluster';
 export type { AwsGpuClusterResources } from './constructs/gpu-cluster/aws';
 export type { GcpGpuClusterResources } from './constructs/gpu-cluster/gcp';
 export type { KubernetesGpuClusterResources } from './constructs/gpu-cluster/kubernetes';
+export type { KubernetesClusterOptions, KubernetesKueueOptions } from './constructs/gpu-cluster/kubernetes-options';
+export { DEFAULT_JOB_IMAGE } from './constructs/gpu-cluster/kubernetes-options';
+export { KUEUE_VERSION, JOBSET_VERSION } from './constructs/gpu-cluster/kueue';
 export {
   FeatureStore, FeatureStoreProps, IFeatureStore, REDIS_PASSWORD_ENV,
   EntitySpec, FEATURE_TYPES, FeatureSpec, FeatureType, FeatureView, FeatureViewOptions, FeatureViewSource, OnlineStoreKind, ScalarFeatureType,
@@ -42,6 +47,7 @@ export {
   MonitoringStack, MonitoringStackProps, ClusterWatchOptions, PipelineWatchOptions, EndpointWatchOptions, SmtpSettings,
   AwsMonitoringResources, GcpMonitoringResources, KubernetesMonitoringResources,
 } from './constructs/monitoring-stack';
+export type { AwsNotifyDeliveryResources } from './constructs/monitoring-stack/aws-notify';
 
 // Compositions, policy checks, cost report and picture
 export { MlPlatformStack, MlPlatformStackProps, TargetFactory } from './stacks';

@@ -89,16 +89,16 @@ describe('one program, any target', () => {
     const { json } = get('aws');
     const rules = res(json, 'aws_ecr_pull_through_cache_rule');
     expect(rules).toHaveLength(1);
-    expect(rules[0]).toMatchObject({ upstream_registry_url: 'ghcr.io', ecr_repository_prefix: 'mlinfra-ghcr' });
+    expect(rules[0]).toMatchObject({ upstream_registry_url: 'ghcr.io', ecr_repository_prefix: expect.stringMatching(/^ml-ghcr-[0-9a-f]{6}$/) });
     expect(rules[0].credential_arn).toMatch(/^\$\{data\.aws_secretsmanager_secret\..+\.arn\}$/);
     expect(Object.values(json.data?.aws_secretsmanager_secret ?? {})).toEqual([expect.objectContaining({ name: 'ecr-pullthroughcache/ghcr' })]);
     const model = res(json, 'aws_sagemaker_model')[0];
-    expect(model.primary_container.image).toMatch(new RegExp(`^\\$\\{aws_ecr_pull_through_cache_rule\\..+\\.registry_id\\}\\.dkr\\.ecr\\.us-east-1\\.amazonaws\\.com/mlinfra-ghcr/acme/ltv-server:2\\.0@${DIGEST}$`));
+    expect(model.primary_container.image).toMatch(new RegExp(`^\\$\\{aws_ecr_pull_through_cache_rule\\..+\\.registry_id\\}\\.dkr\\.ecr\\.us-east-1\\.amazonaws\\.com/ml-ghcr-[0-9a-f]{6}/acme/ltv-server:2\\.0@${DIGEST}$`));
     // The execution role may import into exactly that cache repository.
     const docs = Object.values(json.data?.aws_iam_policy_document ?? {}) as Record<string, any>[];
     const ptc = docs.flatMap((d) => d.statement ?? []).find((s: any) => s.sid === 'PullThroughCache');
     expect(ptc.actions).toEqual(['ecr:BatchImportUpstreamImage', 'ecr:CreateRepository']);
-    expect(ptc.resources[0]).toMatch(/:repository\/mlinfra-ghcr\/acme\/ltv-server$/);
+    expect(ptc.resources[0]).toMatch(/:repository\/ml-ghcr-[0-9a-f]{6}\/acme\/ltv-server$/);
   });
 
   test('aws: email through SNS, Slack and PagerDuty through a delivery function that reads only the named secrets', () => {
@@ -110,6 +110,8 @@ describe('one program, any target', () => {
     expect(JSON.parse(fn.environment.variables.MLINFRA_TARGETS)).toEqual([
       { kind: 'slack', secret: 'ml-slack-webhook', channel: '#ml-alerts' }, { kind: 'pagerduty', secret: 'ml-pagerduty' }]);
     expect(res(json, 'aws_lambda_permission')[0]).toMatchObject({ principal: 'sns.amazonaws.com', action: 'lambda:InvokeFunction' });
+    // Failed deliveries alarm to the topic (the email subscribers hear of them).
+    expect(res(json, 'aws_cloudwatch_metric_alarm').find((a) => a.namespace === 'AWS/Lambda')).toMatchObject({ metric_name: 'Errors', threshold: 0 });
     const docs = Object.values(json.data?.aws_iam_policy_document ?? {}) as Record<string, any>[];
     const read = docs.flatMap((d) => d.statement ?? []).find((s: any) => s.sid === 'ReadNotifySecrets');
     expect(read.actions).toEqual(['secretsmanager:GetSecretValue']);
@@ -121,7 +123,7 @@ describe('one program, any target', () => {
     const { json } = get('gcp');
     const repos = res(json, 'google_artifact_registry_repository').filter((r) => r.mode === 'REMOTE_REPOSITORY');
     expect(repos).toHaveLength(1);
-    expect(repos[0]).toMatchObject({ format: 'DOCKER', location: 'us-central1', repository_id: 'mlinfra-ghcr', remote_repository_config: { docker_repository: { custom_repository: { uri: 'https://ghcr.io' } } } });
+    expect(repos[0]).toMatchObject({ format: 'DOCKER', location: 'us-central1', repository_id: expect.stringMatching(/^mlinfra-ghcr-[0-9a-f]{6}$/), remote_repository_config: { docker_repository: { custom_repository: { uri: 'https://ghcr.io' } } } });
     const svc = res(json, 'google_cloud_run_v2_service')[0];
     expect(svc.template.containers[0].image).toMatch(new RegExp(`-docker\\.pkg\\.dev/\\$\\{google_artifact_registry_repository\\..+\\.project\\}/\\$\\{google_artifact_registry_repository\\..+\\.repository_id\\}/acme/ltv-server:2\\.0@${DIGEST}$`));
   });

@@ -4,8 +4,7 @@
  */
 import { App, TerraformStack } from 'cdktf';
 import { exampleStack, sharedAwsNetwork } from '../stack';
-import { Notify } from '../../src/core/notify';
-import { AwsTarget, Duration, GcpTarget, GpuCluster, KubernetesTarget, ModelEndpoint, MonitoringStack, Schedule, Step, TrainingPipeline } from '../../src';
+import { AwsTarget, Duration, Notify, GcpTarget, GpuCluster, KubernetesTarget, ModelEndpoint, MonitoringStack, Schedule, Step, TrainingPipeline } from '../../src';
 
 /** A nightly training pipeline on `cluster`: what the freshness and failure alarms watch. */
 function nightly(stack: TerraformStack, cluster: GpuCluster): TrainingPipeline {

@@ -44,18 +44,30 @@ describe('ModelEndpoint images on aws', () => {
     w.endpoint('b', 'quay.io/acme/b:2');
     const j = w.json();
     const rules = all(j, 'aws_ecr_pull_through_cache_rule');
-    expect(rules).toEqual([expect.objectContaining({ ecr_repository_prefix: 'mlinfra-quay', upstream_registry_url: 'quay.io' })]);
+    expect(rules).toEqual([expect.objectContaining({ ecr_repository_prefix: expect.stringMatching(/^ml-quay-[0-9a-f]{6}$/), upstream_registry_url: 'quay.io' })]);
+    const prefix = rules[0].ecr_repository_prefix;
     expect(rules[0].credential_arn).toBeUndefined();
     expect(all(j, 'aws_sagemaker_model').map((m) => m.primary_container.image.replace(/^\$\{[^}]+\}/, 'ACCOUNT')).sort())
-      .toEqual(['ACCOUNT.dkr.ecr.us-east-1.amazonaws.com/mlinfra-quay/acme/a:1', 'ACCOUNT.dkr.ecr.us-east-1.amazonaws.com/mlinfra-quay/acme/b:2']);
+      .toEqual([`ACCOUNT.dkr.ecr.us-east-1.amazonaws.com/${prefix}/acme/a:1`, `ACCOUNT.dkr.ecr.us-east-1.amazonaws.com/${prefix}/acme/b:2`]);
+  });
+
+  test('two stacks mirroring one upstream get distinct prefixes (rules are registry-wide)', () => {
+    const app = Testing.app();
+    const prefixes = ['a', 'b'].map((id) => {
+      const stack = new TerraformStack(app, id);
+      const target = new AwsTarget(stack, 'aws', { region: 'us-east-1' });
+      new ModelEndpoint(stack, 'api', { target, model: 's3://ml-models/ltv/v1', image: 'quay.io/acme/a:1', replicas: { min: 1, max: 2 } });
+      return Object.values(JSON.parse(Testing.synth(stack)).resource.aws_ecr_pull_through_cache_rule as Record<string, any>)[0].ecr_repository_prefix;
+    });
+    expect(new Set(prefixes).size).toBe(2);
   });
 
   test('Docker Hub official images keep library/ in the mirrored path', () => {
     const w = world('aws');
     w.endpoint('api', ContainerImage.fromRegistry('pytorch:2.3', { awsCredentialSecret: 'ecr-pullthroughcache/docker-hub' }));
     const j = w.json();
-    expect(all(j, 'aws_ecr_pull_through_cache_rule')[0]).toMatchObject({ upstream_registry_url: 'registry-1.docker.io', ecr_repository_prefix: 'mlinfra-docker-hub' });
-    expect(all(j, 'aws_sagemaker_model')[0].primary_container.image).toMatch(/\/mlinfra-docker-hub\/library\/pytorch:2\.3$/);
+    expect(all(j, 'aws_ecr_pull_through_cache_rule')[0]).toMatchObject({ upstream_registry_url: 'registry-1.docker.io', ecr_repository_prefix: expect.stringMatching(/^ml-docker-hub-[0-9a-f]{6}$/) });
+    expect(all(j, 'aws_sagemaker_model')[0].primary_container.image).toMatch(/\/ml-docker-hub-[0-9a-f]{6}\/library\/pytorch:2\.3$/);
   });
 
   test.each<[string, (w: ReturnType<typeof world>) => unknown, string, RegExp]>([
@@ -86,7 +98,7 @@ describe('ModelEndpoint images on gcp', () => {
     w.endpoint('api', 'pytorch/torchserve:0.11.0');
     const j = w.json();
     expect(all(j, 'google_artifact_registry_repository')).toEqual([expect.objectContaining({
-      mode: 'REMOTE_REPOSITORY', format: 'DOCKER', repository_id: 'mlinfra-docker-hub', location: 'us-central1', project: 'ml-platform-prod',
+      mode: 'REMOTE_REPOSITORY', format: 'DOCKER', repository_id: expect.stringMatching(/^mlinfra-docker-hub-[0-9a-f]{6}$/), location: 'us-central1', project: 'ml-platform-prod',
       remote_repository_config: { description: 'Docker Hub', docker_repository: { public_repository: 'DOCKER_HUB' } },
     })]);
     expect(all(j, 'google_cloud_run_v2_service')[0].template.containers[0].image).toMatch(/\/pytorch\/torchserve:0\.11\.0$/);

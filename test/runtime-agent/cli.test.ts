@@ -4,6 +4,8 @@ import * as path from 'node:path';
 import { BUNDLE, startAgent, stopAllAgents, tmpDir, type AgentHandle } from './helpers';
 
 afterAll(stopAllAgents);
+// each test starts several CLI processes (~0.5 s apiece on a busy 2-core machine)
+jest.setTimeout(30_000);
 
 interface CliResult { code: number | null; stdout: string; stderr: string }
 

@@ -8,6 +8,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
+import { k8sWrapMain } from '../../src/runtime-agent/k8s/main';
 import { runWrapped } from '../../src/runtime-agent/k8s/wrapper';
 
 let dir: string;
@@ -113,4 +114,16 @@ test('a real out-of-memory: Python under a 300 MB address-space limit asks for 1
   expect(r.exitCode).toBe(1);
   expect(w.err.text()).toMatch(/^MemoryError/m);
   expect(r.failure).toEqual({ class: 'oom', reason: 'out of memory: MemoryError' });
+});
+
+test('k8sWrapMain: the command as given (its own -- kept), the exit code returned', async () => {
+  const log = join(dir, 'main-termination-log');
+  process.env.MLINFRA_TERMINATION_LOG = log;
+  try {
+    const code = await k8sWrapMain(['sh', '-c', 'test "$1" = "--" && exit 4', 'sh', '--']);
+    expect(code).toBe(4);
+    expect(JSON.parse(readFileSync(log, 'utf8'))).toEqual({ class: 'exit', reason: 'exited with code 4' });
+  } finally {
+    delete process.env.MLINFRA_TERMINATION_LOG;
+  }
 });

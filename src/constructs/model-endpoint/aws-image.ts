@@ -14,7 +14,7 @@ import { EcrPullThroughCacheRule } from '@cdktf/provider-aws/lib/ecr-pull-throug
 import { Policy } from '../../aspects/policy/policy';
 import { ContainerImage, SUPPORTED_UPSTREAMS, upstreamOf } from '../../core/container-image';
 import { Errors } from '../../core/errors';
-import { fitName } from '../../core/naming';
+import { fitName, shortHash } from '../../core/naming';
 import { AwsTarget } from '../../core/targets';
 
 /** ECR upstreams, for errors (the AWS half of SUPPORTED_UPSTREAMS). */
@@ -46,25 +46,28 @@ export function planAwsImage(where: Construct, img: ContainerImage): AwsImagePla
       `an ECR pull-through cache from ${upstream.name} needs credentials: ContainerImage.fromRegistry('${img.reference}', { awsCredentialSecret: 'ecr-pullthroughcache/${upstream.id}' }), `
       + 'a Secrets Manager secret (same account and region) with JSON { "username": ..., "accessToken": ... }');
   }
-  return { uri: '', pullThrough: { prefix: fitName(`mlinfra-${upstream.id}`, 30), upstreamUrl: upstream.aws.upstreamUrl, credentialSecret: upstream.aws.credential ? secret : undefined } };
+  // Per stack: two stacks in one account and region must not create the same prefix (rules are registry-wide).
+  const prefix = `ml-${fitName(upstream.id, 20)}-${shortHash(TerraformStack.of(where).node.path, 6)}`;
+  return { uri: '', pullThrough: { prefix, upstreamUrl: upstream.aws.upstreamUrl, credentialSecret: upstream.aws.credential ? secret : undefined } };
 }
 
 /**
- * Creates (once per stack and upstream) the pull-through cache rule and returns the mirrored URI
+ * Creates (once per stack, target and upstream) the pull-through cache rule and returns the mirrored URI
  * and the repository ARN pattern the execution role needs.
  */
 export function buildAwsImage(scope: Construct, target: AwsTarget, img: ContainerImage, plan: AwsImagePlan): { uri: string; cacheRepositoryArn?: string } {
   const p = plan.pullThrough;
   if (!p) return { uri: plan.uri };
   const stack = TerraformStack.of(scope);
-  const id = `mlinfra-ecr-cache-${p.prefix}`;
+  // One rule per registry (target: account and region) and upstream.
+  const id = `mlinfra-ecr-cache-${p.prefix}-${target.node.id}`;
   let rule = stack.node.tryFindChild(id) as EcrPullThroughCacheRule | undefined;
   const seen = ruleCredentials.get(stack) ?? new Map<string, string | undefined>();
   ruleCredentials.set(stack, seen);
   if (rule) {
     // One rule per prefix: every image from this upstream in the stack shares its credentials.
-    if (seen.get(p.prefix) !== p.credentialSecret) {
-      throw Errors.conflict(scope, 'image.awsCredentialSecret', p.credentialSecret ?? null, `${seen.get(p.prefix)} (the secret another endpoint in this stack uses for ${p.upstreamUrl})`, 'differs for the same upstream');
+    if (seen.get(id) !== p.credentialSecret) {
+      throw Errors.conflict(scope, 'image.awsCredentialSecret', p.credentialSecret ?? null, `${seen.get(id)} (the secret another endpoint in this stack uses for ${p.upstreamUrl})`, 'differs for the same upstream');
     }
   } else {
     let credentialArn: string | undefined;
@@ -74,7 +77,7 @@ export function buildAwsImage(scope: Construct, target: AwsTarget, img: Containe
       credentialArn = secret.arn;
     }
     rule = new EcrPullThroughCacheRule(stack, id, { provider: target.provider, ecrRepositoryPrefix: p.prefix, upstreamRegistryUrl: p.upstreamUrl, credentialArn });
-    seen.set(p.prefix, p.credentialSecret);
+    seen.set(id, p.credentialSecret);
   }
   const host = `${rule.registryId}.dkr.ecr.${target.region}.amazonaws.com`;
   return {

@@ -13,7 +13,7 @@ import { Construct } from 'constructs';
 import { ArtifactRegistryRepository } from '@cdktf/provider-google/lib/artifact-registry-repository';
 import { ContainerImage, SUPPORTED_UPSTREAMS, upstreamOf } from '../../core/container-image';
 import { Errors } from '../../core/errors';
-import { fitName } from '../../core/naming';
+import { fitName, shortHash } from '../../core/naming';
 import { GcpTarget } from '../../core/targets';
 
 /** Registries Cloud Run pulls from itself (used as is). */
@@ -33,7 +33,9 @@ export function planGcpImage(where: Construct, img: ContainerImage): GcpImagePla
       `${img.registry} cannot be pulled by Cloud Run and no Artifact Registry remote repository is set up for it here`,
       `an Artifact Registry or Container Registry image, or one from ${SUPPORTED_UPSTREAMS} (mirrored through a remote repository)`);
   }
-  return { uri: '', remote: { repositoryId: fitName(`mlinfra-${upstream.id}`, 63), upstream: upstream.gcp, name: upstream.name } };
+  // Per stack: repository ids are unique per project and location, and two stacks may share both.
+  const repositoryId = `mlinfra-${fitName(upstream.id, 40)}-${shortHash(TerraformStack.of(where).node.path, 6)}`;
+  return { uri: '', remote: { repositoryId, upstream: upstream.gcp, name: upstream.name } };
 }
 
 /** Creates (once per stack, region and upstream) the remote repository and returns the rewritten URI. */

@@ -15,6 +15,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { CloudwatchLogGroup } from '@cdktf/provider-aws/lib/cloudwatch-log-group';
+import { CloudwatchMetricAlarm } from '@cdktf/provider-aws/lib/cloudwatch-metric-alarm';
 import { DataAwsIamPolicyDocument, DataAwsIamPolicyDocumentStatement } from '@cdktf/provider-aws/lib/data-aws-iam-policy-document';
 import { IamRole } from '@cdktf/provider-aws/lib/iam-role';
 import { IamRolePolicy } from '@cdktf/provider-aws/lib/iam-role-policy';
@@ -31,6 +32,8 @@ export interface AwsNotifyDeliveryResources {
   readonly role: IamRole;
   readonly logGroup: CloudwatchLogGroup;
   readonly subscription: SnsTopicSubscription;
+  /** Fires (to the topic) when a delivery fails after retries. */
+  readonly failures: CloudwatchMetricAlarm;
 }
 
 /** What the function is told: kinds, secret names and plain URLs. Never a secret value. */
@@ -163,5 +166,13 @@ export function buildAwsNotifyDelivery(ns: Construct, target: AwsTarget, topic: 
     principal: 'sns.amazonaws.com', sourceArn: topic.arn,
   });
   const subscription = new SnsTopicSubscription(scope, 'subscription', { provider, topicArn: topic.arn, protocol: 'lambda', endpoint: fn.arn });
-  return { function: fn, role, logGroup, subscription };
+  // A delivery that still fails after Lambda's retries is dropped: say so on the topic, which reaches
+  // the email subscribers (and the function again, for destinations that work).
+  const failures = new CloudwatchMetricAlarm(scope, 'failures', {
+    provider, alarmName: resourceName(ns.node.scope ?? ns, { maxLength: 255, suffix: 'notify-delivery-failed' }),
+    alarmDescription: `${ns.node.path}: alarm delivery to Slack, PagerDuty or a webhook failed (see ${logGroup.name})`,
+    namespace: 'AWS/Lambda', metricName: 'Errors', dimensions: { FunctionName: fn.functionName }, statistic: 'Sum', period: 300,
+    evaluationPeriods: 1, threshold: 0, comparisonOperator: 'GreaterThanThreshold', treatMissingData: 'notBreaching', alarmActions: [topic.arn],
+  });
+  return { function: fn, role, logGroup, subscription, failures };
 }

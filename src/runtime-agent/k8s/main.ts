@@ -53,10 +53,11 @@ export async function serveGateway(o: GatewayServeOptions): Promise<{ url: strin
   return { url, app, close: () => (closed ??= app.close()) };
 }
 
-/** `k8s-wrap -- COMMAND...`: runs the command and returns the exit code for the process. */
-export async function k8sWrapMain(argv: readonly string[]): Promise<number> {
-  const i = argv.indexOf('--');
-  const cmd = i >= 0 ? argv.slice(i + 1) : [...argv];
-  const r = await runWrapped({ argv: cmd });
+/**
+ * `k8s-wrap -- COMMAND...`: runs COMMAND (the CLI has already removed the leading `--`; a `--` inside
+ * the command is the command's own) and returns the exit code for the process.
+ */
+export async function k8sWrapMain(command: readonly string[]): Promise<number> {
+  const r = await runWrapped({ argv: command });
   return r.exitCode;
 }
