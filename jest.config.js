@@ -4,7 +4,8 @@ const base = {
   roots: ['<rootDir>/test'],
   transform: { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022' } }] },
   setupFilesAfterEnv: ['<rootDir>/test/setup.ts'],
-  testTimeout: 30000,
+  globalSetup: '<rootDir>/test/support/global-setup.js',
+  globalTeardown: '<rootDir>/test/support/global-teardown.js',
 };
 
 // Integration suites that run real agents, PyTorch, Prometheus or fault rounds for tens of seconds
@@ -18,11 +19,11 @@ const SLOW = [
 
 module.exports = {
   maxWorkers: 2,
-  globalSetup: '<rootDir>/test/support/global-setup.js',
-  globalTeardown: '<rootDir>/test/support/global-teardown.js',
+  // Global only (a project's testTimeout is ignored); the slow suites raise it on their command line.
+  testTimeout: 30000,
   reporters: ['default', '<rootDir>/test/support/skip-reporter.js'],
   projects: [
     { ...base, displayName: 'fast', testMatch: ['**/*.test.ts'], testPathIgnorePatterns: ['/node_modules/', '\\.slow\\.test\\.ts$', ...SLOW] },
-    { ...base, displayName: 'slow', testMatch: ['**/*.slow.test.ts', ...SLOW.map((p) => `**${p.slice(0, -'\\.test\\.ts$'.length).replace(/\\\\/g, '')}.test.ts`)], testTimeout: 600000 },
+    { ...base, displayName: 'slow', testMatch: ['**/*.slow.test.ts', ...SLOW.map((p) => `**${p.slice(0, -'\\.test\\.ts$'.length).replace(/\\\\/g, '')}.test.ts`)] },
   ],
 };

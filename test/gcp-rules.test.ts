@@ -3,8 +3,8 @@
  * (the examples and a variant matrix) is checked against the documented limits of the APIs it will
  * meet at apply time. Each rule names its source. Each rule is also shown to fail on a bad input.
  */
-import { App, TerraformStack, TerraformVariable, Testing } from 'cdktf';
-import { EXAMPLES } from '../examples';
+import { TerraformStack, TerraformVariable, Testing } from 'cdktf';
+import { EXAMPLE_NAMES, exampleOutput } from './support/examples';
 import {
   Duration, GcpTarget, GcpTargetProps, GpuCluster, GpuClusterProps, ModelEndpoint, MonitoringStack, Rollout, Schedule, Step, TrainingPipeline,
 } from '../src';
@@ -328,12 +328,6 @@ export function checkGcpStack(json: TerraformJson, opts: { apisManagedElsewhere?
 
 interface Case { name: string; json: TerraformJson; opts?: { apisManagedElsewhere?: boolean } }
 
-function synthStacks(build: (app: App) => TerraformStack[]): TerraformJson[] {
-  const app = Testing.app();
-  const stacks = build(app);
-  stacks.forEach((s) => s.prepareStack());
-  return stacks.map((s) => JSON.parse(Testing.synth(s, true)) as TerraformJson);
-}
 const isGcp = (json: TerraformJson) => googleTypes(json).length > 0;
 
 const BUNDLE = testAgentBundle();
@@ -408,8 +402,9 @@ const VARIANTS: Case[] = [
   }, { online: 'redis' }), { apisManagedElsewhere: true }),
 ];
 
-const EXAMPLE_CASES: Case[] = Object.entries(EXAMPLES).flatMap(([example, build]) =>
-  synthStacks(build).filter(isGcp).map((json, i) => ({ name: `example ${example} #${i}`, json })));
+// The examples come from the run's shared synth (test/support/examples.ts), as `cdktf synth` writes them.
+const EXAMPLE_CASES: Case[] = EXAMPLE_NAMES.flatMap((example) =>
+  Object.values(exampleOutput(example).stacks).filter(isGcp).map((json, i) => ({ name: `example ${example} #${i}`, json: json as TerraformJson })));
 
 // ---------------------------------------------------------------------------------------- tests
 

@@ -88,7 +88,8 @@ export function testAgentBundle(): string {
   if (!bundleDir) {
     bundleDir = mkdtempSync(join(tmpdir(), 'mlinfra-test-agent-'));
     writeFileSync(join(bundleDir, 'mlinfra-agent.js'), "'use strict';\n// mlinfra-agent test stand-in\n");
-    writeFileSync(join(bundleDir, 'package.json'), '{"name":"mlinfra-agent","private":true}\n');
+    writeFileSync(join(bundleDir, 'storage-s3.js'), "'use strict';\n// storage module test stand-in\n");
+    writeFileSync(join(bundleDir, 'storage-gcs.js'), "'use strict';\n// storage module test stand-in\n");
   }
   return bundleDir;
 }

@@ -268,6 +268,24 @@ export function buildCli(io: CliIo): Command {
       return 0;
     }));
 
+  // Kubernetes: the stateless gateway (Jobs/JobSets through Kueue) and a Job pod's entrypoint; loaded only when used.
+  program.command('gateway').description('The agent API on Kubernetes: jobs become Kueue-admitted Jobs and JobSets.')
+    .option('--host <host>', 'listen address', '0.0.0.0').option('--port <port>', 'port', int('--port', 0, 65535), 7070)
+    .requiredOption('--config <file>', 'gateway config JSON').requiredOption('--token-file <file>', 'bearer token file')
+    .action(async (o: { host: string; port: number; config: string; tokenFile: string }) => {
+      const { serveGateway } = await import('./k8s/main');
+      const gw = await serveGateway({ host: o.host, port: o.port, configFile: o.config, tokenFile: o.tokenFile, version: AGENT_VERSION });
+      const stop = () => { void gw.close().then(() => io.exit(0), () => io.exit(1)); };
+      process.once('SIGTERM', stop);
+      process.once('SIGINT', stop);
+    });
+  program.command('k8s-wrap').description('A Job pod\'s entrypoint: runs COMMAND with checkpoints, shards and failure classes.')
+    .argument('<command...>').passThroughOptions()
+    .action(async (command: string[]) => {
+      const { k8sWrapMain } = await import('./k8s/main');
+      io.exit(await k8sWrapMain(command));
+    });
+
   program.command('run-pipeline')
     .description('Run a TrainingPipeline spec: its steps as jobs of the agent, then record the run (and promote) under its artifactsUri.')
     .argument('<spec-uri>', 'the spec: file://, s3://, gs:// or a local path')

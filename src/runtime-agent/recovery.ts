@@ -30,6 +30,8 @@ export async function recoverJournal(j: Journal): Promise<Recovered> {
   const open = j.openRuns();
   let orphansKilled = 0;
   const groups = new Set<number>();
+  /** Jobs with a sign that a process started: a recorded pid, or a live process carrying a run's marker. */
+  const spawned = new Set<string>();
   for (const run of open) {
     let pgid: number | null = null;
     if (run.pgid) {
@@ -38,6 +40,7 @@ export async function recoverJournal(j: Journal): Promise<Recovered> {
       if (!reused) pgid = run.pgid;
     }
     const n = killRunTree(pgid, run.marker, 'SIGKILL');
+    if (run.pid !== null || n > 0) spawned.add(run.jobId);
     if (n > 0) {
       orphansKilled++;
       if (pgid !== null) groups.add(pgid);
@@ -56,6 +59,14 @@ export async function recoverJournal(j: Journal): Promise<Recovered> {
     }
     for (const job of j.jobsInState('running')) {
       interrupted++;
+      if (!spawned.has(job.id)) {
+        // the pid is journaled in the spawn's own tick: without one, the crash came before the process started
+        j.endJob(job.id, {
+          state: 'interrupted', exitCode: null, signal: null, charge: false, requeue: true,
+          failure: { class: 'signal', reason: 'the agent stopped before the job\'s process started: re-queued without counting a retry' },
+        });
+        continue;
+      }
       const rec = j.endJob(job.id, {
         state: 'interrupted', exitCode: null, signal: null, charge: true,
         failure: { class: 'signal', reason: 'the agent stopped unexpectedly (crash, kill -9 or host reboot) while the job was running' },

@@ -95,10 +95,11 @@ describe('GpuCluster on AWS', () => {
 
   test('agent bundle uploaded to the cluster bucket from a TerraformAsset, keyed by content hash', () => {
     const objects = Object.values(resources(json, 'aws_s3_object')) as any[];
-    expect(objects).toHaveLength(2);
+    // The agent and the S3 module it loads: a self-contained bundle, nothing installed on the host.
+    expect(objects.map((o) => o.key.split('/').pop()).sort()).toEqual(['mlinfra-agent.js', 'storage-s3.js']);
     for (const o of objects) {
-      expect(o.source).toMatch(/^assets\/.+\/(mlinfra-agent\.js|package\.json)$/);
-      expect(o.key).toMatch(/^agent\/[0-9A-F]+\/(mlinfra-agent\.js|package\.json)$/i);
+      expect(o.source).toMatch(/^assets\/.+\/(mlinfra-agent|storage-s3)\.js$/);
+      expect(o.key).toMatch(/^agent\/[0-9A-F]+\/(mlinfra-agent|storage-s3)\.js$/i);
       expect(o.server_side_encryption).toBe('aws:kms');
     }
   });

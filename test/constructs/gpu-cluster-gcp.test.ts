@@ -200,11 +200,12 @@ describe('GpuCluster on GCP', () => {
 
   test('agent bundle uploaded to the cluster bucket from TerraformAssets, keyed by content hash', () => {
     const objects = Object.values(resources(json, 'google_storage_bucket_object')) as any[];
-    expect(objects).toHaveLength(2);
+    // The agent and the GCS module it loads: a self-contained bundle, nothing installed on the host.
+    expect(objects.map((o) => o.name.split('/').pop()).sort()).toEqual(['mlinfra-agent.js', 'storage-gcs.js']);
     for (const o of objects) {
       expect(o.bucket).toMatch(/^\$\{google_storage_bucket\.train_storage_bucket_[^}]+\.name\}$/);
-      expect(o.source).toMatch(/^assets\/.+\/(mlinfra-agent\.js|package\.json)$/);
-      expect(o.name).toMatch(/^agent\/[0-9A-F]+\/(mlinfra-agent\.js|package\.json)$/i);
+      expect(o.source).toMatch(/^assets\/.+\/(mlinfra-agent|storage-gcs)\.js$/);
+      expect(o.name).toMatch(/^agent\/[0-9A-F]+\/(mlinfra-agent|storage-gcs)\.js$/i);
     }
   });
 

@@ -131,15 +131,16 @@ describe('GpuCluster on Kubernetes', () => {
     expect(sts(j).spec.volume_claim_template[0].spec).toMatchObject({ storage_class_name: 'premium-rwo', resources: { requests: { storage: '500Gi' } } });
   });
 
-  test('the bundle ConfigMap carries the built agent; the init container installs it as non-root', () => {
+  test('the bundle ConfigMap carries the built agent; the init container copies it as non-root, installing nothing', () => {
     const cm = only(json, 'kubernetes_config_map_v1') as any;
     expect(cm.data['mlinfra-agent.js']).toMatch(/^\$\{file\("assets\/.+\/mlinfra-agent\.js"\)\}$/);
-    expect(cm.data['package.json']).toMatch(/^\$\{file\("assets\/.+\/package\.json"\)\}$/);
+    expect(cm.data['package.json']).toBeUndefined();
     const init = podSpec(json).init_container;
     expect(init).toHaveLength(1);
     expect(init[0].name).toBe('install');
     expect(init[0].image).toBe('node:24.18.1-bookworm-slim');
-    expect(init[0].command.join(' ')).toContain('cd /opt/mlinfra/agent && npm install --omit=dev --no-audit --no-fund');
+    expect(init[0].command.join(' ')).toContain('/mlinfra-agent.js /opt/mlinfra/agent/');
+    expect(init[0].command.join(' ')).not.toContain('npm');
     expect(init[0].security_context).toMatchObject({ run_as_non_root: true, run_as_user: '1000' });
     expect(init[0].resources.limits).toEqual({ cpu: '2', memory: '2Gi' });
   });
@@ -245,7 +246,7 @@ describe('GpuCluster on Kubernetes', () => {
       },
     });
     expect(agent(json).volume_mount).toContainEqual({ name: 'token', mount_path: '/var/run/mlinfra', read_only: true });
-    const envs = [...agent(json).env, ...podSpec(json).init_container[0].env];
+    const envs = [...agent(json).env, ...(podSpec(json).init_container[0].env ?? [])];
     expect(JSON.stringify(envs)).not.toMatch(/secret_key_ref|TOKEN/i);
     expect(agent(json).env_from).toBeUndefined();
   });
@@ -271,7 +272,7 @@ describe('GpuCluster on Kubernetes', () => {
     expect(podSpec(j).automount_service_account_token).toBe(false);
     expect(agent(j).command).not.toContain('--idle-stop-minutes');
     expect(agent(j).command).not.toContain('--stop-command');
-    expect(Object.keys((only(j, 'kubernetes_config_map_v1') as any).data).sort()).toEqual(['mlinfra-agent.js', 'package.json']);
+    expect(Object.keys((only(j, 'kubernetes_config_map_v1') as any).data).sort()).toEqual(['mlinfra-agent.js']);
   });
 
   test('the stop script in the ConfigMap is valid JavaScript with no Terraform interpolation', () => {

@@ -239,7 +239,7 @@ describe('CloudWatch agent on hosts', () => {
   test('a failed metrics agent is reported, and set -e applies inside its own bash', () => {
     const script = renderBootstrap({
       clusterName: 'c1', nodeVersion: '20.19.5', nodeDistUrl: 'https://nodejs.org/dist', copyCommand: (u, d) => `cp ${u} ${d}`,
-      agentScriptUri: 's3://b/a.js', agentManifestUri: 's3://b/p.json', tokenCommand: 'echo t', idleStopMinutes: 0, agentPort: 7070,
+      agentScriptUri: 's3://b/a.js', agentStorageUri: 's3://b/s.js', agentStorageFile: 'storage-s3.js', tokenCommand: 'echo t', idleStopMinutes: 0, agentPort: 7070,
       preemption: 'none', hostMetrics: 'false\necho never', hostMetricsFailed: 'report-failure',
     } as Parameters<typeof renderBootstrap>[0]);
     // Before: `( set -euo pipefail ... ) || echo`, where bash ignores set -e.

@@ -12,7 +12,7 @@ import { testAgentBundle } from '../helpers';
 
 const script = (nodeVersion: string) => renderBootstrap({
   clusterName: 'c1', nodeVersion, nodeDistUrl: 'https://nodejs.org/dist', copyCommand: (u: string, d: string) => `cp ${u} ${d}`,
-  agentScriptUri: 's3://b/a.js', agentManifestUri: 's3://b/p.json', tokenCommand: 'echo t', idleStopMinutes: 0, agentPort: 7070,
+  agentScriptUri: 's3://b/a.js', agentStorageUri: 's3://b/s.js', agentStorageFile: 'storage-s3.js', tokenCommand: 'echo t', idleStopMinutes: 0, agentPort: 7070,
   preemption: 'none',
 } as unknown as Parameters<typeof renderBootstrap>[0]);
 
@@ -53,6 +53,13 @@ describe('Node.js runtime on hosts', () => {
     const run = () => execFileSync('bash', ['-euo', 'pipefail', '-c', `MLINFRA_HOME=${dir}\nNODE_VERSION=${DEFAULT_NODE_VERSION}\n${block}`], { encoding: 'utf8', stdio: 'pipe' });
     if (genuine) expect(run()).toContain('verified');
     else expect(run).toThrow(/FAILED|did NOT match|Command failed/);
+  });
+
+  test('hosts install nothing: the agent and its storage module are copied, no npm', () => {
+    const s = script(DEFAULT_NODE_VERSION);
+    expect(s).not.toMatch(/\bnpm\b/);
+    expect(s).toContain('cp s3://b/a.js "$MLINFRA_HOME/agent/mlinfra-agent.js"');
+    expect(s).toContain('cp s3://b/s.js "$MLINFRA_HOME/agent/storage-s3.js"');
   });
 
   test('a version without a pinned sum falls back to the release SHASUMS256.txt', () => {

@@ -42,8 +42,10 @@ describe('durability: kill -9 and restart', () => {
 
   test('a running job without retries left stays interrupted after kill -9', async () => {
     const a = await startAgent();
-    const id = await a.submit({ argv: ['sleep', '30'] });
-    await a.waitJob(id, ['running']);
+    const dir = tmpDir();
+    // killed once its process runs (a job killed before its spawn is re-queued without a charge: faults.test.ts)
+    const id = await a.submit({ argv: ['sh', '-c', `touch ${dir}/up; exec sleep 30`] });
+    await waitFor('the process to run', () => fs.existsSync(`${dir}/up`));
     await a.kill('SIGKILL');
     const b = await startAgent({ dataDir: a.dataDir });
     expect(await b.job(id)).toMatchObject({ state: 'interrupted', attempts: 1, failure: { class: 'signal', reason: expect.stringContaining('kill -9') } });

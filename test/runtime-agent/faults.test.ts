@@ -228,21 +228,44 @@ describe('timers, crash windows, locks', () => {
     await b.api('POST', `/v1/jobs/${id}/cancel`);
   });
 
-  test('a second agent on the same data dir is refused even when its program file has another name', async () => {
+  test('a job whose process never started before a crash is re-queued without counting a retry', async () => {
+    const dir = tmpDir();
     const a = await startAgent();
-    const id = await a.submit({ argv: ['sleep', '30'] });
-    await a.waitJob(id, ['running']);
+    const id = await a.submit({ argv: ['sh', '-c', `echo $$ >> ${dir}/pids; exec sleep 600`], retries: 0 });
+    await waitFor('first attempt', () => fs.existsSync(`${dir}/pids`));
+    await a.kill('SIGKILL');
+    // what a kill between the run's record and the spawn leaves: an open run, no pid, no process
+    process.kill(Number(fs.readFileSync(`${dir}/pids`, 'utf8')), 'SIGKILL');
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const Database = require('better-sqlite3');
+    const db = new Database(path.join(a.dataDir, 'journal.sqlite'));
+    db.prepare('UPDATE runs SET pid = NULL, pgid = NULL WHERE ended_at IS NULL').run();
+    db.close();
+    const b = await startAgent({ dataDir: a.dataDir });
+    await waitFor('second attempt', () => fs.readFileSync(`${dir}/pids`, 'utf8').trim().split('\n').length === 2);
+    expect(await b.job(id)).toMatchObject({ state: 'running', attempts: 2, failedAttempts: 0 });
+    await b.api('POST', `/v1/jobs/${id}/cancel`);
+  });
+
+  test('a second agent on the same data dir is refused even when the first one\'s program file has another name', async () => {
     const renamed = path.join(path.dirname(BUNDLE), `renamed-${process.pid}.js`);
+    expect(renamed).not.toContain('mlinfra-agent');
     fs.copyFileSync(BUNDLE, renamed);
     try {
-      const r = spawnSync(process.execPath, [renamed, 'serve', '--port', '0', '--data-dir', a.dataDir, '--token-file', a.tokenFile], { encoding: 'utf8', timeout: 15_000 });
+      // no argument may name the program either (the data dir and token paths included)
+      const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'lock-check-'));
+      mounts.push(dataDir);
+      const a = await startAgent({ bundle: renamed, dataDir });
+      const id = await a.submit({ argv: ['sleep', '30'] });
+      await a.waitJob(id, ['running']);
+      const r = spawnSync(process.execPath, [BUNDLE, 'serve', '--port', '0', '--data-dir', a.dataDir, '--token-file', a.tokenFile], { encoding: 'utf8', timeout: 15_000 });
       expect(r.status).toBe(1);
       expect(r.stderr).toMatch(/another mlinfra-agent \(pid \d+\) is serving data dir/);
+      expect((await a.job(id)).state).toBe('running');
+      await a.api('POST', `/v1/jobs/${id}/cancel`);
     } finally {
       fs.rmSync(renamed, { force: true });
     }
-    expect((await a.job(id)).state).toBe('running');
-    await a.api('POST', `/v1/jobs/${id}/cancel`);
   });
 });
 

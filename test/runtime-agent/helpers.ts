@@ -68,6 +68,8 @@ export interface StartOptions {
   readonly args?: string[];
   readonly env?: NodeJS.ProcessEnv;
   readonly port?: number;
+  /** Another copy of the bundle to run (e.g. one with another file name). */
+  readonly bundle?: string;
 }
 
 export interface AgentHandle {
@@ -97,7 +99,7 @@ export async function startAgent(o: StartOptions = {}): Promise<AgentHandle> {
   const tokenFile = path.join(dataDir, '..', `${path.basename(dataDir)}.token`);
   fs.writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
   const port = o.port ?? 0;
-  const proc = spawn(process.execPath, [BUNDLE, 'serve', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir,
+  const proc = spawn(process.execPath, [o.bundle ?? BUNDLE, 'serve', '--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir,
     '--token-file', tokenFile, '--grace-seconds', '2', ...(o.args ?? [])], {
     env: { ...process.env, ...o.env },
     stdio: ['ignore', 'pipe', 'pipe'],

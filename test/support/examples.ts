@@ -2,7 +2,7 @@
 // (references, policy findings, secrets, per-cloud rules): synthesizing the examples was the largest
 // cost of the suite when each file did it again. The cache directory comes from the global setup.
 import { App } from 'cdktf';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { EXAMPLES } from '../../examples';
@@ -43,14 +43,26 @@ export function exampleOutput(name: string): ExampleOutput {
   const hit = memo.get(name);
   if (hit) return hit;
   const final = join(cacheRoot(), name);
-  if (!existsSync(join(final, 'findings.json'))) {
-    const tmp = mkdtempSync(join(cacheRoot(), `.${name}-`));
-    const result = synthExampleTo(name, join(tmp, 'out'));
-    writeFileSync(join(tmp, 'findings.json'), JSON.stringify(result));
+  const done = () => existsSync(join(final, 'findings.json'));
+  if (!done()) {
+    // One worker synthesizes; another that asks meanwhile waits for it rather than doing it again.
+    let owner = false;
     try {
-      renameSync(tmp, final);
+      closeSync(openSync(join(cacheRoot(), `.${name}.lock`), 'wx'));
+      owner = true;
     } catch {
-      rmSync(tmp, { recursive: true, force: true }); // another worker finished first: same bytes
+      const deadline = Date.now() + 180_000;
+      while (!done() && Date.now() < deadline) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+    }
+    if (owner || !done()) {
+      const tmp = mkdtempSync(join(cacheRoot(), `.${name}-`));
+      const result = synthExampleTo(name, join(tmp, 'out'));
+      writeFileSync(join(tmp, 'findings.json'), JSON.stringify(result));
+      try {
+        renameSync(tmp, final);
+      } catch {
+        rmSync(tmp, { recursive: true, force: true }); // another worker finished first: same bytes
+      }
     }
   }
   const dir = join(final, 'out');

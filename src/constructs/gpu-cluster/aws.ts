@@ -38,7 +38,7 @@ export const AWS_GPU_AMI_PARAMETER = '/aws/service/deeplearning/ami/x86_64/base-
 export interface AwsGpuClusterResources {
   readonly key: KmsKey;
   readonly bucket: S3Bucket;
-  readonly agentObjects: { readonly script: S3Object; readonly manifest: S3Object };
+  readonly agentObjects: { readonly script: S3Object; readonly storage: S3Object };
   readonly tokenSecret: SecretsmanagerSecret;
   readonly role: IamRole;
   readonly instanceProfile: IamInstanceProfile;
@@ -103,7 +103,7 @@ export function buildAwsGpuCluster(cluster: Construct, target: AwsTarget, plan: 
     provider, bucket: versionedBucketName(bucket), key: `agent/${asset.assetHash}/${asset.fileName}`, source: asset.path,
     sourceHash: Fn.filemd5(asset.path), kmsKeyId: key.arn, serverSideEncryption: 'aws:kms',
   });
-  const agentObjects = { script: upload('agent-script', plan.agentBundle.script), manifest: upload('agent-manifest', plan.agentBundle.manifest) };
+  const agentObjects = { script: upload('agent-script', plan.agentBundle.script), storage: upload('agent-storage', plan.agentBundle.storage!.asset) };
   const s3Uri = (o: S3Object) => `s3://${bucket.bucket}/${o.key}`;
 
   // ---- the agent token: generated, kept only in Secrets Manager
@@ -173,7 +173,7 @@ export function buildAwsGpuCluster(cluster: Construct, target: AwsTarget, plan: 
   const script = renderBootstrap({
     clusterName: plan.name, nodeVersion: plan.nodeVersion, nodeDistUrl: plan.nodeDistUrl,
     copyCommand: (uri, dest) => `aws s3 cp --only-show-errors --region ${target.region} ${shq(uri)} ${dest}`,
-    agentScriptUri: s3Uri(agentObjects.script), agentManifestUri: s3Uri(agentObjects.manifest),
+    agentScriptUri: s3Uri(agentObjects.script), agentStorageUri: s3Uri(agentObjects.storage), agentStorageFile: plan.agentBundle.storage!.fileName,
     tokenCommand: secretReadCommand({ store: 'aws-secrets-manager', arn: tokenSecret.arn, name: tokenSecret.name }, target.region),
     peerTokenFetches: plan.peerTokenFetches,
     stopScript, idleStopMinutes: plan.idleStopMinutes, agentPort: plan.agentPort, extraServeArgs: plan.extraAgentArgs, preemption: 'aws',

@@ -16,7 +16,9 @@ export interface BootstrapOptions {
   /** Shell command that copies an object URI to a local path: `(uri, dest) => command`. */
   readonly copyCommand: (uri: string, dest: string) => string;
   readonly agentScriptUri: string;
-  readonly agentManifestUri: string;
+  /** The object-store module beside the agent (storage-s3.js / storage-gcs.js) and its file name. */
+  readonly agentStorageUri: string;
+  readonly agentStorageFile: string;
   /** Shell command that prints the agent token on stdout. */
   readonly tokenCommand: string;
   /** Body of the script the agent runs to remove this host when idle (empty when idle stop is off). */
@@ -162,10 +164,10 @@ if [ ! -x "$MLINFRA_HOME/node/bin/node" ]; then
 fi
 export PATH="$MLINFRA_HOME/node/bin:$PATH"
 
-# The agent bundle and its native/SDK dependencies, pinned by the bundle's package.json.
+# The agent: one bundled file plus the object-store module it loads for this cloud's URIs. Nothing to
+# install: the journal uses Node's built-in node:sqlite.
 ${o.copyCommand(o.agentScriptUri, '"$MLINFRA_HOME/agent/mlinfra-agent.js"')}
-${o.copyCommand(o.agentManifestUri, '"$MLINFRA_HOME/agent/package.json"')}
-(cd "$MLINFRA_HOME/agent" && npm install --omit=dev --no-audit --no-fund --loglevel=error)
+${o.copyCommand(o.agentStorageUri, `"$MLINFRA_HOME/agent/${o.agentStorageFile}"`)}
 
 # The token is read from the secret store at every start into tmpfs; it is never in this script.
 cat > "$MLINFRA_HOME/fetch-token.sh" <<'MLINFRA_EOF'

@@ -54,7 +54,7 @@ export interface GcpGpuClusterResources {
   readonly bucket: StorageBucket;
   readonly bucketHostAccess: StorageBucketIamMember;
   readonly agentScriptObject: StorageBucketObject;
-  readonly agentManifestObject: StorageBucketObject;
+  readonly agentStorageObject: StorageBucketObject;
   readonly secret: SecretManagerSecret;
   readonly secretVersion: SecretManagerSecretVersion;
   readonly secretHostAccess: SecretManagerSecretIamMember;
@@ -131,7 +131,7 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
     provider, bucket: bucket.name, name: `agent/${asset.assetHash}/${asset.fileName}`, source: asset.path,
   });
   const agentScriptObject = upload('agent-script', plan.agentBundle.script);
-  const agentManifestObject = upload('agent-manifest', plan.agentBundle.manifest);
+  const agentStorageObject = upload('agent-storage', plan.agentBundle.storage!.asset);
   const gsUri = (o: StorageBucketObject) => `gs://${bucket.name}/${o.name}`;
 
   // ---- the agent token: generated, kept only in Secret Manager
@@ -195,7 +195,7 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
   const script = renderBootstrap({
     clusterName: plan.name, nodeVersion: plan.nodeVersion, nodeDistUrl: plan.nodeDistUrl,
     copyCommand: (uri, dest) => `gcloud storage cp --no-user-output-enabled ${shq(uri)} ${dest}`,
-    agentScriptUri: gsUri(agentScriptObject), agentManifestUri: gsUri(agentManifestObject),
+    agentScriptUri: gsUri(agentScriptObject), agentStorageUri: gsUri(agentStorageObject), agentStorageFile: plan.agentBundle.storage!.fileName,
     tokenCommand: secretReadCommand({ store: 'gcp-secret-manager', project, secretId: secret.secretId }, region),
     peerTokenFetches: plan.peerTokenFetches,
     stopScript, idleStopMinutes: plan.idleStopMinutes, agentPort: plan.agentPort, extraServeArgs: plan.extraAgentArgs, preemption: 'gcp',
@@ -306,7 +306,7 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
   };
 
   const resources: GcpGpuClusterResources = {
-    serviceAccount, hostProjectRoles, bucket, bucketHostAccess, agentScriptObject, agentManifestObject,
+    serviceAccount, hostProjectRoles, bucket, bucketHostAccess, agentScriptObject, agentStorageObject,
     secret, secretVersion, secretHostAccess, instanceTemplate, instanceGroupManager,
     clientFirewall, healthCheckFirewall, peerFirewall, healthCheck, backendService, forwardingRule, autostopMember,
     get scaleRole() {

@@ -107,7 +107,7 @@ export interface GpuClusterProps {
    */
   readonly nodeDistUrl?: string;
   /**
-   * Directory holding the built agent (`mlinfra-agent.js` and its `package.json`).
+   * Directory holding the built agent (`mlinfra-agent.js`, `storage-s3.js`, `storage-gcs.js`).
    * @default - this package's dist/agent, written by `npm run build:agent`
    */
   readonly agentBundleDir?: string;
@@ -384,21 +384,26 @@ export class GpuCluster extends Construct implements IGpuCluster {
     }
 
     const bundleDir = props.agentBundleDir ?? join(packageRoot(), 'dist', 'agent');
-    for (const f of ['mlinfra-agent.js', 'package.json']) {
+    // The bundle is self-contained (hosts run no npm install): the agent plus the object-store module the
+    // target's URIs need, bundled with its SDK.
+    const storageFile = ({ aws: 'storage-s3.js', gcp: 'storage-gcs.js', kubernetes: undefined } as const)[kind];
+    for (const f of ['mlinfra-agent.js', ...(storageFile ? [storageFile] : [])]) {
       if (!existsSync(join(bundleDir, f))) {
         throw Errors.missingFile(this, 'agentBundleDir', join(props.agentBundleDir ? bundleDir : 'dist/agent', f), 'run `npm run build:agent` first, or point agentBundleDir at a built agent');
       }
     }
     const bundleScope = new Construct(this, 'agent-bundle');
     const script = new TerraformAsset(bundleScope, 'script', { path: join(bundleDir, 'mlinfra-agent.js'), type: AssetType.FILE });
-    const manifest = new TerraformAsset(bundleScope, 'manifest', { path: join(bundleDir, 'package.json'), type: AssetType.FILE });
+    const storage = storageFile
+      ? { asset: new TerraformAsset(bundleScope, 'storage', { path: join(bundleDir, storageFile), type: AssetType.FILE }), fileName: storageFile }
+      : undefined;
     const token = generatedSecret(this, 'agent-token');
 
     return {
       name: resourceName(this, { maxLength: 40 }),
       shape, nodes: { min: nodes.min, max: nodes.max }, spot, onDemandBaseNodes, idleStopMinutes, diskGiB, agentPort,
       allowedCidrs: props.allowedCidrs, machineImage: props.machineImage, agentImage, nodeVersion, nodeDistUrl,
-      agentBundle: { script, manifest }, agentToken: token.result,
+      agentBundle: { script, storage }, agentToken: token.result,
       peerTokenFetches: Lazy.stringValue({ produce: () => renderPeerTokenFetches(this.peers, (props.target as AwsTarget | GcpTarget).region) }),
       extraAgentArgs: Lazy.stringValue({ produce: () => this.startupPipelines.map((u) => ` --pipeline-on-start ${u}`).join('') }),
     };

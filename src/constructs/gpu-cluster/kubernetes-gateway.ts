@@ -24,7 +24,7 @@ export interface KubernetesGatewayOptions {
   /** Image with Node.js and npm (GpuCluster agentImage). */
   readonly agentImage: string;
   readonly port: number;
-  /** ConfigMap with mlinfra-agent.js and package.json. */
+  /** ConfigMap with mlinfra-agent.js. */
   readonly bundleConfigMap: string;
   /** Secret holding the API token under `token`. */
   readonly tokenSecret: string;
@@ -108,8 +108,9 @@ export function buildKubernetesGateway(scope: Construct, target: KubernetesTarge
           securityContext: { runAsNonRoot: true, runAsUser: UID, runAsGroup: UID, fsGroup: UID, seccompProfile: { type: 'RuntimeDefault' } },
           initContainer: [{
             name: 'install', image: o.agentImage,
-            command: ['sh', '-c', `set -e; cp ${BUNDLE_DIR}/mlinfra-agent.js ${BUNDLE_DIR}/package.json ${AGENT_DIR}/ && cd ${AGENT_DIR} && npm install --omit=dev --no-audit --no-fund --loglevel=error`],
-            env: [{ name: 'npm_config_cache', value: '/tmp/npm-cache' }, { name: 'HOME', value: '/tmp' }],
+            // The bundle is self-contained (node:sqlite journal): nothing to install.
+            command: ['sh', '-c', `set -e; cp ${BUNDLE_DIR}/mlinfra-agent.js ${AGENT_DIR}/`],
+            env: [{ name: 'HOME', value: '/tmp' }],
             securityContext: nonRoot,
             resources: { requests: { cpu: '250m', memory: '256Mi' }, limits: { cpu: '1', memory: '1Gi' } },
             volumeMount: [

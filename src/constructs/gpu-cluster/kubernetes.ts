@@ -64,7 +64,7 @@ export interface KubernetesGpuClusterResources {
   readonly serviceAccount: ServiceAccountV1;
   /** Holds the agent token (key `token`). */
   readonly secret: SecretV1;
-  /** The agent bundle (`mlinfra-agent.js`, `package.json`) and, with idle stop, `stop.js`. */
+  /** The agent bundle (`mlinfra-agent.js`) and, with idle stop, `stop.js`. */
   readonly configMap: ConfigMapV1;
   readonly statefulSet: StatefulSetV1;
   /** Headless: stable pod DNS names for multi-node rendezvous. */
@@ -268,7 +268,6 @@ export function buildKubernetesGpuCluster(cluster: Construct, target: Kubernetes
     provider, metadata: meta(`${plan.name}-agent`),
     data: {
       'mlinfra-agent.js': Fn.file(plan.agentBundle.script.path),
-      'package.json': Fn.file(plan.agentBundle.manifest.path),
       ...(idleStop ? { 'stop.js': renderStopScript(stsName, plan.nodes.min) } : {}),
     },
   });
@@ -391,8 +390,8 @@ export function buildKubernetesGpuCluster(cluster: Construct, target: Kubernetes
             name: 'install',
             image: plan.agentImage,
             // Copies Node.js too: the job image runs the agent and need not have it. Backticks: Kubernetes expands $(...).
-            command: ['sh', '-c', `set -e; mkdir -p ${AGENT_DIR}/bin && cp "\`command -v node\`" ${AGENT_NODE} && cp ${BUNDLE_DIR}/mlinfra-agent.js ${BUNDLE_DIR}/package.json ${AGENT_DIR}/ && cd ${AGENT_DIR} && npm install --omit=dev --no-audit --no-fund --loglevel=error`],
-            env: [{ name: 'npm_config_cache', value: '/tmp/npm-cache' }],
+            // The bundle is self-contained (node:sqlite journal): nothing to install.
+            command: ['sh', '-c', `set -e; mkdir -p ${AGENT_DIR}/bin && cp "\`command -v node\`" ${AGENT_NODE} && cp ${BUNDLE_DIR}/mlinfra-agent.js ${AGENT_DIR}/`],
             securityContext: nonRoot,
             resources: { requests: { cpu: '500m', memory: '512Mi' }, limits: { cpu: '2', memory: '2Gi' } },
             volumeMount: [

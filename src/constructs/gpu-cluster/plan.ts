@@ -29,7 +29,8 @@ export interface GpuClusterPlan {
   readonly nodeVersion: string;
   readonly nodeDistUrl: string;
   /** The built agent and the manifest of what it needs beside it. */
-  readonly agentBundle: { readonly script: TerraformAsset; readonly manifest: TerraformAsset };
+  /** The agent and, on AWS/GCP, its object-store module (loaded by the agent for s3:// or gs:// URIs). */
+  readonly agentBundle: { readonly script: TerraformAsset; readonly storage?: { readonly asset: TerraformAsset; readonly fileName: string } };
   /** Serve arguments added after construction (startup pipelines), rendered at synth; AWS and GCP hosts. */
   readonly extraAgentArgs: string;
   /** Token fetcher lines for peer clusters (addPeerToken), rendered at synth; AWS and GCP hosts. */
