@@ -8,13 +8,15 @@ const base = {
   globalTeardown: '<rootDir>/test/support/global-teardown.js',
 };
 
-// Integration suites that run real agents, PyTorch, Prometheus or fault rounds for tens of seconds
-// each: `npm run test:slow` (and .ci/run) runs them; `npm test` is the fast suite. So is any
-// *.slow.test.ts.
+// Integration suites that drive real agent processes (HTTP API, CLI, failures, autostop, storage, the
+// Kubernetes gateway), PyTorch, Prometheus or fault rounds: `npm run test:slow` runs them, and so does
+// .ci/run; `npm test` is the fast suite (constructs, policy, examples, unit tests, the agent bundle).
+// Any *.slow.test.ts is slow too.
 const SLOW = [
   'runtime-agent/torch', 'runtime-agent/pipeline-example', 'runtime-agent/pipeline', 'runtime-agent/durability',
   'runtime-agent/fuzz', 'runtime-agent/prometheus', 'runtime-agent/monitoring', 'runtime-agent/bootstrap-contract',
-  'runtime-agent/faults',
+  'runtime-agent/faults', 'runtime-agent/api', 'runtime-agent/cli', 'runtime-agent/failures', 'runtime-agent/autostop',
+  'runtime-agent/gcs', 'runtime-agent/k8s-gateway',
 ].map((f) => `/test/${f}\\.test\\.ts$`);
 
 module.exports = {

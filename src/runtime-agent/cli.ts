@@ -137,6 +137,8 @@ export function buildCli(io: CliIo): Command {
         if (['0.0.0.0', '[::]', '::', ''].includes(u.hostname)) u.hostname = '127.0.0.1';
         const release = agent.holdBusy();
         void runPipelinesOnStart({
+          // CloudWatch drops a series' first sample: the pipeline's run counters exist at 0 before its run ends.
+          onSpecLoaded: (name) => agent.metrics.declarePipeline(name),
           specUris: onStart, minIntervalMinutes: o.pipelineMinIntervalMinutes as number, agentUrl: u.origin, token,
           workDir: (o.pipelineWorkDir as string | undefined) ?? `${agent.options.dataDir}/pipeline-runs`, storage: new Storage(), logger, env: io.env,
         }).finally(release);

@@ -711,6 +711,8 @@ export function runSummary(r: PipelineRunResult): Record<string, unknown> {
 
 export interface OnStartOptions {
   readonly specUris: readonly string[];
+  /** Called with each loaded spec's name before any run, e.g. to create its metric series at 0. */
+  readonly onSpecLoaded?: (pipeline: string) => void;
   readonly minIntervalMinutes: number;
   readonly agentUrl: string;
   readonly token: string;
@@ -734,6 +736,7 @@ export async function runPipelinesOnStart(o: OnStartOptions): Promise<OnStartOut
     const log = o.logger.child({ specUri });
     try {
       const { spec, raw, uri } = await loadPipelineSpec(specUri, o.storage);
+      o.onSpecLoaded?.(spec.name);
       const latest = await new ModelStore(o.storage, spec.artifactsUri).latestRunStart();
       if (latest) {
         const minutesAgo = (Date.now() - latest.startedAt) / 60_000;

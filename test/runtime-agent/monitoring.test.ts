@@ -56,7 +56,7 @@ describe('serve --metrics-local-port', () => {
   test.each(['0', '65536', 'abc', '1.5'])('--metrics-local-port %s exits 2 naming the option', (v) => {
     requireBundle();
     const r = spawnSync(process.execPath, [BUNDLE, 'serve', '--port', '0', '--data-dir', tmpDir(), '--metrics-local-port', v],
-      { env: { ...process.env, MLINFRA_AGENT_TOKEN: 't0k3n' }, encoding: 'utf8', timeout: 10_000 });
+      { env: { ...process.env, MLINFRA_AGENT_TOKEN: 't0k3n-long-enough-0123456789' }, encoding: 'utf8', timeout: 10_000 });
     expect(r.status).toBe(2);
     expect(r.stderr).toContain(`invalid option --metrics-local-port=${JSON.stringify(/^\d+$/.test(v) ? Number(v) : v)}: an integer 1..65535`);
   });
