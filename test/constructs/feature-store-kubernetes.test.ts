@@ -11,6 +11,7 @@ import { tmpdir } from 'os';
 import { join } from 'path';
 import { redisServerConfig } from '../../src/constructs/feature-store/kubernetes';
 import { countByType, renderTerraformString, resources, synth, TerraformJson, testAgentBundle } from '../helpers';
+import { describeWithTools, TOOLS } from '../support/tools';
 
 const build = (props: Partial<FeatureStoreProps> = {}, extra?: (stack: TerraformStack, f: FeatureStore, k8s: KubernetesTarget) => void) => {
   let store!: FeatureStore;
@@ -56,22 +57,24 @@ describe('FeatureStore on Kubernetes', () => {
     });
   });
 
-  test('the generated redis.conf, run by a real redis-server: AUTH required, and the password is not on its command line', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mlinfra-redis-'));
-    const password = 'Abc123def456ghi789';
-    writeFileSync(join(dir, 'redis.conf'), redisServerConfig(password), { mode: 0o440 });
-    const port = 20000 + Math.floor(Math.random() * 20000);
-    const server = spawn('redis-server', [join(dir, 'redis.conf'), '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-    try {
-      const cli = (...args: string[]) => spawnSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8', env: { ...process.env, REDISCLI_AUTH: '' } });
-      for (let i = 0; i < 50 && !/NOAUTH|PONG/.test(cli('ping').stdout + cli('ping').stderr); i++) await new Promise((r) => setTimeout(r, 100));
-      expect(cli('ping').stdout).toMatch(/NOAUTH/);
-      expect(spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8', env: { ...process.env, REDISCLI_AUTH: password } }).stdout.trim()).toBe('PONG');
-      expect(readFileSync(`/proc/${server.pid}/cmdline`, 'utf8')).not.toContain(password);
-    } finally {
-      server.kill('SIGTERM');
-    }
-  }, 20_000);
+  describeWithTools([TOOLS.redis])('redis-server', () => {
+    test('the generated redis.conf, run by a real redis-server: AUTH required, and the password is not on its command line', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'mlinfra-redis-'));
+      const password = 'Abc123def456ghi789';
+      writeFileSync(join(dir, 'redis.conf'), redisServerConfig(password), { mode: 0o440 });
+      const port = 20000 + Math.floor(Math.random() * 20000);
+      const server = spawn('redis-server', [join(dir, 'redis.conf'), '--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+      try {
+        const cli = (...args: string[]) => spawnSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8', env: { ...process.env, REDISCLI_AUTH: '' } });
+        for (let i = 0; i < 50 && !/NOAUTH|PONG/.test(cli('ping').stdout + cli('ping').stderr); i++) await new Promise((r) => setTimeout(r, 100));
+        expect(cli('ping').stdout).toMatch(/NOAUTH/);
+        expect(spawnSync('redis-cli', ['-p', String(port), 'ping'], { encoding: 'utf8', env: { ...process.env, REDISCLI_AUTH: password } }).stdout.trim()).toBe('PONG');
+        expect(readFileSync(`/proc/${server.pid}/cmdline`, 'utf8')).not.toContain(password);
+      } finally {
+        server.kill('SIGTERM');
+      }
+    }, 20_000);
+  });
 
   test('NetworkPolicy: Redis reachable only from labelled client pods on 6379', () => {
     const policy = resources(json, 'kubernetes_network_policy_v1')[Object.keys(resources(json, 'kubernetes_network_policy_v1')).find((k) => k.startsWith('features_online_policy'))!] as any;
