@@ -61,8 +61,9 @@ async function agentHealthy(dir) {
   const data = join(dir, 'agent-data');
   const token = join(dir, 'token');
   writeFileSync(token, 'pack-test-token-0123456789abcdef\n', { mode: 0o600 });
+  // Its own process group: npx runs the agent as a child, and SIGTERM must reach the agent itself.
   const child = spawn('npx', ['--no-install', 'mlinfra-agent', 'serve', '--port', '0', '--data-dir', data, '--token-file', token], {
-    cwd: dir, stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
   });
   let out = '';
   child.stdout.on('data', (d) => { out += d; });
@@ -82,9 +83,15 @@ async function agentHealthy(dir) {
     if (res.status !== 200) fail(`/healthz answered ${res.status}: ${await res.text()}`);
     log(`npx mlinfra-agent serve --port 0: /healthz 200 on port ${port}`);
   } finally {
-    child.kill('SIGTERM');
+    try {
+      process.kill(-child.pid, 'SIGTERM');
+    } catch {
+      // already gone
+    }
   }
   const { code, signal } = await exited;
+  child.stdout.destroy();
+  child.stderr.destroy();
   if (code !== 0 && signal !== 'SIGTERM') fail(`agent exit after SIGTERM: code ${code} signal ${signal}\n${out}`);
 }
 
@@ -148,3 +155,4 @@ try {
 } finally {
   if (!keep && process.exitCode !== 1) rmSync(work, { recursive: true, force: true });
 }
+process.exit(process.exitCode ?? 0);
