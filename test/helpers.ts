@@ -4,6 +4,7 @@ import { execFileSync } from 'child_process';
 import { mkdtempSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
+import { MlInfraError } from '../src/core/errors';
 
 export interface Synthed {
   /** Synthesized Terraform JSON text, as `cdktf synth` writes it for the stack. */
@@ -92,4 +93,15 @@ export function testAgentBundle(): string {
     writeFileSync(join(bundleDir, 'storage-gcs.js'), "'use strict';\n// storage module test stand-in\n");
   }
   return bundleDir;
+}
+
+/** The MlInfraError `fn` throws; fails the test when it throws nothing or something else. */
+export function caught(fn: () => unknown): MlInfraError {
+  try {
+    fn();
+  } catch (e) {
+    if (e instanceof MlInfraError) return e;
+    throw e;
+  }
+  throw new Error('did not throw');
 }

@@ -3,8 +3,8 @@
 import { TerraformStack, TerraformVariable, Testing } from 'cdktf';
 import { AwsTarget, GcpTarget, KubernetesTarget, Target } from '../../src';
 import { ContainerImage } from '../../src/core/container-image';
-import { MlInfraError } from '../../src/core/errors';
 import { ModelEndpoint } from '../../src/constructs/model-endpoint';
+import { caught } from '../helpers';
 
 type Kind = 'aws' | 'gcp' | 'kubernetes';
 function world(kind: Kind) {
@@ -18,16 +18,6 @@ function world(kind: Kind) {
   return { stack, endpoint, json };
 }
 const all = (j: { resource: Record<string, Record<string, any>> }, type: string) => Object.values(j.resource[type] ?? {});
-
-function caught(fn: () => unknown): MlInfraError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof MlInfraError) return e;
-    throw e;
-  }
-  throw new Error('did not throw');
-}
 
 describe('ModelEndpoint images on aws', () => {
   test('an ECR image is used as is: no rule', () => {

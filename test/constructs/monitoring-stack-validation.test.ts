@@ -1,10 +1,10 @@
 import { TerraformStack } from 'cdktf';
 import { Duration } from '../../src/core/duration';
-import { MlInfraError } from '../../src/core/errors';
 import { AwsTarget, GcpTarget, KubernetesTarget } from '../../src/core/targets';
 import { GpuCluster } from '../../src/constructs/gpu-cluster';
 import { MonitoringStack, MonitoringStackProps } from '../../src/constructs/monitoring-stack';
 import { App, testAgentBundle } from '../helpers';
+import { caught } from '../helpers';
 
 const BUNDLE = testAgentBundle();
 
@@ -15,16 +15,6 @@ function world(props: Partial<MonitoringStackProps> = {}): World {
   const cluster = new GpuCluster(stack, 'train', { target: aws, accelerator: 'T4', agentBundleDir: BUNDLE });
   const ops = new MonitoringStack(stack, 'ops', { target: aws, notify: ['ml@example.com'], ...props });
   return { stack, aws, cluster, ops };
-}
-
-function caught(fn: () => unknown): MlInfraError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof MlInfraError) return e;
-    throw e;
-  }
-  throw new Error('did not throw');
 }
 
 const pipeline = (w: World, schedulePeriodSeconds?: number) => ({ pipelineName: 'ltv', cluster: w.cluster, schedulePeriodSeconds });

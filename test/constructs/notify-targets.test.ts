@@ -1,9 +1,9 @@
 // MonitoringStack destinations per target: what each target refuses, and why, at synth time.
 import { TerraformStack, Testing } from 'cdktf';
 import { AwsTarget, GcpTarget, KubernetesTarget, Target } from '../../src';
-import { MlInfraError } from '../../src/core/errors';
 import { Notify } from '../../src/core/notify';
 import { MonitoringStack } from '../../src/constructs/monitoring-stack';
+import { caught } from '../helpers';
 
 type Kind = 'aws' | 'gcp' | 'kubernetes';
 function monitor(kind: Kind, notify: (Notify | string)[]) {
@@ -13,16 +13,6 @@ function monitor(kind: Kind, notify: (Notify | string)[]) {
       : new KubernetesTarget(stack, 'k8s', { namespace: 'ml' });
   new MonitoringStack(stack, 'ops', { target, notify });
   return JSON.parse(Testing.synth(stack)) as { resource: Record<string, Record<string, any>> };
-}
-
-function caught(fn: () => unknown): MlInfraError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof MlInfraError) return e;
-    throw e;
-  }
-  throw new Error('did not throw');
 }
 
 describe('notify destinations per target', () => {

@@ -1,17 +1,7 @@
 import { ContainerImage, upstreamOf } from '../../src/core/container-image';
-import { MlInfraError } from '../../src/core/errors';
+import { caught } from '../helpers';
 
 const DIGEST = `sha256:${'a1'.repeat(32)}`;
-
-function caught(fn: () => unknown): MlInfraError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof MlInfraError) return e;
-    throw e;
-  }
-  throw new Error('did not throw');
-}
 
 describe('ContainerImage parsing', () => {
   test.each<[string, string, string, string | undefined, string | undefined, string]>([

@@ -1,15 +1,5 @@
-import { MlInfraError } from '../../src/core/errors';
 import { Notify } from '../../src/core/notify';
-
-function caught(fn: () => unknown): MlInfraError {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof MlInfraError) return e;
-    throw e;
-  }
-  throw new Error('did not throw');
-}
+import { caught } from '../helpers';
 
 describe('Notify', () => {
   test('factories build typed destinations with secret names and default keys', () => {

@@ -7,6 +7,7 @@
 
 import { SecretRef } from '../../core/secrets';
 import { NODE_TARBALL_SHA256 } from './node-runtime';
+import { Errors } from '../../core/errors';
 
 export interface BootstrapOptions {
   /** Cluster name, for logs and the unit's environment. */
@@ -99,7 +100,7 @@ export function secretReadCommand(ref: SecretRef, region: string): string {
     case 'gcp-secret-manager':
       return `gcloud secrets versions access latest --secret=${shq(ref.secretId)} --project=${shq(ref.project)}`;
     case 'kubernetes-secret':
-      throw new Error(`a host cannot read Kubernetes secret ${ref.namespace}/${ref.name}`);
+      throw Errors.invalid('start-up script', 'secret store', `${ref.namespace}/${ref.name}`, 'a secret in AWS Secrets Manager or GCP Secret Manager: a VM host cannot read a Kubernetes Secret');
   }
 }
 
