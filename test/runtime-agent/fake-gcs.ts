@@ -1,6 +1,9 @@
 /**
  * A minimal in-process fake of the Google Cloud Storage JSON API, enough for @google-cloud/storage's
  * getFiles, download, upload (multipart, non-resumable) and exists, reached via STORAGE_EMULATOR_HOST.
+ * Each write gets a new generation, and an upload's ifGenerationMatch precondition is checked
+ * (0: only if absent; 412 conditionNotMet otherwise). Not modelled: object versioning, metageneration,
+ * the other preconditions.
  */
 import { createHash } from 'node:crypto';
 import * as http from 'node:http';
@@ -27,9 +30,12 @@ function crc32c(data: Buffer): string {
 
 export async function startFakeGcs(): Promise<FakeGcs> {
   const objects = new Map<string, Buffer>(); // "bucket/name" -> content
+  const generations = new Map<string, number>();
+  let nextGeneration = 1;
   const requests: string[] = [];
   const meta = (bucket: string, name: string, data: Buffer): Record<string, unknown> => ({
-    kind: 'storage#object', id: `${bucket}/${name}`, name, bucket, size: String(data.length), generation: '1', metageneration: '1',
+    kind: 'storage#object', id: `${bucket}/${name}`, name, bucket, size: String(data.length),
+    generation: String(generations.get(`${bucket}/${name}`) ?? 1), metageneration: '1',
     contentType: 'application/octet-stream', updated: new Date(0).toISOString(),
     md5Hash: createHash('md5').update(data).digest('base64'), crc32c: crc32c(data),
   });
@@ -52,7 +58,12 @@ export async function startFakeGcs(): Promise<FakeGcs> {
         const metadata = JSON.parse(Buffer.from(parts[0], 'latin1').toString('utf8')) as { name?: string };
         const name = metadata.name ?? u.searchParams.get('name') ?? '';
         const data = Buffer.from(parts[1], 'latin1');
+        const want = u.searchParams.get('ifGenerationMatch');
+        if (want !== null && Number(want) !== (objects.has(`${bucket}/${name}`) ? generations.get(`${bucket}/${name}`) ?? 1 : 0)) {
+          return json(412, { error: { code: 412, message: 'At least one of the pre-conditions you specified did not hold.', errors: [{ reason: 'conditionNotMet' }] } });
+        }
         objects.set(`${bucket}/${name}`, data);
+        generations.set(`${bucket}/${name}`, nextGeneration++);
         return json(200, meta(bucket, name, data));
       }
       m = /\/b\/([^/]+)\/o\/(.+)$/.exec(u.pathname);

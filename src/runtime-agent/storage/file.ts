@@ -1,8 +1,16 @@
+import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
-import type { ObjectStore, StoredObject } from './index';
-import { localPathOf } from './index';
+import type { ObjectStore, StoredObject, Versioned } from './index';
+import { localPathOf, PreconditionFailed } from './index';
+
+/** A lock older than this was left by a writer that died mid-write: it is broken. */
+const STALE_LOCK_MS = 30_000;
+const LOCK_WAIT_MS = 10_000;
+
+const tagOf = (text: string) => createHash('sha256').update(text).digest('hex').slice(0, 32);
 
 /** file:// URIs and absolute paths. */
 export class FileStore implements ObjectStore {
@@ -45,5 +53,57 @@ export class FileStore implements ObjectStore {
     } catch {
       return false;
     }
+  }
+
+  async readVersioned(uri: string): Promise<Versioned | null> {
+    try {
+      const text = await fs.promises.readFile(localPathOf(uri), 'utf8');
+      return { text, tag: tagOf(text) };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw e;
+    }
+  }
+
+  /** Compare-and-swap under an O_EXCL lock file beside the object; the new text lands by rename (atomic). */
+  async writeIf(uri: string, text: string, ifTag: string | null): Promise<string> {
+    const dest = localPathOf(uri);
+    await fs.promises.mkdir(path.dirname(dest), { recursive: true });
+    const lock = `${dest}.lock`;
+    await acquire(lock);
+    try {
+      const cur = await this.readVersioned(uri);
+      if ((cur?.tag ?? null) !== ifTag) {
+        throw new PreconditionFailed(uri, ifTag === null ? 'it exists' : cur ? `tag ${cur.tag}, expected ${ifTag}` : 'it no longer exists');
+      }
+      const tmp = `${dest}.${randomBytes(6).toString('hex')}.tmp`;
+      const fh = await fs.promises.open(tmp, 'w');
+      try {
+        await fh.writeFile(text);
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      await fs.promises.rename(tmp, dest);
+      return tagOf(text);
+    } finally {
+      await fs.promises.rm(lock, { force: true });
+    }
+  }
+}
+
+async function acquire(lock: string): Promise<void> {
+  const deadline = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      await (await fs.promises.open(lock, 'wx')).close();
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    const st = await fs.promises.stat(lock).catch(() => undefined);
+    if (st && Date.now() - st.mtimeMs > STALE_LOCK_MS) await fs.promises.rm(lock, { force: true });
+    else if (Date.now() > deadline) throw new Error(`${lock} is held by another writer for over ${LOCK_WAIT_MS / 1000} s`);
+    else await sleep(5 + Math.floor(Math.random() * 10));
   }
 }

@@ -17,6 +17,29 @@ export interface ObjectStore {
   /** Copies a local file to an object. */
   put(localPath: string, uri: string): Promise<void>;
   exists(uri: string): Promise<boolean>;
+  /** A small object's text and its version tag (S3 ETag, GCS generation, a content hash on file://); null when absent. */
+  readVersioned(uri: string): Promise<Versioned | null>;
+  /**
+   * Writes `text` only if the object still carries `ifTag` (null: only if it does not exist) and returns
+   * the new tag; else throws PreconditionFailed. The store checks and writes atomically (S3 If-Match /
+   * If-None-Match, GCS ifGenerationMatch, a lock file on file://), so two writers cannot both win.
+   */
+  writeIf(uri: string, text: string, ifTag: string | null): Promise<string>;
+}
+
+/** An object's text and the tag a conditional write must name to replace it. */
+export interface Versioned {
+  readonly text: string;
+  readonly tag: string;
+}
+
+/** A conditional write lost: the object changed (or appeared) since it was read. */
+export class PreconditionFailed extends Error {
+  readonly code = 'precondition_failed';
+  constructor(readonly uri: string, detail: string) {
+    super(`${uri} changed since it was read (${detail}): read it again and retry`);
+    this.name = 'PreconditionFailed';
+  }
 }
 
 export type Scheme = 'file' | 's3' | 'gs';
@@ -87,6 +110,14 @@ export class Storage {
 
   async exists(uri: string): Promise<boolean> {
     return (await this.for(uri)).exists(uri);
+  }
+
+  async readVersioned(uri: string): Promise<Versioned | null> {
+    return (await this.for(uri)).readVersioned(uri);
+  }
+
+  async writeIf(uri: string, text: string, ifTag: string | null): Promise<string> {
+    return (await this.for(uri)).writeIf(uri, text, ifTag);
   }
 
   /** Copies every file under a local directory to `prefixUri/<relative path>`. Returns how many. */

@@ -3,8 +3,8 @@ import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
-import type { ObjectStore, StoredObject } from './index';
-import { splitBucketUri } from './index';
+import type { ObjectStore, StoredObject, Versioned } from './index';
+import { PreconditionFailed, splitBucketUri } from './index';
 
 type S3Module = typeof import('@aws-sdk/client-s3');
 
@@ -91,4 +91,37 @@ export class S3Store implements ObjectStore {
       throw e;
     }
   }
+
+  async readVersioned(uri: string): Promise<Versioned | null> {
+    const { bucket, key } = splitBucketUri(uri);
+    try {
+      const res = await this.client.send(new this.sdk.GetObjectCommand({ Bucket: bucket, Key: key }));
+      return { text: await res.Body!.transformToString('utf8'), tag: String(res.ETag) };
+    } catch (e) {
+      if (statusOf(e) === 404 || (e as Error).name === 'NoSuchKey') return null;
+      throw e;
+    }
+  }
+
+  /**
+   * S3 conditional writes: If-None-Match: * creates only if absent, If-Match: <ETag> replaces only that
+   * version; 412 PreconditionFailed or 409 ConditionalRequestConflict (a concurrent conditional write)
+   * mean another writer won (docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html).
+   */
+  async writeIf(uri: string, text: string, ifTag: string | null): Promise<string> {
+    const { bucket, key } = splitBucketUri(uri);
+    try {
+      const res = await this.client.send(new this.sdk.PutObjectCommand({
+        Bucket: bucket, Key: key, Body: text, ContentType: 'application/json',
+        ...(ifTag === null ? { IfNoneMatch: '*' } : { IfMatch: ifTag }),
+      }));
+      return String(res.ETag);
+    } catch (e) {
+      const status = statusOf(e);
+      if (status === 412 || status === 409) throw new PreconditionFailed(uri, `S3 answered ${status} ${(e as Error).name}`);
+      throw e;
+    }
+  }
 }
+
+const statusOf = (e: unknown) => (e as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
