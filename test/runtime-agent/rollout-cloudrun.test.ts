@@ -1,0 +1,88 @@
+/** Promotion through Cloud Run revisions and traffic splits, against a recording fake of the Admin API v2. */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ModelRegistry, RegistryError } from '../../src/runtime-agent/registry/registry';
+import { revisionName, rolloutCloudRun, type CloudRunRolloutConfig } from '../../src/runtime-agent/registry/rollout-cloudrun';
+import { Storage } from '../../src/runtime-agent/storage/index';
+import { startFakeCloudRun, type FakeCloudRun } from '../support/fake-cloudrun';
+
+const SERVICE = 'projects/p1/locations/us-central1/services/ltv-api';
+let dir: string;
+let fake: FakeCloudRun;
+beforeEach(async () => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mlinfra-cloudrun-'));
+  fake = await startFakeCloudRun(SERVICE, 'ltv-api-00001-abc');
+});
+afterEach(async () => {
+  await fake.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+async function registry(): Promise<ModelRegistry> {
+  const reg = new ModelRegistry(new Storage(), `file://${path.join(dir, 'art')}`, 'ltv');
+  for (const run of ['r1', 'r2']) {
+    const m = fs.mkdtempSync(path.join(dir, 'model-'));
+    fs.writeFileSync(path.join(m, 'model.pt'), run);
+    await reg.register({ runId: run, modelDir: m });
+  }
+  return reg;
+}
+const slept: number[] = [];
+const cfg = (): CloudRunRolloutConfig => ({ service: SERVICE, canaryPercent: 10, bakeSeconds: 300, apiUrl: fake.url, pollSeconds: 0 });
+const rollout = (v: Parameters<typeof rolloutCloudRun>[1]) => rolloutCloudRun(cfg(), v, { token: async () => 'tok-1', sleep: async (ms) => { slept.push(ms); } });
+
+test('revision names start with the service name and end with the version', () => {
+  expect(revisionName(SERVICE, 'v3')).toBe('ltv-api-v3');
+  expect(revisionName(`projects/p/locations/l/services/${'s'.repeat(70)}`, 'v3')).toHaveLength(63);
+});
+
+test('a promotion creates the version\'s revision with a 10 % canary, bakes, then moves all traffic', async () => {
+  const reg = await registry();
+  slept.length = 0;
+  await reg.promote('v1', { rollout });
+  const v1 = await reg.show('v1');
+  expect(fake.calls.map((c) => `${c.method} ${c.path.replace(/op-\d+/, 'op')}`)).toEqual([
+    `GET ${SERVICE}`, `PATCH ${SERVICE}`, 'GET projects/p1/locations/us-central1/operations/op',
+    `GET ${SERVICE}`, `PATCH ${SERVICE}`, 'GET projects/p1/locations/us-central1/operations/op',
+  ]);
+  expect(fake.calls.every((c) => c.auth === 'Bearer tok-1')).toBe(true);
+  const first = fake.calls[1].body;
+  expect(first.template.revision).toBe('ltv-api-v1');
+  expect(first.template.containers[0].env).toEqual([
+    { name: 'PORT_NAME', value: 'http1' }, { name: 'MLINFRA_MODEL_URI', value: v1.modelUri }, { name: 'MLINFRA_MODEL_VERSION', value: 'v1' },
+  ]);
+  expect(first.traffic).toEqual([
+    { type: 'TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION', revision: 'ltv-api-v1', percent: 10 },
+    { type: 'TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION', revision: 'ltv-api-00001-abc', percent: 90 },
+  ]);
+  expect(slept).toContain(300_000);
+  expect(fake.calls[4].body.traffic).toEqual([{ type: 'TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION', revision: 'ltv-api-v1', percent: 100 }]);
+  expect(fake.service().latestReadyRevision).toBe('ltv-api-v1');
+  expect((await reg.state()).current).toBe('v1');
+});
+
+test('fails with the pointer and traffic unchanged when the new revision cannot start', async () => {
+  const reg = await registry();
+  await reg.promote('v1', { rollout });
+  const before = fake.service();
+  fake.failNextRevision = 'ltv-api-v2';
+  let err: RegistryError | undefined;
+  try {
+    await reg.promote('v2', { rollout });
+  } catch (e) {
+    err = e as RegistryError;
+  }
+  expect(err?.code).toBe('rollout_failed');
+  expect(err?.message).toMatch(/ltv-api-v2 did not become ready, traffic stays on ltv-api-v1: .*failed to start/);
+  expect((await reg.state()).current).toBe('v1');
+  expect(fake.service().traffic).toEqual(before.traffic);
+});
+
+test('fails when the API refuses the call (e.g. no permission), naming the status', async () => {
+  const reg = await registry();
+  const bad = { ...cfg(), service: 'projects/p1/locations/us-central1/services/other' };
+  await expect(reg.promote('v1', { rollout: (v) => rolloutCloudRun(bad, v, { token: async () => 't', sleep: async () => undefined }) }))
+    .rejects.toThrow(/Cloud Run GET .*other: 404/);
+  expect((await reg.state()).current).toBeNull();
+});
