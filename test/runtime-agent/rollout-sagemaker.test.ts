@@ -119,3 +119,48 @@ test('a retried rollout reuses the version\'s model and config (they already exi
   expect(fake.endpoint('ltv-api')?.config).toBe('ltv-api-v2');
   expect((await reg.state()).current).toBe('v2');
 });
+
+test('`models promote` rolls out to every endpoint registered under models/endpoints/ before moving the pointer', async () => {
+  const reg = await registryWithTwo();
+  await reg.promote('v2', { rollout: async () => undefined }); // the endpoint serves ltv-api-v2 since the test above
+  const m = fs.mkdtempSync(path.join(dir, 'model-'));
+  fs.writeFileSync(path.join(m, 'model.pt'), 'r3');
+  await reg.register({ runId: 'r3', modelDir: m });
+  // What the endpoint construct writes beside the registry.
+  await new Storage().writeIf(`${reg.artifactsUri}/models/endpoints/ltv-api.json`, JSON.stringify({ kind: 'sagemaker', name: 'ltv-api', region: 'us-east-1', ...cfg }), null);
+  const saved = { ...process.env };
+  Object.assign(process.env, { AWS_ENDPOINT_URL_SAGEMAKER: fake.url, AWS_ACCESS_KEY_ID: 'AKIDTEST', AWS_SECRET_ACCESS_KEY: 'test', AWS_MAX_ATTEMPTS: '1' });
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { buildCli } = require('../../src/runtime-agent/cli') as typeof import('../../src/runtime-agent/cli');
+  const { PassThrough } = await import('node:stream');
+  const run = async (args: string[]) => {
+    const out = new PassThrough();
+    const err = new PassThrough();
+    let text = '';
+    let code = -1;
+    out.on('data', (d: Buffer) => { text += d.toString(); });
+    err.on('data', (d: Buffer) => { text += d.toString(); });
+    await buildCli({ env: {}, stdout: out, stderr: err, exit: (c) => { code = c; } }).parseAsync(['node', 'mlinfra-agent', 'models', ...args, '--artifacts', reg.artifactsUri]);
+    return { code, text };
+  };
+  try {
+    fake.outcome = 'succeed';
+    fake.refuseNextUpdate = 'Cannot update in-progress endpoint';
+    const refused = await run(['promote', 'v3']);
+    expect(refused.code).toBe(1);
+    expect(JSON.parse(refused.text).error.code).toBe('rollout_failed');
+    expect((await reg.state()).current).toBe('v2');
+    fake.calls.length = 0;
+    const ok = await run(['promote', 'v3']);
+    expect(ok.code).toBe(0);
+    expect(fake.calls.find((c) => c.op === 'UpdateEndpoint')?.body.EndpointConfigName).toBe('ltv-api-v3');
+    expect((await reg.state()).current).toBe('v3');
+    const back = await run(['rollback']);
+    expect(back.code).toBe(0);
+    expect(fake.endpoint('ltv-api')?.config).toBe('ltv-api-v2');
+    expect((await reg.state()).current).toBe('v2');
+  } finally {
+    for (const k of Object.keys(process.env)) if (!(k in saved)) delete process.env[k];
+    Object.assign(process.env, saved);
+  }
+});

@@ -4,6 +4,7 @@
  */
 import type { Command } from 'commander';
 import { Storage } from '../storage/index';
+import { readEndpoints, rolloutToAll } from './endpoints';
 import { ModelRegistry, RegistryError, type ModelVersion } from './registry';
 
 export interface ModelsIo {
@@ -49,10 +50,23 @@ export function addModelsCommand(program: Command, io: ModelsIo): void {
     }));
   withStore(models.command('show')).description('One version as JSON.').argument('<version>')
     .action(act(async (version: string, o: Record<string, unknown>) => registryOf(o).show(version)));
-  withStore(models.command('promote')).description('Make VERSION the one that serves (refused while another move is rolling out).')
+  // Every endpoint registered under models/endpoints/ rolls the version out before the pointer moves.
+  const moveOptions = async (reg: ModelRegistry, o: Record<string, unknown>) => ({
+    reason: o.reason as string | undefined,
+    ...(o.rollout === false ? {} : { rollout: rolloutToAll(await readEndpoints(new Storage(), reg.artifactsUri)) }),
+  });
+  withStore(models.command('promote')).description('Roll VERSION out to the endpoints that serve this pipeline, then make it current.')
     .argument('<version>').option('--reason <text>', 'recorded in the history')
-    .action(act(async (version: string, o: Record<string, unknown>) => registryOf(o).promote(version, { reason: o.reason as string | undefined })));
-  withStore(models.command('rollback')).description('Serve the version that served before the current one.')
+    .option('--no-rollout', 'move the pointer only (the endpoints are updated some other way)')
+    .action(act(async (version: string, o: Record<string, unknown>) => {
+      const reg = registryOf(o);
+      return reg.promote(version, await moveOptions(reg, o));
+    }));
+  withStore(models.command('rollback')).description('Roll the version that served before the current one out again, and make it current.')
     .option('--reason <text>', 'recorded in the history')
-    .action(act(async (o: Record<string, unknown>) => registryOf(o).rollback({ reason: o.reason as string | undefined })));
+    .option('--no-rollout', 'move the pointer only')
+    .action(act(async (o: Record<string, unknown>) => {
+      const reg = registryOf(o);
+      return reg.rollback(await moveOptions(reg, o));
+    }));
 }

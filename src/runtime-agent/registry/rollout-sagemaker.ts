@@ -13,6 +13,8 @@ type SageMakerModule = typeof import('@aws-sdk/client-sagemaker');
 
 export interface SageMakerRolloutConfig {
   readonly endpointName: string;
+  /** @default the host's region (AWS_REGION) */
+  readonly region?: string;
   /** The serving image, in ECR (or its pull-through cache). */
   readonly image: string;
   readonly executionRoleArn: string;
@@ -58,7 +60,7 @@ const ALREADY_EXISTS = /already exist/i;
 export async function rolloutSageMaker(cfg: SageMakerRolloutConfig, v: ModelVersion, deps: RolloutDeps = {}): Promise<SageMakerRolloutResult> {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const sdk = require('@aws-sdk/client-sagemaker') as SageMakerModule;
-  const client = deps.client ?? new sdk.SageMakerClient({});
+  const client = deps.client ?? new sdk.SageMakerClient(cfg.region ? { region: cfg.region } : {});
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((r) => setTimeout(r, ms)));
   const now = deps.now ?? Date.now;
   const name = versionedName(cfg.endpointName, v.version);
