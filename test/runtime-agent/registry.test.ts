@@ -235,3 +235,23 @@ describe('mlinfra-agent models (CLI)', () => {
     expect((await reg.state()).current).toBe('v1');
   });
 });
+
+describe('promoteIfBetter', () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { promoteIfBetter } = require('../../src/runtime-agent/registry/promotion') as typeof import('../../src/runtime-agent/registry/promotion');
+  test('the first run promotes; a worse one does not; a better one whose rollout fails is registered but not serving', async () => {
+    const reg = new ModelRegistry(new Storage(), `file://${path.join(dir, 'promo')}`, 'ltv');
+    const run = (runId: string, auc: number, rollout?: () => Promise<void>) => promoteIfBetter(reg, {
+      metric: 'val_auc', higherIsBetter: true, runId, metrics: { val_auc: auc, loss: 0.1 }, modelDir: modelDir(runId), codeVersion: 'c1', ...(rollout ? { rollout } : {}),
+    });
+    expect(await run('r1', 0.8)).toMatchObject({ promoted: true, version: 'v1', reason: 'no version serves yet', currentVersion: null });
+    expect(await run('r2', 0.7)).toMatchObject({ promoted: false, version: null, currentVersion: 'v1', currentValue: 0.8, reason: expect.stringContaining('not better') });
+    const failed = await run('r3', 0.9, async () => { throw new Error('canary alarm fired'); });
+    expect(failed).toMatchObject({ promoted: false, version: 'v2', error: { code: 'rollout_failed' } });
+    expect(failed.reason).toContain('registered as v2 but not serving');
+    expect((await reg.state()).current).toBe('v1');
+    expect(await run('r4', 0.95)).toMatchObject({ promoted: true, version: 'v3', currentVersion: 'v1' });
+    expect((await reg.show('v3')).codeVersion).toBe('c1');
+    await expect(run('r5', Number.NaN)).rejects.toThrow(/val_auc" is not a finite number/);
+  });
+});
