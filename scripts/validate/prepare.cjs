@@ -158,6 +158,11 @@ function dataValues(type, config, json, name) {
       return { id: 'subnet-0123456789abcdef0', availability_zone: AZS[0], vpc_id: 'vpc-0123456789abcdef0', cidr_block: '10.0.0.0/24' };
     case 'aws_subnets':
       return { ids: ['subnet-0123456789abcdef0'] };
+    case 'aws_secretsmanager_secret': {
+      // Looked up by name (credentials the user created, e.g. ecr-pullthroughcache/<upstream>).
+      const arn = `arn:aws:secretsmanager:${FAKE_REGION}:${FAKE_ACCOUNT}:secret:${config.name ?? 'validate'}-AbCdEf`;
+      return { arn, id: arn, name: config.name ?? 'validate' };
+    }
     case 'terraform_remote_state':
       return { outputs: remoteStateOutputs(json, name) };
     default:
@@ -260,6 +265,8 @@ function renderMockTest(json, resourceSchemas) {
     if (ID_PREFIX[type]) defaults.id = `${ID_PREFIX[type]}-0123456789abcdef0`;
     if (type === 'aws_kms_key') defaults.key_id = '0123abcd-0123-4abc-8def-0123456789ab';
     if (type === 'aws_sqs_queue') defaults.url = `https://sqs.${FAKE_REGION}.amazonaws.com/${FAKE_ACCOUNT}/mock`;
+    // The image pre-warm function answers with the cache's registry id (what the SageMaker image URI reads).
+    if (type === 'aws_lambda_invocation') defaults.result = JSON.stringify({ registryId: FAKE_ACCOUNT });
     if (Object.keys(defaults).length) mocks.push(`  mock_resource ${JSON.stringify(type)} {\n    defaults = ${hcl(defaults, '    ')}\n  }\n`);
   }
   const dataMocks = [

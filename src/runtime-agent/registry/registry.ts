@@ -79,7 +79,7 @@ export interface MoveOptions {
    * Runs the target's rollout of the version (SageMaker, Cloud Run, Kubernetes) before the pointer
    * moves; when it throws, the pointer stays where it was.
    */
-  readonly rollout?: (v: ModelVersion, from: ModelVersion | null) => Promise<void>;
+  readonly rollout?: (v: ModelVersion, from: ModelVersion | null) => Promise<unknown>;
 }
 
 /** What went wrong, with a stable code the CLI and HTTP routes report. */
