@@ -93,7 +93,7 @@ export async function benchAgent({ jobs = 200, submits = 2000, concurrency = 16,
     await new Promise((r) => setTimeout(r, 1500));
     const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${a.proc.pid}/status`, 'utf8'))[1];
     const version = node === process.execPath ? process.version : 'BENCH_NODE';
-    print(`idle RSS after start (${version}): ${(Number(rss) / 1024).toFixed(1)} MiB`);
+    print(`idle RSS after start (${version}): ${(Number(rss) / 1024).toFixed(1)} MiB (goal <= 50 MiB)`);
     await a.close();
   }
 
@@ -115,7 +115,7 @@ export async function benchAgent({ jobs = 200, submits = 2000, concurrency = 16,
     }
     print(`/bin/true x${jobs}, spawned directly: p50 ${ms(pct(direct, 50))}, p99 ${ms(pct(direct, 99))}`);
     print(`/bin/true x${jobs}, via agent (submit -> terminal, sequential): p50 ${ms(pct(viaAgent, 50))}, p99 ${ms(pct(viaAgent, 99))}`);
-    print(`per-job overhead: p50 ${ms(pct(viaAgent, 50) - pct(direct, 50))}, p99 ${ms(pct(viaAgent, 99) - pct(direct, 99))}`);
+    print(`per-job overhead: p50 ${ms(pct(viaAgent, 50) - pct(direct, 50))}, p99 ${ms(pct(viaAgent, 99) - pct(direct, 99))}; agent p50 = ${(pct(viaAgent, 50) / pct(direct, 50)).toFixed(2)}x of direct (goal <= 2x)`);
     await a.close();
   }
 
@@ -128,7 +128,7 @@ export async function benchAgent({ jobs = 200, submits = 2000, concurrency = 16,
     const t1 = performance.now();
     await pool(throughputJobs, concurrency, async () => follow(a.url, await submit(a.url, { argv: ['/bin/true'] })));
     const agent = (performance.now() - t1) / 1000;
-    print(`${throughputJobs} jobs at 2 slots: direct ${direct.toFixed(2)} s (${(throughputJobs / direct).toFixed(0)}/s), agent ${agent.toFixed(2)} s (${(throughputJobs / agent).toFixed(0)}/s) = ${(direct / agent).toFixed(2)}x of direct`);
+    print(`${throughputJobs} jobs at 2 slots: direct ${direct.toFixed(2)} s (${(throughputJobs / direct).toFixed(0)}/s), agent ${agent.toFixed(2)} s (${(throughputJobs / agent).toFixed(0)}/s) = ${(direct / agent).toFixed(2)}x of direct (goal >= 0.8x)`);
     await a.close();
   }
 

@@ -8,9 +8,11 @@ import { pathToFileURL } from 'node:url';
 import { measure, root, summarize } from './measure.mjs';
 
 export async function benchPlatform(runs = Number(process.env.BENCH_RUNS ?? 5)) {
-  const example = join(root, 'lib', 'examples', 'platform', 'main.js');
-  const aspects = (name) => join(root, 'lib', 'src', 'aspects', name, 'index.js');
-  if (!existsSync(example)) throw new Error('lib/examples/platform/main.js missing: run `npm run build` first');
+  // BENCH_LIB: another compiled tree (e.g. of an older commit), to compare in one run.
+  const lib = process.env.BENCH_LIB ?? join(root, 'lib');
+  const example = join(lib, 'examples', 'platform', 'main.js');
+  const aspects = (name) => join(lib, 'src', 'aspects', name, 'index.js');
+  if (!existsSync(example)) throw new Error(`${example} missing: run \`npm run build\` first`);
   const synth = (extra) => `const {App}=require('cdktf');const app=new App();const stacks=require(${JSON.stringify(example)}).build(app);app.synth();${extra}`;
   const withExtras = synth(`const c=require(${JSON.stringify(aspects('cost'))});const p=require(${JSON.stringify(aspects('picture'))});`
     + '(async()=>{for(const s of stacks){c.writeCostReport(s,app.outdir);await p.writePicture(s,app.outdir);}})()');

@@ -48,3 +48,4 @@ if (existsSync(agentBench)) {
   const { benchAgent } = await import(agentBench);
   await benchAgent();
 }
+if (existsSync(join(root, 'bench', 'queue.mjs'))) await (await import(join(root, 'bench', 'queue.mjs'))).benchQueue();

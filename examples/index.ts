@@ -2,6 +2,7 @@ import { App, TerraformStack } from 'cdktf';
 import { build as crossCloud } from './cross-cloud/main';
 import { build as featureStore } from './feature-store/main';
 import { build as gpuClusters } from './gpu-clusters/main';
+import { build as importedCluster } from './imported-cluster/main';
 import { build as modelEndpoint } from './model-endpoint/main';
 import { build as monitoringStack } from './monitoring-stack/main';
 import { build as platform } from './platform/main';
@@ -16,4 +17,5 @@ export const EXAMPLES: Record<string, (app: App) => TerraformStack[]> = {
   'monitoring-stack': monitoringStack,
   'platform': platform,
   'cross-cloud': crossCloud,
+  'imported-cluster': importedCluster,
 };

@@ -3,6 +3,9 @@
 //   dist/agent/mlinfra-agent.js  the agent and its CLI (SQLite through node:sqlite, or better-sqlite3 on Node < 22.13)
 //   dist/agent/storage-s3.js     @aws-sdk/client-s3 + lib-storage, required only when an s3:// URI is used
 //   dist/agent/storage-gcs.js    @google-cloud/storage, required only when a gs:// URI is used
+//   dist/agent/queue-sqs.js      @aws-sdk/client-sqs, required only when serve --queue is an SQS queue
+//   dist/agent/rollout-*.js      SageMaker / Cloud Run / Kubernetes rollouts of a promoted model version,
+//                                required only when a promotion rolls out to an endpoint on that target
 //   dist/agent/package.json      name, version, bin; no dependencies
 // Usage: node scripts/build-agent.mjs [--outdir DIR]
 import { build } from 'esbuild';
@@ -21,6 +24,8 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
 const externals = ['better-sqlite3'];
 // The storage backends: separate files, so start-up never parses the SDKs.
 const storageFiles = { './s3': 'storage-s3.js', './gcs': 'storage-gcs.js' };
+const queueFiles = { './sqs': 'queue-sqs.js' };
+const rolloutFiles = { './rollout-sagemaker': 'rollout-sagemaker.js', './rollout-cloudrun': 'rollout-cloudrun.js', './rollout-kubernetes': 'rollout-kubernetes.js' };
 
 // fastify, fast-json-stringify and ajv-formats each carry their own copy of ajv 8 (~110 KiB minified
 // apiece): resolve every `ajv` import to the one @fastify/ajv-compiler uses.
@@ -43,6 +48,9 @@ const storageBesides = {
   setup(b) {
     b.onResolve({ filter: /^\.\/(s3|gcs)$/ }, (args) => (args.importer.endsWith(join('storage', 'index.ts'))
       ? { path: `./${storageFiles[args.path]}`, external: true } : undefined));
+    b.onResolve({ filter: /^\.\/rollout-(sagemaker|cloudrun|kubernetes)$/ }, (args) => (args.importer.endsWith(join('registry', 'endpoints.ts'))
+      ? { path: `./${rolloutFiles[args.path]}`, external: true } : undefined));
+    b.onResolve({ filter: /^\.\/sqs$/ }, (args) => (args.importer.endsWith(join('queue', 'index.ts')) ? { path: `./${queueFiles[args.path]}`, external: true } : undefined));
   },
 };
 
@@ -67,6 +75,8 @@ const outputs = [
   { entry: 'src/runtime-agent/cli.ts', file: 'mlinfra-agent.js', banner: { js: '#!/usr/bin/env node' }, plugins: [oneAjv, storageBesides], maxBytes: 1024 * 1024 },
   { entry: 'src/runtime-agent/storage/s3.ts', file: storageFiles['./s3'], plugins: [] },
   { entry: 'src/runtime-agent/storage/gcs.ts', file: storageFiles['./gcs'], plugins: [] },
+  ...Object.entries(rolloutFiles).map(([p, file]) => ({ entry: `src/runtime-agent/registry/${p.slice(2)}.ts`, file, plugins: [] })),
+  { entry: 'src/runtime-agent/queue/sqs.ts', file: queueFiles['./sqs'], plugins: [] },
 ];
 for (const o of outputs) {
   const outfile = join(outdir, o.file);

@@ -13,14 +13,16 @@ export {
 export { AcceleratorName, ACCELERATOR_NAMES, TargetKind, TARGET_KINDS } from './core/accelerators';
 export { Duration } from './core/duration';
 export { MlInfraError, MlInfraErrorCode, MlInfraErrorDetails } from './core/errors';
-export { IGrantable, GrantPrincipal, AwsPrincipal, GcpPrincipal, KubernetesPrincipal, AwsPolicyStatement } from './core/grants';
+export { IGrantable, Grant, GrantPrincipal, AwsPrincipal, GcpPrincipal, KubernetesPrincipal, AwsPolicyStatement } from './core/grants';
+export type { HostGroup, AwsHostGroup, GcpHostGroup, KubernetesHostGroup, StoreObjectOptions, StoredObject } from './contracts/host-group';
+export type { IWatchable, WatchKind } from './contracts/watchable';
 export { IModelArtifact, ModelArtifact, ModelUriScheme } from './core/model';
 export { SecretRef } from './core/secrets';
 export { ContainerImage, ContainerImageSource, FromRegistryOptions, EcrImageOptions, ArtifactRegistryImageOptions, SUPPORTED_UPSTREAMS } from './core/container-image';
 export { Notify, NotifyDestination, NotifyKind, NotifySecret, NotifySecretRef, SlackOptions, PagerDutyOptions, WebhookOptions } from './core/notify';
 
 // Constructs
-export { GpuCluster, GpuClusterProps, IGpuCluster, NodeRange } from './constructs/gpu-cluster';
+export { GpuCluster, GpuClusterAttributes, GpuClusterProps, IGpuCluster, NodeRange } from './constructs/gpu-cluster';
 export type { AwsGpuClusterResources } from './constructs/gpu-cluster/aws';
 export type { GcpGpuClusterResources } from './constructs/gpu-cluster/gcp';
 export type { KubernetesGpuClusterResources } from './constructs/gpu-cluster/kubernetes';
@@ -44,15 +46,17 @@ export {
   AwsTrainingPipelineResources, GcpTrainingPipelineResources, KubernetesTrainingPipelineResources,
 } from './constructs/training-pipeline';
 export {
-  MonitoringStack, MonitoringStackProps, ClusterWatchOptions, PipelineWatchOptions, EndpointWatchOptions, SmtpSettings,
+  MonitoringStack, MonitoringStackProps, ClusterWatchOptions, PipelineWatchOptions, EndpointWatchOptions, SmtpSettings, IWatchablePipeline,
   AwsMonitoringResources, GcpMonitoringResources, KubernetesMonitoringResources,
 } from './constructs/monitoring-stack';
 export type { AwsNotifyDeliveryResources } from './constructs/monitoring-stack/aws-notify';
 
 // Compositions, policy checks, cost report and picture
 export { MlPlatformStack, MlPlatformStackProps, TargetFactory } from './stacks';
-export { Policy, PolicyAspect, PolicyOptions, PolicyPack, PolicyReporter } from './aspects/policy';
-export { nonCompliant } from './aspects/policy';
-export type { PolicyRule, PolicyFinding, PolicyLevel, CheckResult, NonCompliant, PolicyElement, PolicyContext, PolicySuppression } from './aspects/policy';
+// From the modules, not the barrel: the rules load when a pack is first used.
+export { Policy, PolicyAspect, PolicyOptions, PolicyReporter } from './aspects/policy/policy';
+export { PolicyPack } from './aspects/policy/pack';
+export { nonCompliant } from './aspects/policy/types';
+export type { PolicyRule, PolicyFinding, PolicyLevel, CheckResult, NonCompliant, PolicyElement, PolicyContext, PolicySuppression } from './aspects/policy/types';
 export { costReport, formatCostReport, formatCostSummary, writeCostReport, CostReport, CostReportOptions, ConstructCost, CostLine, MonthlyUsd } from './aspects/cost';
 export { stackGraph, renderDot, writePicture, StackGraph, GraphNode, GraphEdge, EdgeKind } from './aspects/picture';

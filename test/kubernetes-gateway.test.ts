@@ -41,13 +41,13 @@ describe('gateway objects', () => {
   });
 
   test('the config the construct writes is the config the gateway reads', () => {
-    const cm = only(json, 'kubernetes_config_map_v1') as any;
+    const cm = Object.values(resources(json, 'kubernetes_config_map_v1')).find((c: any) => c.data['config.json']) as any;
     const dir = mkdtempSync(join(tmpdir(), 'mlinfra-gwcfg-'));
     try {
       // References resolve in a real apply: the namespace and the job service account's name.
       const text = cm.data['config.json'].replace(NS, 'ml').replace(/\$\{kubernetes_service_account_v1\.[^}]+\.metadata\[0\]\.name\}/, 'train-jobs');
       writeFileSync(join(dir, 'config.json'), text);
-      expect(readGatewayConfig(join(dir, 'config.json'))).toEqual({ ...CONFIG, namespace: 'ml', jobServiceAccount: 'train-jobs' });
+      expect(readGatewayConfig(join(dir, 'config.json'))).toEqual({ ...CONFIG, namespace: 'ml', jobServiceAccount: 'train-jobs', pipelineRunsConfigMap: 'train-pipeline-runs' });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -75,7 +75,7 @@ describe('gateway objects', () => {
   test('RBAC: a namespaced Role only, on exact kinds and verbs', () => {
     expect(resources(json, 'kubernetes_cluster_role_v1')).toEqual({});
     const role = only(json, 'kubernetes_role_v1') as any;
-    expect(role.rule).toEqual(GATEWAY_RULES('train').map((r) => ({
+    expect(role.rule).toEqual(GATEWAY_RULES('train', 'train-pipeline-runs').map((r) => ({
       api_groups: r.apiGroups, resources: r.resources, verbs: r.verbs, ...(r.resourceNames ? { resource_names: r.resourceNames } : {}),
     })));
   });
@@ -86,7 +86,8 @@ describe('the Role allows every call the gateway makes, and nothing it does not 
     const fake = new FakeApiServer('sa');
     await fake.start();
     fake.put('apis/kueue.x-k8s.io/v1beta2', 'localqueues', { metadata: { name: 'train', namespace: 'ml' }, spec: { clusterQueue: 'q' } });
-    const app = await buildGateway({ config: { ...CONFIG, namespace: 'ml', jobServiceAccount: 'train-jobs' }, kube: new KubeClient({ server: fake.url, token: () => 'sa' }), token: 'gateway-token-0123456789', version: 't' });
+    fake.put('api/v1', 'configmaps', { metadata: { name: 'train-pipeline-runs', namespace: 'ml', resourceVersion: '1' }, data: { 'runs.json': '{}' } });
+    const app = await buildGateway({ config: { ...CONFIG, namespace: 'ml', jobServiceAccount: 'train-jobs', pipelineRunsConfigMap: 'train-pipeline-runs' }, kube: new KubeClient({ server: fake.url, token: () => 'sa' }), token: 'gateway-token-0123456789', version: 't' });
     const url = await app.listen({ host: '127.0.0.1', port: 0 });
     const call = (method: string, path: string, body?: unknown) => fetch(`${url}${path}`, {
       method, headers: { 'authorization': 'Bearer gateway-token-0123456789', ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
@@ -101,6 +102,7 @@ describe('the Role allows every call the gateway makes, and nothing it does not 
         await fetch(`${url}/v1/jobs/${id}/logs`, { headers: { authorization: 'Bearer gateway-token-0123456789' } }).then((r) => r.text());
       }
       await call('GET', '/v1/jobs');
+      expect(await call('POST', '/v1/pipeline-runs', { pipeline: 'ltv', state: 'succeeded', runId: 'r1', endedAt: '2026-01-01T03:00:00Z' })).toEqual({ recorded: true });
       await fetch(`${url}/metrics`, { headers: { authorization: 'Bearer gateway-token-0123456789' } }).then((r) => r.text());
       expect((await call('POST', `/v1/jobs/${job.id}/cancel`)).state).toBe('cancelled');
       expect((await call('POST', `/v1/jobs/${set.id}/cancel`)).state).toBe('cancelled');
@@ -112,10 +114,10 @@ describe('the Role allows every call the gateway makes, and nothing it does not 
     const used = fake.calls.map((c) => {
       const m = /^\/(?:api\/v1|apis\/([^/]+)\/[^/]+)\/namespaces\/ml\/([^/]+)(?:\/([^/]+))?(?:\/(log))?$/.exec(c.path)!;
       const [, group = '', plural, name, sub] = m;
-      const verb = c.method === 'POST' ? 'create' : c.method === 'DELETE' ? 'delete' : name ? 'get' : 'list';
+      const verb = c.method === 'POST' ? 'create' : c.method === 'DELETE' ? 'delete' : c.method === 'PUT' ? 'update' : name ? 'get' : 'list';
       return { group, resource: sub ? `${plural}/${sub}` : plural, verb, name };
     });
-    const rules = GATEWAY_RULES('train');
+    const rules = GATEWAY_RULES('train', 'train-pipeline-runs');
     const allows = (u: typeof used[number]) => rules.some((r) => r.apiGroups.includes(u.group) && r.resources.includes(u.resource) && r.verbs.includes(u.verb)
       && (!r.resourceNames || (u.name !== undefined && r.resourceNames.includes(u.name))));
     expect(used.filter((u) => !allows(u))).toEqual([]);
@@ -124,6 +126,38 @@ describe('the Role allows every call the gateway makes, and nothing it does not 
       for (const v of r.verbs) {
         expect({ rule: r.resources[0], verb: v, used: used.some((u) => r.resources.includes(u.resource) && u.verb === v) }).toEqual({ rule: r.resources[0], verb: v, used: true });
       }
+    }
+  });
+});
+
+describe('pipeline run ends: counted in the cluster\'s ConfigMap, shared by every gateway replica', () => {
+  test('two replicas record concurrently without losing a count; a repeated report counts once; /metrics serves the series', async () => {
+    const fake = new FakeApiServer('sa');
+    await fake.start();
+    fake.put('api/v1', 'configmaps', { metadata: { name: 'train-pipeline-runs', namespace: 'ml', resourceVersion: '1' }, data: { 'runs.json': '{}' } });
+    const config = { ...CONFIG, namespace: 'ml', jobServiceAccount: 'train-jobs', pipelineRunsConfigMap: 'train-pipeline-runs' };
+    const replicas = await Promise.all([0, 1].map(async () => {
+      const app = await buildGateway({ config, kube: new KubeClient({ server: fake.url, token: () => 'sa' }), token: 'gateway-token-0123456789', version: 't' });
+      return { app, url: await app.listen({ host: '127.0.0.1', port: 0 }) };
+    }));
+    const report = (i: number, body: unknown) => fetch(`${replicas[i % 2].url}/v1/pipeline-runs`, {
+      method: 'POST', headers: { 'authorization': 'Bearer gateway-token-0123456789', 'content-type': 'application/json' }, body: JSON.stringify(body),
+    }).then(async (r) => ({ status: r.status, body: await r.json() as any }));
+    try {
+      const runs = Array.from({ length: 6 }, (_, i) => ({ pipeline: 'ltv', state: i === 5 ? 'failed' : 'succeeded', runId: `r${i}`, endedAt: `2026-01-0${i + 1}T03:00:00Z` }));
+      const answers = await Promise.all(runs.map((b, i) => report(i, b)));
+      expect(answers.map((a) => a.body.recorded)).toEqual([true, true, true, true, true, true]);
+      // Some writes met a newer resourceVersion and were retried on it.
+      expect(fake.callsTo('PUT', /configmaps/).length).toBeGreaterThanOrEqual(6);
+      expect((await report(0, runs[2])).body).toEqual({ recorded: false });
+      expect((await report(0, { ...runs[0], state: 'ok' })).status).toBe(400);
+      const metrics = await fetch(`${replicas[1].url}/metrics`, { headers: { authorization: 'Bearer gateway-token-0123456789' } }).then((r) => r.text());
+      expect(metrics).toContain('mlinfra_pipeline_runs_total{pipeline="ltv",state="succeeded"} 5\n');
+      expect(metrics).toContain('mlinfra_pipeline_runs_total{pipeline="ltv",state="failed"} 1\n');
+      expect(metrics).toContain(`mlinfra_pipeline_last_success_timestamp_seconds{pipeline="ltv"} ${Date.parse('2026-01-05T03:00:00Z') / 1000}\n`);
+    } finally {
+      for (const r of replicas) await r.app.close();
+      await fake.stop();
     }
   });
 });

@@ -3,17 +3,17 @@
  * for real (sh, the built agent), and the DCGM exporter per node-label scheme.
  */
 import 'cdktf/lib/testing/adapters/jest';
-import { ChildProcess, execFileSync, spawn } from 'child_process';
+import { execFileSync } from 'child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'fs';
 import { tmpdir } from 'os';
 import { join } from 'path';
 import { AwsTarget, GpuCluster, GpuClusterProps, KubernetesTarget, KubernetesTargetProps } from '../src';
 import { MonitoringStack } from '../src/constructs/monitoring-stack';
 import { DEFAULT_JOB_IMAGE } from '../src/constructs/gpu-cluster/kubernetes-options';
-import { AGENT_NODE, GPU_ENV_SH } from '../src/constructs/gpu-cluster/kubernetes';
-import { GPU_ENV_SH as GATEWAY_GPU_ENV_SH } from '../src/runtime-agent/k8s/objects';
+import { GPU_ENV_SH, renderJob } from '../src/runtime-agent/k8s/objects';
 import { MlInfraError } from '../src/core/errors';
-import { only, resources, synth, TerraformJson, testAgentBundle } from './helpers';
+import { resources, synth, TerraformJson, testAgentBundle } from './helpers';
+import { gatewayConfigOf } from './kubernetes-support';
 
 const BUNDLE = testAgentBundle();
 const BUILT_AGENT = join(__dirname, '..', 'dist', 'agent', 'mlinfra-agent.js');
@@ -22,8 +22,11 @@ const cluster = (props: Partial<GpuClusterProps> = {}, target: Partial<Kubernete
   const k8s = new KubernetesTarget(stack, 'k8s', { namespace: 'ml', ...target });
   new GpuCluster(stack, 'train', { target: k8s, accelerator: 'L4', acceleratorsPerNode: 8, nodes: { min: 0, max: 2 }, agentBundleDir: BUNDLE, ...props });
 }).json;
-const podSpec = (json: TerraformJson): any => (only(json, 'kubernetes_stateful_set_v1') as any).spec.template.spec;
-const agentContainer = (json: TerraformJson): any => podSpec(json).container.find((c: any) => c.name === 'agent');
+const AGENT_NODE = '/opt/mlinfra/agent/bin/node';
+/** The pod of a job the gateway would create for `gpus` GPUs, from the config the construct wrote. */
+const podSpec = (json: TerraformJson, gpus = 8): any => (renderJob(gatewayConfigOf(json), 'j0123456789ab',
+  { argv: ['python3', 'train.py'], env: {}, gpus, nodes: 1, priority: 0, retries: 0, kind: 'train' }) as any).spec.template.spec;
+const agentContainer = (json: TerraformJson): any => podSpec(json).containers[0];
 
 /** Runs the synthesized `sh -c SCRIPT NAME ...` with the program replaced by `argv`. */
 function runWrapped(command: string[], argv: string[], env: NodeJS.ProcessEnv): string {
@@ -32,7 +35,7 @@ function runWrapped(command: string[], argv: string[], env: NodeJS.ProcessEnv): 
 }
 const envOf = (text: string) => Object.fromEntries(text.trim().split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
 
-describe('GpuCluster on Kubernetes: job containers on GKE', () => {
+describe('GpuCluster on Kubernetes: job containers on GKE (the Jobs the gateway creates)', () => {
   const json = cluster({}, { gpuNodeLabels: 'gke' });
   const command: string[] = agentContainer(json).command;
 
@@ -62,22 +65,21 @@ describe('GpuCluster on Kubernetes: job containers on GKE', () => {
     }
   });
 
-  test('the gateway\'s Job pods use the same wrapper script (the agent cannot import the construct\'s copy)', () => {
-    expect(GATEWAY_GPU_ENV_SH).toBe(GPU_ENV_SH);
+  test('the job container runs the agent\'s k8s-wrap under the GPU environment script', () => {
     expect(command[2]).toBe(GPU_ENV_SH);
+    expect(command.slice(3, 7)).toEqual(['mlinfra-agent', AGENT_NODE, '/opt/mlinfra/agent/mlinfra-agent.js', 'k8s-wrap']);
   });
 
-  test('GPU slots come from the request (--gpus), never from nvidia-smi -L', () => {
-    const i = command.indexOf('--gpus');
-    expect(i).toBeGreaterThan(0);
-    expect(command[i + 1]).toBe(agentContainer(json).resources.limits['nvidia.com/gpu']);
-    expect(command[i + 1]).toBe('8');
+  test('GPUs come from the request, never from nvidia-smi -L: the job asks for them, the wrapper is told the count', () => {
+    expect(agentContainer(json).resources.limits['nvidia.com/gpu']).toBe('8');
+    expect(agentContainer(json).env).toContainEqual({ name: 'MLINFRA_GPUS', value: '8' });
+    expect(podSpec(json, 0).containers[0].resources.limits['nvidia.com/gpu']).toBeUndefined();
   });
 
   test('jobs run in a CUDA + PyTorch image; the agent\'s Node.js is copied in by the install container', () => {
     expect(agentContainer(json).image).toBe(DEFAULT_JOB_IMAGE);
     expect(DEFAULT_JOB_IMAGE).toMatch(/^pytorch\/pytorch:[0-9.]+-cuda12\.[0-9]+-cudnn[0-9]+-runtime$/);
-    const install = podSpec(json).init_container[0];
+    const install = podSpec(json).initContainers[0];
     expect(install.image).toMatch(/^node:\d+/);
     expect(install.command[2]).toContain(`cp "\`command -v node\`" ${AGENT_NODE}`);
     expect(command[4]).toBe(AGENT_NODE);
@@ -106,35 +108,21 @@ describe('GpuCluster on Kubernetes: job containers on GKE', () => {
     })).toThrow(/kubernetes.*does not apply to aws/);
   });
 
-  test('the real agent, started by the synthesized command with no nvidia-smi anywhere, offers the requested GPUs', async () => {
+  test('the real agent wraps the job as the pod would run it, with no nvidia-smi anywhere', () => {
     // npm test builds it first; a missing build is a failure, not a skip.
     if (!existsSync(BUILT_AGENT)) throw new Error(`${BUILT_AGENT} is missing: run \`npm run build:agent\` first`);
     const dir = mkdtempSync(join(tmpdir(), 'mlinfra-gke-agent-'));
-    let proc: ChildProcess | undefined;
     try {
-      writeFileSync(join(dir, 'token'), 'test-token-0123456789\n', { mode: 0o600 });
-      // The pod's paths, mapped to this machine: Node.js, the built agent, data dir, token; loopback, any port.
-      const map: Record<string, string> = {
-        [AGENT_NODE]: process.execPath, '/opt/mlinfra/agent/mlinfra-agent.js': BUILT_AGENT,
-        '/var/lib/mlinfra': join(dir, 'data'), '/var/run/mlinfra/token': join(dir, 'token'), '0.0.0.0': '127.0.0.1', '7070': '0',
-      };
-      const argv = command.slice(4).map((a) => map[a] ?? a);
-      proc = spawn('/bin/sh', ['-c', command[2], command[3], ...argv], { env: { PATH: '/usr/bin:/bin', HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      proc.stdout!.on('data', (c: Buffer) => { out += c.toString(); });
-      proc.stderr!.on('data', (c: Buffer) => { out += c.toString(); });
-      const deadline = Date.now() + 20_000;
-      let url: string | undefined;
-      while (!url) {
-        url = /"url":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(out)?.[1];
-        if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`agent did not listen:\n${out}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      const health = await (await fetch(`${url}/healthz`)).json() as { gpus: number };
-      expect(health.gpus).toBe(8);
+      // The pod's paths, mapped to this machine: Node.js and the built agent; the job prints its environment.
+      const map: Record<string, string> = { [AGENT_NODE]: process.execPath, '/opt/mlinfra/agent/mlinfra-agent.js': BUILT_AGENT };
+      const argv = [...command.slice(4, command.indexOf('--') + 1).map((a) => map[a] ?? a), '/usr/bin/env'];
+      const env = Object.fromEntries(agentContainer(json).env.map((e: any) => [e.name, e.value]));
+      const out = execFileSync('/bin/sh', ['-c', command[2], command[3], ...argv],
+        { env: { PATH: '/usr/bin:/bin', ...env, HOME: dir, MLINFRA_TERMINATION_LOG: join(dir, 'termination-log'), MLINFRA_CHECKPOINT_URI: '' }, encoding: 'utf8' });
+      const seen = envOf(out.split('\n').filter((l) => /^[A-Z_]+=/.test(l)).join('\n'));
+      expect(seen.MLINFRA_GPUS).toBe('8');
+      expect(seen.PATH.split(':')[0]).toBe('/usr/local/nvidia/bin');
     } finally {
-      proc?.kill('SIGTERM');
-      if (proc && proc.exitCode === null) await new Promise((r) => proc!.once('exit', r));
       rmSync(dir, { recursive: true, force: true });
     }
   }, 30_000);

@@ -83,7 +83,7 @@ describe('Kueue objects on Kubernetes', () => {
       if (!t.key) expect(t.operator).toBe('Exists');
       if (t.tolerationSeconds !== undefined) expect(t.effect).toBe('NoExecute');
     }
-    expect(() => renderResourceFlavor('x', {}, Object.fromEntries([...Array(FLAVOR_MAX_NODE_LABELS + 1).keys()].map((i) => [`l${i}`, 'v'])), [])).toThrow(/at most 8 nodeLabels/);
+    expect(() => renderResourceFlavor('x', {}, Object.fromEntries([...Array(FLAVOR_MAX_NODE_LABELS + 1).keys()].map((i) => [`l${i}`, 'v'])), [])).toThrow(/nodeLabels is out of range \(got 9\); allowed: at most 8 node labels/);
   });
 
   test('ClusterQueue quota: nodes.max x acceleratorsPerNode GPUs, and nodes.max pods\' CPU and memory', () => {

@@ -21,7 +21,11 @@ export function build(app: App): TerraformStack[] {
 
   const k8s = exampleStack(app, 'gpu-k8s');
   new GpuCluster(k8s, 'train', {
-    target: new KubernetesTarget(k8s, 'k8s', { namespace: 'ml-training' }),
+    target: new KubernetesTarget(k8s, 'k8s', {
+      namespace: 'ml-training',
+      // Checkpoints and artifacts outlive the pods: an S3-compatible store (MinIO here), credentials from a Secret.
+      artifactStore: { uri: 's3://ml-artifacts', endpoint: 'http://minio.minio.svc:9000', credentialsSecret: { name: 'minio-credentials', key: 'credentials' } },
+    }),
     accelerator: 'H100', acceleratorsPerNode: 8, nodes: { min: 1, max: 2 },
   });
   return [aws, gcp, k8s];

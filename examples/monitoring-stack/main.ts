@@ -50,7 +50,7 @@ export function build(app: App): TerraformStack[] {
   // Kubernetes: Prometheus with alert rules, Alertmanager (SMTP relay, a webhook, and PagerDuty with its
   // key read from the Secret ml-pagerduty), the DCGM exporter.
   const k8s = exampleStack(app, 'ops-k8s');
-  const k8sTarget = new KubernetesTarget(k8s, 'k8s', { namespace: 'ml-platform' });
+  const k8sTarget = new KubernetesTarget(k8s, 'k8s', { namespace: 'ml-platform', artifactStore: { uri: 's3://ml-platform-artifacts' } });
   const k8sCluster = new GpuCluster(k8s, 'train', { target: k8sTarget, accelerator: 'A100-80GB', acceleratorsPerNode: 8, nodes: { min: 0, max: 2 } });
   const k8sEndpoint = new ModelEndpoint(k8s, 'ltv-api', {
     target: k8sTarget, model: 's3://ml-platform-models/ltv/v2', image: 'ghcr.io/acme/ltv-server:2.0.0', accelerator: 'L4', replicas: { min: 2, max: 8 },

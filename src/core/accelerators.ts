@@ -3,6 +3,7 @@
  * Every construct that needs a GPU resolves it here, so "what does A100-80GB x8 mean on GCP" has
  * exactly one answer in the codebase.
  */
+import { Token } from 'cdktf';
 import { Errors } from './errors';
 
 export const ACCELERATOR_NAMES = ['T4', 'L4', 'A10G', 'L40S', 'V100', 'A100-40GB', 'A100-80GB', 'H100', 'H200'] as const;
@@ -180,6 +181,10 @@ export function resolveAccelerator(target: TargetKind, name: unknown, count: unk
   if (!isAcceleratorName(name)) throw Errors.unknown(opts.where, accProp, name, ACCELERATOR_NAMES);
   const spec = ACCELERATORS[name];
   const offered = offeredCounts(name, target);
+  // The catalog picks the shape at synth time: a Terraform value cannot choose it.
+  if (Token.isUnresolved(count)) {
+    throw Errors.invalid(opts.where, countProp, '(a Terraform value)', `a literal count of ${name}${offered.length ? ` offered on ${target}: ${offered.join(', ')}` : ''}`, 'is not known at synth time');
+  }
   if (typeof count !== 'number' || !Number.isInteger(count) || count < 1 || count > 16) {
     throw Errors.outOfRange(opts.where, countProp, count,
       offered.length ? `an integer count of ${name} offered on ${target}: ${offered.join(', ')}` : `a target that offers ${name}`);
@@ -260,3 +265,35 @@ export function sagemakerInstanceType(name: AcceleratorName, count: number, opts
     `${name} x${count} is not offered on SageMaker endpoints`,
     offered.length ? `${offered.join(', ')} (or set instanceType to a SageMaker ml.* type)` : 'none: pick another accelerator');
 }
+
+/**
+ * SageMaker instance families with local NVMe storage: SageMaker encrypts it in hardware and refuses a
+ * `KmsKeyId` for them (CreateEndpointConfig fails), so a key is set only on EBS-only types.
+ */
+export function hasLocalStorage(instanceType: string): boolean {
+  const family = instanceType.replace(/^ml\./, '').split('.')[0];
+  return /^[a-z]+\d+[a-z]*d[a-z]*$/.test(family) || /^(g5|g6|g6e|gr6|p5|p5e|p5en|p6-b200|trn1|trn1n|trn2)$/.test(family);
+}
+
+// ---- Serving prices: what a ModelEndpoint backend records as its cost facts (src/core/facts.ts).
+
+/** SageMaker real-time inference instance hours read off the price list. */
+export const SAGEMAKER_PRICES: Readonly<Record<string, number>> = {
+  'ml.g5.xlarge': 1.408,
+  'ml.m5.xlarge': 0.23,
+};
+export const SAGEMAKER_SOURCE = { source: 'https://aws.amazon.com/sagemaker/pricing/ (real-time inference, us-east-1)', asOf: '2025-06-01' };
+/**
+ * Other `ml.` types: the catalog's EC2 price times SageMaker's markup on GPU hosting
+ * (ml.g5.xlarge 1.408 / g5.xlarge 1.006 = 1.40).
+ */
+export const SAGEMAKER_MARKUP = 1.4;
+
+/** Cloud Run, instance-based billing (what GPU services use), per second, us-central1 tier 1. */
+export const CLOUD_RUN_PRICES = {
+  vcpuSecond: 0.000018,
+  gibSecond: 0.000002,
+  l4Second: 0.0001867,
+  source: 'https://cloud.google.com/run/pricing (instance-based billing, tier 1; min instances are billed while idle)',
+  asOf: '2025-06-01',
+};

@@ -1,6 +1,7 @@
 /** The one way this package makes an S3 bucket: private, owner-enforced, versioned, SSE-KMS, TLS only. */
 import { TerraformProvider } from 'cdktf';
 import { Construct } from 'constructs';
+import { Errors } from './errors';
 import { DataAwsIamPolicyDocument } from '@cdktf/provider-aws/lib/data-aws-iam-policy-document';
 import { S3Bucket } from '@cdktf/provider-aws/lib/s3-bucket';
 import { S3BucketLifecycleConfiguration, S3BucketLifecycleConfigurationRule } from '@cdktf/provider-aws/lib/s3-bucket-lifecycle-configuration';
@@ -33,7 +34,7 @@ const versioningOf = new WeakMap<S3Bucket, S3BucketVersioningA>();
  */
 export function versionedBucketName(bucket: S3Bucket): string {
   const v = versioningOf.get(bucket);
-  if (!v) throw new Error(`${bucket.node.path}: not a bucket made by privateBucket()`);
+  if (!v) throw Errors.invalid(bucket, 'bucket', bucket.node.path, 'a bucket made by privateBucket() (its versioning comes first)');
   return v.bucket;
 }
 

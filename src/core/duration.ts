@@ -1,3 +1,6 @@
+import { Token } from 'cdktf';
+import { Errors } from './errors';
+
 /** A length of time. Stored in whole seconds: every consumer (TTLs, schedules, timeouts) wants seconds or coarser. */
 export class Duration {
   public static seconds(amount: number): Duration {
@@ -16,12 +19,14 @@ export class Duration {
   private readonly totalSeconds: number;
 
   private constructor(private readonly amount: number, unitSeconds: number, private readonly unit: string) {
-    if (!Number.isFinite(amount) || amount < 0) {
-      throw new RangeError(`Duration.${unit}(${amount}): amount must be a finite number >= 0`);
+    // Durations become TTLs, schedules and timeouts computed at synth: a Terraform value cannot be one.
+    if (Token.isUnresolved(amount)) throw Errors.invalid(`Duration.${unit}`, 'amount', '(a Terraform value)', 'a literal number >= 0', 'is not known at synth time');
+    if (typeof amount !== 'number' || !Number.isFinite(amount) || amount < 0) {
+      throw Errors.outOfRange(`Duration.${unit}`, 'amount', amount, 'a finite number >= 0');
     }
     const s = amount * unitSeconds;
     if (!Number.isInteger(Math.round(s * 1000) / 1000) || Math.abs(s - Math.round(s)) > 1e-9) {
-      throw new RangeError(`Duration.${unit}(${amount}) is not a whole number of seconds`);
+      throw Errors.invalid(`Duration.${unit}`, 'amount', amount, `a whole number of seconds (${unit} x ${unitSeconds})`, 'is not a whole number of seconds');
     }
     this.totalSeconds = Math.round(s);
   }
@@ -45,7 +50,7 @@ export class Duration {
 
   private whole(unit: number, name: string): number {
     if (this.totalSeconds % unit !== 0) {
-      throw new RangeError(`${this} cannot be expressed in whole ${name}`);
+      throw Errors.invalid('Duration', `to${name[0].toUpperCase()}${name.slice(1)}()`, this.toString(), `a duration of whole ${name}`, `cannot be expressed in whole ${name}`);
     }
     return this.totalSeconds / unit;
   }

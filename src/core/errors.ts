@@ -10,7 +10,8 @@ export type MlInfraErrorCode =
   | 'CONFLICTING_PROPS'
   | 'MISSING_FILE'
   | 'MISSING_PACKAGE'
-  | 'INCOMPATIBLE_PACKAGE';
+  | 'INCOMPATIBLE_PACKAGE'
+  | 'CROSS_CLOUD_GRANT';
 
 export interface MlInfraErrorDetails {
   readonly code: MlInfraErrorCode;
@@ -90,6 +91,14 @@ export const Errors = {
   /** Two copies of `constructs`, or a major version this library was not built for. */
   incompatiblePackage(where: Where, prop: string, value: unknown, fix: string): MlInfraError {
     return new MlInfraError({ code: 'INCOMPATIBLE_PACKAGE', path: pathOf(where), prop, value, allowed: fix }, 'is incompatible');
+  },
+  /**
+   * A grant whose grantee is on another cloud than the granting construct: IAM of one cloud cannot
+   * name a principal of another. `method` is the grant method (`grantRead`), `owner` what grants (`the cluster`).
+   */
+  crossCloudGrant(where: Where, method: string, granteeKind: string, ownerKind: string, owner = 'the construct'): MlInfraError {
+    return new MlInfraError({ code: 'CROSS_CLOUD_GRANT', path: pathOf(where), prop: method, value: granteeKind, allowed: `a grantee on ${ownerKind}` },
+      'crosses clouds', `${method}: grantee is on ${granteeKind}, ${owner} on ${ownerKind}; grants do not cross clouds (allowed: a grantee on ${ownerKind})`);
   },
   missingFile(where: Where, prop: string, file: string, fix: string): MlInfraError {
     return new MlInfraError({ code: 'MISSING_FILE', path: pathOf(where), prop, value: file, allowed: fix }, 'names a file that does not exist');

@@ -10,6 +10,8 @@ import { IConstruct } from 'constructs';
 export const COST_FACT = 'mlinfra:cost';
 /** Metadata type of an edge fact. */
 export const EDGE_FACT = 'mlinfra:edge';
+/** Metadata type of a grant record (core/grants.ts writes it on the granting construct). */
+export const GRANT_FACT = 'mlinfra:grant';
 
 /** One priced item: monthly = unitUsd x quantity x hours (hours is 1 for monthly prices). */
 export interface CostFact {
@@ -54,4 +56,32 @@ export function costFacts(c: IConstruct): readonly CostFact[] {
 /** The edge facts recorded on `c` itself, in the order recorded. */
 export function edgeFacts(c: IConstruct): readonly EdgeFact[] {
   return c.node.metadata.filter((m) => m.type === EDGE_FACT).map((m) => m.data as EdgeFact);
+}
+
+/**
+ * A grant as recorded on the construct whose resources it opens. `id` names the resources the grant
+ * created (a policy, an IAM member, a RoleBinding): it derives from the owner, the kind and the
+ * grantee, never from the order of calls.
+ */
+export interface GrantFact {
+  /** '' from `recordGrant` (core/graph.ts), whose callers still name their resources themselves. */
+  readonly id: string;
+  /** What was granted: read, write, invoke, agent, artifacts-read, artifacts-write, scale ... */
+  readonly kind: string;
+  /** Path of the construct whose resources are granted. */
+  readonly owner: string;
+  /** Path of the grantee construct, or its principal's identity when it is no construct. */
+  readonly grantee: string;
+  /** The grantee, when it is a construct. */
+  readonly granteeConstruct?: IConstruct;
+  /**
+   * Path of the construct the grant's resources are named under, when `id` alone is not unique in the
+   * stack (access a construct arranges itself: `recordAccess`).
+   */
+  readonly path?: string;
+}
+
+/** The grants recorded on `c` (the granting construct), in the order made. */
+export function grantFacts(c: IConstruct): readonly GrantFact[] {
+  return c.node.metadata.filter((m) => m.type === GRANT_FACT).map((m) => m.data as GrantFact);
 }

@@ -1,8 +1,11 @@
 /**
- * A record of grants between constructs, for the stack picture: each `grant*` method calls
- * `recordGrant(this, grantee, kind)`. Kept per construct tree (keyed by its root), so apps do not share it.
+ * Grants between constructs, for the stack picture. No registry: each grant is a GrantFact in the
+ * granting construct's metadata (core/facts.ts), so the record travels with the tree and apps share
+ * nothing. New code calls `grantOnce` (core/grants.ts), which records the fact and makes the grant's
+ * id stable; `recordGrant` remains for grant methods that still name their resources themselves.
  */
 import { IConstruct } from 'constructs';
+import { GRANT_FACT, GrantFact, grantFacts } from './facts';
 
 export interface GrantRecord {
   /** The grantee: who gets access. */
@@ -13,22 +16,23 @@ export interface GrantRecord {
   readonly kind: string;
 }
 
-const byRoot = new WeakMap<IConstruct, GrantRecord[]>();
-
 function isConstruct(x: unknown): x is IConstruct {
   return typeof x === 'object' && x !== null && 'node' in x && typeof (x as IConstruct).node?.path === 'string';
 }
 
-/** Records that `grantee` was granted `kind` on `owner`'s resources; grantees that are not constructs are skipped. */
+/**
+ * Records that `grantee` was granted `kind` on `owner`'s resources; grantees that are not constructs are
+ * skipped. Prefer `grantOnce`, which also names the grant's resources stably.
+ */
 export function recordGrant(owner: IConstruct, grantee: unknown, kind: string): void {
   if (!isConstruct(grantee)) return;
-  const root = owner.node.root;
-  const list = byRoot.get(root) ?? [];
-  list.push({ from: grantee, to: owner, kind });
-  byRoot.set(root, list);
+  const fact: GrantFact = { id: '', kind, owner: owner.node.path, grantee: grantee.node.path, granteeConstruct: grantee };
+  owner.node.addMetadata(GRANT_FACT, fact, { stackTrace: false });
 }
 
-/** Grants recorded in the tree `scope` belongs to. */
+/** Grants recorded on constructs of the tree under `scope`, grantee to owner, in tree order. */
 export function recordedGrants(scope: IConstruct): readonly GrantRecord[] {
-  return byRoot.get(scope.node.root) ?? [];
+  return scope.node.findAll().flatMap((owner) => grantFacts(owner)
+    .filter((g) => g.granteeConstruct !== undefined)
+    .map((g) => ({ from: g.granteeConstruct!, to: owner, kind: g.kind })));
 }

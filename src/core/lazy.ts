@@ -8,6 +8,7 @@ export const PROVIDER_PACKAGES = {
   gcp: { pkg: '@cdktf/provider-google', range: '^16.12.1' },
   kubernetes: { pkg: '@cdktf/provider-kubernetes', range: '^12.1.1' },
   random: { pkg: '@cdktf/provider-random', range: '^12.0.1' },
+  helm: { pkg: '@cdktf/provider-helm', range: '^12.1.2' },
 } as const;
 export type ProviderPackage = keyof typeof PROVIDER_PACKAGES;
 
@@ -22,7 +23,7 @@ export function requireProvider<T>(which: ProviderPackage, load: () => T): T {
     return load();
   } catch (err) {
     const { pkg, range } = PROVIDER_PACKAGES[which];
-    if (isMissing(err, pkg)) throw Errors.missingPackage('cdktf-mlinfra', `a ${which === 'random' ? 'generated secret' : `${which} target`}`, pkg, range);
+    if (isMissing(err, pkg)) throw Errors.missingPackage('cdktf-mlinfra', `a ${which === 'random' ? 'generated secret' : which === 'helm' ? "kubernetes target with kueueAndJobSet 'install'" : `${which} target`}`, pkg, range);
     throw err;
   }
 }

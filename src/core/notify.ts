@@ -18,14 +18,16 @@ export interface SlackOptions {
   /** Secret holding the Slack incoming-webhook URL (`https://hooks.slack.com/services/...`). Kubernetes key default `url`. */
   readonly webhookSecret: NotifySecret;
   /**
-   * Channel, e.g. `#ml-alerts`. GCP needs it: Cloud Monitoring posts with a Slack OAuth token to a named channel.
-   * @default - the webhook's own channel (AWS, Kubernetes)
+   * Channel, e.g. `#ml-alerts`: sent as the message's channel (incoming webhooks post to their own
+   * channel unless the Slack app allows overrides); required with `gcpAuthTokenSecret`.
+   * @default - the webhook's own channel
    */
   readonly channel?: string;
   /**
-   * GCP: secret holding a Slack bot OAuth token (`xoxb-...`, scope chat:write) Cloud Monitoring posts
-   * with; a webhook URL cannot be used by Cloud Monitoring's Slack channel type.
-   * @default - none: Slack on a GCP target fails at synth naming this option
+   * GCP only: secret holding a Slack bot OAuth token (`xoxb-...`, scope chat:write). With it (and
+   * `channel`), Cloud Monitoring's own Slack channel type posts the alerts; without it, a delivery
+   * function posts them to the webhook in `webhookSecret`.
+   * @default - on gcp, alerts reach Slack through the webhook, delivered by a Cloud Run function
    */
   readonly gcpAuthTokenSecret?: NotifySecret;
 }

@@ -146,7 +146,8 @@ export class AwsTarget extends Construct {
       throw Errors.invalid(this, 'region', props?.region, 'an AWS region name such as us-east-1');
     }
     const vpcCidr = props.vpcCidr ?? '10.42.0.0/16';
-    if (!isCidr(vpcCidr) || Number(vpcCidr.split('/')[1]) > 24 || Number(vpcCidr.split('/')[1]) < 16) {
+    // Subnets are carved by Terraform (cidrsubnet): a Terraform value is checked there, not here.
+    if (!Token.isUnresolved(vpcCidr) && (!isCidr(vpcCidr) || Number(vpcCidr.split('/')[1]) > 24 || Number(vpcCidr.split('/')[1]) < 16)) {
       throw Errors.invalid(this, 'vpcCidr', props.vpcCidr, 'an IPv4 CIDR block from /16 to /24, e.g. 10.42.0.0/16');
     }
     if (props.network) {
@@ -387,7 +388,7 @@ export class GcpTarget extends Construct {
       }
     }
     const subnetCidr = props.subnetCidr ?? '10.43.0.0/20';
-    if (!isCidr(subnetCidr) || Number(subnetCidr.split('/')[1]) > 29) {
+    if (!Token.isUnresolved(subnetCidr) && (!isCidr(subnetCidr) || Number(subnetCidr.split('/')[1]) > 29)) {
       throw Errors.invalid(this, 'subnetCidr', props.subnetCidr, 'an IPv4 CIDR block of /29 or larger, e.g. 10.43.0.0/20');
     }
     checkTags(this, 'labels', props.labels, LABEL_KEY, LABEL_VALUE, 'GCP labels: keys of 1-63 and values of 0-63 lower-case letters, digits, _ or -; keys start with a letter');
@@ -449,7 +450,7 @@ export class GcpTarget extends Construct {
   /** Called by constructs: the Google APIs their resources need (`compute.googleapis.com` ...). */
   public requireApis(...apis: string[]): void {
     for (const api of apis) {
-      if (!GOOGLE_API.test(api)) throw new Error(`${this.node.path}: ${api} is not a Google API service name`);
+      if (!GOOGLE_API.test(api)) throw Errors.invalid(this, 'requireApis', api, 'a Google API service name such as compute.googleapis.com');
       if (this.apis.has(api)) continue;
       if (!this.managesApis) {
         this.apis.set(api, undefined);
@@ -541,6 +542,29 @@ export class GcpTarget extends Construct {
 /** How GPU nodes are labelled in the cluster, so pods can select the right accelerator. */
 export type GpuNodeLabelScheme = 'nvidia-gfd' | 'gke' | 'none';
 
+/**
+ * Where Kubernetes jobs, checkpoints and pipeline runs keep artifacts: an object store, so they outlive
+ * the pods. Credentials: a Secret in the target's namespace mounted as a file (never env), or, without
+ * one, the job service account's workload identity (IRSA, GKE Workload Identity).
+ */
+export interface KubernetesArtifactStore {
+  /** `s3://bucket/prefix` (AWS S3 or an S3-compatible store) or `gs://bucket/prefix`. */
+  readonly uri: string;
+  /**
+   * S3-compatible endpoint, e.g. `http://minio.minio.svc:9000` (path-style addressing). s3:// only.
+   * @default - AWS S3
+   */
+  readonly endpoint?: string;
+  /** S3 region. s3:// only. @default 'us-east-1' */
+  readonly region?: string;
+  /**
+   * Secret (in the target's namespace) with the credentials file: for s3:// an AWS shared credentials
+   * file, for gs:// a service account key JSON.
+   * @default - workload identity of the job service account
+   */
+  readonly credentialsSecret?: { readonly name: string; readonly key: string };
+}
+
 export interface KubernetesTargetProps {
   /** Namespace every object goes in. */
   readonly namespace: string;
@@ -574,6 +598,22 @@ export interface KubernetesTargetProps {
    * @default - the cluster's default storage class
    */
   readonly storageClassName?: string;
+  /**
+   * Object store for artifacts, checkpoints and pipeline runs.
+   * @default - a volume (`file://`): single-node use only; multi-node jobs are refused
+   */
+  readonly artifactStore?: KubernetesArtifactStore;
+  /**
+   * Kueue and JobSet: `'install'` installs the pinned versions with Helm (and the GpuClusters' queues
+   * as a Helm release applied after them); `'existing'` requires them installed (checked at plan).
+   * @default 'existing'
+   */
+  readonly kueueAndJobSet?: 'install' | 'existing';
+  /**
+   * The Helm provider for `kueueAndJobSet: 'install'`.
+   * @default - one reading the same kubeconfig as this target's provider (required when `provider` is given)
+   */
+  readonly helmProvider?: TerraformProvider;
 }
 
 /**
@@ -594,6 +634,11 @@ export class KubernetesTarget extends Construct {
   public readonly labels: Readonly<Record<string, string>>;
   public readonly storageClassName?: string;
   public readonly namespaceResource?: NamespaceV1;
+  public readonly artifactStore?: KubernetesArtifactStore;
+  public readonly kueueAndJobSet: 'install' | 'existing';
+  public readonly helmProvider?: TerraformProvider;
+  /** The kubeconfig this target's own provider reads; undefined for an adopted provider. */
+  public readonly kubeconfig?: { readonly path: string; readonly context?: string };
 
   constructor(scope: Construct, id: string, props: KubernetesTargetProps) {
     super(sameConstructs(scope, id), id);
@@ -609,6 +654,13 @@ export class KubernetesTarget extends Construct {
     this.gpuNodeLabels = props.gpuNodeLabels ?? 'nvidia-gfd';
     this.labels = { 'app.kubernetes.io/managed-by': 'cdktf-mlinfra', ...props.labels };
     this.storageClassName = props.storageClassName;
+    this.artifactStore = props.artifactStore && checkArtifactStore(this, props.artifactStore);
+    if (props.kueueAndJobSet !== undefined && !['install', 'existing'].includes(props.kueueAndJobSet)) {
+      throw Errors.unknown(this, 'kueueAndJobSet', props.kueueAndJobSet, ['install', 'existing']);
+    }
+    this.kueueAndJobSet = props.kueueAndJobSet ?? 'existing';
+    this.helmProvider = props.helmProvider;
+    if (!props.provider) this.kubeconfig = { path: props.kubeconfigPath ?? '~/.kube/config', context: props.kubeconfigContext };
     this.provider = props.provider ?? new KubernetesProvider(this, 'provider', {
       configPath: props.kubeconfigPath ?? '~/.kube/config',
       configContext: props.kubeconfigContext,
@@ -632,4 +684,23 @@ export type Target = AwsTarget | GcpTarget | KubernetesTarget;
 export function targetKind(scope: Construct, prop: string, target: unknown): TargetKind {
   if (target instanceof AwsTarget || target instanceof GcpTarget || target instanceof KubernetesTarget) return target.kind;
   throw Errors.invalid(scope, prop, target === undefined ? undefined : typeof target, 'an AwsTarget, GcpTarget or KubernetesTarget', 'is not a target');
+}
+
+/** Object store URIs the agent's storage modules read; the endpoint only for S3-compatible stores. */
+function checkArtifactStore(t: Construct, a: KubernetesArtifactStore): KubernetesArtifactStore {
+  if (typeof a.uri !== 'string' || !/^(s3|gs):\/\/[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](\/[^\s'"$`\\]*)?$/.test(a.uri)) {
+    throw Errors.invalid(t, 'artifactStore.uri', a.uri, 's3://bucket[/prefix] or gs://bucket[/prefix] (file:// is the default without artifactStore, for single-node use)');
+  }
+  if ((a.endpoint !== undefined || a.region !== undefined) && !a.uri.startsWith('s3://')) {
+    throw Errors.conflict(t, a.endpoint !== undefined ? 'artifactStore.endpoint' : 'artifactStore.region', a.endpoint ?? a.region, 's3:// stores only', 'does not apply to gs://');
+  }
+  if (a.endpoint !== undefined && !/^https?:\/\/[A-Za-z0-9.-]+(:\d{1,5})?\/?$/.test(a.endpoint)) {
+    throw Errors.invalid(t, 'artifactStore.endpoint', a.endpoint, 'an http(s)://host[:port] URL of an S3-compatible store, e.g. http://minio.minio.svc:9000');
+  }
+  if (a.region !== undefined && !/^[a-z]{2}(-[a-z]+)+-\d+$/.test(a.region)) throw Errors.invalid(t, 'artifactStore.region', a.region, 'an AWS region name, e.g. us-east-1');
+  const cs = a.credentialsSecret;
+  if (cs !== undefined && (!K8S_NAME.test(cs.name ?? '') || !/^[-._a-zA-Z0-9]{1,253}$/.test(cs.key ?? ''))) {
+    throw Errors.invalid(t, 'artifactStore.credentialsSecret', cs, '{ name, key } of a Secret in the target namespace (a DNS-1123 label and a data key)');
+  }
+  return { ...a };
 }

@@ -5,7 +5,7 @@ import type { JobUser, RunSlot } from './job-run';
 import type { JobEnd, Journal } from './journal';
 import type { LogStore } from './logs';
 import { joinUri, type Storage } from './storage/index';
-import type { Failure, JobRecord, ShardRecord } from './types';
+import type { Failure, JobRecord, RunRecord, ShardRecord } from './types';
 
 /** Typed events of the scheduler (metrics, autostop and logs listen to them). */
 export interface SchedulerEvents {
@@ -36,10 +36,7 @@ export interface SchedulerOptions {
   readonly maxQueued?: number;
 }
 
-export interface ActiveRun extends RunSlot {
-  readonly runId: number;
-  readonly startedMs: number;
-}
+export type ActiveRun = RunSlot;
 
 export interface Outcome {
   readonly facts: ExitFacts | null;
@@ -58,6 +55,55 @@ export interface ActiveJob {
   outcome?: Outcome;
   trainRunStarted: boolean;
   lastFacts?: ExitFacts;
+}
+
+/** What the scheduler may start, best first: shards of running batch jobs and queued jobs, by priority, then age. */
+export function dispatchOrder(active: Iterable<ActiveJob>, queue: readonly JobRecord[]): Array<{ active?: ActiveJob; queued?: JobRecord }> {
+  const out: Array<{ priority: number; seq: number; active?: ActiveJob; queued?: JobRecord }> = [];
+  for (const a of active) {
+    if (a.pendingShards && a.pendingShards.length > 0 && !a.forced && !a.outcome) out.push({ priority: a.job.spec.priority, seq: a.job.seq, active: a });
+  }
+  for (const q of queue) out.push({ priority: q.spec.priority, seq: q.seq, queued: q });
+  return out.sort((x, y) => y.priority - x.priority || x.seq - y.seq);
+}
+
+/** Resolves the first time `done()` holds after one of `events` (the caller checked it does not hold now). */
+export function once<E extends string>(em: { on(e: E, f: () => void): unknown; off(e: E, f: () => void): unknown }, done: () => boolean, ...events: E[]): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const check = (): void => {
+      if (!done()) return;
+      for (const e of events) em.off(e, check);
+      resolve();
+    };
+    for (const e of events) em.on(e, check);
+  });
+}
+
+/** Inserts a queued job behind those of higher priority, and behind older ones of its priority. */
+export function insertByPriority(queue: JobRecord[], job: JobRecord): void {
+  const at = queue.findIndex((x) => x.spec.priority < job.spec.priority || (x.spec.priority === job.spec.priority && x.seq > job.seq));
+  if (at === -1) queue.push(job);
+  else queue.splice(at, 0, job);
+}
+
+/**
+ * The attempt of a job whose runs' supervisors outlived the previous agent, with those runs (they
+ * keep their GPUs: `take`). A batch job's other unfinished shards run again in this attempt.
+ */
+export function adoptedJob(job: JobRecord, runs: readonly RunRecord[], shards: readonly ShardRecord[], take: (gpuIds: number[]) => number[]): ActiveJob {
+  const running = new Set(runs.map((r) => r.shard));
+  const a: ActiveJob = {
+    job, runs: new Set(), trainRunStarted: true,
+    pendingShards: job.spec.kind === 'batch' ? shards.filter((s) => s.state !== 'done' && !running.has(s.idx)) : [],
+  };
+  for (const r of runs) {
+    a.runs.add({
+      runId: r.runId, marker: r.marker ?? '', shard: shards.find((s) => s.idx === r.shard) ?? null,
+      gpuSlots: take(r.gpuIds ? r.gpuIds.split(',').map(Number) : []), startedMs: Date.parse(r.startedAt),
+      attach: { pid: r.pid!, procStart: r.procStart },
+    });
+  }
+  return a;
 }
 
 /** Whether nothing of the attempt runs or waits to run any more. */

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Autostop } from './autostop';
+import { startCluster, type ClusterWorker } from './cluster/index';
 import { DRIFT_FILE, startLocalMetricsServer } from './drift';
 import { detectGpus, type GpuInventory } from './gpus';
 import { openDatabase } from './db';
@@ -39,6 +40,8 @@ export class Agent extends EventEmitter<AgentEvents> {
   private preemptedBy: PreemptionNotice | null = null;
   /** Work outside the scheduler that keeps the host busy (an in-process pipeline run): holds off idle autostop. */
   private holds = 0;
+  /** The cluster queue worker (serve --queue). */
+  cluster: ClusterWorker | undefined;
   private constructor(
     readonly options: ServeOptions,
     readonly logger: Logger,
@@ -57,20 +60,33 @@ export class Agent extends EventEmitter<AgentEvents> {
     super();
   }
 
+  /**
+   * Starts an agent. Any failure unwinds what was set up so far, last first (the port closed, the
+   * journal closed, the lock released; runs re-attached by recovery are left to their supervisors,
+   * for the next start), then throws.
+   */
   static async start(input: ServeOptionsInput, logger: Logger): Promise<Agent> {
     const o = resolveServeOptions(input);
+    const undo: Array<() => unknown> = [];
+    try {
+      return await Agent.setUp(o, logger, undo);
+    } catch (e) {
+      const errors = await runAll(undo.reverse());
+      for (const err of errors) logger.error({ err }, 'a step of the failed start could not be undone');
+      throw e;
+    }
+  }
+
+  private static async setUp(o: ServeOptions, logger: Logger, undo: Array<() => unknown>): Promise<Agent> {
     fs.mkdirSync(o.dataDir, { recursive: true });
     const jobUser = o.jobUser === undefined ? undefined : resolveJobUser(o.jobUser);
     const releaseLock = acquireLock(o.dataDir);
-    let journal: Journal;
-    try {
-      journal = new Journal(o.dataDir, { reset: o.resetJournal });
-    } catch (e) {
-      releaseLock();
-      throw e;
-    }
+    undo.push(releaseLock);
+    const journal = new Journal(o.dataDir, { reset: o.resetJournal });
+    undo.push(() => journal.close());
     const gpus = detectGpus(o.gpus);
     const logs = new LogStore(path.join(o.dataDir, 'logs'), o.logMaxBytes);
+    undo.push(() => logs.finishAll());
     protectDataDir(o.dataDir);
     const storage = new Storage();
     const baseEnv: NodeJS.ProcessEnv = { ...process.env };
@@ -79,6 +95,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       dataDir: o.dataDir, gpus: gpus.count, maxCpuJobs: o.maxCpuJobs, graceMs: o.graceSeconds * 1000, paused: true,
       journal, logs, storage, logger, baseEnv, jobUser, maxQueued: o.maxQueued,
     });
+    undo.push(() => scheduler.detach());
     try {
       journal.markOpen();
       const recovered = await scheduler.recover();
@@ -95,6 +112,9 @@ export class Agent extends EventEmitter<AgentEvents> {
       token: o.token, bodyLimitBytes: o.bodyLimitBytes, requestTimeoutMs: o.requestTimeoutSeconds * 1000, logger, journal, scheduler, logs, metrics, version: AGENT_VERSION,
       health: () => ({ gpus: gpus.count, ...scheduler.stats(), preempted: Boolean(ref.agent?.preemptedBy) }),
     });
+    undo.push(() => app.close());
+    const cluster = o.cluster ? startCluster(o.cluster, app, { scheduler, storage, logger, dataDir: o.dataDir, maxCpuJobs: o.maxCpuJobs }) : undefined;
+    if (cluster) undo.push(() => cluster.close());
     const address = await app.listen({ host: o.host, port: o.port });
     // Token-free /metrics for the host's metrics agent: 127.0.0.1 only, whatever --host is.
     let localMetrics: Awaited<ReturnType<typeof startLocalMetricsServer>> | undefined;
@@ -102,11 +122,9 @@ export class Agent extends EventEmitter<AgentEvents> {
       try {
         localMetrics = await startLocalMetricsServer(metrics.registry, o.metricsLocalPort);
       } catch (e) {
-        await app.close();
-        journal.close();
-        releaseLock();
         throw new Error(`cannot serve --metrics-local-port on 127.0.0.1:${o.metricsLocalPort}: ${(e as Error).message}`);
       }
+      undo.push(() => localMetrics?.close());
     }
     const watcher = new PreemptionWatcher({
       provider: o.preemption, awsImdsUrl: o.awsImdsUrl, gcpMetadataUrl: o.gcpMetadataUrl, pollSeconds: o.preemptionPollSeconds, logger,
@@ -115,6 +133,7 @@ export class Agent extends EventEmitter<AgentEvents> {
       idleStopMinutes: o.idleStopMinutes, preStopCommand: o.preStopCommand, stopCommand: o.stopCommand, isIdle: () => scheduler.isIdle() && !(ref.agent && ref.agent.holds > 0), logger,
     });
     const a = new Agent(o, logger, gpus, journal, scheduler, logs, releaseLock, app, watcher, autostop, address, metrics, localMetrics);
+    a.cluster = cluster;
     ref.agent = a;
     autostop.on('stopping', () => metrics.autostops.inc());
     scheduler.on('job:finished', (job) => {
@@ -122,6 +141,7 @@ export class Agent extends EventEmitter<AgentEvents> {
     });
     watcher.on('notice', (n) => {
       a.preemptedBy = n;
+      cluster?.drain();
       scheduler.preempt(o.graceSeconds * 1000);
       a.emit('preempted', n);
     });
@@ -149,24 +169,47 @@ export class Agent extends EventEmitter<AgentEvents> {
     };
   }
 
-  /** Graceful shutdown (see the class comment). Safe to call more than once: later calls share the first. */
+  /**
+   * Graceful shutdown (see the class comment). Every step runs even when an earlier one throws (the
+   * journal is closed and the lock released whatever happened before); the errors are logged and
+   * the first is rethrown at the end. Safe to call more than once: later calls share the first.
+   */
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.logger.info('shutting down');
-      this.autostop.stop();
-      this.watcher.stop();
-      await this.scheduler.shutdown(this.options.graceSeconds * 1000);
-      this.logs.finishAll();
-      await this.logs.drained(1000);
-      await this.app.close();
-      await this.localMetrics?.close();
-      this.journal.close();
-      this.releaseLock();
+      const errors = await runAll([
+        () => this.autostop.stop(),
+        () => this.watcher.stop(),
+        () => this.cluster?.drain(),
+        () => this.scheduler.shutdown(this.options.graceSeconds * 1000),
+        () => this.cluster?.close(),
+        () => this.logs.finishAll(),
+        () => this.logs.drained(1000),
+        () => this.app.close(),
+        () => this.localMetrics?.close(),
+        () => this.journal.close(),
+        () => this.releaseLock(),
+      ]);
+      for (const err of errors) this.logger.error({ err }, 'a shutdown step failed (the others ran)');
       this.logger.info('shut down');
       this.emit('closed');
+      if (errors.length > 0) throw errors[0];
     })();
     return this.closing;
   }
+}
+
+/** Runs every step in order, each even when one before it threw; returns the errors. */
+export async function runAll(steps: ReadonlyArray<() => unknown>): Promise<unknown[]> {
+  const errors: unknown[] = [];
+  for (const step of steps) {
+    try {
+      await step();
+    } catch (e) {
+      errors.push(e);
+    }
+  }
+  return errors;
 }
 
 /**

@@ -6,8 +6,11 @@ import pino from 'pino';
 import { Agent, AGENT_VERSION } from './agent';
 import { AgentClient, type JobJson } from './client';
 import { AgentError } from './errors';
-import { defaultDataDir, ServeOptionError } from './options';
-import { loadPipelineSpec, PipelineSpecError, RUN_ID_PATTERN, runPipeline, runPipelinesOnStart, runSummary, type StepRecord } from './pipeline';
+import { stdoutDestination } from './log-destination';
+import { defaultDataDir, SERVE_DEFAULTS as D, ServeOptionError } from './options';
+import { loadPipelineSpec, PipelineSpecError, RUN_ID_PATTERN, runPipeline, runSummary, type StepRecord } from './pipeline';
+import { runPipelinesOnStart } from './pipeline-on-start';
+import { addModelsCommand } from './registry/cli';
 import { Storage } from './storage/index';
 import { TERMINAL_STATES, type JobState } from './types';
 
@@ -62,22 +65,22 @@ export function buildCli(io: CliIo): Command {
 
   program.command('serve')
     .description('Run the agent: HTTP API, scheduler and durable journal.')
-    .option('--host <host>', 'address to listen on', '127.0.0.1')
-    .option('--port <port>', 'port to listen on (0 picks a free one)', int('--port', 0, 65535), 7070)
+    .option('--host <host>', 'address to listen on', D.host)
+    .option('--port <port>', 'port to listen on (0 picks a free one)', int('--port', 0, 65535), D.port)
     .option('--data-dir <dir>', 'journal, logs and work files (default ~/.mlinfra-agent)')
     .option('--token-file <file>', 'file holding the bearer token (or set MLINFRA_AGENT_TOKEN)')
     .option('--gpus <n>', 'GPU slots (default: detected with nvidia-smi -L, else 0)', int('--gpus', 0, 1024))
     .option('--max-cpu-jobs <n>', 'CPU-only jobs run at once (default: number of CPUs)', int('--max-cpu-jobs', 1, 100000))
-    .option('--idle-stop-minutes <m>', 'run the stop command after this long idle (0 = never; fractions allowed)', num('--idle-stop-minutes', 0), 0)
+    .option('--idle-stop-minutes <m>', 'run the stop command after this long idle (0 = never; fractions allowed)', num('--idle-stop-minutes', 0), D.idleStopMinutes)
     .option('--stop-command <cmd>', 'idle autostop action (/bin/sh -c)')
     .option('--pre-stop-command <cmd>', 'hook run before the stop command (/bin/sh -c)')
-    .addOption(new Option('--preemption <provider>', 'watch for spot/preemption notices').choices(['aws', 'gcp', 'none']).default('none'))
-    .option('--aws-imds-url <url>', 'AWS instance metadata endpoint', 'http://169.254.169.254')
-    .option('--gcp-metadata-url <url>', 'GCP metadata endpoint', 'http://metadata.google.internal')
-    .option('--preemption-poll-seconds <s>', 'metadata poll interval', num('--preemption-poll-seconds', 0.01), 5)
-    .option('--grace-seconds <s>', 'seconds between SIGTERM and SIGKILL (cancel, timeout, preemption, shutdown)', num('--grace-seconds', 0), 30)
-    .option('--log-max-bytes <n>', 'rotate a job log at this size (one old generation kept)', int('--log-max-bytes', 1024, Number.MAX_SAFE_INTEGER), 64 * 1024 * 1024)
-    .option('--paused', 'accept and journal jobs but start none (maintenance, benchmarks)', false)
+    .addOption(new Option('--preemption <provider>', 'watch for spot/preemption notices').choices(['aws', 'gcp', 'none']).default(D.preemption))
+    .option('--aws-imds-url <url>', 'AWS instance metadata endpoint', D.awsImdsUrl)
+    .option('--gcp-metadata-url <url>', 'GCP metadata endpoint', D.gcpMetadataUrl)
+    .option('--preemption-poll-seconds <s>', 'metadata poll interval', num('--preemption-poll-seconds', 0.01), D.preemptionPollSeconds)
+    .option('--grace-seconds <s>', 'seconds between SIGTERM and SIGKILL (cancel, timeout, preemption, shutdown)', num('--grace-seconds', 0), D.graceSeconds)
+    .option('--log-max-bytes <n>', 'rotate a job log at this size (one old generation kept)', int('--log-max-bytes', 1024, Number.MAX_SAFE_INTEGER), D.logMaxBytes)
+    .option('--paused', 'accept and journal jobs but start none (maintenance, benchmarks)', D.paused)
     .option('--pipeline-on-start <spec-uri>', 'after listening, run this pipeline spec once (repeatable; skipped when it ran recently)',
       (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--pipeline-min-interval-minutes <m>', 'skip a --pipeline-on-start pipeline whose latest run started less than this long ago',
@@ -86,11 +89,19 @@ export function buildCli(io: CliIo): Command {
     // Checked by resolveServeOptions (exit 2 naming the option); a value that is not a number is passed as it is, for the message.
     .option('--metrics-local-port <port>', 'also serve /metrics token-free on 127.0.0.1:<port> (for the host metrics agent; off by default)',
       (v: string) => (/^\s*-?\d+\s*$/.test(v) ? Number(v) : v))
-    .option('--reset-journal', 'when the journal is refused at open (empty, foreign, damaged), keep it aside and start with an empty one', false)
+    .option('--reset-journal', 'when the journal is refused at open (empty, foreign, damaged), keep it aside and start with an empty one', D.resetJournal)
     .option('--job-user <name>', 'run jobs as this user (the agent needs the right to switch to it, e.g. root)')
-    .option('--max-queued <n>', 'submits get 429 + Retry-After while this many jobs are queued', int('--max-queued', 1, 10_000_000), 10_000)
-    .option('--request-timeout-seconds <s>', 'time a client has to send a whole request', num('--request-timeout-seconds', 0.001), 30)
-    .addOption(new Option('--log-level <level>', 'agent log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
+    .option('--max-queued <n>', 'submits get 429 + Retry-After while this many jobs are queued', int('--max-queued', 1, 10_000_000), D.maxQueued)
+    .option('--request-timeout-seconds <s>', 'time a client has to send a whole request', num('--request-timeout-seconds', 0.001), D.requestTimeoutSeconds)
+    .option('--queue <url>', 'lease jobs from the cluster queue: an SQS queue URL or pubsub://PROJECT/TOPIC/SUBSCRIPTION (needs --cluster-artifacts)')
+    .option('--dead-letter-queue <url>', 'where a job goes after --max-attempts attempts: an SQS queue URL or pubsub://PROJECT/TOPIC')
+    .option('--cluster-artifacts <uri>', 'bucket prefix for cluster job records, checkpoints and logs (s3://, gs://, file://)')
+    .option('--lease-seconds <s>', 'queue lease, extended while a job runs', num('--lease-seconds', 1))
+    .option('--max-attempts <n>', 'attempts (starts on any host) before a job is dead-lettered', int('--max-attempts', 1, 100))
+    .option('--checkpoint-seconds <s>', 'checkpoint upload interval while a job runs', num('--checkpoint-seconds', 0.001))
+    .option('--log-ship-seconds <s>', 'log chunk upload interval', num('--log-ship-seconds', 0.001))
+    .option('--queue-poll-seconds <s>', 'wait between empty receives', num('--queue-poll-seconds', 0))
+    .addOption(new Option('--log-level <level>', 'agent log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default(D.logLevel))
     .action(async (o: Record<string, unknown>) => {
       let token: string | undefined;
       try {
@@ -105,7 +116,7 @@ export function buildCli(io: CliIo): Command {
         io.exit(2);
         return;
       }
-      const logger = pino({ level: o.logLevel as string, base: { pid: process.pid } });
+      const logger = pino({ level: o.logLevel as string, base: { pid: process.pid } }, stdoutDestination());
       let agent: Agent;
       try {
         agent = await Agent.start({
@@ -119,6 +130,11 @@ export function buildCli(io: CliIo): Command {
           metricsLocalPort: o.metricsLocalPort as number | undefined,
           resetJournal: o.resetJournal as boolean, jobUser: o.jobUser as string | undefined,
           maxQueued: o.maxQueued as number, requestTimeoutSeconds: o.requestTimeoutSeconds as number,
+          cluster: o.queue === undefined ? undefined : {
+            queue: o.queue as string, deadLetterQueue: o.deadLetterQueue as string | undefined, artifacts: (o.clusterArtifacts as string | undefined) ?? '',
+            leaseSeconds: o.leaseSeconds as number | undefined, maxAttempts: o.maxAttempts as number | undefined, checkpointSeconds: o.checkpointSeconds as number | undefined,
+            logShipSeconds: o.logShipSeconds as number | undefined, pollSeconds: o.queuePollSeconds as number | undefined,
+          },
         }, logger);
       } catch (e) {
         if (e instanceof ServeOptionError) {
@@ -359,6 +375,8 @@ export function buildCli(io: CliIo): Command {
         await fail(e instanceof PipelineSpecError ? 2 : 1, e as Error);
       }
     });
+
+  addModelsCommand(program, io);
 
   return program;
 }

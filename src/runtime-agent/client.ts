@@ -1,3 +1,4 @@
+import type { JobView } from './job-view';
 import { AgentError } from './errors';
 
 /** A small HTTP client of the agent API (used by the CLI; usable from scripts). */
@@ -70,13 +71,5 @@ export class AgentClient {
   }
 }
 
-export interface JobJson {
-  id: string;
-  state: string;
-  exitCode: number | null;
-  signal: string | null;
-  failure: { class: string; reason: string } | null;
-  attempts: number;
-  argv: string[];
-  [k: string]: unknown;
-}
+/** A job as the agent's API answers it: the server's own type (job-view.ts). */
+export type JobJson = JobView;

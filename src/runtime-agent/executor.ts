@@ -1,7 +1,10 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
 import type { ExitFacts } from './failure';
 import type { JobLog } from './logs';
+import { readShimStatus, SHIM_NAME, SHIM_SCRIPT, type FifoPool } from './supervisor';
 import { setLongTimeout, type LongTimer } from './timers';
 
 export type StopReason = 'cancel' | 'timeout' | 'preemption' | 'shutdown' | 'disk';
@@ -22,6 +25,9 @@ export interface RunParams {
   /** Run as this user (serve --job-user). */
   readonly uid?: number;
   readonly gid?: number;
+  /** The run's directory (FIFOs and the shim's status): see supervisor.ts. */
+  readonly runDir: string;
+  readonly pool: FifoPool;
 }
 
 export interface RunHandle {
@@ -33,6 +39,8 @@ export interface RunHandle {
   readonly done: Promise<ExitFacts>;
   /** SIGTERM to the whole process tree, SIGKILL after the grace period. First reason wins. */
   stop(reason: StopReason, graceMs?: number): void;
+  /** Stops watching the run without stopping it (`done` never settles): its supervisor records its end for the next agent. */
+  detach(): void;
 }
 
 const STDERR_TAIL_BYTES = 64 * 1024;
@@ -64,6 +72,8 @@ export function readOomKills(): number | null {
 }
 
 export function killGroup(pgid: number, signal: NodeJS.Signals): boolean {
+  // -1 would signal every process we may signal, -0 our own group: never a run's group
+  if (!Number.isInteger(pgid) || pgid <= 1) return false;
   try {
     process.kill(-pgid, signal);
     return true;
@@ -115,9 +125,39 @@ export function killRunTree(pgid: number | null, marker: string | null, signal: 
   return n;
 }
 
-/** Starts one process of a job in its own process group, its output appended to the job's log. */
-export function runProcess(p: RunParams): RunHandle {
-  const oomBefore = readOomKills();
+/** Opens a run FIFO for reading without blocking (a writer may not be there yet) as a stream. */
+function openFifo(file: string): net.Socket {
+  const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  return new net.Socket({ fd, readable: true, writable: false });
+}
+
+/** How a supervised run is watched: a child of this agent, or a shim a previous agent left running. */
+interface Watch {
+  readonly pid: number;
+  readonly procStart: string | null;
+  /** Calls `exited` once, with the shim's own exit (the job's is in its status file). */
+  onExit(exited: (code: number | null, signal: NodeJS.Signals | null) => void): void;
+  /** Whether `pid` still names the run's group (a re-attached shim that ended may have its pid reused). */
+  ownsGroup(): boolean;
+}
+
+interface SuperviseParams {
+  readonly runDir: string;
+  readonly marker: string;
+  readonly log: JobLog;
+  readonly timeoutSeconds?: number;
+  /** When the run started (a re-attached run's timeout counts from it). */
+  readonly startedMs: number;
+  readonly graceMs: number;
+  readonly argv0: string;
+}
+
+/**
+ * Follows a supervised run: its FIFOs into the job's log, its end from the shim's status file
+ * (or the shim's own death when it could not write one), timeout and stop.
+ */
+function supervise(p: SuperviseParams, w: Watch, oomBefore: number | null, fifos?: { out: net.Socket; err: net.Socket }): RunHandle {
+  const pid = w.pid;
   let stoppedBy: StopReason | undefined;
   let killTimer: LongTimer | undefined;
   let timeoutTimer: LongTimer | undefined;
@@ -125,21 +165,12 @@ export function runProcess(p: RunParams): RunHandle {
   let stderrTail = Buffer.alloc(0);
   let diskError: string | undefined;
 
-  const child = spawn(p.argv[0], p.argv.slice(1), {
-    cwd: p.cwd,
-    env: p.env,
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    ...(p.uid !== undefined ? { uid: p.uid } : {}),
-    ...(p.gid !== undefined ? { gid: p.gid } : {}),
-  });
-  const pid = child.pid ?? null;
-
+  const group = (): number | null => (w.ownsGroup() ? pid : null);
   const stop = (reason: StopReason, graceMs = p.graceMs): void => {
-    if (settled || pid === null) return;
+    if (settled) return;
     stoppedBy ??= reason;
-    killRunTree(pid, p.marker, 'SIGTERM');
-    killTimer ??= setLongTimeout(() => killRunTree(pid, p.marker, 'SIGKILL'), graceMs);
+    killRunTree(group(), p.marker, 'SIGTERM');
+    killTimer ??= setLongTimeout(() => killRunTree(group(), p.marker, 'SIGKILL'), graceMs);
   };
 
   const onChunk = (c: Buffer): void => {
@@ -151,59 +182,183 @@ export function runProcess(p: RunParams): RunHandle {
     }
   };
 
+  let out: net.Socket | undefined = fifos?.out;
+  let err: net.Socket | undefined = fifos?.err;
+  let openError: string | undefined;
+  try {
+    out ??= openFifo(path.join(p.runDir, 'o'));
+    err ??= openFifo(path.join(p.runDir, 'e'));
+  } catch (e) {
+    // FIFOs gone (a shim that already ended and was cleaned up): its status still tells the end
+    openError = (e as Error).message;
+    out?.destroy();
+    out = undefined;
+  }
+
   const done = new Promise<ExitFacts>((resolve) => {
-    let spawnError: string | undefined;
     let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
+    let open = (out ? 1 : 0) + (err ? 1 : 0);
     /** `lingered`: the pipes were still held after the exit, so something of the job is still running. */
     const settle = (lingered = false): void => {
-      if (settled) return;
+      if (settled || !exit) return;
       settled = true;
       killTimer?.clear();
       timeoutTimer?.clear();
-      child.stdout?.destroy();
-      child.stderr?.destroy();
+      out?.destroy();
+      err?.destroy();
+      const status = readShimStatus(p.runDir);
       const oomAfter = readOomKills();
       resolve({
-        exitCode: exit?.code ?? null,
-        signal: exit?.signal ?? null,
+        exitCode: status ? status.exitCode : exit.code,
+        signal: status ? status.signal : exit.signal,
         stderrTail: stderrTail.toString('utf8'),
         stoppedBy,
         timeoutSeconds: p.timeoutSeconds,
-        spawnError,
+        spawnError: status?.notFound ? `spawn ${p.argv0} ENOENT` : undefined,
         diskError,
         kernelOomKill: oomBefore !== null && oomAfter !== null && oomAfter > oomBefore,
       });
       // leftovers that escaped the group (setsid, double fork) are part of the job too; the /proc scan
       // costs a few ms, so a job that simply exited with its pipes closed is not scanned
-      if (pid !== null && (lingered || stoppedBy)) setImmediate(() => killRunTree(null, p.marker, 'SIGKILL'));
+      if (lingered || stoppedBy || openError) setImmediate(() => killRunTree(null, p.marker, 'SIGKILL'));
     };
-    child.on('error', (err) => {
-      spawnError = err.message;
-      if (pid === null) settle();
-    });
-    child.on('exit', (code, signal) => {
+    const track = (s: net.Socket | undefined): void => {
+      let over = false;
+      const ended = (): void => {
+        if (over) return;
+        over = true;
+        open--;
+        if (open === 0) settle();
+      };
+      s?.on('end', ended).on('error', ended).on('close', ended);
+    };
+    track(out);
+    track(err);
+    w.onExit((code, signal) => {
       exit = { code, signal };
-      // leftovers of the job (background children) are part of the job: end them too
-      if (pid !== null) killGroup(pid, 'SIGKILL');
+      // leftovers of the job (background children) are part of the job: end them too (the shim does
+      // the same; this covers a shim killed before it could)
+      const g = group();
+      if (g !== null) killGroup(g, 'SIGKILL');
+      if (open === 0) settle();
       // a child outside the group may still hold the pipes: do not wait on them for long
-      setTimeout(() => settle(true), PIPE_LINGER_MS).unref();
-    });
-    child.on('close', (code, signal) => {
-      if (pid === null) return; // the 'error' handler settles a process that never started
-      exit ??= { code, signal };
-      settle();
+      else setTimeout(() => settle(true), PIPE_LINGER_MS).unref();
     });
   });
 
-  child.stdout?.on('data', onChunk);
-  child.stderr?.on('data', (c: Buffer) => {
+  out?.on('data', onChunk);
+  err?.on('data', (c: Buffer) => {
     onChunk(c);
     stderrTail = stderrTail.length + c.length > STDERR_TAIL_BYTES
       ? Buffer.concat([stderrTail, c]).subarray(-STDERR_TAIL_BYTES)
       : Buffer.concat([stderrTail, c]);
   });
 
-  if (p.timeoutSeconds && pid !== null) timeoutTimer = setLongTimeout(() => stop('timeout'), p.timeoutSeconds * 1000);
+  if (p.timeoutSeconds) {
+    const left = p.timeoutSeconds * 1000 - (Date.now() - p.startedMs);
+    timeoutTimer = setLongTimeout(() => stop('timeout'), Math.max(0, left));
+  }
+  const detach = (): void => {
+    settled = true;
+    killTimer?.clear();
+    timeoutTimer?.clear();
+    out?.destroy();
+    err?.destroy();
+  };
+  return { pid, pgid: pid, procStart: w.procStart, done, stop, detach };
+}
 
-  return { pid, pgid: pid, procStart: pid === null ? null : procStartTime(pid), done, stop };
+/**
+ * Starts one process of a job under its supervisor shim (see supervisor.ts), in its own session and
+ * process group; its output reaches the job's log through the run's FIFOs. A program that cannot
+ * be started at all resolves `done` with `spawnError`.
+ */
+export async function runProcess(p: RunParams): Promise<RunHandle> {
+  const oomBefore = readOomKills();
+  await p.pool.take(p.runDir, p.uid !== undefined ? { uid: p.uid, gid: p.gid ?? p.uid } : undefined);
+  // read ends open before the spawn: a pipe's data is dropped when its last fd closes, so a job that
+  // ends before the agent opened them would lose its output
+  const fifos = { out: openFifo(path.join(p.runDir, 'o')), err: openFifo(path.join(p.runDir, 'e')) };
+  const child = spawn('/bin/sh', ['-c', SHIM_SCRIPT, SHIM_NAME, p.runDir, ...p.argv], {
+    cwd: p.cwd,
+    env: p.env,
+    detached: true,
+    stdio: 'ignore',
+    ...(p.uid !== undefined ? { uid: p.uid } : {}),
+    ...(p.gid !== undefined ? { gid: p.gid } : {}),
+  });
+  if (child.pid === undefined) {
+    fifos.out.destroy();
+    fifos.err.destroy();
+    const spawnError = await new Promise<string>((resolve) => child.once('error', (e) => resolve(e.message)));
+    const facts: ExitFacts = { exitCode: null, signal: null, stderrTail: '', spawnError };
+    return { pid: null, pgid: null, procStart: null, done: Promise.resolve(facts), stop: () => undefined, detach: () => undefined };
+  }
+  child.on('error', () => undefined);
+  const pid = child.pid;
+  const watch: Watch = {
+    pid,
+    procStart: procStartTime(pid),
+    // our child: its pid is not reused before we reap it, and the group outlives it while members remain
+    ownsGroup: () => true,
+    onExit: (exited) => {
+      if (child.exitCode !== null || child.signalCode !== null) exited(child.exitCode, child.signalCode);
+      else child.once('exit', exited);
+    },
+  };
+  return supervise({ runDir: p.runDir, marker: p.marker, log: p.log, timeoutSeconds: p.timeoutSeconds, startedMs: Date.now(), graceMs: p.graceMs, argv0: p.argv[0] }, watch, oomBefore, fifos);
+}
+
+/** How often a re-attached shim (not our child: no exit event) is checked. */
+const ATTACHED_POLL_MS = 100;
+
+export interface AttachParams extends SuperviseParams {
+  readonly pid: number;
+  readonly procStart: string | null;
+}
+
+/** Whether the shim a previous agent journaled is still that process (not a reused pid). */
+export function shimAlive(pid: number, procStart: string | null): boolean {
+  let stat: string;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return false;
+  }
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // a zombie has ended (waiting for a parent to reap it): its status file is written
+  return fields[0] !== 'Z' && (procStart === null || fields[19] === procStart);
+}
+
+/**
+ * Re-attaches to a run a previous agent started (after a crash or kill -9): its output keeps
+ * flowing into the log, its end is read from the shim's status file when the shim exits.
+ */
+export function attachRun(p: AttachParams): RunHandle {
+  let detached = false;
+  const watch: Watch = {
+    pid: p.pid,
+    procStart: p.procStart,
+    // the shim kills its own group when it ends; once it is gone its pid may belong to someone else
+    ownsGroup: () => shimAlive(p.pid, p.procStart),
+    onExit: (exited) => {
+      const check = (): void => {
+        if (detached) return;
+        if (shimAlive(p.pid, p.procStart)) {
+          setTimeout(check, ATTACHED_POLL_MS);
+          return;
+        }
+        exited(null, 'SIGKILL');
+      };
+      check();
+    },
+  };
+  const h = supervise(p, watch, null);
+  return {
+    ...h,
+    detach: () => {
+      detached = true;
+      h.detach();
+    },
+  };
 }

@@ -1,12 +1,14 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { diskFaultOf } from './db';
-import { RUN_MARKER_ENV, runProcess, type RunHandle, type StopReason } from './executor';
+import { attachRun, RUN_MARKER_ENV, runProcess, type RunHandle, type StopReason } from './executor';
 import { classifyExit, type ExitFacts } from './failure';
 import type { JobLog } from './logs';
-import { localPathOf, type Storage } from './storage/index';
+import { runPaths, stageIn, stageOut, type StagingContext } from './staging';
+import { runDirOf, type FifoPool } from './supervisor';
 import type { Failure, JobRecord, ShardRecord } from './types';
+
+export { workDir } from './staging';
 
 /** The user jobs run as (serve --job-user): their ids, and the environment a login would give. */
 export interface JobUser {
@@ -16,16 +18,18 @@ export interface JobUser {
   readonly home: string;
 }
 
-export interface RunContext {
-  readonly dataDir: string;
-  readonly storage: Storage;
+export interface RunContext extends StagingContext {
   readonly baseEnv: NodeJS.ProcessEnv;
   readonly graceMs: number;
-  readonly jobUser?: JobUser;
   readonly log: JobLog;
+  readonly pool: FifoPool;
 }
 
 export interface RunSlot {
+  readonly runId: number;
+  readonly startedMs: number;
+  /** A run a previous agent started whose shim is still there (running, or ended with a status). */
+  readonly attach?: { readonly pid: number; readonly procStart: string | null };
   readonly marker: string;
   readonly shard: ShardRecord | null;
   readonly gpuSlots: number[];
@@ -57,80 +61,61 @@ export function resolveJobUser(name: string): JobUser {
   return { name, uid: Number(f[2]), gid: Number(f[3]), home: f[5] || '/' };
 }
 
-export function workDir(dataDir: string, jobId: string, ...parts: string[]): string {
-  return path.join(dataDir, 'work', jobId, ...parts);
-}
-
-/** Creates a directory the job user can write (the agent may run as root). */
-async function jobDir(dir: string, user: JobUser | undefined): Promise<void> {
-  await fs.promises.mkdir(dir, { recursive: true });
-  if (user) await fs.promises.chown(dir, user.uid, user.gid);
-}
-
 /**
- * One process of a job (a train attempt or a batch shard): fetches its inputs, runs it, uploads
- * its outputs. `onStarted` runs right after the spawn (the caller journals the pid).
+ * One process of a job (a train attempt or a batch shard): stages its inputs, runs it under its
+ * supervisor (or re-attaches to the one a previous agent started: `run.attach`), stages its outputs.
+ * `onStarted` runs right after the spawn (the caller journals the pid).
  */
 export async function executeRun(ctx: RunContext, job: JobRecord, run: RunSlot, onStarted: (h: RunHandle) => void): Promise<RunResult> {
   const { spec, id } = job;
-  const { storage, dataDir } = ctx;
   let facts: ExitFacts | null = null;
   let failure: Failure | null = null;
   try {
-    const ckpt = spec.checkpointDir;
-    const ckptRemote = ckpt !== undefined && !storage.isLocal(ckpt);
-    const ckptDir = ckpt === undefined ? path.join(dataDir, 'checkpoints', id) : ckptRemote ? workDir(dataDir, id, 'checkpoint') : localPathOf(ckpt);
-    const artifactDir = workDir(dataDir, id, 'artifacts');
-    await jobDir(ckptDir, ctx.jobUser);
-    await jobDir(artifactDir, ctx.jobUser);
-    if (ckptRemote && !run.shard) await storage.getDir(ckpt, ckptDir);
-    const u = ctx.jobUser;
-    const env: NodeJS.ProcessEnv = {
-      ...ctx.baseEnv,
-      ...(u ? { HOME: u.home, USER: u.name, LOGNAME: u.name } : {}),
-      ...spec.env,
-      CUDA_VISIBLE_DEVICES: run.gpuSlots.join(','),
-      MLINFRA_JOB_ID: id,
-      MLINFRA_ATTEMPT: String(job.attempts),
-      MLINFRA_GPUS: String(spec.gpus),
-      MLINFRA_CHECKPOINT_DIR: ckptDir,
-      MLINFRA_ARTIFACT_DIR: artifactDir,
-      [RUN_MARKER_ENV]: run.marker,
-    };
-    let outputLocal: string | undefined;
-    if (run.shard) {
-      const s = run.shard;
-      const base = path.basename(s.key);
-      const inputLocal = storage.isLocal(s.inputUri) ? localPathOf(s.inputUri) : workDir(dataDir, id, 'shards', String(s.idx), 'in', base);
-      if (!storage.isLocal(s.inputUri)) await storage.get(s.inputUri, inputLocal);
-      outputLocal = storage.isLocal(s.outputUri) ? localPathOf(s.outputUri) : workDir(dataDir, id, 'shards', String(s.idx), 'out', base);
-      await jobDir(path.dirname(outputLocal), u);
-      Object.assign(env, {
-        MLINFRA_INPUT: inputLocal,
-        MLINFRA_OUTPUT: outputLocal,
-        MLINFRA_SHARD_INDEX: String(s.idx),
-        MLINFRA_SHARD_KEY: s.key,
-      });
-    }
-    if (spec.cwd !== undefined && !fs.existsSync(spec.cwd)) {
-      facts = { exitCode: null, signal: null, stderrTail: '', spawnError: `the working directory ${spec.cwd} does not exist` };
-    } else if (run.stopReason) {
-      facts = { exitCode: null, signal: null, stderrTail: '', stoppedBy: run.stopReason };
+    const paths = runPaths(ctx, job, run.shard);
+    const runDir = runDirOf(ctx.dataDir, run.runId);
+    const common = { runDir, marker: run.marker, log: ctx.log, timeoutSeconds: spec.timeoutSeconds, graceMs: ctx.graceMs, argv0: spec.argv[0] };
+    if (run.attach) {
+      run.handle = attachRun({ ...common, pid: run.attach.pid, procStart: run.attach.procStart, startedMs: run.startedMs });
+      facts = await run.handle.done;
     } else {
-      const handle = runProcess({
-        argv: spec.argv, env, marker: run.marker, cwd: spec.cwd, log: ctx.log, timeoutSeconds: spec.timeoutSeconds, graceMs: ctx.graceMs,
-        ...(u ? { uid: u.uid, gid: u.gid } : {}),
-      });
-      run.handle = handle;
-      onStarted(handle);
-      facts = await handle.done;
+      await stageIn(ctx, job, run.shard, paths);
+      const u = ctx.jobUser;
+      const env: NodeJS.ProcessEnv = {
+        ...ctx.baseEnv,
+        ...(u ? { HOME: u.home, USER: u.name, LOGNAME: u.name } : {}),
+        ...spec.env,
+        CUDA_VISIBLE_DEVICES: run.gpuSlots.join(','),
+        MLINFRA_JOB_ID: id,
+        MLINFRA_ATTEMPT: String(job.attempts),
+        MLINFRA_GPUS: String(spec.gpus),
+        MLINFRA_CHECKPOINT_DIR: paths.ckptDir,
+        MLINFRA_ARTIFACT_DIR: paths.artifactDir,
+        [RUN_MARKER_ENV]: run.marker,
+        ...(run.shard ? {
+          MLINFRA_INPUT: paths.inputLocal,
+          MLINFRA_OUTPUT: paths.outputLocal,
+          MLINFRA_SHARD_INDEX: String(run.shard.idx),
+          MLINFRA_SHARD_KEY: run.shard.key,
+        } : {}),
+      };
+      if (spec.cwd !== undefined && !fs.existsSync(spec.cwd)) {
+        facts = { exitCode: null, signal: null, stderrTail: '', spawnError: `the working directory ${spec.cwd} does not exist` };
+      } else if (run.stopReason) {
+        facts = { exitCode: null, signal: null, stderrTail: '', stoppedBy: run.stopReason };
+      } else {
+        const handle = await runProcess({
+          ...common, argv: spec.argv, env, cwd: spec.cwd, pool: ctx.pool,
+          ...(u ? { uid: u.uid, gid: u.gid } : {}),
+        });
+        run.handle = handle;
+        onStarted(handle);
+        // a stop that came while the shim was starting
+        if (run.stopReason) handle.stop(run.stopReason);
+        facts = await handle.done;
+      }
     }
     failure = classifyExit(facts);
-    if (!failure && run.shard && !storage.isLocal(run.shard.outputUri) && outputLocal && fs.existsSync(outputLocal)) {
-      await storage.put(outputLocal, run.shard.outputUri);
-    }
-    if (!failure && !run.shard && spec.artifactUri) await storage.putDir(artifactDir, spec.artifactUri);
-    if (ckptRemote && !run.shard) await storage.putDir(ckptDir, ckpt);
+    await stageOut(ctx, job, run.shard, paths, !failure);
   } catch (e) {
     failure ??= diskFaultOf(e)
       ? { class: 'disk', reason: `the disk is ${diskFaultOf(e) === 'full' ? 'full' : 'read-only'}: ${(e as Error).message}` }

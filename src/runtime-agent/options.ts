@@ -1,5 +1,6 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
+import type { ClusterOptionsInput } from './cluster/options';
 
 export type PreemptionProvider = 'aws' | 'gcp' | 'none';
 
@@ -55,6 +56,8 @@ export interface ServeOptions {
   readonly maxQueued: number;
   /** Time a client has to send a whole request (headers and body). @default 30 */
   readonly requestTimeoutSeconds: number;
+  /** Lease jobs from the cluster's queue (serve --queue). @default - none: this host runs only what is submitted to it */
+  readonly cluster?: ClusterOptionsInput;
 }
 
 /** Shortest token accepted: a guessable one would make the bearer check pointless. */
@@ -70,6 +73,25 @@ export class ServeOptionError extends Error {
 
 export type ServeOptionsInput = Partial<ServeOptions> & { readonly token: string };
 
+/** The defaults of `serve` (the CLI shows these in --help; nothing else states them). */
+export const SERVE_DEFAULTS = {
+  host: '127.0.0.1',
+  port: 7070,
+  idleStopMinutes: 0,
+  preemption: 'none',
+  awsImdsUrl: 'http://169.254.169.254',
+  gcpMetadataUrl: 'http://metadata.google.internal',
+  preemptionPollSeconds: 5,
+  graceSeconds: 30,
+  logMaxBytes: 64 * 1024 * 1024,
+  bodyLimitBytes: 1024 * 1024,
+  paused: false,
+  logLevel: 'info',
+  resetJournal: false,
+  maxQueued: 10_000,
+  requestTimeoutSeconds: 30,
+} as const satisfies Partial<ServeOptions>;
+
 export function defaultDataDir(): string {
   return path.join(os.homedir(), '.mlinfra-agent');
 }
@@ -78,23 +100,9 @@ export function defaultDataDir(): string {
 export function resolveServeOptions(input: ServeOptionsInput): ServeOptions {
   const defined = Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined)) as ServeOptionsInput;
   const o: ServeOptions = {
-    host: '127.0.0.1',
-    port: 7070,
+    ...SERVE_DEFAULTS,
     dataDir: defaultDataDir(),
     maxCpuJobs: Math.max(1, os.cpus().length),
-    idleStopMinutes: 0,
-    preemption: 'none',
-    awsImdsUrl: 'http://169.254.169.254',
-    gcpMetadataUrl: 'http://metadata.google.internal',
-    preemptionPollSeconds: 5,
-    graceSeconds: 30,
-    logMaxBytes: 64 * 1024 * 1024,
-    bodyLimitBytes: 1024 * 1024,
-    paused: false,
-    logLevel: 'info',
-    resetJournal: false,
-    maxQueued: 10_000,
-    requestTimeoutSeconds: 30,
     ...defined,
   };
   const fail = (name: string, value: unknown, allowed: string): never => {

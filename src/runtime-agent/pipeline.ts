@@ -3,305 +3,27 @@
  * DAG as jobs of an agent, promotes the model when a `deployIfBetter` step says so, and records the run
  * (`<artifactsUri>/runs/<run-id>/`). Also used in-process by `serve --pipeline-on-start`.
  */
-import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Logger } from 'pino';
 import { AgentClient, type JobJson } from './client';
-import { AgentError } from './errors';
 import { ModelStore, type CurrentModel } from './model-store';
+import { registerRun, type RegistryOutcome } from './registry/promotion';
+import { StepJobs } from './pipeline-jobs';
+import { newRunId, RUN_ID_PATTERN } from './pipeline-load';
 import {
-  PIPELINE_SPEC_VERSION, type DeployIfBetterStepSpec, type PipelineSpec, type PipelineStepSpec, type PipelineStepState, type RunStepSpec,
+  canonicalJson, PipelineSpecError, specHash,
+  type DeployIfBetterStepSpec, type PipelineSpec, type PipelineStepSpec, type RunStepSpec,
 } from './pipeline-spec';
-import { joinUri, schemeOf, type Storage } from './storage/index';
-import { TERMINAL_STATES, type JobState } from './types';
+import type { PipelineRunOptions, PipelineRunResult, Promotion, RunnerFailureClass, StepRecord } from './pipeline-types';
+import { joinUri } from './storage/index';
 
-/** A spec that cannot be read or is not valid: `run-pipeline` exits 2 with `toJSON()` on stderr. */
-export class PipelineSpecError extends Error {
-  constructor(
-    message: string,
-    /** The steps the problem is about (empty when it is about the whole spec). */
-    readonly steps: readonly string[] = [],
-    readonly field?: string,
-    readonly code: 'invalid_spec' | 'spec_unreadable' = 'invalid_spec',
-  ) {
-    super(message);
-    this.name = 'PipelineSpecError';
-  }
-
-  toJSON(): { error: { code: string; message: string; field?: string; steps: string[] } } {
-    return { error: { code: this.code, message: this.message, ...(this.field ? { field: this.field } : {}), steps: [...this.steps] } };
-  }
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// Canonical JSON, hashes, run ids
-
-function sortKeys(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(sortKeys);
-  if (v !== null && typeof v === 'object') {
-    const o = v as Record<string, unknown>;
-    return Object.fromEntries(Object.keys(o).sort().map((k) => [k, sortKeys(o[k])]));
-  }
-  return v;
-}
-
-/** `JSON.stringify` with object keys sorted at every level (arrays keep their order). */
-export function canonicalJson(value: unknown, indent?: number): string {
-  return JSON.stringify(sortKeys(value), null, indent);
-}
-
-/** sha256 (hex) of the spec's canonical JSON (compact, keys sorted): the spec's content hash. */
-export function specHash(spec: unknown): string {
-  return createHash('sha256').update(canonicalJson(spec), 'utf8').digest('hex');
-}
-
-/** A time-sortable run id: `20261124T203000Z-1a2b3c` (UTC). */
-export function newRunId(now: Date = new Date()): string {
-  const ts = `${now.toISOString().slice(0, 19).replace(/[-:]/g, '')}Z`;
-  return `${ts}-${randomBytes(3).toString('hex')}`;
-}
-
-export const RUN_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
-const STEP_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$/;
-export const PIPELINE_NAME = /^[a-z0-9](?:[a-z0-9-]{0,62})$/;
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
-// ---------------------------------------------------------------------------------------------------------
-// Validation
-
-const isObj = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v);
-const isInt = (v: unknown, min: number, max: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max;
-
-/**
- * Checks a parsed spec and returns it with defaults filled in (`after: []`, `env: {}`, `retries: 0`,
- * `gpus: 0`, `params: {}`, `autostop: false`). Throws PipelineSpecError naming the step(s) and field.
- */
-export function validatePipelineSpec(raw: unknown): PipelineSpec {
-  const bad = (message: string, steps: string[] = [], field?: string): never => {
-    throw new PipelineSpecError(message, steps, field);
-  };
-  if (!isObj(raw)) bad('the spec must be a JSON object', [], 'spec');
-  const r = raw as Record<string, unknown>;
-  if (r.version !== PIPELINE_SPEC_VERSION) {
-    bad(`unsupported spec version ${JSON.stringify(r.version) ?? 'undefined'}: this agent reads version ${PIPELINE_SPEC_VERSION}`, [], 'version');
-  }
-  if (typeof r.name !== 'string' || !PIPELINE_NAME.test(r.name)) bad(`name must match ${PIPELINE_NAME.source}, got ${JSON.stringify(r.name)}`, [], 'name');
-  if (typeof r.artifactsUri !== 'string' || !r.artifactsUri) bad('artifactsUri must be a file://, s3:// or gs:// URI', [], 'artifactsUri');
-  try {
-    schemeOf(r.artifactsUri as string);
-  } catch (e) {
-    bad(`artifactsUri: ${(e as Error).message}`, [], 'artifactsUri');
-  }
-  const params = r.params ?? {};
-  if (!isObj(params)) bad('params must be an object of strings, numbers and booleans', [], 'params');
-  for (const [k, v] of Object.entries(params as Record<string, unknown>)) {
-    if (!['string', 'number', 'boolean'].includes(typeof v)) bad(`params.${k} must be a string, number or boolean`, [], `params.${k}`);
-  }
-  const autostop = r.autostop ?? false;
-  if (typeof autostop !== 'boolean') bad('autostop must be a boolean', [], 'autostop');
-  if (!Array.isArray(r.steps) || r.steps.length === 0) bad('steps must be a non-empty array', [], 'steps');
-
-  const steps: PipelineStepSpec[] = [];
-  const names = new Set<string>();
-  (r.steps as unknown[]).forEach((s, i) => {
-    const at = `steps[${i}]`;
-    if (!isObj(s)) bad(`${at} must be an object`, [], at);
-    const st = s as Record<string, unknown>;
-    if (typeof st.name !== 'string' || !STEP_NAME.test(st.name)) bad(`${at}.name must match ${STEP_NAME.source}, got ${JSON.stringify(st.name)}`, [], `${at}.name`);
-    const name = st.name as string;
-    if (names.has(name)) bad(`duplicate step name "${name}"`, [name], `${at}.name`);
-    names.add(name);
-    const after = st.after ?? [];
-    if (!Array.isArray(after) || !after.every((a) => typeof a === 'string')) bad(`step "${name}": after must be an array of step names`, [name], `${at}.after`);
-    const deps = [...new Set(after as string[])];
-    if (st.kind === 'run') {
-      const argv = st.argv;
-      if (!Array.isArray(argv) || argv.length === 0 || !argv.every((a) => typeof a === 'string') || !argv[0]) {
-        bad(`step "${name}": argv must be a non-empty array of strings`, [name], `${at}.argv`);
-      }
-      const env = st.env ?? {};
-      if (!isObj(env)) bad(`step "${name}": env must be an object of strings`, [name], `${at}.env`);
-      for (const [k, v] of Object.entries(env as Record<string, unknown>)) {
-        if (!ENV_NAME.test(k) || typeof v !== 'string') bad(`step "${name}": env.${k} must be a string with a valid name`, [name], `${at}.env.${k}`);
-      }
-      const retries = st.retries ?? 0;
-      if (!isInt(retries, 0, 100)) bad(`step "${name}": retries must be an integer 0..100`, [name], `${at}.retries`);
-      const gpus = st.gpus ?? 0;
-      if (!isInt(gpus, 0, 1024)) bad(`step "${name}": gpus must be an integer 0..1024`, [name], `${at}.gpus`);
-      if (st.timeoutSeconds !== undefined && (typeof st.timeoutSeconds !== 'number' || !(st.timeoutSeconds > 0) || st.timeoutSeconds > 31_536_000)) {
-        bad(`step "${name}": timeoutSeconds must be a number > 0`, [name], `${at}.timeoutSeconds`);
-      }
-      let onOom: RunStepSpec['onOom'];
-      if (st.onOom !== undefined) {
-        const o = st.onOom;
-        if (!isObj(o) || typeof o.agentUrl !== 'string' || !/^https?:\/\//.test(o.agentUrl)) bad(`step "${name}": onOom.agentUrl must be an http(s) URL`, [name], `${at}.onOom.agentUrl`);
-        const oo = o as Record<string, unknown>;
-        for (const k of ['tokenFile', 'tokenEnv', 'clusterName']) {
-          if (oo[k] !== undefined && typeof oo[k] !== 'string') bad(`step "${name}": onOom.${k} must be a string`, [name], `${at}.onOom.${k}`);
-        }
-        onOom = {
-          agentUrl: oo.agentUrl as string,
-          ...(oo.tokenFile !== undefined ? { tokenFile: oo.tokenFile as string } : {}),
-          ...(oo.tokenEnv !== undefined ? { tokenEnv: oo.tokenEnv as string } : {}),
-          ...(oo.clusterName !== undefined ? { clusterName: oo.clusterName as string } : {}),
-        };
-      }
-      steps.push({
-        kind: 'run', name, argv: [...(argv as string[])], env: { ...(env as Record<string, string>) }, after: deps, retries: retries as number,
-        gpus: gpus as number, ...(st.timeoutSeconds !== undefined ? { timeoutSeconds: st.timeoutSeconds as number } : {}), ...(onOom ? { onOom } : {}),
-      });
-    } else if (st.kind === 'deployIfBetter') {
-      if (typeof st.metric !== 'string' || !st.metric) bad(`step "${name}": metric must be a non-empty string`, [name], `${at}.metric`);
-      if (typeof st.higherIsBetter !== 'boolean') bad(`step "${name}": higherIsBetter must be a boolean`, [name], `${at}.higherIsBetter`);
-      steps.push({ kind: 'deployIfBetter', name, after: deps, metric: st.metric as string, higherIsBetter: st.higherIsBetter as boolean });
-    } else {
-      bad(`step "${name}": kind must be "run" or "deployIfBetter", got ${JSON.stringify(st.kind)}`, [name], `${at}.kind`);
-    }
-  });
-
-  const byName = new Map(steps.map((s) => [s.name, s]));
-  steps.forEach((s, i) => {
-    for (const d of s.after) {
-      if (!byName.has(d)) bad(`step "${s.name}" runs after unknown step "${d}"`, [s.name, d], `steps[${i}].after`);
-    }
-  });
-  // cycles: depth-first search; a back edge closes a cycle, reported as "a -> b -> a" (a runs after b)
-  const color = new Map<string, 1 | 2>();
-  const stack: string[] = [];
-  const visit = (n: string): void => {
-    color.set(n, 1);
-    stack.push(n);
-    for (const d of byName.get(n)!.after) {
-      if (color.get(d) === 1) {
-        const cycle = [...stack.slice(stack.indexOf(d)), d];
-        bad(`steps form a dependency cycle: ${cycle.join(' -> ')} ("x -> y": x runs after y)`, [...new Set(cycle)], 'steps');
-      }
-      if (!color.has(d)) visit(d);
-    }
-    stack.pop();
-    color.set(n, 2);
-  };
-  for (const s of steps) if (!color.has(s.name)) visit(s.name);
-
-  return {
-    version: PIPELINE_SPEC_VERSION, name: r.name as string, artifactsUri: r.artifactsUri as string, steps,
-    params: { ...(params as Record<string, string | number | boolean>) }, autostop: autostop as boolean,
-  };
-}
-
-/** Reads a spec (file://, s3://, gs:// or a local path) and validates it. */
-export async function loadPipelineSpec(uri: string, storage: Storage): Promise<{ spec: PipelineSpec; raw: unknown; uri: string }> {
-  const full = /^[a-z][a-z0-9+.-]*:\/\//i.test(uri) ? uri : path.resolve(uri);
-  const tmp = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'mlinfra-spec-'));
-  let text: string;
-  try {
-    const local = path.join(tmp, 'spec.json');
-    await storage.get(full, local);
-    text = await fs.promises.readFile(local, 'utf8');
-  } catch (e) {
-    throw new PipelineSpecError(`cannot read the pipeline spec ${uri}: ${(e as Error).message}`, [], 'spec', 'spec_unreadable');
-  } finally {
-    await fs.promises.rm(tmp, { recursive: true, force: true });
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new PipelineSpecError(`the pipeline spec ${uri} is not JSON: ${(e as Error).message}`, [], 'spec', 'spec_unreadable');
-  }
-  return { spec: validatePipelineSpec(raw), raw, uri: full };
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// The run
-
-/** A failure the runner itself records (the agent's classes are exit, signal, oom, timeout, preempted, cancelled). */
-export type RunnerFailureClass = 'submit' | 'lost' | 'metric' | 'promote' | 'escalation';
-
-export interface StepEscalation {
-  readonly agentUrl: string;
-  readonly clusterName: string | null;
-  /** null when the job could not be submitted (see `reason`). */
-  readonly jobId: string | null;
-  readonly state: string;
-  readonly attempts: number;
-  readonly exitCode: number | null;
-  readonly failure: { class: string; reason: string } | null;
-  /** Why the step was escalated (the local job's OOM reason), or why escalation was impossible. */
-  readonly reason: string;
-}
-
-export interface StepRecord {
-  name: string;
-  kind: PipelineStepSpec['kind'];
-  after: string[];
-  state: PipelineStepState;
-  /** The job on the pipeline's agent (run steps). */
-  jobId: string | null;
-  attempts: number;
-  exitCode: number | null;
-  failure: { class: string; reason: string } | null;
-  escalatedTo?: StepEscalation;
-  /** Why a step was skipped, or what a promote step decided. */
-  reason?: string;
-  startedAt: string | null;
-  endedAt: string | null;
-}
-
-export interface Promotion {
-  readonly promoted: boolean;
-  readonly metric: string;
-  readonly newValue: number;
-  readonly currentValue: number | null;
-  readonly currentRunId: string | null;
-  readonly higherIsBetter: boolean;
-  readonly reason: string;
-}
-
-export interface PipelineRunResult {
-  readonly runId: string;
-  readonly pipeline: string;
-  readonly state: 'succeeded' | 'failed';
-  readonly runDir: string;
-  readonly runUri: string;
-  readonly specHash: string;
-  readonly steps: Readonly<Record<string, StepRecord>>;
-  /** null when the spec has no deployIfBetter step (or it did not get to decide). */
-  readonly promoted: boolean | null;
-  readonly startedAt: string;
-  readonly endedAt: string;
-  /** Set when the run directory could not be uploaded (the run then counts as failed). */
-  readonly uploadError?: string;
-}
-
-export interface PipelineRunOptions {
-  readonly spec: PipelineSpec;
-  /** The spec as read (spec.json and spec-hash.txt are made from it); defaults to `spec`. */
-  readonly rawSpec?: unknown;
-  readonly specUri?: string;
-  readonly agentUrl: string;
-  readonly token: string;
-  /** @default - a new time-sortable id (`newRunId`) */
-  readonly runId?: string;
-  readonly codeVersion?: string | null;
-  readonly dataVersion?: string | null;
-  /** The run directory is `<workDir>/<pipeline>/<run-id>` (on the agent's host: steps share it). */
-  readonly workDir: string;
-  readonly storage: Storage;
-  readonly logger: Logger;
-  /** Where `onOom.tokenEnv` is looked up. @default process.env */
-  readonly env?: NodeJS.ProcessEnv;
-  /** Job status poll interval. @default 200 */
-  readonly pollMs?: number;
-  /** A job whose agent does not answer for this long fails the step (class `lost`). @default 120000 */
-  readonly lostAfterMs?: number;
-  /** Called with each step's log output as it is written (run-pipeline --follow). */
-  readonly onLog?: (step: string, text: string) => void;
-  /** Called when a step changes state. */
-  readonly onStep?: (rec: Readonly<StepRecord>) => void;
-}
+// The engine's neighbours, re-exported: callers import the pipeline from one place
+export { canonicalJson, PIPELINE_NAME, PipelineSpecError, specHash, validatePipelineSpec } from './pipeline-spec';
+export { loadPipelineSpec, newRunId, RUN_ID_PATTERN } from './pipeline-load';
+export { runPipelinesOnStart, type OnStartOptions, type OnStartOutcome } from './pipeline-on-start';
+export { runSummary, type PipelineRunOptions, type PipelineRunResult, type Promotion, type RunnerFailureClass, type StepEscalation, type StepRecord } from './pipeline-types';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const errMsg = (e: unknown): string => (e instanceof Error ? e.message : String(e));
@@ -333,7 +55,7 @@ class PipelineRun {
   private readonly local: AgentClient;
   private readonly records = new Map<string, StepRecord>();
   private readonly hash: string;
-  private readonly pollMs: number;
+  private readonly jobs: StepJobs;
   private metrics: Record<string, unknown> = {};
   private promoted: boolean | null = null;
   private readonly startedAt = new Date();
@@ -346,7 +68,7 @@ class PipelineRun {
     this.store = new ModelStore(o.storage, this.spec.artifactsUri);
     this.local = new AgentClient(o.agentUrl, o.token);
     this.hash = specHash(o.rawSpec ?? o.spec);
-    this.pollMs = o.pollMs ?? 200;
+    this.jobs = new StepJobs({ pollMs: o.pollMs ?? 200, lostAfterMs: o.lostAfterMs ?? 120_000, runDir: this.runDir, logger: o.logger, onLog: o.onLog });
     for (const s of this.spec.steps) {
       this.records.set(s.name, {
         name: s.name, kind: s.kind, after: [...s.after], state: 'pending', jobId: null, attempts: 0, exitCode: null, failure: null,
@@ -437,52 +159,6 @@ class PipelineRun {
   }
 
   /** Polls a job until it is terminal. Throws when the agent stays unreachable for `lostAfterMs`. */
-  private async waitJob(client: AgentClient, id: string): Promise<JobJson> {
-    let failingSince: number | null = null;
-    for (;;) {
-      try {
-        const j = await client.get(id);
-        failingSince = null;
-        if (TERMINAL_STATES.includes(j.state as JobState)) return j;
-      } catch (e) {
-        if (e instanceof AgentError && e.statusCode < 500) throw e;
-        failingSince ??= Date.now();
-        if (Date.now() - failingSince > (this.o.lostAfterMs ?? 120_000)) throw new Error(`lost contact with the agent while waiting for job ${id}: ${errMsg(e)}`);
-      }
-      await sleep(this.pollMs);
-    }
-  }
-
-  private async follow(client: AgentClient, id: string, step: string): Promise<void> {
-    if (!this.o.onLog) return;
-    try {
-      for await (const chunk of await client.logs(id, true)) this.o.onLog(step, Buffer.from(chunk).toString('utf8'));
-    } catch (e) {
-      this.log.debug({ err: e, step }, 'log follow ended');
-    }
-  }
-
-  private async saveLog(client: AgentClient, id: string, file: string): Promise<void> {
-    const out = path.join(this.runDir, 'logs', file);
-    try {
-      const chunks: Buffer[] = [];
-      for await (const c of await client.logs(id, false)) chunks.push(Buffer.from(c));
-      await fs.promises.writeFile(out, Buffer.concat(chunks));
-    } catch (e) {
-      await fs.promises.writeFile(out, `[mlinfra-agent run-pipeline: could not fetch the log of job ${id}: ${errMsg(e)}]\n`);
-    }
-  }
-
-  private static applyJob(rec: StepRecord, j: JobJson): void {
-    rec.state = j.state === 'succeeded' ? 'succeeded' : 'failed';
-    rec.attempts = j.attempts;
-    rec.exitCode = j.exitCode;
-    rec.failure = j.state === 'succeeded' ? null : (j.failure ?? { class: j.state, reason: `the job ended ${j.state}` });
-    const runs = j.runs as Array<{ startedAt?: string }> | undefined;
-    rec.startedAt = runs?.[0]?.startedAt ?? (j.startedAt as string | null) ?? rec.startedAt;
-    rec.endedAt = (j.endedAt as string | null) ?? new Date().toISOString();
-  }
-
   private jobBody(step: RunStepSpec, env: Record<string, string>): Record<string, unknown> {
     return {
       name: `${this.spec.name}/${step.name}`.slice(0, 200), argv: [...step.argv], env, gpus: step.gpus, retries: step.retries,
@@ -501,17 +177,17 @@ class PipelineRun {
     }
     rec.jobId = job.id;
     this.log.info({ step: step.name, jobId: job.id }, 'pipeline step submitted');
-    const following = this.follow(this.local, job.id, step.name);
+    const following = this.jobs.follow(this.local, job.id, step.name);
     let final: JobJson;
     try {
-      final = await this.waitJob(this.local, job.id);
+      final = await this.jobs.waitJob(this.local, job.id);
     } catch (e) {
       this.fail(rec, 'lost', errMsg(e));
       return;
     }
-    PipelineRun.applyJob(rec, final);
+    StepJobs.applyJob(rec, final);
     await Promise.race([following, sleep(2000)]);
-    await this.saveLog(this.local, job.id, `${step.name}.log`);
+    await this.jobs.saveLog(this.local, job.id, `${step.name}.log`);
     if (rec.state === 'failed' && final.failure?.class === 'oom' && step.onOom) await this.escalate(step, rec, body, final);
     this.mergeMetrics();
   }
@@ -554,17 +230,17 @@ class PipelineRun {
       impossible(`the agent refused the job: ${errMsg(e)}`);
       return;
     }
-    const following = this.follow(remote, job.id, step.name);
+    const following = this.jobs.follow(remote, job.id, step.name);
     let final: JobJson;
     try {
-      final = await this.waitJob(remote, job.id);
+      final = await this.jobs.waitJob(remote, job.id);
     } catch (e) {
       rec.escalatedTo = { ...base, jobId: job.id, state: 'lost', attempts: 0, exitCode: null, failure: null, reason: local.failure?.reason ?? 'oom' };
       this.fail(rec, 'lost', errMsg(e));
       return;
     }
     await Promise.race([following, sleep(2000)]);
-    await this.saveLog(remote, job.id, `${step.name}.escalated.log`);
+    await this.jobs.saveLog(remote, job.id, `${step.name}.escalated.log`);
     rec.escalatedTo = {
       ...base, jobId: job.id, state: final.state, attempts: final.attempts, exitCode: final.exitCode, failure: final.failure,
       reason: local.failure?.reason ?? 'oom',
@@ -583,7 +259,7 @@ class PipelineRun {
     const file = path.join(this.runDir, 'metrics.json');
     try {
       const m = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
-      if (isObj(m)) this.metrics = { ...this.metrics, ...m };
+      if (m !== null && typeof m === 'object' && !Array.isArray(m)) this.metrics = { ...this.metrics, ...m };
       else this.log.warn({ file }, 'metrics.json is not a JSON object: ignored');
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ file, err: errMsg(e) }, 'metrics.json is not readable JSON: ignored');
@@ -635,10 +311,17 @@ class PipelineRun {
       };
       say(reason);
       if (promoted) {
+        // The registry first: the version rolls out to the endpoints before any pointer moves.
+        const registered = await this.register(metrics, reason, say);
+        if (registered && 'error' in registered) {
+          await fs.promises.writeFile(path.join(this.runDir, 'promotion.json'), `${JSON.stringify({ ...promotion, promoted: false, registry: registered }, null, 2)}\n`);
+          this.fail(rec, 'promote', registered.error);
+          return;
+        }
         // The run's files are in the store before models/current points at them.
         this.promoted = true;
         this.writeRunFiles('running');
-        await fs.promises.writeFile(path.join(this.runDir, 'promotion.json'), `${JSON.stringify(promotion, null, 2)}\n`);
+        await fs.promises.writeFile(path.join(this.runDir, 'promotion.json'), `${JSON.stringify({ ...promotion, ...(registered ? { registry: registered } : {}) }, null, 2)}\n`);
         await this.store.uploadRun(this.runId, this.runDir);
         await this.store.promote(this.runId, step.metric, value, new Date());
         say(`promoted run ${this.runId}: ${this.store.currentUri}`);
@@ -658,6 +341,14 @@ class PipelineRun {
       await fs.promises.writeFile(path.join(this.runDir, 'logs', `${step.name}.log`), `${lines.join('\n')}\n`);
       this.o.onLog?.(step.name, `${lines.join('\n')}\n`);
     }
+  }
+
+  private register(metrics: Record<string, unknown>, reason: string, say: (s: string) => void): Promise<RegistryOutcome | null> {
+    return registerRun({
+      storage: this.o.storage, artifactsUri: this.spec.artifactsUri, pipeline: this.spec.name, runId: this.runId,
+      modelDir: path.join(this.runDir, 'model'), source: `${this.store.runUri(this.runId)}model/`, metrics, reason, say,
+      codeVersion: this.o.codeVersion ?? null, dataVersion: this.o.dataVersion ?? null, pipelineSpecHash: this.hash,
+    });
   }
 
   private stepsJson(): Record<string, StepRecord> {
@@ -696,66 +387,4 @@ class PipelineRun {
       steps, promoted: this.promoted, startedAt: this.startedAt.toISOString(), endedAt, ...(uploadError ? { uploadError } : {}),
     };
   }
-}
-
-/** The one line `run-pipeline` prints on stdout. */
-export function runSummary(r: PipelineRunResult): Record<string, unknown> {
-  return {
-    runId: r.runId, pipeline: r.pipeline, state: r.state, steps: Object.fromEntries(Object.entries(r.steps).map(([k, v]) => [k, v.state])),
-    promoted: r.promoted, runUri: r.runUri, ...(r.uploadError ? { uploadError: r.uploadError } : {}),
-  };
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// serve --pipeline-on-start
-
-export interface OnStartOptions {
-  readonly specUris: readonly string[];
-  /** Called with each loaded spec's name before any run, e.g. to create its metric series at 0. */
-  readonly onSpecLoaded?: (pipeline: string) => void;
-  readonly minIntervalMinutes: number;
-  readonly agentUrl: string;
-  readonly token: string;
-  readonly workDir: string;
-  readonly storage: Storage;
-  readonly logger: Logger;
-  readonly env?: NodeJS.ProcessEnv;
-}
-
-export type OnStartOutcome =
-  | { readonly specUri: string; readonly outcome: 'ran'; readonly summary: Record<string, unknown> }
-  | { readonly specUri: string; readonly outcome: 'skipped'; readonly latestRunId: string; readonly minutesAgo: number }
-  | { readonly specUri: string; readonly outcome: 'error'; readonly error: string };
-
-/**
- * Runs each pipeline once (concurrently), unless its latest run under `<artifactsUri>/runs/` started
- * less than `minIntervalMinutes` ago. Never throws: outcomes are logged and returned.
- */
-export async function runPipelinesOnStart(o: OnStartOptions): Promise<OnStartOutcome[]> {
-  return Promise.all(o.specUris.map(async (specUri): Promise<OnStartOutcome> => {
-    const log = o.logger.child({ specUri });
-    try {
-      const { spec, raw, uri } = await loadPipelineSpec(specUri, o.storage);
-      o.onSpecLoaded?.(spec.name);
-      const latest = await new ModelStore(o.storage, spec.artifactsUri).latestRunStart();
-      if (latest) {
-        const minutesAgo = (Date.now() - latest.startedAt) / 60_000;
-        if (minutesAgo < o.minIntervalMinutes) {
-          log.info({ pipeline: spec.name, latestRunId: latest.runId, minutesAgo: Number(minutesAgo.toFixed(2)) }, 'pipeline on start: skipped, ran recently');
-          return { specUri, outcome: 'skipped', latestRunId: latest.runId, minutesAgo };
-        }
-      }
-      log.info({ pipeline: spec.name }, 'pipeline on start: running');
-      const r = await runPipeline({
-        spec, rawSpec: raw, specUri: uri, agentUrl: o.agentUrl, token: o.token, workDir: o.workDir, storage: o.storage, logger: log, env: o.env,
-        codeVersion: o.env?.MLINFRA_CODE_VERSION || null, dataVersion: o.env?.MLINFRA_DATA_VERSION || null,
-      });
-      const summary = runSummary(r);
-      (r.state === 'succeeded' ? log.info.bind(log) : log.error.bind(log))({ summary }, `pipeline on start: run ${r.state}`);
-      return { specUri, outcome: 'ran', summary };
-    } catch (e) {
-      log.error({ err: errMsg(e) }, 'pipeline on start: could not run');
-      return { specUri, outcome: 'error', error: errMsg(e) };
-    }
-  }));
 }

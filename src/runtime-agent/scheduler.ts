@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { attemptOver, endOf, listShards, type ActiveJob, type ActiveRun, type SchedulerEvents, type SchedulerOptions } from './active-job';
+import * as fs from 'node:fs';
+import { adoptedJob, attemptOver, dispatchOrder, endOf, insertByPriority, listShards, once, type ActiveJob, type ActiveRun, type SchedulerEvents, type SchedulerOptions } from './active-job';
 import { AgentError, conflict, notFound } from './errors';
 import type { RunHandle, StopReason } from './executor';
 import { DiskGuard, faultError, type Fault } from './faults';
@@ -8,7 +9,8 @@ import { executeRun, workDir } from './job-run';
 import { recoverJournal } from './recovery';
 import { checkSpec, Slots } from './slots';
 import { SubmitBatch } from './submit-batch';
-import { TERMINAL_STATES, type JobRecord, type JobSpec, type ShardRecord } from './types';
+import { FifoPool, runDirOf } from './supervisor';
+import { TERMINAL_STATES, type JobRecord, type JobSpec, type RunRecord, type ShardRecord } from './types';
 
 export type { SchedulerEvents, SchedulerOptions } from './active-job';
 
@@ -34,12 +36,15 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   readonly guard: DiskGuard;
   /** Jobs whose end a disk fault keeps out of the journal for now: what status answers meanwhile. */
   private readonly unjournaled = new Map<string, JobRecord>();
+  /** FIFO pairs for the runs' supervisors (see supervisor.ts). */
+  private readonly pool: FifoPool;
 
   constructor(o: SchedulerOptions) {
     super();
     this.o = o;
     this.paused = o.paused;
     this.slots = new Slots(o.gpus, o.maxCpuJobs);
+    this.pool = new FifoPool(o.dataDir);
     this.batch = new SubmitBatch(o.journal, (jobs) => {
       for (const job of jobs) {
         this.enqueue(job);
@@ -76,10 +81,26 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 
   /** Crash recovery, before serving (see recoverJournal). */
-  async recover(): Promise<{ orphansKilled: number; interrupted: number; requeued: number }> {
-    const r = await recoverJournal(this.o.journal);
+  async recover(): Promise<{ orphansKilled: number; interrupted: number; requeued: number; reattached: number }> {
+    const r = await recoverJournal(this.o.journal, this.o.dataDir);
     for (const job of r.queued) if (!this.queue.some((q) => q.id === job.id)) this.enqueue(job);
-    return { orphansKilled: r.orphansKilled, interrupted: r.interrupted, requeued: r.requeued };
+    let reattached = 0;
+    for (const { job, runs } of r.attached) {
+      if (this.active.has(job.id)) continue;
+      this.adopt(job, runs);
+      reattached += runs.length;
+    }
+    return { orphansKilled: r.orphansKilled, interrupted: r.interrupted, requeued: r.requeued, reattached };
+  }
+
+  /** Takes over a job whose runs' supervisors outlived the previous agent: their end is recorded as it happens (or happened). */
+  private adopt(job: JobRecord, runs: RunRecord[]): void {
+    const a = adoptedJob(job, runs, job.spec.kind === 'batch' ? this.o.journal.shardsOf(job.id) : [], (ids) => this.slots.takeExact(job.spec.gpus, ids));
+    this.active.set(job.id, a);
+    for (const run of a.runs) {
+      this.o.logger.info({ jobId: job.id, runId: run.runId, pid: run.attach?.pid }, 're-attached to a run the previous agent started');
+      this.execute(a, run).catch((e: unknown) => this.o.logger.error({ err: e, jobId: job.id }, 'run bookkeeping failed'));
+    }
   }
 
   /** Validates and journals a job (see SubmitBatch); a known idempotency key answers its job. */
@@ -142,19 +163,19 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.draining = true;
     this.guard.close();
     if (this.active.size === 0) return;
-    const allDone = new Promise<void>((resolve) => {
-      const check = (): void => {
-        if (this.active.size === 0) {
-          this.off('job:finished', check);
-          this.off('job:requeued', check);
-          resolve();
-        }
-      };
-      this.on('job:finished', check);
-      this.on('job:requeued', check);
-    });
+    const allDone = once(this, () => this.active.size === 0, 'job:finished', 'job:requeued');
     for (const a of this.active.values()) this.force(a, 'shutdown', graceMs);
     await allDone;
+  }
+
+  /**
+   * Stops dispatching and watching without stopping any job (a start that failed after recovery):
+   * the runs' supervisors record how they end, for the next agent.
+   */
+  detach(): void {
+    this.draining = true;
+    this.guard.close();
+    for (const a of this.active.values()) for (const run of a.runs) run.handle?.detach();
   }
 
   private force(a: ActiveJob, reason: StopReason, graceMs: number): void {
@@ -168,10 +189,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   }
 
   private enqueue(job: JobRecord): void {
-    const before = (x: JobRecord): boolean => x.spec.priority < job.spec.priority || (x.spec.priority === job.spec.priority && x.seq > job.seq);
-    const at = this.queue.findIndex(before);
-    if (at === -1) this.queue.push(job);
-    else this.queue.splice(at, 0, job);
+    insertByPriority(this.queue, job);
   }
 
   private dequeue(id: string): void {
@@ -191,16 +209,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   /** Starts what fits, highest priority first (then oldest); smaller jobs may backfill free slots. */
   private tick(): void {
     if (this.paused || this.draining || this.guard.fault) return;
-    type Candidate = { priority: number; seq: number; active?: ActiveJob; queued?: JobRecord };
-    const candidates: Candidate[] = [];
-    for (const a of this.active.values()) {
-      if (a.pendingShards && a.pendingShards.length > 0 && !a.forced && !a.outcome) {
-        candidates.push({ priority: a.job.spec.priority, seq: a.job.seq, active: a });
-      }
-    }
-    for (const q of this.queue) candidates.push({ priority: q.spec.priority, seq: q.seq, queued: q });
-    candidates.sort((x, y) => y.priority - x.priority || x.seq - y.seq);
-    for (const c of candidates) {
+    for (const c of dispatchOrder(this.active.values(), this.queue)) {
       if (c.active) {
         const a = c.active;
         while (a.pendingShards!.length > 0 && this.slots.fits(a.job.spec.gpus)) this.startRun(a, a.pendingShards!.shift()!);
@@ -297,7 +306,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
 
   private async execute(a: ActiveJob, run: ActiveRun): Promise<void> {
     const { spec, id } = a.job;
-    const ctx = { dataDir: this.o.dataDir, storage: this.o.storage, baseEnv: this.o.baseEnv, graceMs: this.o.graceMs, jobUser: this.o.jobUser, log: this.o.logs.live(id) };
+    const ctx = {
+      dataDir: this.o.dataDir, storage: this.o.storage, baseEnv: this.o.baseEnv, graceMs: this.o.graceMs, jobUser: this.o.jobUser,
+      log: this.o.logs.live(id), pool: this.pool,
+    };
     const res = await executeRun(ctx, a.job, run, (h: RunHandle) => {
       // not fsynced on its own: the marker journaled before the spawn already finds the run after a crash
       if (h.pid !== null) this.guard.durable(() => this.o.journal.setRunPid(run.runId, h.pid!, h.pgid!, h.procStart, false));
@@ -332,6 +344,8 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       () => this.o.journal.endRun(run.runId, failure ? 'failed' : 'succeeded', facts?.exitCode ?? null, facts?.signal ?? null, failure),
     ];
     this.maybeFinish(a, writes);
+    // after the end is on disk: a restart between the two finds the status and no open run (stale dir, removed then)
+    this.guard.durable(() => fs.rmSync(runDirOf(this.o.dataDir, run.runId), { recursive: true, force: true }));
     this.scheduleTick();
   }
 

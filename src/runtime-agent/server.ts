@@ -5,6 +5,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import type { Logger } from 'pino';
 import { AgentError, badRequest, notFound } from './errors';
 import type { Journal } from './journal';
+import { jobView } from './job-view';
 import type { LogStore } from './logs';
 import type { AgentMetrics, PipelineRunEnd } from './metrics';
 import { PIPELINE_NAME, RUN_ID_PATTERN } from './pipeline';
@@ -70,28 +71,8 @@ export interface ServerDeps {
   readonly health: () => Record<string, unknown>;
 }
 
-/** The public JSON shape of a job. `detail` adds its runs (attempts history) and shards. */
-export function jobJson(j: JobRecord, journal?: Journal): Record<string, unknown> {
-  const s = j.spec;
-  const out: Record<string, unknown> = {
-    id: j.id, name: s.name ?? null, state: j.state, kind: s.kind, argv: s.argv, envKeys: Object.keys(s.env), cwd: s.cwd ?? null,
-    gpus: s.gpus, priority: s.priority, retries: s.retries, timeoutSeconds: s.timeoutSeconds ?? null,
-    checkpointDir: s.checkpointDir ?? null, artifactUri: s.artifactUri ?? null, input: s.input ?? null, output: s.output ?? null,
-    exitCode: j.exitCode, signal: j.signal, failure: j.failure, attempts: j.attempts, failedAttempts: j.charged,
-    cudaVisibleDevices: j.gpuIds, createdAt: j.createdAt, startedAt: j.startedAt, endedAt: j.endedAt,
-  };
-  if (journal) {
-    out.runs = journal.runsOf(j.id).map((r) => ({
-      attempt: r.attempt, shard: r.shard, pid: r.pid, cudaVisibleDevices: r.gpuIds, startedAt: r.startedAt, endedAt: r.endedAt,
-      outcome: r.outcome, exitCode: r.exitCode, signal: r.signal, failure: r.failure,
-    }));
-    if (s.kind === 'batch') {
-      const shards = journal.shardsOf(j.id);
-      out.shards = { total: shards.length, done: shards.filter((x) => x.state === 'done').length };
-    }
-  }
-  return out;
-}
+/** The public JSON shape of a job (see JobView). With the journal: its runs and shards. */
+export const jobJson = jobView;
 
 function sha256(s: string): Buffer {
   return createHash('sha256').update(s, 'utf8').digest();

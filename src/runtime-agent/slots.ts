@@ -35,6 +35,16 @@ export class Slots {
     return slots;
   }
 
+  /** Takes the given GPU indexes (a run re-attached after a restart keeps its GPUs), or one CPU slot. */
+  takeExact(gpus: number, ids: readonly number[]): number[] {
+    if (gpus === 0) {
+      this.cpuInUse++;
+      return [];
+    }
+    for (const s of ids) this.freeGpus.delete(s);
+    return [...ids];
+  }
+
   release(gpus: number, slots: number[]): void {
     if (gpus === 0) this.cpuInUse--;
     for (const s of slots) this.freeGpus.add(s);

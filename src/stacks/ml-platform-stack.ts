@@ -6,8 +6,10 @@
 import { TerraformStack } from 'cdktf';
 import { Construct } from 'constructs';
 import { AcceleratorName, TargetKind, TARGET_KINDS } from '../core/accelerators';
+import { ContainerImage } from '../core/container-image';
 import { Duration } from '../core/duration';
 import { Errors } from '../core/errors';
+import { Notify } from '../core/notify';
 import { AwsTarget, GcpTarget, KubernetesTarget, Target, targetKind } from '../core/targets';
 import { FeatureStore, FeatureViewOptions } from '../constructs/feature-store';
 import { GpuCluster, NodeRange } from '../constructs/gpu-cluster';
@@ -57,8 +59,13 @@ export interface MlPlatformStackProps {
   /** Freshness alarm of the pipeline. @default Duration.hours(26) */
   readonly pipelineMaxAge?: Duration;
 
-  /** The serving image (AWS: an ECR image). */
-  readonly servingImage: string;
+  /**
+   * The serving image: `ContainerImage.fromRegistry('ghcr.io/acme/ltv-server:2.0')` (any supported
+   * registry, made pullable on the target: an ECR pull-through cache rule on aws, an Artifact
+   * Registry remote repository on gcp, as is on kubernetes), `.fromEcr(...)`,
+   * `.fromArtifactRegistry(...)`, or a reference string.
+   */
+  readonly servingImage: string | ContainerImage;
   /** GPU model of the endpoint. GCP Cloud Run offers L4 only. @default 'L4' */
   readonly servingAccelerator?: AcceleratorName;
   /** @default - { min: 1, max: 8 }; { min: 0, max: 8 } on gcp (Cloud Run scales to zero) */
@@ -74,8 +81,11 @@ export interface MlPlatformStackProps {
    */
   readonly model?: string;
 
-  /** Who is told: emails (and https webhooks on gcp and kubernetes). */
-  readonly notify: string[];
+  /**
+   * Who is told: `Notify.email(...)`, `Notify.slack({ webhookSecret })`, `Notify.pagerDuty({ routingKeySecret })`,
+   * `Notify.webhook(url, { authSecret? })`, or strings (an email address or an https:// webhook URL).
+   */
+  readonly notify: (Notify | string)[];
   /** Endpoint alarm thresholds. @default - the MonitoringStack defaults */
   readonly endpointAlarms?: EndpointWatchOptions;
   /** Kubernetes: Prometheus/Alertmanager settings (SMTP is needed for email receivers). @default - MonitoringStack's */
@@ -93,7 +103,9 @@ const DEFAULT_STEPS = (): StepDefinition[] => [
  *
  * @example
  * new MlPlatformStack(app, 'platform-aws', {
- *   target: (stack) => new AwsTarget(stack, 'aws', { region: 'us-east-1' }) });
+ *   target: (stack) => new AwsTarget(stack, 'aws', { region: 'us-east-1' }),
+ *   servingImage: ContainerImage.fromRegistry('ghcr.io/acme/ltv-server:2.0', { awsCredentialSecret: 'ecr-pullthroughcache/ghcr' }),
+ *   notify: [Notify.email('ml-oncall@example.com'), Notify.slack({ webhookSecret: 'ml-slack-webhook' })] });
  */
 export class MlPlatformStack extends TerraformStack {
   public readonly target: Target;

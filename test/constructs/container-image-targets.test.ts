@@ -4,7 +4,17 @@ import { TerraformStack, TerraformVariable, Testing } from 'cdktf';
 import { AwsTarget, GcpTarget, KubernetesTarget, Target } from '../../src';
 import { ContainerImage } from '../../src/core/container-image';
 import { ModelEndpoint } from '../../src/constructs/model-endpoint';
+import { execFile } from 'child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'fs';
+import { createServer, Server } from 'http';
+import { AddressInfo } from 'net';
+import { tmpdir } from 'os';
+import { join } from 'path';
+import { promisify } from 'util';
+import { WARM_HANDLER } from '../../src/constructs/model-endpoint/aws-image-warm';
 import { caught } from '../helpers';
+
+const execFileP = promisify(execFile);
 
 type Kind = 'aws' | 'gcp' | 'kubernetes';
 function world(kind: Kind) {
@@ -37,6 +47,9 @@ describe('ModelEndpoint images on aws', () => {
     expect(rules).toEqual([expect.objectContaining({ ecr_repository_prefix: expect.stringMatching(/^ml-quay-[0-9a-f]{6}$/), upstream_registry_url: 'quay.io' })]);
     const prefix = rules[0].ecr_repository_prefix;
     expect(rules[0].credential_arn).toBeUndefined();
+    // One pull function for the rule, one pull per image.
+    expect(all(j, 'aws_lambda_function').filter((f) => String(f.function_name).startsWith('mlinfra-ecr-warm-'))).toHaveLength(1);
+    expect(all(j, 'aws_lambda_invocation')).toHaveLength(2);
     expect(all(j, 'aws_sagemaker_model').map((m) => m.primary_container.image.replace(/^\$\{[^}]+\}/, 'ACCOUNT')).sort())
       .toEqual([`ACCOUNT.dkr.ecr.us-east-1.amazonaws.com/${prefix}/acme/a:1`, `ACCOUNT.dkr.ecr.us-east-1.amazonaws.com/${prefix}/acme/b:2`]);
   });
@@ -71,6 +84,103 @@ describe('ModelEndpoint images on aws', () => {
     const e = caught(() => fn(world('aws')));
     expect(e.prop).toBe(prop);
     expect(e.message).toMatch(message);
+  });
+});
+
+describe('aws: the first deploy from a cold pull-through cache', () => {
+  const w = world('aws');
+  w.endpoint('api', ContainerImage.fromRegistry(`ghcr.io/acme/ltv-server:2.0@sha256:${'ab'.repeat(32)}`, { awsCredentialSecret: 'ecr-pullthroughcache/ghcr' }));
+  w.endpoint('batch', 'quay.io/acme/batch:3');
+  const j = w.json();
+  const rules = Object.entries(j.resource.aws_ecr_pull_through_cache_rule);
+  const ruleOf = (upstream: string) => rules.find(([, r]) => r.upstream_registry_url === upstream)!;
+  const invocations = Object.entries(j.resource.aws_lambda_invocation ?? {});
+
+  test('each mirrored image is pulled once through its rule before SageMaker sees it: the model URI reads the pull result', () => {
+    expect(invocations).toHaveLength(2);
+    for (const m of all(j, 'aws_sagemaker_model')) {
+      const [, name] = /^\$\{jsondecode\(aws_lambda_invocation\.([^.]+)\.result\)\.registryId\}\.dkr\.ecr\.us-east-1\.amazonaws\.com\//.exec(m.primary_container.image) ?? [];
+      expect(invocations.map(([n]) => n)).toContain(name);
+    }
+  });
+
+  test('the pull asks for the mirrored repository by digest (or tag), from the rule\'s registry', () => {
+    const [ghcrName, ghcr] = ruleOf('ghcr.io');
+    const inputs = invocations.map(([, i]) => i.input as string);
+    const ghcrInput = inputs.find((i) => i.includes('acme/ltv-server'))!;
+    expect(ghcrInput).toContain(`"repository" = "${ghcr.ecr_repository_prefix}/acme/ltv-server"`);
+    expect(ghcrInput).toContain(`"reference" = "sha256:${'ab'.repeat(32)}"`);
+    expect(ghcrInput).toContain(`"registryId" = aws_ecr_pull_through_cache_rule.${ghcrName}.registry_id`);
+    expect(inputs.find((i) => i.includes('acme/batch'))).toContain('"reference" = "3"');
+    // A new tag re-invokes the pull.
+    expect(invocations.map(([, i]) => i.triggers.image).sort()).toEqual([`${ghcr.ecr_repository_prefix}/acme/ltv-server@sha256:${'ab'.repeat(32)}`, `${ruleOf('quay.io')[1].ecr_repository_prefix}/acme/batch@3`]);
+  });
+
+  test('one pull function per rule, Node.js 22, allowed to import only into that rule\'s repositories', () => {
+    const fns = all(j, 'aws_lambda_function').filter((f) => String(f.function_name).startsWith('mlinfra-ecr-warm-'));
+    expect(fns).toHaveLength(2);
+    expect(fns.every((f) => f.runtime === 'nodejs22.x' && f.timeout <= 900)).toBe(true);
+    const docs = Object.values(j.data?.aws_iam_policy_document ?? {}) as any[];
+    const pulls = docs.flatMap((d) => d.statement ?? []).filter((st: any) => st.sid === 'PullThroughCache' && st.actions.includes('ecr:GetDownloadUrlForLayer'));
+    expect(pulls.map((st: any) => st.resources[0].replace(/^.*:repository\//, '')).sort())
+      .toEqual([`${ruleOf('ghcr.io')[1].ecr_repository_prefix}/*`, `${ruleOf('quay.io')[1].ecr_repository_prefix}/*`].sort());
+    expect(pulls[0].actions).toEqual(['ecr:BatchGetImage', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchImportUpstreamImage', 'ecr:CreateRepository']);
+  });
+
+  test('an ECR image needs no pull', () => {
+    const e = world('aws');
+    e.endpoint('api', ContainerImage.fromEcr({ account: '123456789012', region: 'us-east-1', repository: 'srv', tag: '1' }));
+    expect(e.json().resource.aws_lambda_invocation).toBeUndefined();
+  });
+});
+
+describe('the ECR pull function', () => {
+  // The function as shipped, beside a stand-in for the SDK's ECR client (the Lambda runtime has the
+  // real one); real HTTP to a local registry that answers 404 while it "imports", then the manifest.
+  let dir: string;
+  let registry: Server;
+  let base: string;
+  const got: { path: string; auth?: string; accept?: string }[] = [];
+  let coldAnswers = 2;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'ecr-warm-'));
+    writeFileSync(join(dir, 'index.mjs'), WARM_HANDLER);
+    const sdk = join(dir, 'node_modules', '@aws-sdk', 'client-ecr');
+    mkdirSync(sdk, { recursive: true });
+    writeFileSync(join(sdk, 'package.json'), JSON.stringify({ name: '@aws-sdk/client-ecr', type: 'module', main: 'index.js' }));
+    writeFileSync(join(sdk, 'index.js'), `export class GetAuthorizationTokenCommand { constructor(input) { this.input = input; } }
+export class ECRClient { async send() { return { authorizationData: [{ authorizationToken: Buffer.from('AWS:local-password').toString('base64') }] }; } }`);
+    registry = createServer((req, res) => {
+      got.push({ path: req.url!, auth: req.headers.authorization, accept: req.headers.accept });
+      if (req.headers.authorization !== `Basic ${Buffer.from('AWS:local-password').toString('base64')}`) return void res.writeHead(401).end('{"errors":[{"code":"DENIED"}]}');
+      if (req.url!.includes('/missing/')) return void res.writeHead(403).end('{"errors":[{"code":"DENIED","message":"upstream denied"}]}');
+      if (coldAnswers-- > 0) return void res.writeHead(404).end('{"errors":[{"code":"MANIFEST_UNKNOWN"}]}');
+      res.writeHead(200, { 'docker-content-digest': `sha256:${'cd'.repeat(32)}`, 'content-type': 'application/vnd.oci.image.index.v1+json' }).end('{"schemaVersion":2}');
+    });
+    await new Promise<void>((r) => registry.listen(0, '127.0.0.1', r));
+    base = `http://127.0.0.1:${(registry.address() as AddressInfo).port}`;
+  });
+  afterAll(() => registry?.close());
+
+  const invoke = (event: object) => execFileP(process.execPath, ['--input-type=module', '-e',
+    `import { handler } from ${JSON.stringify(join(dir, 'index.mjs'))}; process.stdout.write(JSON.stringify(await handler(${JSON.stringify(event)})));`], {
+    cwd: dir, env: { ...process.env, MLINFRA_REGISTRY_URL: base, MLINFRA_WARM_INTERVAL_MS: '50', MLINFRA_WARM_SECONDS: '5' },
+  });
+
+  test('GETs the manifest through the private registry with an ECR token, retrying while the cache imports', async () => {
+    got.length = 0;
+    coldAnswers = 2;
+    const { stdout } = await invoke({ registry: '123456789012.dkr.ecr.us-east-1.amazonaws.com', registryId: '123456789012', repository: 'ml-ghcr-abc123/acme/ltv-server', reference: '2.0' });
+    expect(JSON.parse(stdout)).toEqual({ registryId: '123456789012', digest: `sha256:${'cd'.repeat(32)}`, attempts: 3 });
+    expect(got.map((g) => g.path)).toEqual(Array(3).fill('/v2/ml-ghcr-abc123/acme/ltv-server/manifests/2.0'));
+    expect(got[0].accept).toContain('application/vnd.oci.image.index.v1+json');
+    expect(got[0].accept).toContain('application/vnd.docker.distribution.manifest.v2+json');
+  });
+
+  test('fails at once, with the registry\'s answer, when the pull is denied', async () => {
+    got.length = 0;
+    await expect(invoke({ registry: 'r', registryId: '1', repository: 'ml-ghcr-abc123/missing/x', reference: '1' })).rejects.toThrow(/403 .*upstream denied.*credential secret/s);
+    expect(got).toHaveLength(1);
   });
 });
 

@@ -1,4 +1,4 @@
-import { App, TerraformStack, Testing } from 'cdktf';
+import { App, TerraformStack, TerraformVariable, Testing } from 'cdktf';
 import { AwsTarget, Duration, GcpTarget, KubernetesTarget, MlInfraError, Target } from '../../src';
 import { FeatureStore, FeatureStoreProps, FeatureViewOptions } from '../../src/constructs/feature-store';
 
@@ -89,5 +89,58 @@ describe('FeatureStore validation', () => {
   test('the default project comes from the construct id', () => {
     const stack = new TerraformStack(new App(), 'v');
     expect(new FeatureStore(stack, 'ltv-store', { target: target(stack, 'aws') }).project).toBe('ltv_store');
+  });
+});
+
+describe('FeatureStore with Terraform values', () => {
+  /** Synthesizes a store whose props come from `props(v)`, with one view; returns the stack JSON. */
+  function synthWith(kind: Kind, props: (v: (name: string, type: 'number' | 'string') => any) => Partial<FeatureStoreProps>): any {
+    const stack = new TerraformStack(new App(), 'v');
+    const v = (name: string, type: 'number' | 'string') => {
+      const variable = new TerraformVariable(stack, name, { type });
+      return type === 'number' ? variable.numberValue : variable.stringValue;
+    };
+    new FeatureStore(stack, 'features', { target: target(stack, kind), ...props(v) }).addFeatureView(GOOD);
+    return JSON.parse(Testing.synth(stack));
+  }
+  const only = (json: any, type: string): any => {
+    const all = Object.values(json.resource[type] ?? {});
+    expect(all).toHaveLength(1);
+    return all[0];
+  };
+
+  test('accepts a token for bigtableMaxNodes and kmsKeyName on gcp', () => {
+    const json = synthWith('gcp', (v) => ({ bigtableMaxNodes: v('nodes', 'number'), kmsKeyName: v('key', 'string') }));
+    const cluster = only(json, 'google_bigtable_instance').cluster[0];
+    expect(cluster.autoscaling_config.max_nodes).toBe('${var.nodes}');
+    expect(cluster.kms_key_name).toBe('${var.key}');
+  });
+
+  test('accepts a token for redisMemoryGiB on gcp', () => {
+    const json = synthWith('gcp', (v) => ({ online: 'redis', redisMemoryGiB: v('gib', 'number') }));
+    expect(only(json, 'google_redis_instance').memory_size_gb).toBe('${var.gib}');
+  });
+
+  test('accepts a token for redisNodeType on aws', () => {
+    const json = synthWith('aws', (v) => ({ online: 'redis', redisNodeType: v('node', 'string') }));
+    expect(only(json, 'aws_elasticache_replication_group').node_type).toBe('${var.node}');
+  });
+
+  test('accepts a token for the volume sizes and the Redis image on kubernetes', () => {
+    const json = synthWith('kubernetes', (v) => ({ onlineStorageGiB: v('online', 'number'), offlineStorageGiB: v('offline', 'number'), redisImage: v('image', 'string') }));
+    expect(only(json, 'kubernetes_persistent_volume_claim_v1').spec.resources.requests.storage).toBe('${var.offline}Gi');
+    const sts = only(json, 'kubernetes_stateful_set_v1');
+    expect(sts.spec.volume_claim_template[0].spec.resources.requests.storage).toBe('${var.online}Gi');
+    expect(sts.spec.template.spec.container[0].image).toBe('${var.image}');
+  });
+
+  test('accepts a token for offlineUri on kubernetes: no volume, the registry under it', () => {
+    const stack = new TerraformStack(new App(), 'v');
+    const uri = new TerraformVariable(stack, 'uri', { type: 'string' }).stringValue;
+    const store = new FeatureStore(stack, 'features', { target: target(stack, 'kubernetes'), offlineUri: uri });
+    const json = JSON.parse(Testing.synth(stack));
+    expect(json.resource.kubernetes_persistent_volume_claim_v1).toBeUndefined();
+    expect(json.output[Object.keys(json.output).find((k) => k.includes('registry-uri'))!].value).toBe('${var.uri}/registry.db');
+    expect(store.offlineUri).toBe(uri);
   });
 });

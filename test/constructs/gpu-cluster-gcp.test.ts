@@ -456,14 +456,16 @@ describe('GpuCluster on GCP', () => {
     expect(Object.keys(resources(j, 'google_project_iam_custom_role'))).toHaveLength(1);
   });
 
-  test('grantScale on a cluster without idle stop creates the custom role on first use', () => {
+  test('grantScale on a cluster without idle stop creates the custom role on first use; a repeated grant creates nothing', () => {
+    const grants: unknown[] = [];
     const { json: j } = build({ idleStopMinutes: 0 }, (stack, c) => {
       const other = new GpuCluster(stack, 'ops', { target: c.target, accelerator: 'T4', idleStopMinutes: 0, agentBundleDir: BUNDLE });
-      c.grantScale(other);
-      c.grantScale(other);
+      grants.push(c.grantScale(other), c.grantScale(other));
     });
     expect(Object.keys(resources(j, 'google_project_iam_custom_role'))).toHaveLength(1);
-    expect(Object.keys(resources(j, 'google_project_iam_member')).filter((k) => k.startsWith('train_grants_'))).toHaveLength(2);
+    expect(Object.keys(resources(j, 'google_project_iam_member')).filter((k) => k.startsWith('train_grants_'))).toHaveLength(1);
+    expect(grants[1]).toBe(grants[0]);
+    expect(grants[0]).toMatchObject({ kind: 'scale', owner: 'test/train', grantee: 'test/ops' });
   });
 
   test('fails when the grantee is not on GCP, naming both clouds', () => {

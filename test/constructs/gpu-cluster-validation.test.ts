@@ -1,5 +1,6 @@
-import { App, TerraformStack } from 'cdktf';
+import { App, TerraformStack, TerraformVariable } from 'cdktf';
 import { AwsTarget, GcpTarget, GpuCluster, GpuClusterProps, KubernetesTarget, MlInfraError, Target } from '../../src';
+import { caught, only, synth, testAgentBundle } from '../helpers';
 
 type Kind = 'aws' | 'gcp' | 'kubernetes';
 
@@ -99,4 +100,44 @@ describe('target validation', () => {
   test('fails when a GCP label is not lower-case', () => fails(() => new GcpTarget(stack(), 'g', { project: 'ml-prod-123', region: 'us-central1', labels: { team: 'ML' } }), 'labels.team', /lower-case/));
   test('fails when the namespace is not a DNS label', () => fails(() => new KubernetesTarget(stack(), 'k', { namespace: 'ML_Jobs' }), 'namespace', /DNS-1123/));
   test('fails when the GPU label scheme is unknown', () => fails(() => new KubernetesTarget(stack(), 'k', { namespace: 'ml', gpuNodeLabels: 'eks' as never }), 'gpuNodeLabels', /nvidia-gfd, gke, none/));
+});
+
+describe('GpuCluster accepts Terraform references where the provider checks them', () => {
+  const build = (kind: Kind, props: (stack: TerraformStack) => Partial<GpuClusterProps>) => synth((stack) => {
+    const target: Target = kind === 'aws' ? new AwsTarget(stack, 't', { region: 'us-east-1' })
+      : new KubernetesTarget(stack, 't', { namespace: 'ml' });
+    new GpuCluster(stack, 'cluster', { target, accelerator: 'T4', agentBundleDir: testAgentBundle(), ...props(stack) } as GpuClusterProps);
+  }).json;
+
+  test('accepts a token for nodes.max on aws (the group\'s max_size)', () => {
+    const json = build('aws', (stack) => ({ nodes: { min: 0, max: new TerraformVariable(stack, 'max_nodes', { type: 'number' }).numberValue } }));
+    expect(only(json, 'aws_autoscaling_group').max_size).toBe('${var.max_nodes}');
+  });
+
+  test('accepts a token for diskGiB, agentPort and nodeDistUrl on aws', () => {
+    const json = build('aws', (stack) => ({
+      diskGiB: new TerraformVariable(stack, 'disk', { type: 'number' }).numberValue,
+      agentPort: new TerraformVariable(stack, 'port', { type: 'number' }).numberValue,
+      nodeDistUrl: new TerraformVariable(stack, 'mirror', { type: 'string' }).stringValue,
+    }));
+    const lt = only(json, 'aws_launch_template') as any;
+    expect(lt.block_device_mappings[0].ebs.volume_size).toBe('${var.disk}');
+    expect((only(json, 'aws_lb_listener') as any).port).toBe('${var.port}');
+    expect(JSON.stringify(json.locals)).toContain('${var.mirror}');
+  });
+
+  test('accepts a token for agentImage on kubernetes', () => {
+    const json = build('kubernetes', (stack) => ({ agentImage: new TerraformVariable(stack, 'agent_image', { type: 'string' }).stringValue }));
+    expect(JSON.stringify(json.resource)).toContain('${var.agent_image}');
+  });
+
+  test('fails when nodes.max is a token on gcp, where the group\'s size is computed from it', () => {
+    const stack = new TerraformStack(new App(), 'v');
+    const target = new GcpTarget(stack, 't', { project: 'ml-prod-123', region: 'us-central1' });
+    const e = caught(() => new GpuCluster(stack, 'cluster', {
+      target, accelerator: 'T4', agentBundleDir: testAgentBundle(), nodes: { min: 0, max: new TerraformVariable(stack, 'm', { type: 'number' }).numberValue },
+    }));
+    expect({ code: e.code, prop: e.prop }).toEqual({ code: 'INVALID_PROP', prop: 'nodes.max' });
+    expect(e.allowed).toMatch(/a Terraform reference is supported on aws targets only/);
+  });
 });

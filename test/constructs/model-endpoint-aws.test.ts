@@ -6,6 +6,8 @@ import { SagemakerEndpointConfiguration } from '@cdktf/provider-aws/lib/sagemake
 import { IamRole } from '@cdktf/provider-aws/lib/iam-role';
 import { ModelArtifact } from '../../src/core/model';
 import { AwsTarget } from '../../src/core/targets';
+import { ACCELERATORS, SAGEMAKER_MARKUP, SAGEMAKER_PRICES, SAGEMAKER_SOURCE } from '../../src/core/accelerators';
+import { costFacts } from '../../src/core/facts';
 import { ModelEndpoint, ModelEndpointProps, Rollout } from '../../src/constructs/model-endpoint';
 import { countByType, only, synth, TerraformJson } from '../helpers';
 
@@ -165,6 +167,21 @@ describe('ModelEndpoint on AWS', () => {
     const st = (docs[0][1] as any).statement;
     expect(st).toEqual([{ effect: 'Allow', actions: ['sagemaker:InvokeEndpoint'], resources: [expect.stringMatching(/^\$\{aws_sagemaker_endpoint\.ltv-api_serving_endpoint_[A-Z0-9]+\.arn\}$/)] }]);
     expect(() => build({}, (_s, e) => e.grantInvoke({ grantPrincipal: { kind: 'kubernetes', namespace: 'a', serviceAccountName: 'b' } }))).toThrow(/grants do not cross clouds/);
+  });
+
+  test('records its cost: SageMaker instance hours from the price list, else EC2 x markup (an estimate)', () => {
+    let gpu: ModelEndpoint | undefined;
+    let cpu: ModelEndpoint | undefined;
+    build({}, (_s, e) => { gpu = e; });
+    build({ accelerator: undefined }, (_s, e) => { cpu = e; });
+    const ec2 = ACCELERATORS.L4.aws.find((s) => s.count === 1)!.usdPerHour;
+    expect(SAGEMAKER_PRICES['ml.g6.xlarge']).toBeUndefined();
+    expect(costFacts(gpu!)).toEqual([{
+      item: 'SageMaker ml.g6.xlarge instance', unitUsd: Math.round(ec2 * SAGEMAKER_MARKUP * 10000) / 10000, per: 'hour', quantity: { min: 1, max: 8 },
+      ...SAGEMAKER_SOURCE, estimate: true, note: `not in the price table: EC2 g6.xlarge ${ec2} x SageMaker markup ${SAGEMAKER_MARKUP}`,
+    }]);
+    expect(costFacts(cpu!)).toEqual([expect.objectContaining({ item: 'SageMaker ml.m5.xlarge instance', unitUsd: SAGEMAKER_PRICES['ml.m5.xlarge'], quantity: { min: 1, max: 8 } })]);
+    expect(costFacts(cpu!)[0].estimate).toBeUndefined();
   });
 
   test('the endpoint\'s own principal takes grants as inline policies on its role', () => {

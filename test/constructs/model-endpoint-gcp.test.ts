@@ -3,6 +3,8 @@ import { TerraformStack } from 'cdktf';
 import { CloudRunV2Service } from '@cdktf/provider-google/lib/cloud-run-v2-service';
 import { StorageBucketIamMember } from '@cdktf/provider-google/lib/storage-bucket-iam-member';
 import { GcpTarget } from '../../src/core/targets';
+import { CLOUD_RUN_PRICES } from '../../src/core/accelerators';
+import { costFacts } from '../../src/core/facts';
 import { ModelEndpoint, ModelEndpointProps, Rollout } from '../../src/constructs/model-endpoint';
 import { countByType, only, resources, synth, TerraformJson } from '../helpers';
 
@@ -163,6 +165,20 @@ describe('ModelEndpoint on GCP (Cloud Run)', () => {
     const members = Object.values(resources(k, 'google_storage_bucket_iam_member')) as any[];
     expect(members.map((m) => m.bucket).sort()).toEqual(['ml-models', 'old-models']);
     expect(members.find((m) => m.bucket === 'old-models').condition.expression).toContain('buckets/old-models/objects/ltv/v2")');
+  });
+
+  test('records its cost: Cloud Run instance seconds of vCPU, memory and the L4, per hour', () => {
+    let gpu: ModelEndpoint | undefined;
+    let cpu: ModelEndpoint | undefined;
+    build({ cpu: 6, memoryGiB: 24 }, (_s, e) => { gpu = e; });
+    build({ accelerator: undefined }, (_s, e) => { cpu = e; });
+    const perSecond = (vcpu: number, gib: number, l4: number) => vcpu * CLOUD_RUN_PRICES.vcpuSecond + gib * CLOUD_RUN_PRICES.gibSecond + l4 * CLOUD_RUN_PRICES.l4Second;
+    expect(costFacts(gpu!)).toEqual([{
+      item: 'Cloud Run instance (6 vCPU, 24 GiB, 1 L4)', unitUsd: Math.round(perSecond(6, 24, 1) * 3600 * 10000) / 10000, per: 'hour', quantity: { min: 0, max: 4 },
+      source: CLOUD_RUN_PRICES.source, asOf: CLOUD_RUN_PRICES.asOf, note: `${perSecond(6, 24, 1).toFixed(7)} USD/s x 3600; requests and zonal redundancy surcharges not included`,
+    }]);
+    // Without a GPU: the defaults, 2 vCPU and 4 GiB.
+    expect(costFacts(cpu!)).toEqual([expect.objectContaining({ item: 'Cloud Run instance (2 vCPU, 4 GiB)', unitUsd: Math.round(perSecond(2, 4, 0) * 3600 * 10000) / 10000 })]);
   });
 
   test('Cloud Run defaults: no zonal redundancy unless asked, deletion protection off explicitly, startup windows within the limits', () => {

@@ -3,6 +3,8 @@ import { TerraformStack } from 'cdktf';
 import { DeploymentV1 } from '@cdktf/provider-kubernetes/lib/deployment-v1';
 import { HorizontalPodAutoscalerV2 } from '@cdktf/provider-kubernetes/lib/horizontal-pod-autoscaler-v2';
 import { KubernetesTarget, KubernetesTargetProps } from '../../src/core/targets';
+import { ACCELERATORS } from '../../src/core/accelerators';
+import { costFacts } from '../../src/core/facts';
 import { ModelEndpoint, ModelEndpointProps, Rollout } from '../../src/constructs/model-endpoint';
 import { countByType, only, resources, synth, TerraformJson } from '../helpers';
 
@@ -158,6 +160,17 @@ describe('ModelEndpoint on Kubernetes', () => {
     expect(Object.values(j.output ?? {}).map((o) => o.value)).toEqual([
       expect.stringMatching(/^http:\/\/\$\{kubernetes_service_v1\.[^}]+\.metadata\[0\]\.name\}\.\$\{kubernetes_namespace_v1\.[^}]+\.metadata\[0\]\.name\}\.svc\.cluster\.local:8080$/),
     ]);
+  });
+
+  test('records its cost: GPU pods at the catalog\'s per-GPU share, CPU pods unpriced', () => {
+    let gpu: ModelEndpoint | undefined;
+    let cpu: ModelEndpoint | undefined;
+    build({}, (_s, e) => { gpu = e; });
+    build({ accelerator: undefined }, (_s, e) => { cpu = e; });
+    expect(costFacts(gpu!)).toEqual([expect.objectContaining({
+      item: 'GPU pod (L4 x1 share)', unitUsd: ACCELERATORS.L4.kubernetesUsdPerGpuHour, per: 'hour', quantity: { min: 2, max: 6 },
+    })]);
+    expect(costFacts(cpu!)).toEqual([{ item: 'CPU pod', unitUsd: 0, per: 'hour', quantity: { min: 2, max: 6 }, source: 'not priced: runs on your nodes', asOf: '-' }]);
   });
 
   test('creates exactly these resources', () => {

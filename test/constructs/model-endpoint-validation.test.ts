@@ -1,6 +1,7 @@
-import { App, TerraformStack } from 'cdktf';
+import { App, TerraformStack, TerraformVariable, Testing } from 'cdktf';
 import { S3Bucket } from '@cdktf/provider-aws/lib/s3-bucket';
 import { MlInfraError } from '../../src/core/errors';
+import { costFacts } from '../../src/core/facts';
 import { ModelArtifact } from '../../src/core/model';
 import { AwsTarget, GcpTarget, KubernetesTarget, Target } from '../../src/core/targets';
 import { ModelEndpoint, ModelEndpointProps, Rollout } from '../../src/constructs/model-endpoint';
@@ -110,5 +111,107 @@ describe('ModelEndpoint validation', () => {
     }
     expect((err as MlInfraError).code).toBe('MISSING_PROP');
     expect((err as MlInfraError).prop).toBe('image');
+  });
+});
+
+describe('ModelEndpoint with Terraform values', () => {
+  /** Synthesizes one endpoint whose props come from `props(variables)`; returns the stack JSON. */
+  function synth(kind: Kind, props: (v: (name: string, type: 'number' | 'string') => any) => Record<string, unknown>): any {
+    const stack = new TerraformStack(new App(), 'v');
+    const target: Target = kind === 'aws' ? new AwsTarget(stack, 't', { region: 'us-east-1' })
+      : kind === 'gcp' ? new GcpTarget(stack, 't', { project: 'ml-prod-123', region: 'us-central1' })
+        : new KubernetesTarget(stack, 't', { namespace: 'ml' });
+    const v = (name: string, type: 'number' | 'string') => {
+      const variable = new TerraformVariable(stack, name, { type });
+      return type === 'number' ? variable.numberValue : variable.stringValue;
+    };
+    new ModelEndpoint(stack, 'api', { target, replicas: { min: 1, max: 4 }, ...BASE[kind], ...props(v) } as ModelEndpointProps);
+    return JSON.parse(Testing.synth(stack));
+  }
+  const only = (json: any, type: string): any => {
+    const all = Object.values(json.resource[type] ?? {});
+    expect(all).toHaveLength(1);
+    return all[0];
+  };
+
+  test('accepts a token for replicas on aws: the scaling target and the first fleet read the variables', () => {
+    const json = synth('aws', (v) => ({ replicas: { min: v('min', 'number'), max: v('max', 'number') } }));
+    expect(only(json, 'aws_appautoscaling_target')).toMatchObject({ min_capacity: '${var.min}', max_capacity: '${var.max}' });
+    expect(only(json, 'aws_sagemaker_endpoint_configuration').production_variants[0].initial_instance_count).toBe('${var.min}');
+  });
+
+  test('accepts a token for replicas on gcp, and for image (no mirror: nothing is known about its registry)', () => {
+    const json = synth('gcp', (v) => ({ replicas: { min: v('min', 'number'), max: 3 }, image: v('image', 'string') }));
+    const service = only(json, 'google_cloud_run_v2_service');
+    expect(service.template.scaling).toEqual({ min_instance_count: '${var.min}', max_instance_count: 3 });
+    expect(service.template.containers[0].image).toBe('${var.image}');
+    expect(json.resource.google_artifact_registry_repository).toBeUndefined();
+  });
+
+  test('accepts a token for replicas and image on kubernetes: the Deployment and the HPA read the variables', () => {
+    const json = synth('kubernetes', (v) => ({ replicas: { min: v('min', 'number'), max: v('max', 'number') }, image: v('image', 'string') }));
+    const deployment = only(json, 'kubernetes_deployment_v1');
+    expect(deployment.spec.replicas).toBe('${var.min}');
+    expect(deployment.spec.template.spec.container[0].image).toBe('${var.image}');
+    expect(only(json, 'kubernetes_horizontal_pod_autoscaler_v2').spec).toMatchObject({ min_replicas: '${var.min}', max_replicas: '${var.max}' });
+  });
+
+  test('accepts a token for image on aws: the execution role may pull exactly the repository Terraform parses out of it', () => {
+    const json = synth('aws', (v) => ({ image: v('image', 'string') }));
+    const model = only(json, 'aws_sagemaker_model');
+    expect(model.primary_container.image).toBe('${var.image}');
+    const doc = Object.values(json.data.aws_iam_policy_document).find((d: any) => d.statement?.some((s: any) => s.sid === 'PullImage')) as any;
+    expect(doc.statement.find((s: any) => s.sid === 'PullImage').resources[0]).toMatch(/regex\(.*var\.image/);
+  });
+
+  test('accepts a token for invocationsPerInstanceTarget, modelKeyArn and rollbackAlarms on aws', () => {
+    const json = synth('aws', (v) => ({
+      invocationsPerInstanceTarget: v('target', 'number'), modelKeyArn: v('key', 'string'), rollbackAlarms: [v('alarm', 'string')],
+    }));
+    expect(only(json, 'aws_appautoscaling_policy').target_tracking_scaling_policy_configuration.target_value).toBe('${var.target}');
+    expect(only(json, 'aws_sagemaker_endpoint').deployment_config.auto_rollback_configuration.alarms).toEqual([{ alarm_name: '${var.alarm}' }]);
+    const statements = Object.values(json.data.aws_iam_policy_document).flatMap((d: any) => d.statement ?? []);
+    expect(statements.find((st: any) => st.sid === 'DecryptModel').resources).toEqual(['${var.key}']);
+  });
+
+  test('a Terraform value for replicas is priced as 0, and the cost fact says why', () => {
+    const stack = new TerraformStack(new App(), 'v');
+    const target = new AwsTarget(stack, 't', { region: 'us-east-1' });
+    const min = new TerraformVariable(stack, 'min', { type: 'number' }).numberValue;
+    const e = new ModelEndpoint(stack, 'api', { target, replicas: { min, max: 4 }, model: BASE.aws.model as string, image: BASE.aws.image as string });
+    expect(costFacts(e)).toEqual([expect.objectContaining({
+      item: 'SageMaker ml.m5.xlarge instance', unitUsd: 0.23, quantity: { min: 0, max: 4 }, estimate: true, note: expect.stringMatching(/replicas is a Terraform value/),
+    })]);
+  });
+
+  test('accepts a token for cpuTargetPercent and serviceAccountName on kubernetes', () => {
+    const json = synth('kubernetes', (v) => ({ cpuTargetPercent: v('cpu', 'number'), serviceAccountName: v('sa', 'string') }));
+    const hpa = only(json, 'kubernetes_horizontal_pod_autoscaler_v2');
+    expect(hpa.spec.metric[0].resource.target.average_utilization).toBe('${var.cpu}');
+    expect(only(json, 'kubernetes_deployment_v1').spec.template.spec.service_account_name).toBe('${var.sa}');
+    expect(json.resource.kubernetes_service_account_v1).toBeUndefined();
+  });
+
+  /** Values computed at synth (names, probes, shares, catalog shapes) cannot wait for apply: a clear error, not a number's encoding. */
+  const literalOnly: [string, Kind, (v: (name: string, type: 'number' | 'string') => any) => Record<string, unknown>, string, RegExp][] = [
+    ['port', 'kubernetes', (v) => ({ port: v('port', 'number') }), 'port', /is not known at synth time/],
+    ['acceleratorsPerReplica', 'aws', (v) => ({ accelerator: 'L4', acceleratorsPerReplica: v('n', 'number') }), 'acceleratorsPerReplica', /a literal count of L4/],
+    ['cpu on kubernetes', 'kubernetes', (v) => ({ cpu: v('cpu', 'number') }), 'cpu', /a literal number of vCPU/],
+    ['cpu on Cloud Run', 'gcp', (v) => ({ cpu: v('cpu', 'number') }), 'cpu', /one of 1, 2, 4, 6, 8 vCPU/],
+    ['replicas with a canary split on kubernetes', 'kubernetes', (v) => ({
+      replicas: { min: v('min', 'number'), max: 4 }, rollout: Rollout.canary({ percent: 10 }), revision: 'v2', previous: { revision: 'v1', image: 'ghcr.io/acme/ltv-server:0.9' },
+    }), 'replicas.min', /a literal number with a canary rollout on kubernetes/],
+  ];
+  test.each(literalOnly)('fails when %s is a Terraform value', (_what, kind, props, prop, pattern) => {
+    let err: unknown;
+    try {
+      synth(kind, props);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(MlInfraError);
+    expect((err as MlInfraError).prop).toBe(prop);
+    expect((err as MlInfraError).message).toMatch(pattern);
+    expect((err as MlInfraError).message).not.toMatch(/e\+\d{3}/);
   });
 });

@@ -19,7 +19,7 @@ const build = (extra?: (w: World) => void, watchAll = true) => synth((stack) => 
   const ops = new MonitoringStack(stack, 'ops', { target: aws, notify: ['ml-oncall@example.com', 'lead@example.com'] });
   if (watchAll) {
     ops.watch(cluster)
-      .watch({ pipelineName: 'ltv', cluster, schedulePeriodSeconds: 86400 }, { maxAge: Duration.hours(26) })
+      .watch({ watchKind: 'training-pipeline', pipelineName: 'ltv', cluster, schedulePeriodSeconds: 86400 }, { maxAge: Duration.hours(26) })
       .watch(endpoint, { p99LatencyMs: 250, errorRatePercent: 1 });
   }
   extra?.({ stack, aws, cluster, endpoint, ops });

@@ -18,7 +18,7 @@ const build = (extra?: (w: World) => void) => synth((stack) => {
   });
   const ops = new MonitoringStack(stack, 'ops', { target: gcp, notify: ['ml-oncall@example.com', 'https://hooks.example.com/mlinfra'] })
     .watch(cluster)
-    .watch({ pipelineName: 'ltv', cluster, schedulePeriodSeconds: 86400 }, { maxAge: Duration.hours(26) })
+    .watch({ watchKind: 'training-pipeline', pipelineName: 'ltv', cluster, schedulePeriodSeconds: 86400 }, { maxAge: Duration.hours(26) })
     .watch(endpoint, { p99LatencyMs: 250, errorRatePercent: 1 });
   extra?.({ stack, gcp, cluster, ops });
 });

@@ -26,7 +26,7 @@ const build = (extra?: (w: World) => void) => synth((stack) => {
     kubernetes: { smtp: { smarthost: 'smtp.example.com:587', from: 'alerts@example.com' }, storageGiB: 50 },
   })
     .watch(cluster)
-    .watch({ pipelineName: 'ltv', cluster, schedulePeriodSeconds: 86400 }, { maxAge: Duration.hours(26) })
+    .watch({ watchKind: 'training-pipeline', pipelineName: 'ltv', cluster, schedulePeriodSeconds: 86400 }, { maxAge: Duration.hours(26) })
     .watch(endpoint, { p99LatencyMs: 250, errorRatePercent: 1 });
   extra?.({ stack, k8s, ops });
 });
@@ -101,10 +101,11 @@ describe('MonitoringStack on Kubernetes', () => {
       'MlinfraGpuIdleWhileQueued', 'MlinfraGpuXidErrors', 'MlinfraAgentDown', 'MlinfraFeatureDrift',
       'MlinfraPipelineFailed', 'MlinfraPipelineStale', 'MlinfraEndpointP99Latency', 'MlinfraEndpointErrorRate',
     ]);
-    expect(byAlert.MlinfraGpuIdleWhileQueued.expr).toMatch(/^max\(mlinfra_agent_jobs_queued\{mlinfra_cluster="TFREF"\}\) > 0 and on\(\) avg\(DCGM_FI_DEV_GPU_UTIL\{namespace="TFREF",pod=~"TFREF-\[0-9\]\+"\}\) < 10$/);
+    // The cluster name is the one its gateway reports as (a literal: no StatefulSet to reference).
+    expect(byAlert.MlinfraGpuIdleWhileQueued.expr).toMatch(/^max\(mlinfra_agent_jobs_queued\{mlinfra_cluster="test-train-acae17ff"\}\) > 0 and on\(\) avg\(DCGM_FI_DEV_GPU_UTIL\{namespace="TFREF",pod=~"test-train-acae17ff-\[0-9\]\+"\}\) < 10$/);
     expect(byAlert.MlinfraGpuIdleWhileQueued.for).toBe('30m');
     expect(byAlert.MlinfraGpuXidErrors.expr).toContain('DCGM_FI_DEV_XID_ERRORS');
-    expect(byAlert.MlinfraAgentDown).toMatchObject({ expr: 'up{mlinfra_cluster="TFREF"} == 0', for: '15m' });
+    expect(byAlert.MlinfraAgentDown).toMatchObject({ expr: 'up{mlinfra_cluster="test-train-acae17ff"} == 0', for: '15m' });
     expect(byAlert.MlinfraPipelineStale.expr).toContain('> 93600) or on() absent_over_time(');
     expect(byAlert.MlinfraEndpointP99Latency).toMatchObject({
       expr: expect.stringMatching(/^histogram_quantile\(0\.99, sum by \(le\) \(rate\(http_request_duration_seconds_bucket\{namespace="TFREF",app="test-ltv-api-[0-9a-f]{8}"\}\[5m\]\)\)\) > 0\.25$/), for: '5m',
@@ -179,7 +180,8 @@ describe('MonitoringStack on Kubernetes', () => {
     const rules2 = parse(files(two).rules).groups.flatMap((g: any) => g.rules);
     expect(rules2.length - rules.length).toBe(4);
     expect(parse(files(two).prometheus).scrape_configs).toHaveLength(5);
-    expect(countByType(two).kubernetes_deployment_v1).toBe(countByType(json).kubernetes_deployment_v1);
+    // One more Deployment: the new cluster's gateway; the MonitoringStack's own stay as they were.
+    expect(countByType(two).kubernetes_deployment_v1).toBe(countByType(json).kubernetes_deployment_v1 + 1);
     const pod = deployments(two).prometheus.spec.template.spec;
     expect(pod.volume.find((v: any) => v.name === 'credentials').projected.sources).toHaveLength(2);
     twoClusters = two;

@@ -17,7 +17,7 @@ function world(props: Partial<MonitoringStackProps> = {}): World {
   return { stack, aws, cluster, ops };
 }
 
-const pipeline = (w: World, schedulePeriodSeconds?: number) => ({ pipelineName: 'ltv', cluster: w.cluster, schedulePeriodSeconds });
+const pipeline = (w: World, schedulePeriodSeconds?: number) => ({ watchKind: 'training-pipeline' as const, pipelineName: 'ltv', cluster: w.cluster, schedulePeriodSeconds });
 
 describe('MonitoringStack validation', () => {
   test.each<[string, (w: World) => unknown, string, unknown, RegExp]>([
@@ -35,8 +35,8 @@ describe('MonitoringStack validation', () => {
     }, 'kubernetes.smtp', undefined, /SMTP relay/],
     ['a threshold is negative', (w) => w.ops.watch(w.cluster, { gpuIdlePercent: -5 }), 'gpuIdlePercent', -5, /percentage above 0/],
     ['a percent is over 100', (w) => w.ops.watch(w.cluster, { gpuIdlePercent: 150 }), 'gpuIdlePercent', 150, /at most 100/],
-    ['an error rate is over 100', (w) => w.ops.watch({ metrics: {}, url: 'x', target: w.aws } as never, { errorRatePercent: 101 }), 'errorRatePercent', 101, /at most 100/],
-    ['p99 is 0', (w) => w.ops.watch({ metrics: {}, url: 'x', target: w.aws } as never, { p99LatencyMs: 0 }), 'p99LatencyMs', 0, /above 0/],
+    ['an error rate is over 100', (w) => w.ops.watch({ watchKind: 'model-endpoint', metrics: {}, url: 'x', target: w.aws } as never, { errorRatePercent: 101 }), 'errorRatePercent', 101, /at most 100/],
+    ['p99 is 0', (w) => w.ops.watch({ watchKind: 'model-endpoint', metrics: {}, url: 'x', target: w.aws } as never, { p99LatencyMs: 0 }), 'p99LatencyMs', 0, /above 0/],
     ['minutes are fractional', (w) => w.ops.watch(w.cluster, { agentDownMinutes: 2.5 }), 'agentDownMinutes', 2.5, /whole number of minutes/],
     ['maxAge is shorter than the schedule period', (w) => w.ops.watch(pipeline(w, 86400), { maxAge: Duration.hours(20) }), 'maxAge', '20 hours', /longer than the schedule's period \(86400 seconds\)/],
     ['maxAge is longer than 7 days', (w) => w.ops.watch(pipeline(w), { maxAge: Duration.days(8) }), 'maxAge', '8 days', /7 days/],
@@ -49,7 +49,7 @@ describe('MonitoringStack validation', () => {
       w.ops.watch(new GpuCluster(w.stack, 'other', { target: west, accelerator: 'T4', agentBundleDir: BUNDLE }));
     }, 'watch(cluster).target', 'us-west-2', /aws us-east-1/],
     ['a construct is watched twice', (w) => w.ops.watch(w.cluster).watch(w.cluster), 'watch', 'test/train', /watched once/],
-    ['something unwatchable is watched', (w) => w.ops.watch({} as never), 'watch', 'object', /GpuCluster \(agentUrl\)/],
+    ['something unwatchable is watched', (w) => w.ops.watch({} as never), 'watch', 'object', /a construct with a watchKind/],
   ])('fails when %s', (_name, fn, prop, value, allowed) => {
     const e = caught(() => fn(world()));
     expect({ prop: e.prop, value: e.value }).toEqual({ prop, value });

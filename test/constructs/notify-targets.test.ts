@@ -28,14 +28,20 @@ describe('notify destinations per target', () => {
     expect(Object.values(j.resource.aws_sns_topic_subscription).map((s: any) => s.protocol)).toEqual(['lambda']);
   });
 
+  test('gcp: Slack with only a webhook secret, and a bearer webhook, synthesize (delivered by a function)', () => {
+    const j = monitor('gcp', [Notify.slack({ webhookSecret: 'slack' }), Notify.webhook('https://h.example.com', { authSecret: 't' })]);
+    expect(Object.values(j.resource.google_monitoring_notification_channel).map((c: any) => c.type)).toEqual(['pubsub']);
+    expect(Object.keys(j.resource.google_cloudfunctions2_function)).toHaveLength(1);
+  });
+
   test('kubernetes: Slack and PagerDuty need no SMTP relay', () => {
     expect(() => monitor('kubernetes', [Notify.slack({ webhookSecret: 'slack' }), Notify.pagerDuty({ routingKeySecret: 'pd' })])).not.toThrow();
   });
 
   test.each<[string, Kind, () => (Notify | string)[], string, RegExp]>([
-    ['gcp: Slack has no channel', 'gcp', () => [Notify.slack({ webhookSecret: 'slack' })], 'notify[0].channel', /Slack OAuth token/],
-    ['gcp: Slack has no bot token secret', 'gcp', () => [Notify.slack({ webhookSecret: 'slack', channel: '#ml' })], 'notify[0].gcpAuthTokenSecret', /gcpAuthTokenSecret/],
-    ['gcp: a webhook asks for a bearer token', 'gcp', () => ['a@example.com', Notify.webhook('https://h.example.com', { authSecret: 't' })], 'notify[1].authSecret', /without authSecret on gcp/],
+    ['gcp: a Slack bot token is given without a channel', 'gcp', () => ['a@example.com', Notify.slack({ webhookSecret: 'slack', gcpAuthTokenSecret: 'bot' })], 'notify[1].channel', /gcpAuthTokenSecret/],
+    ['gcp: a Slack webhook secret is not a Secret Manager id', 'gcp', () => [Notify.slack({ webhookSecret: 'team/slack' })], 'notify', /Secret Manager secret id/],
+    ['gcp: a webhook token secret is not a Secret Manager id', 'gcp', () => [Notify.webhook('https://h.example.com', { authSecret: 'a.b' })], 'notify', /Secret Manager secret id/],
     ['gcp: a secret name is not a Secret Manager id', 'gcp', () => [Notify.pagerDuty({ routingKeySecret: 'team/pd' })], 'notify', /Secret Manager secret id/],
     ['kubernetes: a secret name is not a Kubernetes Secret name', 'kubernetes', () => [Notify.pagerDuty({ routingKeySecret: 'Team_PD' })], 'notify', /Kubernetes Secret name/],
     ['a destination repeats', 'aws', () => [Notify.email('a@example.com'), 'a@example.com'], 'notify', /each destination once/],

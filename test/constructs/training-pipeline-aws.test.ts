@@ -97,8 +97,8 @@ describe('TrainingPipeline on AWS', () => {
 
   test('the spec: an S3 object in the cluster bucket, KMS-encrypted, key named by its hash, content the PipelineSpec', () => {
     const o = Object.values(resources(json, 'aws_s3_object')).find((x: any) => String(x.key).startsWith('pipelines/')) as any;
-    expect(o.key).toBe(`pipelines/${pipeline.name}/spec-${pipeline.specHash}.json`);
-    expect(pipeline.specHash).toMatch(/^[0-9a-f]{16}$/);
+    expect(o.key).toBe(`pipelines/${pipeline.name}/spec-${pipeline.specId}.json`);
+    expect(pipeline.specId).toMatch(/^[0-9a-f]{16}$/);
     // The bucket's name through its versioning configuration: written once versioning is on.
     expect(o.bucket).toMatch(/^\$\{aws_s3_bucket_versioning\.train_storage_versioning_[A-F0-9]+\.bucket\}$/);
     expect(o.server_side_encryption).toBe('aws:kms');
@@ -116,17 +116,17 @@ describe('TrainingPipeline on AWS', () => {
     });
     // Canonical: keys sorted at every level.
     expect(o.content).toBe(JSON.stringify(spec, (_k, v) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : 1))) : v)));
-    expect(pipeline.specUri).toContain(`/pipelines/${pipeline.name}/spec-${pipeline.specHash}.json`);
+    expect(pipeline.specUri).toContain(`/pipelines/${pipeline.name}/spec-${pipeline.specId}.json`);
   });
 
   test('hosts started from zero run the pipeline: the agent gets --pipeline-on-start <spec>', () => {
-    expect(userData(json)).toContain(`--pipeline-on-start s3://TFREF/pipelines/${pipeline.name}/spec-${pipeline.specHash}.json`);
+    expect(userData(json)).toContain(`--pipeline-on-start s3://TFREF/pipelines/${pipeline.name}/spec-${pipeline.specId}.json`);
   });
 
   test('the spec hash follows the content', () => {
     const other = build({ params: { dataset: 'ltv-v4', epochs: 5 } }).pipeline;
-    expect(other.specHash).not.toBe(pipeline.specHash);
-    expect(build().pipeline.specHash).toBe(pipeline.specHash);
+    expect(other.specId).not.toBe(pipeline.specId);
+    expect(build().pipeline.specId).toBe(pipeline.specId);
   });
 
   test('model, artifacts, outputs (no secrets)', () => {

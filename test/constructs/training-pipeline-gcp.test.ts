@@ -59,7 +59,7 @@ describe('TrainingPipeline on GCP', () => {
 
   test('the spec: a GCS object in the cluster bucket named by its hash, content the PipelineSpec', () => {
     const o = Object.values(resources(json, 'google_storage_bucket_object')).find((x: any) => String(x.name).startsWith('pipelines/')) as any;
-    expect(o.name).toBe(`pipelines/${pipeline.name}/spec-${pipeline.specHash}.json`);
+    expect(o.name).toBe(`pipelines/${pipeline.name}/spec-${pipeline.specId}.json`);
     expect(o.bucket).toBe(`\${google_storage_bucket.${bucket}.name}`);
     expect(JSON.parse(o.content)).toEqual({
       version: 1, name: pipeline.name, artifactsUri: `gs://\${google_storage_bucket.${bucket}.name}/pipelines/${pipeline.name}`,
@@ -71,12 +71,12 @@ describe('TrainingPipeline on GCP', () => {
       ],
     });
     expect(pipeline.specUri.startsWith('gs://')).toBe(true);
-    expect(pipeline.specUri.endsWith(`/pipelines/${pipeline.name}/spec-${pipeline.specHash}.json`)).toBe(true);
+    expect(pipeline.specUri.endsWith(`/pipelines/${pipeline.name}/spec-${pipeline.specId}.json`)).toBe(true);
   });
 
   test('hosts started from zero run the pipeline', () => {
     const tpl = only(json, 'google_compute_instance_template') as any;
-    expect(tpl.metadata['startup-script']).toContain(`--pipeline-on-start gs://\${google_storage_bucket.${bucket}.name}/pipelines/${pipeline.name}/spec-${pipeline.specHash}.json`);
+    expect(tpl.metadata['startup-script']).toContain(`--pipeline-on-start gs://\${google_storage_bucket.${bucket}.name}/pipelines/${pipeline.name}/spec-${pipeline.specId}.json`);
   });
 
   test('rates become crons; rates with no cron form fail', () => {

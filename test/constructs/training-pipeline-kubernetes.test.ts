@@ -1,14 +1,13 @@
 import 'cdktf/lib/testing/adapters/jest';
 import { CronJobV1 } from '@cdktf/provider-kubernetes/lib/cron-job-v1';
-import { Duration, GpuCluster, KubernetesTarget } from '../../src';
+import { Duration, GpuCluster, KubernetesTarget, KubernetesTargetProps } from '../../src';
 import { Schedule, Step, TrainingPipeline, TrainingPipelineProps } from '../../src';
-import { SCALE_UP_SCRIPT } from '../../src/constructs/training-pipeline/kubernetes';
 import { countByType, only, resources, synth, testAgentBundle } from '../helpers';
 
-function build(props: Partial<TrainingPipelineProps> = {}) {
+function build(props: Partial<TrainingPipelineProps> = {}, target: Partial<KubernetesTargetProps> = {}) {
   let pipeline!: TrainingPipeline;
   const out = synth((stack) => {
-    const k8s = new KubernetesTarget(stack, 'k8s', { namespace: 'ml', createNamespace: false });
+    const k8s = new KubernetesTarget(stack, 'k8s', { namespace: 'ml', createNamespace: false, ...target });
     const cluster = new GpuCluster(stack, 'train', { target: k8s, accelerator: 'T4', nodes: { min: 0, max: 1 }, agentBundleDir: testAgentBundle() });
     const big = new GpuCluster(stack, 'big', { target: k8s, accelerator: 'A100-80GB', nodes: { min: 0, max: 1 }, agentBundleDir: testAgentBundle() });
     pipeline = new TrainingPipeline(stack, 'ltv', {
@@ -28,7 +27,7 @@ describe('TrainingPipeline on Kubernetes', () => {
   const { text, json, pipeline } = build();
   const cron = only(json, 'kubernetes_cron_job_v1') as any;
   const pod = cron.spec.job_template.spec.template.spec;
-  const sts = (name: string) => Object.entries(resources(json, 'kubernetes_stateful_set_v1')).find(([k]) => k.startsWith(name))![0];
+  const svc = (name: string) => Object.keys(resources(json, 'kubernetes_service_v1')).find((k) => k.startsWith(name))!;
 
   test('CronJob: the schedule, one run at a time, history limits, deadlines', () => {
     expect(text).toHaveResourceWithProperties(CronJobV1, {
@@ -38,28 +37,41 @@ describe('TrainingPipeline on Kubernetes', () => {
       }),
     });
     expect(cron.metadata.namespace).toBe('ml');
-    // Every run step has a timeout: 30 min + 2 x 1 h + 45 min for the agent to come up.
-    expect(cron.spec.job_template.spec).toMatchObject({ backoff_limit: 1, active_deadline_seconds: 1800 + 7200 + 2700 });
+    // Every run step has a timeout: 30 min + 2 x 1 h + 45 min for the first nodes to come up. No second
+    // runner pod: it would start a second run.
+    expect(cron.spec.job_template.spec).toMatchObject({ backoff_limit: 0, active_deadline_seconds: 1800 + 7200 + 2700 });
     expect(pod.restart_policy).toBe('Never');
   });
 
-  test('the pod scales the agent StatefulSet up, waits, then runs the pipeline against the agent', () => {
-    const [install, scaleUp] = pod.init_container;
-    expect(install.name).toBe('install');
-    expect(scaleUp.command).toEqual(['node', '/etc/mlinfra/pipeline/scale-up.js']);
-    const env = Object.fromEntries(scaleUp.env.map((e: any) => [e.name, e.value]));
-    expect(env).toEqual({
-      STATEFUL_SET: `\${kubernetes_stateful_set_v1.${sts('train_')}.metadata[0].name}`, MIN_REPLICAS: '1',
-      AGENT_URL: expect.stringMatching(/^http:\/\/\$\{kubernetes_service_v1\.train_network_api_[0-9A-F]{8}\.metadata\[0\]\.name\}\.ml\.svc\.cluster\.local:7070$/),
-      WAIT_SECONDS: '2700',
-    });
+  test('each tick enqueues one run: a CPU pod runs the pipeline against the gateway; nothing is scaled', () => {
+    expect(text).not.toMatch(/scale-up|statefulset|STATEFUL_SET/i);
+    expect(pod.init_container.map((c: any) => c.name)).toEqual(['install']);
+    expect(pod.init_container[0].command[2]).toBe('set -e; cp /opt/mlinfra/bundle/mlinfra-agent.js /opt/mlinfra/agent/');
     const [runner] = pod.container;
-    expect(runner.command.slice(0, 4)).toEqual(['node', '/opt/mlinfra/agent/mlinfra-agent.js', 'run-pipeline', 'file:///etc/mlinfra/pipeline/spec.json']);
-    expect(runner.command.slice(4)).toEqual(['--url', env.AGENT_URL, '--token-file', '/var/run/mlinfra/agent/token']);
-    expect(runner.image).toBe(`\${kubernetes_stateful_set_v1.${sts('train_')}.spec[0].template[0].spec[0].init_container[0].image}`);
+    const url = `http://\${kubernetes_service_v1.${svc('train_gateway_service_')}.metadata[0].name}.ml.svc.cluster.local:7070`;
+    // file:// artifacts: the run directory on the cluster's volume, where job pods mount it too.
+    expect(runner.command).toEqual(['node', '/opt/mlinfra/agent/mlinfra-agent.js', 'run-pipeline', 'file:///etc/mlinfra/pipeline/spec.json',
+      '--url', url, '--token-file', '/var/run/mlinfra/agent/token', '--work-dir', '/var/lib/mlinfra/artifacts/pipeline-runs']);
+    expect(runner.volume_mount).toContainEqual({ name: 'artifacts', mount_path: '/var/lib/mlinfra/artifacts' });
+    expect(pod.volume).toContainEqual({ name: 'artifacts', persistent_volume_claim: { claim_name: expect.stringMatching(/kubernetes_persistent_volume_claim_v1\.train_bundle_artifacts_/) } });
+    expect(runner.image).toBe('node:24.18.1-bookworm-slim');
+    expect(JSON.stringify(pod)).not.toContain('nvidia.com/gpu');
     expect(pipeline.specUri).toBe('file:///etc/mlinfra/pipeline/spec.json');
-    // Allowed through the cluster's NetworkPolicy.
+    // Allowed through the gateway's NetworkPolicy; no Kubernetes API token.
     expect(cron.spec.job_template.spec.template.metadata.labels['mlinfra.dev/agent-client']).toBe('true');
+    expect(pod.automount_service_account_token).toBe(false);
+  });
+
+  test('an object store: the runner loads the storage module and reads the credentials file; no volume', () => {
+    const { json: j } = build({}, { artifactStore: { uri: 's3://acme-ml', endpoint: 'http://minio.minio.svc:9000', credentialsSecret: { name: 'minio', key: 'credentials' } } });
+    const p = (only(j, 'kubernetes_cron_job_v1') as any).spec.job_template.spec.template.spec;
+    expect(p.init_container[0].command[2]).toMatch(/cp \/opt\/mlinfra\/storage-module\/storage-s3\.js \/opt\/mlinfra\/agent\/$/);
+    expect(p.container[0].env).toEqual(expect.arrayContaining([
+      { name: 'AWS_ENDPOINT_URL_S3', value: 'http://minio.minio.svc:9000' }, { name: 'AWS_SHARED_CREDENTIALS_FILE', value: '/var/run/mlinfra/storage/credentials' },
+    ]));
+    expect(p.volume.map((v: any) => v.name)).not.toContain('artifacts');
+    const cm = Object.values(resources(j, 'kubernetes_config_map_v1')).find((c: any) => c.metadata.name.endsWith('-spec')) as any;
+    expect(JSON.parse(cm.data['spec.json']).artifactsUri).toMatch(/^s3:\/\/acme-ml\/test-train-[0-9a-f]{8}\/pipelines\//);
   });
 
   test('non-root, resource limits on every container', () => {
@@ -70,7 +82,7 @@ describe('TrainingPipeline on Kubernetes', () => {
     }
   });
 
-  test('the runner may scale exactly the StatefulSet and read exactly the agent tokens', () => {
+  test('the runner may read exactly the agent tokens, nothing else', () => {
     const sa = Object.keys(resources(json, 'kubernetes_service_account_v1')).find((k) => k.startsWith('ltv_'))!;
     expect(pod.service_account_name).toBe(`\${kubernetes_service_account_v1.${sa}.metadata[0].name}`);
     const roleNames = Object.values(resources(json, 'kubernetes_role_binding_v1'))
@@ -81,30 +93,24 @@ describe('TrainingPipeline on Kubernetes', () => {
       .flatMap(([, r]: [string, any]) => r.rule)
       .map((r: any) => `${r.resources.join(',')} ${r.verbs.join(',')} ${r.resource_names.join(',')}`).sort();
     const secret = (c: string) => `\${kubernetes_secret_v1.${Object.keys(resources(json, 'kubernetes_secret_v1')).find((k) => k.startsWith(c))}.metadata[0].name}`;
-    const stsName = (resources(json, 'kubernetes_stateful_set_v1')[sts('train_')] as any).metadata.name;
-    // The agent tokens of the cluster and of the onOom cluster; the scale subresource of this cluster's StatefulSet.
-    expect(rules).toEqual([
-      `secrets get ${secret('big_')}`, `secrets get ${secret('train_')}`,
-      `statefulsets get ${stsName}`, `statefulsets/scale get,patch,update ${stsName}`,
-    ].sort());
+    expect(rules).toEqual([`secrets get ${secret('big_')}`, `secrets get ${secret('train_')}`].sort());
   });
 
   test('the spec: a ConfigMap <name>-spec with spec.json; onOom names the bigger cluster and its mounted token', () => {
     const cm = Object.values(resources(json, 'kubernetes_config_map_v1')).find((c: any) => c.metadata.name.endsWith('-spec')) as any;
     expect(cm.metadata.name).toBe(`${pipeline.name}-spec`);
-    expect(cm.data['scale-up.js']).toBe(SCALE_UP_SCRIPT);
+    expect(Object.keys(cm.data)).toEqual(['spec.json']);
     const spec = JSON.parse(cm.data['spec.json']);
     const train = spec.steps[1];
     expect(spec.artifactsUri).toBe(`file:///var/lib/mlinfra/artifacts/pipelines/${pipeline.name}`);
     expect(spec.steps.map((s: any) => s.name)).toEqual(['features', 'train', 'promote']);
     expect(train.onOom).toEqual({
-      agentUrl: expect.stringMatching(/^http:\/\/\$\{kubernetes_service_v1\.big_network_api_[0-9A-F]{8}\.metadata\[0\]\.name\}\.ml\.svc\.cluster\.local:7070$/),
+      agentUrl: expect.stringMatching(/^http:\/\/\$\{kubernetes_service_v1\.big_gateway_service_[0-9A-F]{8}\.metadata\[0\]\.name\}\.ml\.svc\.cluster\.local:7070$/),
       clusterName: expect.stringMatching(/^test-big-[0-9a-f]{8}$/),
       tokenFile: `/var/run/mlinfra/clusters/${train.onOom.clusterName}/token`,
     });
     const runner = pod.container[0];
     expect(runner.volume_mount.map((m: any) => m.mount_path)).toContain(`/var/run/mlinfra/clusters/${train.onOom.clusterName}`);
-    expect(SCALE_UP_SCRIPT).not.toContain('${');
   });
 
   test('fails when the time zone is not UTC (the CronJob binding has no time zone)', () => {
@@ -112,8 +118,9 @@ describe('TrainingPipeline on Kubernetes', () => {
   });
 
   test('creates exactly these', () => {
+    // Per cluster (two): bundle, gateway config, pipeline-run record; the pipeline's spec.
     const all = countByType(json);
-    expect({ cron: all.kubernetes_cron_job_v1, cm: all.kubernetes_config_map_v1, sa: all.kubernetes_service_account_v1 }).toEqual({ cron: 1, cm: 3, sa: 3 });
+    expect({ cron: all.kubernetes_cron_job_v1, cm: all.kubernetes_config_map_v1, sa: all.kubernetes_service_account_v1 }).toEqual({ cron: 1, cm: 7, sa: 5 });
   });
 
   test('snapshot', () => {

@@ -1,4 +1,5 @@
-import { ACCELERATOR_NAMES, ACCELERATORS, offeredCounts, PRICE_SOURCES, resolveAccelerator, SAGEMAKER_INSTANCE_TYPES, sagemakerInstanceType, targetsOffering } from '../../src/core/accelerators';
+import { App, TerraformStack, TerraformVariable } from 'cdktf';
+import { ACCELERATOR_NAMES, ACCELERATORS, hasLocalStorage, offeredCounts, PRICE_SOURCES, resolveAccelerator, SAGEMAKER_INSTANCE_TYPES, sagemakerInstanceType, targetsOffering } from '../../src/core/accelerators';
 import { MlInfraError } from '../../src';
 
 describe('accelerator catalog', () => {
@@ -84,5 +85,25 @@ describe('SageMaker instance types (endpoints), a table of their own', () => {
     expect(() => sagemakerInstanceType('T4', 8, { where: 'stack/endpoint' })).toThrow(/\[NOT_OFFERED\] stack\/endpoint: acceleratorsPerReplica: T4 x8 is not offered on SageMaker.*1, 4/);
     expect(sagemakerInstanceType('T4', 4, { where: 'x' })).toBe('ml.g4dn.12xlarge');
     expect(sagemakerInstanceType('A100-80GB', 8, { where: 'x' })).toBe('ml.p4de.24xlarge');
+  });
+
+  test('fails when the count is a Terraform value: the catalog picks the shape at synth', () => {
+    const stack = new TerraformStack(new App(), 's');
+    const count = new TerraformVariable(stack, 'n', { type: 'number' }).numberValue;
+    let err: unknown;
+    try {
+      resolveAccelerator('aws', 'L4', count, { where: 's/c', countProp: 'acceleratorsPerNode' });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(MlInfraError);
+    expect(err).toMatchObject({ code: 'INVALID_PROP', prop: 'acceleratorsPerNode' });
+    expect((err as MlInfraError).message).toMatch(/a literal count of L4 offered on aws: 1, 4, 8/);
+    expect((err as MlInfraError).message).not.toMatch(/e\+\d{3}/);
+  });
+
+  test('hasLocalStorage: NVMe families refuse a KMS key on SageMaker, EBS-only ones take it', () => {
+    for (const t of ['ml.g5.xlarge', 'ml.g6.xlarge', 'ml.p4d.24xlarge', 'ml.m5d.large', 'ml.p5.48xlarge', 'ml.g4dn.xlarge']) expect({ t, local: hasLocalStorage(t) }).toEqual({ t, local: true });
+    for (const t of ['ml.m5.xlarge', 'ml.c5.2xlarge', 'ml.p3.2xlarge', 'ml.inf2.xlarge']) expect({ t, local: hasLocalStorage(t) }).toEqual({ t, local: false });
   });
 });

@@ -1,9 +1,9 @@
-import { App, TerraformStack } from 'cdktf';
+import { App, TerraformStack, TerraformVariable } from 'cdktf';
 import { Construct } from 'constructs';
 import { Duration } from '../../src';
 import { Errors, show } from '../../src/core/errors';
 import { resourceName, slug } from '../../src/core/naming';
-import { isCidr } from '../../src/core/targets';
+import { AwsTarget, GcpTarget, isCidr } from '../../src/core/targets';
 import { fitName } from '../../src/core/naming';
 
 describe('Duration', () => {
@@ -16,9 +16,15 @@ describe('Duration', () => {
   test('fails when a conversion would lose precision', () => {
     expect(() => Duration.seconds(90).toMinutes()).toThrow(/whole minutes/);
   });
-  test('fails when negative or fractional seconds', () => {
-    expect(() => Duration.minutes(-1)).toThrow(/>= 0/);
-    expect(() => Duration.seconds(0.5)).toThrow(/whole number of seconds/);
+  test('fails when negative or fractional seconds, with MlInfraError codes', () => {
+    expect(() => Duration.minutes(-1)).toThrow(expect.objectContaining({ code: 'OUT_OF_RANGE', path: 'Duration.minutes', message: expect.stringMatching(/got -1.*>= 0/) }));
+    expect(() => Duration.seconds(0.5)).toThrow(expect.objectContaining({ code: 'INVALID_PROP', message: expect.stringMatching(/whole number of seconds/) }));
+    expect(() => Duration.seconds(90).toMinutes()).toThrow(expect.objectContaining({ code: 'INVALID_PROP', prop: 'toMinutes()', message: expect.stringMatching(/"90 seconds"/) }));
+  });
+  test('fails when a Terraform value is given: durations are computed at synth, not at apply', () => {
+    const stack = new TerraformStack(new App(), 's');
+    const hours = new TerraformVariable(stack, 'h', { type: 'number' }).numberValue;
+    expect(() => Duration.hours(hours)).toThrow(expect.objectContaining({ code: 'INVALID_PROP', message: expect.stringMatching(/not known at synth time.*a literal number >= 0/) }));
   });
 });
 
@@ -54,6 +60,18 @@ describe('errors', () => {
   });
   test('long values are cut', () => {
     expect(show('x'.repeat(500)).length).toBeLessThanOrEqual(120);
+  });
+  test('accepts a token for the network CIDRs: Terraform carves the subnets (cidrsubnet)', () => {
+    const stack = new TerraformStack(new App(), 's');
+    const cidr = new TerraformVariable(stack, 'cidr', { type: 'string' }).stringValue;
+    expect(() => new AwsTarget(stack, 'aws', { region: 'us-east-1', vpcCidr: cidr })).not.toThrow();
+    expect(() => new GcpTarget(stack, 'gcp', { project: 'ml-prod-123', region: 'us-central1', subnetCidr: cidr })).not.toThrow();
+    expect(() => new AwsTarget(stack, 'aws2', { region: 'us-east-1', vpcCidr: '10.0.0.0/8' })).toThrow(expect.objectContaining({ prop: 'vpcCidr' }));
+  });
+  test('requireApis refuses a name that is no Google API, with an MlInfraError', () => {
+    const stack = new TerraformStack(new App(), 's');
+    const gcp = new GcpTarget(stack, 'gcp', { project: 'ml-prod-123', region: 'us-central1' });
+    expect(() => gcp.requireApis('compute')).toThrow(expect.objectContaining({ code: 'INVALID_PROP', prop: 'requireApis', path: 's/gcp' }));
   });
   test('CIDR checks', () => {
     expect(isCidr('10.0.0.0/8')).toBe(true);

@@ -32,6 +32,20 @@ describe('load on first use', () => {
     expect(child('out({ providers: providers(), backends: backends() })')).toEqual({ providers: [], backends: [] });
   });
 
+  it('loads no policy rule and no Graphviz WASM until a policy pack or a picture is used', () => {
+    const r = child(`
+      const rules = () => Object.keys(require.cache).filter((f) => /aspects[\\\\/]policy[\\\\/]rules[\\\\/]/.test(f)).length;
+      const viz = () => Object.keys(require.cache).some((f) => /@viz-js/.test(f));
+      const atRequire = { rules: rules(), viz: viz() };
+      const stack = new TerraformStack(new App(), 's');
+      new m.KubernetesTarget(stack, 'k8s', { namespace: 'ml' });
+      m.Policy.apply(stack);
+      out({ atRequire, afterPolicy: { rules: rules(), viz: viz() } });`);
+    expect(r.atRequire).toEqual({ rules: 0, viz: false });
+    expect(r.afterPolicy.rules).toBeGreaterThan(20);
+    expect(r.afterPolicy.viz).toBe(false);
+  });
+
   it('a Kubernetes-only program loads only the kubernetes (and random) providers and kubernetes backends', () => {
     const r = child(`
       const app = new App({ outdir: require('os').tmpdir() + '/mlinfra-lazy-' + process.pid });

@@ -1,11 +1,12 @@
 /**
  * A small fake Kubernetes API server on 127.0.0.1 (plain HTTP) for the gateway tests. It records
  * every call and implements just what the gateway uses: create / get / list (equality label
- * selectors) / delete of Jobs, JobSets and Pods, GET of LocalQueues, and pod logs
+ * selectors) / delete of Jobs, JobSets and Pods, GET of LocalQueues, GET and PUT (with resourceVersion
+ * conflicts) of ConfigMaps, and pod logs
  * (with follow: the response stays open until the test ends it).
  * It does NOT model: controllers (tests set status and add pods themselves), admission webhooks
  * (Kueue, JobSet), schema validation (tests check JobSets against the JobSet CRD schema instead),
- * watches, resourceVersion conflicts, field selectors, RBAC, or API discovery.
+ * watches, field selectors, RBAC, or API discovery.
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -109,7 +110,7 @@ export class FakeApiServer {
     if (!name && req.method === 'POST') {
       const n = body?.metadata?.name;
       if (this.objects.has(key(n))) return this.send(res, 409, status(409, 'AlreadyExists', `${plural} "${n}" already exists`));
-      const stored = { ...body, metadata: { ...body.metadata, namespace: ns, uid: `uid-${n}`, creationTimestamp: new Date(this.clock += 1000).toISOString() } };
+      const stored = { ...body, metadata: { ...body.metadata, namespace: ns, uid: `uid-${n}`, resourceVersion: '1', creationTimestamp: new Date(this.clock += 1000).toISOString() } };
       this.objects.set(key(n), stored);
       return this.send(res, 201, stored);
     }
@@ -123,6 +124,15 @@ export class FakeApiServer {
     const obj = name ? this.objects.get(key(name)) : undefined;
     if (!obj) return this.send(res, 404, status(404, 'NotFound', `${plural} "${name}" not found`));
     if (req.method === 'GET') return this.send(res, 200, obj);
+    if (req.method === 'PUT') {
+      // Optimistic concurrency as the API server does it: a stale resourceVersion is a 409 Conflict.
+      if (body?.metadata?.resourceVersion !== undefined && body.metadata.resourceVersion !== (obj.metadata.resourceVersion ?? '1')) {
+        return this.send(res, 409, status(409, 'Conflict', `Operation cannot be fulfilled on ${plural} "${name}": the object has been modified`));
+      }
+      const stored = { ...body, metadata: { ...obj.metadata, ...body.metadata, resourceVersion: String(Number(obj.metadata.resourceVersion ?? '1') + 1) } };
+      this.objects.set(key(name!), stored);
+      return this.send(res, 200, stored);
+    }
     if (req.method === 'DELETE') {
       this.objects.delete(key(name!));
       // The garbage collector's part (foreground): the object's pods go with it.

@@ -127,3 +127,18 @@ test('k8sWrapMain: the command as given (its own -- kept), the exit code returne
     delete process.env.MLINFRA_TERMINATION_LOG;
   }
 });
+
+test('an escalated pipeline step: the run directory is brought from MLINFRA_RUN_DIR_URI before the command runs', async () => {
+  const store = join(dir, 'store', 'runs', 'r1');
+  mkdirSync(join(store, 'data'), { recursive: true });
+  writeFileSync(join(store, 'data', 'train.csv'), 'x,y\n1,0\n');
+  writeFileSync(join(store, 'metrics.json'), '{"rows":1}');
+  const runDir = join(dir, 'pod', 'run');
+  const w = wrap(['sh', '-c', 'cat "$MLINFRA_RUN_DIR/data/train.csv" "$MLINFRA_RUN_DIR/metrics.json"'], { MLINFRA_RUN_DIR_URI: `file://${store}/`, MLINFRA_RUN_DIR: runDir });
+  const r = await w.p;
+  expect(r).toMatchObject({ exitCode: 0, runDirFiles: 2 });
+  expect(w.out.text()).toBe('x,y\n1,0\n{"rows":1}');
+  // Without the URI nothing is fetched (a step on the runner's own cluster shares its directory).
+  const plain = await wrap(['true'], { MLINFRA_RUN_DIR: join(dir, 'other') }).p;
+  expect(plain.runDirFiles).toBe(0);
+});

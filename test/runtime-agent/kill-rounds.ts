@@ -11,8 +11,10 @@ export interface RoundsResult {
   readonly lost: number;
   /** Jobs with more than one run recorded `succeeded`: a completion recorded twice. */
   readonly duplicatedCompletions: number;
-  /** Jobs whose command ran more than once (a run a kill interrupted is run again: by design without a supervisor). */
+  /** Jobs whose command ran more than once: with run supervisors, a kill of the agent never re-runs a job. */
   readonly ranMoreThanOnce: number;
+  /** Runs recorded `interrupted` by a restart: only runs killed before their spawn (re-queued without a retry). */
+  readonly interruptedRuns: number;
   /** Agents that exited before the test killed them. */
   readonly crashes: number;
   readonly states: Record<string, number>;
@@ -21,9 +23,10 @@ export interface RoundsResult {
 /**
  * Each round starts the agent on the same data dir, submits `jobsPerRound` short jobs from 8
  * concurrent clients (each with an Idempotency-Key, retried on a refused connection), and kills
- * the agent with SIGKILL at a random moment. A last agent runs everything to the end.
+ * the agent with SIGKILL at a random moment (0-700 ms after `minPerRound` were accepted). A last
+ * agent runs everything to the end.
  */
-export async function killRounds(rounds: number, jobsPerRound: number, seed = 1): Promise<RoundsResult> {
+export async function killRounds(rounds: number, jobsPerRound: number, seed = 1, minPerRound = Math.floor(jobsPerRound / 3)): Promise<RoundsResult> {
   let s = seed;
   const rnd = (): number => {
     s = (s * 1103515245 + 12345) % 2147483648;
@@ -41,6 +44,7 @@ export async function killRounds(rounds: number, jobsPerRound: number, seed = 1)
       if (!killed) crashes++;
     });
     let next = 0;
+    let acceptedThisRound = 0;
     const client = async (): Promise<void> => {
       while (next < jobsPerRound && !killed) {
         next++;
@@ -49,14 +53,19 @@ export async function killRounds(rounds: number, jobsPerRound: number, seed = 1)
         const body = { argv: ['sh', '-c', `echo "$MLINFRA_ATTEMPT" >> ${marks}/$MLINFRA_JOB_ID; sleep ${ms / 1000}`], retries: 3 };
         try {
           const r = await a.api('POST', '/v1/jobs', body, { 'idempotency-key': key });
-          if (r.status === 201 || r.status === 200) accepted.add(r.json.id as string);
+          if (r.status === 201 || r.status === 200) {
+            accepted.add(r.json.id as string);
+            acceptedThisRound++;
+          }
         } catch {
           // the agent was killed while this submit was in flight: not accepted
         }
       }
     };
     const clients = Promise.all(Array.from({ length: 8 }, client));
-    await sleep(150 + Math.floor(rnd() * 700));
+    // a loaded machine answers slowly: let some jobs in first, so every round kills with jobs queued and running
+    await waitFor('jobs accepted this round', () => acceptedThisRound >= minPerRound || next >= jobsPerRound, 60_000, 10);
+    await sleep(Math.floor(rnd() * 700));
     killed = true;
     await a.kill('SIGKILL');
     await clients;
@@ -69,8 +78,10 @@ export async function killRounds(rounds: number, jobsPerRound: number, seed = 1)
   const byId = new Map(list.map((j) => [j.id, j]));
   let duplicatedCompletions = 0;
   let ranMoreThanOnce = 0;
+  let interruptedRuns = 0;
   for (const id of accepted) {
     const full = await last.job(id);
+    interruptedRuns += (full.runs as Array<{ outcome: string }>).filter((r) => r.outcome === 'interrupted').length;
     if ((full.runs as Array<{ outcome: string }>).filter((r) => r.outcome === 'succeeded').length > 1) duplicatedCompletions++;
     const file = path.join(marks, id);
     if (fs.existsSync(file) && fs.readFileSync(file, 'utf8').trim().split('\n').length > 1) ranMoreThanOnce++;
@@ -80,6 +91,6 @@ export async function killRounds(rounds: number, jobsPerRound: number, seed = 1)
   await last.kill('SIGTERM');
   return {
     rounds, accepted: accepted.size, lost: [...accepted].filter((id) => !byId.has(id)).length,
-    duplicatedCompletions, ranMoreThanOnce, crashes, states,
+    duplicatedCompletions, ranMoreThanOnce, interruptedRuns, crashes, states,
   };
 }

@@ -65,6 +65,12 @@ describeWithTools([TOOLS.torch])('examples/training-pipeline/scripts end to end 
       expect(ms('compare', 'startedAt')).toBeGreaterThanOrEqual(ms(t, 'endedAt'));
     }
     expect(readJson(path.join(artifacts, 'models', 'current'))).toMatchObject({ runId, metric: 'val_auc', value: metrics.val_auc });
-    expect(readJson(path.join(dir, 'promotion.json'))).toMatchObject({ promoted: true, newValue: metrics.val_auc, currentValue: null });
+    expect(readJson(path.join(dir, 'promotion.json'))).toMatchObject({ promoted: true, newValue: metrics.val_auc, currentValue: null, registry: { version: 'v1' } });
+    // The model registry: the run's model/ files as version v1, which serves.
+    expect(readJson(path.join(artifacts, 'models', 'registry.json'))).toMatchObject({ current: 'v1', history: [{ version: 'v1', action: 'promote', outcome: 'done', from: null }] });
+    const v1 = readJson(path.join(artifacts, 'models', 'versions', 'v1', 'version.json'));
+    expect(v1).toMatchObject({ version: 'v1', pipeline: 'churn-model', runId, codeVersion: 'git-1234', dataVersion: 'synthetic-3', metrics: { val_auc: metrics.val_auc } });
+    expect(v1.files.map((f: { key: string }) => f.key)).toEqual(['a.pt', 'b.pt', 'best.json', 'model.pt']);
+    expect(fs.readFileSync(path.join(artifacts, 'models', 'versions', 'v1', 'model', 'model.pt')).equals(fs.readFileSync(path.join(dir, 'model', 'model.pt')))).toBe(true);
   }, 60_000);
 });

@@ -241,7 +241,7 @@ describe('run-pipeline through a local agent', () => {
   test('an unreachable agent or a missing token: exit 1, JSON error, no run directory', async () => {
     const artifacts = tmpDir();
     const w = tmpDir();
-    const specFile = writeSpec(tmpDir(), { version: 1, name: 'x', artifactsUri: `file://${artifacts}`, params: {}, autostop: false, steps: [run('a', 'true')] });
+    const specFile = writeSpec(tmpDir(), { version: 1, name: 'xx', artifactsUri: `file://${artifacts}`, params: {}, autostop: false, steps: [run('a', 'true')] });
     const noToken = await runCli(['run-pipeline', specFile, '--work-dir', w, '--url', agent.url], {});
     expect(noToken.code).toBe(1);
     expect(JSON.parse(noToken.stderr)).toMatchObject({ error: { code: 'no_token' } });
@@ -295,7 +295,7 @@ describe('gs:// spec and model store (fake GCS via STORAGE_EMULATOR_HOST)', () =
 
 describe('bad specs: exit 2 and a JSON error naming the steps', () => {
   const base = (steps: unknown[], extra: Record<string, unknown> = {}): Record<string, unknown> =>
-    ({ version: 1, name: 'p', artifactsUri: 'file:///tmp/x', params: {}, autostop: false, steps, ...extra });
+    ({ version: 1, name: 'pp', artifactsUri: 'file:///tmp/x', params: {}, autostop: false, steps, ...extra });
   const r = (name: string, after: string[] = []): Record<string, unknown> => ({ kind: 'run', name, argv: ['true'], env: {}, after, retries: 0, gpus: 0 });
 
   test.each([
@@ -327,9 +327,9 @@ describe('bad specs: exit 2 and a JSON error naming the steps', () => {
   });
 
   test('defaults, canonical JSON and run ids', () => {
-    const s = validatePipelineSpec({ version: 1, name: 'p', artifactsUri: 's3://b/p', steps: [{ kind: 'run', name: 'a', argv: ['x'] }] });
+    const s = validatePipelineSpec({ version: 1, name: 'pp', artifactsUri: 's3://b/p', steps: [{ kind: 'run', name: 'a', argv: ['x'] }] });
     expect(s).toEqual({
-      version: 1, name: 'p', artifactsUri: 's3://b/p', params: {}, autostop: false,
+      version: 1, name: 'pp', artifactsUri: 's3://b/p', params: {}, autostop: false,
       steps: [{ kind: 'run', name: 'a', argv: ['x'], env: {}, after: [], retries: 0, gpus: 0 }],
     });
     expect(canonicalJson({ b: 1, a: { d: [3, { z: 1, y: 2 }], c: null } })).toBe('{"a":{"c":null,"d":[3,{"y":2,"z":1}]},"b":1}');

@@ -2,6 +2,8 @@ import 'cdktf/lib/testing/adapters/jest';
 import { Testing } from 'cdktf';
 import { AwsTarget, Duration, MlInfraError } from '../../src';
 import { MlPlatformStack, MlPlatformStackProps } from '../../src/stacks';
+import { ContainerImage } from '../../src/core/container-image';
+import { Notify } from '../../src/core/notify';
 import { resources, testAgentBundle, TerraformJson } from '../helpers';
 
 const VIEW = { name: 'user_stats', entities: ['user_id'], features: [{ name: 'ltv_30d', type: 'float' as const }], ttl: Duration.days(2) };
@@ -132,5 +134,43 @@ describe('MlPlatformStack validation', () => {
     const s = make({ target: (scope) => new AwsTarget(scope, 'east', { region: 'us-east-2' }) })();
     expect((s.target as AwsTarget).region).toBe('us-east-2');
     expect(s.target.node.path).toBe('p/east');
+  });
+});
+
+describe('MlPlatformStack takes ContainerImage and Notify values', () => {
+  const image = ContainerImage.fromRegistry('ghcr.io/acme/ltv-server:2.0', { awsCredentialSecret: 'ecr-pullthroughcache/ghcr' });
+  const notify = [Notify.email('ml-oncall@example.com'), Notify.slack({ webhookSecret: 'ml-slack-webhook' })];
+
+  test('aws: the ghcr image through a pull-through cache rule; Slack through the delivery function', () => {
+    const { json } = platform({ target: 'aws', servingImage: image, notify });
+    expect(Object.values(resources(json, 'aws_ecr_pull_through_cache_rule')).map((r) => r.upstream_registry_url)).toEqual(['ghcr.io']);
+    const model = Object.values(resources(json, 'aws_sagemaker_model'))[0] as any;
+    expect(model.primary_container.image).toMatch(/^\$\{jsondecode\(aws_lambda_invocation\.[^}]+\}\.dkr\.ecr\.us-east-1\.amazonaws\.com\/ml-ghcr-[0-9a-f]{6}\/acme\/ltv-server:2\.0$/);
+    const fn = (Object.values(resources(json, 'aws_lambda_function')) as any[]).find((f) => f.environment?.variables?.MLINFRA_TARGETS);
+    expect(JSON.parse(fn.environment.variables.MLINFRA_TARGETS)).toEqual([{ kind: 'slack', secret: 'ml-slack-webhook' }]);
+  });
+
+  test('gcp: an Artifact Registry remote repository; Slack through the Pub/Sub channel and its function', () => {
+    const { json } = platform({ target: 'gcp', project: 'ml-platform-prod', servingImage: image, notify });
+    const remote = Object.values(resources(json, 'google_artifact_registry_repository')).filter((r) => r.mode === 'REMOTE_REPOSITORY') as any[];
+    expect(remote.map((r) => r.remote_repository_config.docker_repository.custom_repository.uri)).toEqual(['https://ghcr.io']);
+    expect(Object.values(resources(json, 'google_monitoring_notification_channel')).map((c) => c.type).sort()).toEqual(['email', 'pubsub']);
+    expect(Object.keys(resources(json, 'google_cloudfunctions2_function'))).toHaveLength(1);
+  });
+
+  test('kubernetes: the image as is with its pull secret; Slack as a native receiver', () => {
+    const { json } = platform({
+      target: 'kubernetes', servingImage: ContainerImage.fromRegistry('ghcr.io/acme/ltv-server:2.0', { imagePullSecrets: ['ghcr-pull'] }), notify, model: 's3://models/ltv/current',
+      kubernetesMonitoring: { smtp: { smarthost: 'smtp.example.com:587', from: 'alerts@example.com' } },
+    });
+    const server = (Object.values(resources(json, 'kubernetes_deployment_v1')) as any[]).find((d) => d.spec.template.spec.container[0].name === 'server')!;
+    expect(server.spec.template.spec.container[0].image).toBe('ghcr.io/acme/ltv-server:2.0');
+    expect(server.spec.template.spec.image_pull_secrets).toEqual([{ name: 'ghcr-pull' }]);
+    const yml = (Object.values(resources(json, 'kubernetes_config_map_v1')) as any[]).map((c) => c.data?.['alertmanager.yml']).find(Boolean);
+    expect(yml).toMatch(/slack_configs:\n\s+- api_url_file: /);
+  });
+
+  test('fails when the image string names a registry no target can mirror', () => {
+    expect(() => platform({ target: 'aws', servingImage: 'nvcr.io/nvidia/tritonserver:24.01-py3' })).toThrow(/nvcr\.io/);
   });
 });

@@ -20,6 +20,12 @@ export const TOOLS = {
   prometheus: { name: 'prometheus', install: 'apt-get install -y --no-install-recommends prometheus', present: () => existsSync('/usr/bin/prometheus') },
   amtool: { name: 'amtool', install: 'apt-get install -y --no-install-recommends prometheus-alertmanager', present: () => existsSync('/usr/bin/amtool') },
   redis: { name: 'redis-server', install: 'apt-get install -y --no-install-recommends redis-server', present: () => existsSync('/usr/bin/redis-server') },
+  pubsubEmulator: {
+    name: 'pubsub-emulator',
+    install: 'apt-get install -y --no-install-recommends google-cloud-cli google-cloud-cli-pubsub-emulator openjdk-17-jre-headless',
+    // the emulator component beside gcloud, and the Java it runs on
+    present: () => spawnSync('sh', ['-c', 'test -x "$(dirname "$(readlink -f "$(command -v gcloud)")")/../platform/pubsub-emulator/bin/cloud-pubsub-emulator" && command -v java'], { stdio: 'ignore' }).status === 0,
+  },
 } satisfies Record<string, Tool>;
 
 /** The marker the skip reporter looks for in a skipped suite's title. */

@@ -1,6 +1,7 @@
 /**
  * Cost report: the monthly list price of a stack's constructs at min and max scale, on demand and on
- * spot, from the accelerator catalog and ./prices. Every line carries its arithmetic
+ * spot. Scale-driven items are the cost facts each construct's backend records (core/facts.ts);
+ * per-resource items are priced by resource type from ./prices. Every line carries its arithmetic
  * (unit price x quantity x hours) so a reader, or a test, can redo it.
  */
 import { TerraformStack } from 'cdktf';
@@ -8,13 +9,13 @@ import { IConstruct } from 'constructs';
 import { mkdirSync, writeFileSync } from 'fs';
 import { join } from 'path';
 import { TargetKind } from '../../core/accelerators';
+import { costFacts } from '../../core/facts';
 import { Target } from '../../core/targets';
 import { GpuCluster } from '../../constructs/gpu-cluster';
-import { ModelEndpoint } from '../../constructs/model-endpoint';
 import { configOf, elementsOf, isTargetKind, ourConstructs, ourKind, OurKind, ownerOf } from '../picture/tree';
 import {
-  BIGTABLE_NODE, CLOUD_RUN, ELASTICACHE_PRICES, ELASTICACHE_SOURCE, GCP_CLOUD_NAT_PER_VM, HOURS_PER_MONTH, MEMORYSTORE_BASIC_GIB,
-  RESOURCE_PRICES, SAGEMAKER_MARKUP, SAGEMAKER_PRICES, SAGEMAKER_SOURCE, SPOT_FRACTION, SPOT_SOURCE,
+  BIGTABLE_NODE, ELASTICACHE_PRICES, ELASTICACHE_SOURCE, GCP_CLOUD_NAT_PER_VM, HOURS_PER_MONTH, MEMORYSTORE_BASIC_GIB,
+  RESOURCE_PRICES, SPOT_FRACTION, SPOT_SOURCE,
 } from './prices';
 
 export interface MonthlyUsd {
@@ -94,19 +95,18 @@ export function costReport(stack: TerraformStack, options: CostReportOptions = {
   };
   const fixed = (n: number) => ({ min: n, max: n });
 
-  // Scale-driven items, from the constructs' public properties.
+  // Scale-driven items: the cost facts each construct's backend recorded (core/facts.ts).
   const ours = ourConstructs(stack);
   for (const c of ours) {
-    if (c instanceof GpuCluster) {
-      const s = c.accelerator;
+    const facts = costFacts(c);
+    const kind = (c as { target?: Target }).target?.kind;
+    for (const f of facts) {
       add(c, {
-        item: `${s.instanceType ?? `${s.accelerator} x${s.count} share`} node (${s.accelerator} x${s.count})`,
-        unitUsd: s.price.usdPerHour, per: 'hour', quantity: { ...c.nodes }, spotFraction: spot[s.target],
-        source: s.price.source, asOf: s.price.asOf, estimate: s.explicitType || undefined,
-        note: `${c.spot ? 'runs on spot' : 'runs on demand'}; spot share: ${SPOT_SOURCE.source}`,
+        item: f.item, unitUsd: f.unitUsd, per: f.per, quantity: { ...f.quantity },
+        ...(f.spot && kind ? { spotFraction: spot[kind] } : {}),
+        source: f.source, asOf: f.asOf, estimate: f.estimate,
+        note: f.spot ? `${f.note ? `${f.note}; ` : ''}spot share: ${SPOT_SOURCE.source}` : f.note,
       });
-    } else if (c instanceof ModelEndpoint) {
-      endpointLines(c, add);
     }
   }
 
@@ -189,39 +189,6 @@ export function costReport(stack: TerraformStack, options: CostReportOptions = {
     return { path, type: ls[0].constructType, monthlyUsd: sum(ls) };
   });
   return { stack: stack.node.id, currency: 'USD', hoursPerMonth: hours, spotFraction: spot, lines, constructs, total: sum(lines), notes: NOTES };
-}
-
-type AddLine = (owner: IConstruct | undefined, l: Omit<CostLine, 'construct' | 'constructType' | 'monthlyUsd' | 'hours' | 'spotFraction'> & { spotFraction?: number }) => void;
-
-function endpointLines(e: ModelEndpoint, add: AddLine): void {
-  const q = { ...e.replicas };
-  const s = e.accelerator;
-  if (e.aws) {
-    const variant = configOf(e.aws.endpointConfiguration).production_variants?.[0] ?? {};
-    const type = String(variant.instance_type);
-    const listed = SAGEMAKER_PRICES[type];
-    const ec2 = s ? s.price.usdPerHour : undefined;
-    add(e, {
-      item: `SageMaker ${type} instance`, unitUsd: listed ?? (ec2 !== undefined ? Math.round(ec2 * SAGEMAKER_MARKUP * 10000) / 10000 : 0), per: 'hour', quantity: q,
-      ...SAGEMAKER_SOURCE, estimate: listed === undefined || undefined,
-      note: listed !== undefined ? undefined : ec2 !== undefined ? `not in the price table: EC2 ${s!.instanceType} ${ec2} x SageMaker markup ${SAGEMAKER_MARKUP}` : `${type} is not in the price table: priced 0`,
-    });
-  } else if (e.gcp) {
-    const limits = configOf(e.gcp.service).template?.containers?.[0]?.resources?.limits ?? {};
-    const cpu = Number(limits.cpu ?? 1);
-    const gib = Number(String(limits.memory ?? '0').replace(/Gi$/, ''));
-    const gpu = limits['nvidia.com/gpu'] ? Number(limits['nvidia.com/gpu']) : 0;
-    const perSecond = cpu * CLOUD_RUN.vcpuSecond + gib * CLOUD_RUN.gibSecond + gpu * CLOUD_RUN.l4Second;
-    add(e, {
-      item: `Cloud Run instance (${cpu} vCPU, ${gib} GiB${gpu ? `, ${gpu} L4` : ''})`, unitUsd: Math.round(perSecond * 3600 * 10000) / 10000, per: 'hour', quantity: q,
-      source: CLOUD_RUN.source, asOf: CLOUD_RUN.asOf,
-      note: `${perSecond.toFixed(7)} USD/s x 3600; requests and zonal redundancy surcharges not included`,
-    });
-  } else if (s) {
-    add(e, { item: `GPU pod (${s.accelerator} x${s.count} share)`, unitUsd: s.price.usdPerHour, per: 'hour', quantity: q, source: s.price.source, asOf: s.price.asOf });
-  } else {
-    add(e, { item: 'CPU pod', unitUsd: 0, per: 'hour', quantity: q, source: 'not priced: runs on your nodes', asOf: '-' });
-  }
 }
 
 const usd = (n: number) => n.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });

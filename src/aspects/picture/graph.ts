@@ -1,17 +1,16 @@
 /**
  * The picture of a stack: our constructs and targets as nodes; as edges, what runs on which target,
  * who is granted what on whom, who watches whom, and who uses whose resources. Grants come from the
- * core/graph registry where constructs record them, and are also derived from the synthesized tree:
- * an IAM policy, IAM member, RoleBinding or NetworkPolicy under one construct that references another
- * construct's resources is a grant between the two.
+ * grant facts constructs record as metadata (core/facts.ts), and are also derived from the synthesized
+ * tree: an IAM policy, IAM member, RoleBinding or NetworkPolicy under one construct that references
+ * another construct's resources is a grant between the two, labelled by the grant fact that named it.
  */
-import { TerraformStack, Token } from 'cdktf';
+import { TerraformStack } from 'cdktf';
 import { IConstruct } from 'constructs';
 import { mkdirSync, writeFileSync } from 'fs';
 import { join } from 'path';
+import { edgeFacts, grantFacts } from '../../core/facts';
 import { recordedGrants } from '../../core/graph';
-import { ModelEndpoint } from '../../constructs/model-endpoint';
-import { TrainingPipeline } from '../../constructs/training-pipeline';
 import { configOf, elementsOf, isTargetKind, ourConstructs, ourKind, OurKind, ownerOf } from './tree';
 
 export interface GraphNode {
@@ -42,7 +41,6 @@ export interface StackGraph {
 const GRANTEE_HELD = new Set(['aws_iam_role_policy', 'aws_iam_policy_document', 'aws_iam_policy']);
 /** Resources whose holder is the owner: a member, binding or ingress rule names the grantee. */
 const OWNER_HELD = /(_iam_member|_iam_binding|^kubernetes_role_binding|^kubernetes_cluster_role_binding|^kubernetes_network_policy)/;
-const GRANT_ID = /(?:^|-)(artifacts-read|artifacts-write|model-read|read|write|invoke|agent|scale)(-\d+)?(-doc)?$/;
 /** Where a member-style grant names its grantee. */
 const granteeField = (cfg: Record<string, any>) => cfg.member ?? cfg.members ?? cfg.subject ?? cfg.spec?.ingress; // eslint-disable-line @typescript-eslint/no-explicit-any
 const REF = /\$\{(data\.)?([a-z0-9_]+)\.([A-Za-z0-9_-]+)/g;
@@ -64,9 +62,11 @@ export function stackGraph(stack: TerraformStack): StackGraph {
     edges.set(key, e);
   };
   for (const n of nodes) if (n.target) edge({ from: n.id, to: n.target, kind: 'on' });
+  // Edges constructs record (a pipeline runs on its cluster, ...).
   for (const c of ours) {
-    if (c instanceof TrainingPipeline && inStack.has(c.cluster as unknown as IConstruct)) {
-      edge({ from: c.node.path, to: (c.cluster as unknown as IConstruct).node.path, kind: 'uses', label: 'runs on' });
+    for (const f of edgeFacts(c)) {
+      const kind: EdgeKind = f.kind === 'grant' ? 'grant' : f.kind;
+      if (inStack.has(f.to)) edge({ from: c.node.path, to: f.to.node.path, kind, label: f.label });
     }
   }
 
@@ -75,7 +75,17 @@ export function stackGraph(stack: TerraformStack): StackGraph {
     if (inStack.has(g.from) && inStack.has(g.to)) edge({ from: g.from.node.path, to: g.to.node.path, kind: 'grant', label: g.kind });
   }
 
-  // Derived from the tree: references between resources owned by different constructs.
+  // Derived from the tree: references between resources owned by different constructs. A resource
+  // a grant created sits under a path segment named by the grant's id (`<id>` or `<id>-doc`).
+  const grantKinds = new Map<string, string>();
+  for (const c of stack.node.findAll()) for (const g of grantFacts(c)) if (g.id) grantKinds.set(g.path ?? g.id, g.kind);
+  const grantKindOf = (path: string) => {
+    const segs = path.split('/');
+    return segs.map((seg, i) => {
+      const at = [...segs.slice(0, i), seg.replace(/-doc$/, '')].join('/');
+      return grantKinds.get(at) ?? grantKinds.get(seg) ?? grantKinds.get(seg.replace(/-doc$/, ''));
+    }).find((k) => k);
+  };
   const elements = elementsOf(stack);
   const ownerByRef = new Map<string, IConstruct>();
   for (const e of elements) {
@@ -96,10 +106,9 @@ export function stackGraph(stack: TerraformStack): StackGraph {
     };
     const text = JSON.stringify(cfg);
     const refs = refsIn(text);
-    if (ourKind(a) === 'MonitoringStack') watchedBy(a, text, ours).forEach((b) => refs.add(b));
     if (!refs.size) continue;
     const grantees = refsIn(JSON.stringify(granteeField(cfg) ?? ''));
-    const grantKind = e.el.node.path.split('/').map((s) => GRANT_ID.exec(s)?.[1]).find((k) => k);
+    const grantKind = grantKindOf(e.el.node.path);
     for (const b of refs) {
       if (ourKind(a) === 'MonitoringStack') edge({ from: a.node.path, to: b.node.path, kind: 'watches' });
       else if (GRANTEE_HELD.has(e.type)) edge({ from: a.node.path, to: b.node.path, kind: 'grant', label: grantKind });
@@ -114,21 +123,6 @@ export function stackGraph(stack: TerraformStack): StackGraph {
   all.sort((x, y) => cmp(x.from, y.from) || cmp(x.to, y.to) || cmp(x.kind, y.kind) || cmp(x.label ?? '', y.label ?? ''));
   nodes.sort((x, y) => cmp(x.id, y.id));
   return { stack: stack.node.id, nodes, edges: all };
-}
-
-/**
- * What a monitor's resource watches that it names by literal value, not by reference: a pipeline by
- * its metric label, an endpoint by its metric dimensions.
- */
-function watchedBy(monitor: IConstruct, text: string, ours: IConstruct[]): IConstruct[] {
-  return ours.filter((c) => {
-    if (c === monitor || TerraformStack.of(c) !== TerraformStack.of(monitor)) return false;
-    if (c instanceof TrainingPipeline) return !Token.isUnresolved(c.pipelineName) && text.includes(c.pipelineName);
-    if (c instanceof ModelEndpoint) {
-      return Object.values(c.metrics.latency.dimensions).some((v) => v.length > 3 && !Token.isUnresolved(v) && text.includes(v));
-    }
-    return false;
-  });
 }
 
 const SHAPES: Record<OurKind, string> = {

@@ -12,7 +12,8 @@ export type OurKind = 'GpuCluster' | 'FeatureStore' | 'ModelEndpoint' | 'Trainin
 
 /** The class name of one of our constructs or targets (instanceof, so subclasses count), else undefined. */
 export function ourKind(c: IConstruct): OurKind | undefined {
-  if (c instanceof GpuCluster) return 'GpuCluster';
+  // An imported cluster (GpuCluster.fromGpuClusterAttributes) is drawn as one, and priced at zero here.
+  if (c instanceof GpuCluster || (c as { watchKind?: string }).watchKind === 'gpu-cluster') return 'GpuCluster';
   if (c instanceof FeatureStore) return 'FeatureStore';
   if (c instanceof ModelEndpoint) return 'ModelEndpoint';
   if (c instanceof TrainingPipeline) return 'TrainingPipeline';

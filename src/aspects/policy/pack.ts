@@ -1,12 +1,16 @@
 import { Errors } from '../../core/errors';
-import { POLICY_RULES } from './table';
 import { PolicyLevel, PolicyRule } from './types';
+
+/** The rule table, loaded on first use: a program that never checks policy never loads a rule. */
+export function policyRules(): readonly PolicyRule[] {
+  return (require('./table') as typeof import('./table')).POLICY_RULES;
+}
 
 /** A named set of rules, built from a table; levels can be changed per rule without touching the rule. */
 export class PolicyPack {
   /** Every rule of this package (`POLICY_RULES`). */
   public static default(): PolicyPack {
-    return new PolicyPack('mlinfra', POLICY_RULES);
+    return new PolicyPack('mlinfra', policyRules());
   }
 
   /** A pack from a table of rules; ids must be unique. */

@@ -1,9 +1,9 @@
 import { Annotations, App, Aspects, IAspect, TerraformElement, TerraformStack } from 'cdktf';
 import { IConstruct } from 'constructs';
 import { Errors } from '../../core/errors';
+import { MIN_SUPPRESSION_REASON_LENGTH, POLICY_SUPPRESSION_METADATA, policySuppressions, suppressPolicyRule } from '../../core/suppressions';
 import { StackPolicyContext } from './context';
-import { PolicyPack } from './pack';
-import { POLICY_RULES } from './table';
+import { PolicyPack, policyRules } from './pack';
 import { PolicyFinding, PolicyLevel, PolicyRule, PolicySuppression } from './types';
 
 /** Receives every finding once, suppressed ones included. */
@@ -21,9 +21,7 @@ export interface PolicyOptions {
   readonly reporter?: PolicyReporter;
 }
 
-/** Node metadata type of a suppression: kept on the construct, so it travels with the tree. */
-export const POLICY_SUPPRESSION_METADATA = 'mlinfra:policy-suppression';
-const MIN_REASON_LENGTH = 10;
+export { POLICY_SUPPRESSION_METADATA };
 
 /** One line for a finding: rule id, path, what and the fix. */
 export function formatFinding(f: PolicyFinding): string {
@@ -85,9 +83,7 @@ export class PolicyAspect implements IAspect {
 
 function withSuppression(node: IConstruct, ruleId: string): { suppressed?: PolicySuppression } {
   for (const c of [...node.node.scopes].reverse()) {
-    for (const m of c.node.metadata) {
-      if (m.type !== POLICY_SUPPRESSION_METADATA) continue;
-      const s = m.data as { ruleId: string; reason: string };
+    for (const s of policySuppressions(c)) {
       if (s.ruleId === ruleId) return { suppressed: { ruleId, reason: s.reason, path: c.node.path } };
     }
   }
@@ -126,14 +122,19 @@ export class Policy {
    */
   public static suppress(construct: IConstruct, rule: string | PolicyRule, reason: string): void {
     const ruleId = typeof rule === 'string' ? rule : rule.id;
-    if (typeof rule === 'string' && !POLICY_RULES.some((r) => r.id === rule)) {
-      throw Errors.unknown(construct, 'ruleId', rule, POLICY_RULES.map((r) => r.id));
+    if (typeof rule === 'string' && !policyRules().some((r) => r.id === rule)) {
+      throw Errors.unknown(construct, 'ruleId', rule, policyRules().map((r) => r.id));
     }
-    if (typeof reason !== 'string' || reason.trim().length < MIN_REASON_LENGTH) {
-      throw Errors.invalid(construct, 'reason', reason, `a sentence of at least ${MIN_REASON_LENGTH} characters saying why ${ruleId} does not apply here`,
+    if (typeof reason !== 'string' || reason.trim().length < MIN_SUPPRESSION_REASON_LENGTH) {
+      throw Errors.invalid(construct, 'reason', reason, `a sentence of at least ${MIN_SUPPRESSION_REASON_LENGTH} characters saying why ${ruleId} does not apply here`,
         'is required to suppress a policy rule');
     }
-    construct.node.addMetadata(POLICY_SUPPRESSION_METADATA, { ruleId, reason: reason.trim() }, { stackTrace: false });
+    // Rules outside the table may have any id: record it as given.
+    if (typeof rule !== 'string') {
+      construct.node.addMetadata(POLICY_SUPPRESSION_METADATA, { ruleId, reason: reason.trim() }, { stackTrace: false });
+      return;
+    }
+    suppressPolicyRule(construct, ruleId, reason);
   }
 
   /** Findings of every policy aspect applied at, above or below `scope`, for resources under `scope`. */

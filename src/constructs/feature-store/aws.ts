@@ -2,7 +2,7 @@
  * FeatureStore on AWS: S3 + Glue (Athena) offline store, DynamoDB or ElastiCache Redis online
  * store, the registry in the offline bucket, one KMS key for all of it.
  */
-import { Lazy } from 'cdktf';
+import { Lazy, Token } from 'cdktf';
 import { Construct } from 'constructs';
 import { AthenaWorkgroup } from '@cdktf/provider-aws/lib/athena-workgroup';
 import { DynamodbTable } from '@cdktf/provider-aws/lib/dynamodb-table';
@@ -18,11 +18,13 @@ import { SecretsmanagerSecretVersion } from '@cdktf/provider-aws/lib/secretsmana
 import { SecurityGroup } from '@cdktf/provider-aws/lib/security-group';
 import { VpcSecurityGroupIngressRule } from '@cdktf/provider-aws/lib/vpc-security-group-ingress-rule';
 import { AwsPolicyStatement, IGrantable } from '../../core/grants';
+import { Errors } from '../../core/errors';
 import { generatedSecret } from '../../core/secrets';
 import { privateBucket } from '../../core/aws-bucket';
 import { AwsTarget } from '../../core/targets';
 import { dynamodbTableName, glueColumns, REDIS_PASSWORD_REF } from './feast';
-import { FeatureStoreBackend, FeatureStorePlan, FeatureView, principalOn } from './types';
+import type { FeatureStoreProps } from './index';
+import { FeatureStoreBackend, FeatureStorePlan, FeatureStoreTargetBackend, FeatureView, principalOn, refuseUnless } from './types';
 
 export const REDIS_PORT = 6379;
 /** Attribute the online tables expire items by. Feast does not write it; writers that set it get expiry. */
@@ -52,7 +54,30 @@ export interface AwsFeatureStoreResources {
   };
 }
 
-export function buildAwsFeatureStore(store: Construct, target: AwsTarget, plan: FeatureStorePlan): FeatureStoreBackend & { readonly resources: AwsFeatureStoreResources } {
+/** What the AWS backend resolved from the props. */
+interface AwsFeatureStorePlan extends FeatureStorePlan {
+  readonly redisNodeType: string;
+}
+
+/** FeatureStore on AWS: S3 + Glue + Athena offline, DynamoDB or ElastiCache Redis online. */
+export const AWS_FEATURE_STORE: FeatureStoreTargetBackend<AwsTarget> = {
+  online: ['dynamodb', 'redis'],
+  build(store, target, props, plan) {
+    return buildAwsFeatureStore(store, target, { ...plan, redisNodeType: checkAws(store, props, plan) });
+  },
+};
+
+/** The AWS rules: checked before anything is created. Returns the ElastiCache node type. */
+function checkAws(store: Construct, props: FeatureStoreProps, plan: FeatureStorePlan): string {
+  refuseUnless(store, props, 'redisNodeType', plan.online === 'redis', "aws targets with online: 'redis'", 'aws', plan.online);
+  const redisNodeType = props.redisNodeType ?? 'cache.t4g.medium';
+  if (!Token.isUnresolved(redisNodeType) && !/^cache\.[a-z0-9]+\.[a-z0-9]+$/.test(redisNodeType)) {
+    throw Errors.invalid(store, 'redisNodeType', redisNodeType, 'an ElastiCache node type such as cache.r7g.large');
+  }
+  return redisNodeType;
+}
+
+function buildAwsFeatureStore(store: Construct, target: AwsTarget, plan: AwsFeatureStorePlan): FeatureStoreBackend {
   const provider = target.provider;
   const region = target.region;
   const arn = (service: string, resource: string) => `arn:${target.partition}:${service}:${region}:${target.accountId}:${resource}`;
@@ -181,7 +206,7 @@ export function buildAwsFeatureStore(store: Construct, target: AwsTarget, plan: 
       : []),
   });
   const grant = (grantee: IGrantable, grantId: string, statements: AwsPolicyStatement[], what: string) => {
-    principalOn(`${store.node.path}.${what}`, 'aws', grantee).addToPolicy(grantId, statements);
+    principalOn(store, what, 'aws', grantee).addToPolicy(grantId, statements);
     needsView = true;
   };
 
@@ -189,6 +214,12 @@ export function buildAwsFeatureStore(store: Construct, target: AwsTarget, plan: 
     offlineUri, registryUri, feastConfig,
     onlinePasswordSecret: redis ? { store: 'aws-secrets-manager', arn: redis.passwordSecret.arn, name: redis.passwordSecret.name } : undefined,
     onlineEndpoint: redisEndpoint,
+    checkView(view) {
+      const table = dynamodbTableName(plan.project, view.name);
+      if (plan.online === 'dynamodb' && table.length > 255) {
+        throw Errors.invalid(store, 'featureView.name', view.name, `a name for which the DynamoDB table ${plan.project}.<name> has 3-255 characters (here ${table.length})`);
+      }
+    },
     addView(view) {
       viewsScope ??= new Construct(store, 'views');
       const scope = new Construct(viewsScope, view.name);
@@ -221,6 +252,6 @@ export function buildAwsFeatureStore(store: Construct, target: AwsTarget, plan: 
     offlineTableName: (view) => `${databaseName}.${view.name}`,
     grantRead: (g, id) => grant(g, id, readStatements(), 'grantRead'),
     grantWrite: (g, id) => grant(g, id, [...readStatements(), ...writeStatements()], 'grantWrite'),
-    resources: { key, bucket, database, workgroup, glueTables, dynamodbTables, redis },
+    aws: { key, bucket, database, workgroup, glueTables, dynamodbTables, redis },
   };
 }

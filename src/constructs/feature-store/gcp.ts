@@ -18,11 +18,13 @@ import { SecretManagerSecretIamMember } from '@cdktf/provider-google/lib/secret-
 import { SecretManagerSecretVersion } from '@cdktf/provider-google/lib/secret-manager-secret-version';
 import { StorageBucket } from '@cdktf/provider-google/lib/storage-bucket';
 import { StorageBucketIamMember } from '@cdktf/provider-google/lib/storage-bucket-iam-member';
+import { Errors } from '../../core/errors';
 import { IGrantable } from '../../core/grants';
 import { fitName, resourceName, shortHash } from '../../core/naming';
 import { GcpPrivateServiceAccess, GcpTarget } from '../../core/targets';
 import { bigquerySchema, bigtableTableName, clusterable, REDIS_PASSWORD_REF } from './feast';
-import { FeatureStoreBackend, FeatureStorePlan, FeatureView, principalOn } from './types';
+import type { FeatureStoreProps } from './index';
+import { checkInt, FeatureStoreBackend, FeatureStorePlan, FeatureStoreTargetBackend, FeatureView, principalOn, refuseUnless } from './types';
 
 /** The column family Feast's Bigtable store reads and writes. */
 export const BIGTABLE_COLUMN_FAMILY = 'features';
@@ -66,7 +68,38 @@ export interface GcpFeatureStoreResources {
   };
 }
 
-export function buildGcpFeatureStore(store: Construct, target: GcpTarget, plan: FeatureStorePlan): FeatureStoreBackend & { readonly resources: GcpFeatureStoreResources } {
+/** What the GCP backend resolved from the props. */
+interface GcpFeatureStorePlan extends FeatureStorePlan {
+  readonly kmsKeyName?: string;
+  readonly redisMemoryGiB: number;
+  readonly bigtableMaxNodes: number;
+}
+
+/** FeatureStore on GCP: GCS + BigQuery offline, Bigtable or Memorystore Redis online. */
+export const GCP_FEATURE_STORE: FeatureStoreTargetBackend<GcpTarget> = {
+  online: ['bigtable', 'redis'],
+  build(store, target, props, plan) {
+    return buildGcpFeatureStore(store, target, checkGcp(store, props, plan));
+  },
+};
+
+/** The GCP rules: checked before anything is created. */
+function checkGcp(store: Construct, props: FeatureStoreProps, plan: FeatureStorePlan): GcpFeatureStorePlan {
+  refuseUnless(store, props, 'redisMemoryGiB', plan.online === 'redis', "gcp targets with online: 'redis'", 'gcp', plan.online);
+  refuseUnless(store, props, 'bigtableMaxNodes', plan.online === 'bigtable', "gcp targets with online: 'bigtable'", 'gcp', plan.online);
+  const k = props.kmsKeyName;
+  if (k !== undefined && !Token.isUnresolved(k) && !/^projects\/[^/]+\/locations\/[^/]+\/keyRings\/[^/]+\/cryptoKeys\/[^/]+$/.test(k)) {
+    throw Errors.invalid(store, 'kmsKeyName', k, 'a Cloud KMS key name: projects/P/locations/L/keyRings/R/cryptoKeys/K');
+  }
+  const redisMemoryGiB = props.redisMemoryGiB ?? 5;
+  // Memorystore sizes: 1-300 GiB (Standard tier).
+  checkInt(store, 'redisMemoryGiB', redisMemoryGiB, 1, 300, 'GiB');
+  const bigtableMaxNodes = props.bigtableMaxNodes ?? 3;
+  checkInt(store, 'bigtableMaxNodes', bigtableMaxNodes, 1, 1000, 'nodes');
+  return { ...plan, kmsKeyName: k, redisMemoryGiB, bigtableMaxNodes };
+}
+
+function buildGcpFeatureStore(store: Construct, target: GcpTarget, plan: GcpFeatureStorePlan): FeatureStoreBackend {
   const provider = target.provider;
   const project = target.project;
   const region = target.region;
@@ -169,7 +202,7 @@ export function buildGcpFeatureStore(store: Construct, target: GcpTarget, plan: 
   let grants: Construct | undefined;
   const grantScope = (grantId: string) => new Construct((grants ??= new Construct(store, 'grants')), grantId);
   const grant = (grantee: IGrantable, grantId: string, write: boolean) => {
-    const member = principalOn(`${store.node.path}.${write ? 'grantWrite' : 'grantRead'}`, 'gcp', grantee).member;
+    const member = principalOn(store, write ? 'grantWrite' : 'grantRead', 'gcp', grantee).member;
     const scope = grantScope(grantId);
     // Object admin, not creator: Feast rewrites registry.db in place.
     new StorageBucketIamMember(scope, 'bucket', { provider, bucket: bucket.name, role: write ? 'roles/storage.objectAdmin' : 'roles/storage.objectViewer', member });
@@ -232,6 +265,6 @@ export function buildGcpFeatureStore(store: Construct, target: GcpTarget, plan: 
     offlineTableName: (view) => `${project}.${datasetId}.${view.name}`,
     grantRead: (g, id) => grant(g, id, false),
     grantWrite: (g, id) => grant(g, id, true),
-    resources: { bucket, dataset, scratchDataset, bigqueryTables, bigtable, redis },
+    gcp: { bucket, dataset, scratchDataset, bigqueryTables, bigtable, redis },
   };
 }

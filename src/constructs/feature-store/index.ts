@@ -6,10 +6,12 @@ import { recordGrant } from '../../core/graph';
 import { IGrantable } from '../../core/grants';
 import { resourceName } from '../../core/naming';
 import { SecretRef } from '../../core/secrets';
-import { AwsTarget, GcpTarget, KubernetesTarget, Target, targetKind } from '../../core/targets';
+import { TargetKind } from '../../core/accelerators';
+import { lazyModule } from '../../core/lazy';
+import { Target, targetKind } from '../../core/targets';
 import { renderFeastYaml } from './feast';
 import {
-  EntitySpec, FEATURE_TYPES, FeatureStoreBackend, FeatureStorePlan, FeatureType, FeatureView, FeatureViewOptions, OnlineStoreKind,
+  EntitySpec, FEATURE_TYPES, FeatureStoreBackend, FeatureStorePlan, FeatureStoreTargetBackend, FeatureType, FeatureView, FeatureViewOptions, OnlineStoreKind,
 } from './types';
 
 export {
@@ -18,12 +20,14 @@ export {
 import type { AwsFeatureStoreResources } from './aws';
 import type { GcpFeatureStoreResources } from './gcp';
 import type { KubernetesFeatureStoreResources } from './kubernetes';
-import { lazyFunction } from '../../core/lazy';
 
-// Backends (and their provider packages) load when a construct first uses their target.
-const buildAwsFeatureStore = lazyFunction(() => (require('./aws') as typeof import('./aws')).buildAwsFeatureStore);
-const buildGcpFeatureStore = lazyFunction(() => (require('./gcp') as typeof import('./gcp')).buildGcpFeatureStore);
-const buildKubernetesFeatureStore = lazyFunction(() => (require('./kubernetes') as typeof import('./kubernetes')).buildKubernetesFeatureStore);
+// One backend per target: its rules and resources. Each loads (with its provider package) when a
+// construct first uses its target.
+const BACKENDS: Record<TargetKind, () => FeatureStoreTargetBackend> = {
+  aws: lazyModule(() => (require('./aws') as typeof import('./aws')).AWS_FEATURE_STORE as FeatureStoreTargetBackend),
+  gcp: lazyModule(() => (require('./gcp') as typeof import('./gcp')).GCP_FEATURE_STORE as FeatureStoreTargetBackend),
+  kubernetes: lazyModule(() => (require('./kubernetes') as typeof import('./kubernetes')).KUBERNETES_FEATURE_STORE as FeatureStoreTargetBackend),
+};
 export { REDIS_PASSWORD_ENV } from './feast';
 
 export interface FeatureStoreProps {
@@ -99,16 +103,19 @@ export interface IFeatureStore {
   grantWrite(grantee: IGrantable): void;
 }
 
-const DEFAULTS = {
-  redisNodeType: 'cache.t4g.medium',
-  redisMemoryGiB: 5,
-  bigtableMaxNodes: 3,
-  redisImage: 'redis:7.4-alpine',
-  onlineStorageGiB: 10,
-  offlineStorageGiB: 100,
-};
-const ONLINE: Record<'aws' | 'gcp' | 'kubernetes', readonly OnlineStoreKind[]> = {
-  aws: ['dynamodb', 'redis'], gcp: ['bigtable', 'redis'], kubernetes: ['redis'],
+/**
+ * Props that only some targets take: set for another target they are an error, not silently ignored.
+ * Each backend checks the values, and whether they fit its online store.
+ */
+const TARGET_PROPS: { readonly [P in keyof FeatureStoreProps]?: { readonly on: readonly TargetKind[]; readonly allowed: string } } = {
+  offlineUri: { on: ['kubernetes'], allowed: 'kubernetes targets only (AWS and GCP stores create their own bucket)' },
+  kmsKeyName: { on: ['gcp'], allowed: 'gcp targets only (the AWS store creates its own KMS key)' },
+  redisNodeType: { on: ['aws'], allowed: "aws targets with online: 'redis'" },
+  redisMemoryGiB: { on: ['gcp'], allowed: "gcp targets with online: 'redis'" },
+  bigtableMaxNodes: { on: ['gcp'], allowed: "gcp targets with online: 'bigtable'" },
+  redisImage: { on: ['kubernetes'], allowed: 'kubernetes targets only' },
+  onlineStorageGiB: { on: ['kubernetes'], allowed: 'kubernetes targets only' },
+  offlineStorageGiB: { on: ['kubernetes'], allowed: 'kubernetes targets without offlineUri' },
 };
 const PROJECT = /^[A-Za-z0-9][A-Za-z0-9_]{0,59}$/;
 const NAME = /^[a-z_][a-z0-9_]*$/;
@@ -159,25 +166,19 @@ export class FeatureStore extends Construct implements IFeatureStore {
 
   constructor(scope: Construct, id: string, props: FeatureStoreProps) {
     super(scope, id);
-    const plan = this.plan(props);
+    if (!props) throw Errors.missing(this, 'props', 'an object with at least target');
+    const kind = targetKind(this, 'target', props.target);
+    const rules = BACKENDS[kind]();
+    const plan = this.plan(kind, rules, props);
     this.target = props.target;
     this.project = plan.project;
     this.online = plan.online;
 
-    const t = props.target;
-    if (t instanceof AwsTarget) {
-      const b = buildAwsFeatureStore(this, t, plan);
-      this.aws = b.resources;
-      this.backend = b;
-    } else if (t instanceof GcpTarget) {
-      const b = buildGcpFeatureStore(this, t, plan);
-      this.gcp = b.resources;
-      this.backend = b;
-    } else {
-      const b = buildKubernetesFeatureStore(this, t as KubernetesTarget, plan);
-      this.kubernetes = b.resources;
-      this.backend = b;
-    }
+    // The backend checks its target's rules before it creates anything.
+    this.backend = rules.build(this, props.target, props, plan);
+    this.aws = this.backend.aws;
+    this.gcp = this.backend.gcp;
+    this.kubernetes = this.backend.kubernetes;
     this.offlineUri = this.backend.offlineUri;
     this.registryUri = this.backend.registryUri;
     this.onlinePasswordSecret = this.backend.onlinePasswordSecret;
@@ -209,6 +210,7 @@ export class FeatureStore extends Construct implements IFeatureStore {
    */
   public addFeatureView(options: FeatureViewOptions): FeatureView {
     const view = this.validateView(options);
+    this.backend.checkView?.(view);
     this.backend.addView(view);
     this.views.push(view);
     return view;
@@ -230,15 +232,13 @@ export class FeatureStore extends Construct implements IFeatureStore {
     return `${resourceName(this, { maxLength: 40 })}-${kind}-${this.grants}`;
   }
 
-  /** Validates props and resolves the plan; throws before any resource exists. */
-  private plan(props: FeatureStoreProps): FeatureStorePlan {
-    if (!props) throw Errors.missing(this, 'props', 'an object with at least target');
-    const kind = targetKind(this, 'target', props.target);
+  /** Checks the props against the cloud-neutral rules and resolves the plan; throws before any resource exists. */
+  private plan(kind: TargetKind, rules: FeatureStoreTargetBackend, props: FeatureStoreProps): FeatureStorePlan {
     const project = props.project ?? defaultProject(this.node.id);
     if (typeof project !== 'string' || (!Token.isUnresolved(project) && !PROJECT.test(project))) {
       throw Errors.invalid(this, 'project', project, 'a Feast project name: 1-60 letters, digits and _, not starting with _');
     }
-    const offered = ONLINE[kind];
+    const offered = rules.online;
     const online = props.online ?? offered[0];
     if (!(['dynamodb', 'redis', 'bigtable'] as unknown[]).includes(online)) {
       throw Errors.unknown(this, 'online', online, ['dynamodb', 'redis', 'bigtable']);
@@ -246,48 +246,10 @@ export class FeatureStore extends Construct implements IFeatureStore {
     if (!offered.includes(online)) {
       throw Errors.notOffered(this, 'online', online, `online store ${online} is not offered on ${kind}`, offered.join(', '));
     }
-    const only = (prop: keyof FeatureStoreProps, allowed: string, ok: boolean) => {
-      if (props[prop] !== undefined && !ok) throw Errors.conflict(this, prop, props[prop], allowed, `does not apply to ${kind} with online ${online}`);
-    };
-    only('offlineUri', 'kubernetes targets only (AWS and GCP stores create their own bucket)', kind === 'kubernetes');
-    only('kmsKeyName', 'gcp targets only (the AWS store creates its own KMS key)', kind === 'gcp');
-    only('redisNodeType', "aws targets with online: 'redis'", kind === 'aws' && online === 'redis');
-    only('redisMemoryGiB', "gcp targets with online: 'redis'", kind === 'gcp' && online === 'redis');
-    only('bigtableMaxNodes', "gcp targets with online: 'bigtable'", kind === 'gcp' && online === 'bigtable');
-    only('redisImage', 'kubernetes targets only', kind === 'kubernetes');
-    only('onlineStorageGiB', 'kubernetes targets only', kind === 'kubernetes');
-    only('offlineStorageGiB', 'kubernetes targets without offlineUri', kind === 'kubernetes' && props.offlineUri === undefined);
-
-    if (props.offlineUri !== undefined && !Token.isUnresolved(props.offlineUri)
-      && !/^(s3|gs):\/\/[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](\/[A-Za-z0-9._\-/]*)?$/.test(props.offlineUri)) {
-      throw Errors.invalid(this, 'offlineUri', props.offlineUri, 's3://bucket[/prefix] or gs://bucket[/prefix]');
+    for (const [prop, t] of Object.entries(TARGET_PROPS) as [keyof FeatureStoreProps, { on: readonly TargetKind[]; allowed: string }][]) {
+      if (props[prop] !== undefined && !t.on.includes(kind)) throw Errors.conflict(this, prop, props[prop], t.allowed, `does not apply to ${kind} with online ${online}`);
     }
-    if (props.kmsKeyName !== undefined && !Token.isUnresolved(props.kmsKeyName)
-      && !/^projects\/[^/]+\/locations\/[^/]+\/keyRings\/[^/]+\/cryptoKeys\/[^/]+$/.test(props.kmsKeyName)) {
-      throw Errors.invalid(this, 'kmsKeyName', props.kmsKeyName, 'a Cloud KMS key name: projects/P/locations/L/keyRings/R/cryptoKeys/K');
-    }
-    const redisNodeType = props.redisNodeType ?? DEFAULTS.redisNodeType;
-    if (!/^cache\.[a-z0-9]+\.[a-z0-9]+$/.test(redisNodeType)) {
-      throw Errors.invalid(this, 'redisNodeType', redisNodeType, 'an ElastiCache node type such as cache.r7g.large');
-    }
-    const int = (prop: keyof FeatureStoreProps, fallback: number, min: number, max: number, unit: string): number => {
-      const v = props[prop] ?? fallback;
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw Errors.outOfRange(this, prop, v, `an integer from ${min} to ${max} ${unit}`);
-      return v;
-    };
-    const redisImage = props.redisImage ?? DEFAULTS.redisImage;
-    if (!/^[a-z0-9][a-zA-Z0-9._/:@-]*$/.test(redisImage)) {
-      throw Errors.invalid(this, 'redisImage', redisImage, 'a container image reference such as redis:7.4-alpine');
-    }
-    return {
-      name: resourceName(this, { maxLength: 40 }),
-      project, online, offlineUri: props.offlineUri?.replace(/\/+$/, ''), kmsKeyName: props.kmsKeyName,
-      redisNodeType, redisImage,
-      redisMemoryGiB: int('redisMemoryGiB', DEFAULTS.redisMemoryGiB, 1, 300, 'GiB'),
-      bigtableMaxNodes: int('bigtableMaxNodes', DEFAULTS.bigtableMaxNodes, 1, 1000, 'nodes'),
-      onlineStorageGiB: int('onlineStorageGiB', DEFAULTS.onlineStorageGiB, 1, 16384, 'GiB'),
-      offlineStorageGiB: int('offlineStorageGiB', DEFAULTS.offlineStorageGiB, 1, 65536, 'GiB'),
-    };
+    return { name: resourceName(this, { maxLength: 40 }), project, online };
   }
 
   private validateView(o: FeatureViewOptions): FeatureView {
@@ -298,10 +260,6 @@ export class FeatureStore extends Construct implements IFeatureStore {
     const at = `featureViews.${o.name}`;
     if (this.views.some((v) => v.name === o.name)) {
       throw Errors.conflict(this, 'featureView.name', o.name, `a name not yet used; views so far: ${this.views.map((v) => v.name).join(', ')}`, 'is already a feature view of this store');
-    }
-    const projected = `${this.project}.${o.name}`;
-    if (this.online === 'dynamodb' && projected.length > 255) {
-      throw Errors.invalid(this, 'featureView.name', o.name, `a name for which the DynamoDB table ${this.project}.<name> has 3-255 characters (here ${projected.length})`);
     }
     if (!Array.isArray(o.entities) || o.entities.length === 0) {
       throw Errors.invalid(this, `${at}.entities`, o.entities, 'a non-empty list of join keys, e.g. [\'user_id\']');

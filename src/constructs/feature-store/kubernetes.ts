@@ -2,6 +2,7 @@
  * FeatureStore on Kubernetes: Redis as a StatefulSet (password in a Secret, ingress only from
  * labelled clients and grantees), the offline store and registry on a bucket you pass or a volume.
  */
+import { Token } from 'cdktf';
 import { Construct } from 'constructs';
 import { NetworkPolicyV1 } from '@cdktf/provider-kubernetes/lib/network-policy-v1';
 import { PersistentVolumeClaimV1 } from '@cdktf/provider-kubernetes/lib/persistent-volume-claim-v1';
@@ -10,11 +11,13 @@ import { RoleV1 } from '@cdktf/provider-kubernetes/lib/role-v1';
 import { SecretV1 } from '@cdktf/provider-kubernetes/lib/secret-v1';
 import { ServiceV1 } from '@cdktf/provider-kubernetes/lib/service-v1';
 import { StatefulSetV1 } from '@cdktf/provider-kubernetes/lib/stateful-set-v1';
+import { Errors } from '../../core/errors';
 import { IGrantable, kubernetesPeer } from '../../core/grants';
 import { generatedSecret } from '../../core/secrets';
 import { KubernetesTarget } from '../../core/targets';
 import { REDIS_PASSWORD_REF } from './feast';
-import { FeatureStoreBackend, FeatureStorePlan, FeatureView, principalOn } from './types';
+import type { FeatureStoreProps } from './index';
+import { checkInt, FeatureStoreBackend, FeatureStorePlan, FeatureStoreTargetBackend, FeatureView, principalOn, refuseUnless } from './types';
 
 /** Where the Redis pod mounts its configuration (from the password Secret). */
 export const REDIS_CONFIG_DIR = '/etc/redis-mlinfra';
@@ -43,7 +46,46 @@ export interface KubernetesFeatureStoreResources {
   readonly offlineVolumeClaim?: PersistentVolumeClaimV1;
 }
 
-export function buildKubernetesFeatureStore(store: Construct, target: KubernetesTarget, plan: FeatureStorePlan): FeatureStoreBackend & { readonly resources: KubernetesFeatureStoreResources } {
+/** What the Kubernetes backend resolved from the props. */
+interface KubernetesFeatureStorePlan extends FeatureStorePlan {
+  readonly offlineUri?: string;
+  readonly redisImage: string;
+  readonly onlineStorageGiB: number;
+  readonly offlineStorageGiB: number;
+}
+
+/** FeatureStore on Kubernetes: a Redis StatefulSet online, a bucket or a volume offline. */
+export const KUBERNETES_FEATURE_STORE: FeatureStoreTargetBackend<KubernetesTarget> = {
+  online: ['redis'],
+  build(store, target, props, plan) {
+    return buildKubernetesFeatureStore(store, target, checkKubernetes(store, props, plan));
+  },
+};
+
+/** The Kubernetes rules: checked before anything is created. */
+function checkKubernetes(store: Construct, props: FeatureStoreProps, plan: FeatureStorePlan): KubernetesFeatureStorePlan {
+  refuseUnless(store, props, 'offlineStorageGiB', props.offlineUri === undefined, 'kubernetes targets without offlineUri', 'kubernetes', plan.online);
+  const uri = props.offlineUri;
+  if (uri !== undefined && !Token.isUnresolved(uri) && !/^(s3|gs):\/\/[a-z0-9][a-z0-9._-]{1,61}[a-z0-9](\/[A-Za-z0-9._\-/]*)?$/.test(uri)) {
+    throw Errors.invalid(store, 'offlineUri', uri, 's3://bucket[/prefix] or gs://bucket[/prefix]');
+  }
+  const redisImage = props.redisImage ?? 'redis:7.4-alpine';
+  if (!Token.isUnresolved(redisImage) && !/^[a-z0-9][a-zA-Z0-9._/:@-]*$/.test(redisImage)) {
+    throw Errors.invalid(store, 'redisImage', redisImage, 'a container image reference such as redis:7.4-alpine');
+  }
+  const onlineStorageGiB = props.onlineStorageGiB ?? 10;
+  checkInt(store, 'onlineStorageGiB', onlineStorageGiB, 1, 16384, 'GiB');
+  const offlineStorageGiB = props.offlineStorageGiB ?? 100;
+  checkInt(store, 'offlineStorageGiB', offlineStorageGiB, 1, 65536, 'GiB');
+  // A trailing slash would double in every path built from the URI.
+  const offlineUri = uri === undefined || Token.isUnresolved(uri) ? uri : uri.replace(/\/+$/, '');
+  return { ...plan, offlineUri, redisImage, onlineStorageGiB, offlineStorageGiB };
+}
+
+/** A quantity in GiB; a Terraform value stays a reference (a number token in a template would write its encoding). */
+const gib = (n: number): string => `${Token.isUnresolved(n) ? Token.asString(n) : n}Gi`;
+
+function buildKubernetesFeatureStore(store: Construct, target: KubernetesTarget, plan: KubernetesFeatureStorePlan): FeatureStoreBackend {
   const provider = target.provider;
   const namespace = target.namespace;
   const selectorLabels = { 'app.kubernetes.io/name': 'feast-online-redis', 'app.kubernetes.io/instance': plan.name };
@@ -58,7 +100,7 @@ export function buildKubernetesFeatureStore(store: Construct, target: Kubernetes
     waitUntilBound: false,
     spec: {
       accessModes: ['ReadWriteOnce'], storageClassName: target.storageClassName,
-      resources: { requests: { storage: `${plan.offlineStorageGiB}Gi` } },
+      resources: { requests: { storage: gib(plan.offlineStorageGiB) } },
     },
   });
   const offlineUri = plan.offlineUri ?? `file://${FEAST_DATA_PATH}/offline`;
@@ -121,7 +163,7 @@ export function buildKubernetesFeatureStore(store: Construct, target: Kubernetes
       },
       volumeClaimTemplate: [{
         metadata: { name: 'data', labels: { ...labels } },
-        spec: { accessModes: ['ReadWriteOnce'], storageClassName: target.storageClassName, resources: { requests: { storage: `${plan.onlineStorageGiB}Gi` } } },
+        spec: { accessModes: ['ReadWriteOnce'], storageClassName: target.storageClassName, resources: { requests: { storage: gib(plan.onlineStorageGiB) } } },
       }],
     },
   });
@@ -141,7 +183,7 @@ export function buildKubernetesFeatureStore(store: Construct, target: Kubernetes
   // ---- grants: read the password Secret; reach Redis from the grantee's namespace
   let grants: Construct | undefined;
   const grant = (grantee: IGrantable, grantId: string, what: string) => {
-    const p = principalOn(`${store.node.path}.${what}`, 'kubernetes', grantee);
+    const p = principalOn(store, what, 'kubernetes', grantee);
     const scope = new Construct((grants ??= new Construct(store, 'grants')), grantId);
     const role = new RoleV1(scope, 'role', {
       provider, metadata: meta(grantId),
@@ -178,6 +220,6 @@ export function buildKubernetesFeatureStore(store: Construct, target: Kubernetes
     // Redis AUTH does not tell readers from writers: both grants give the same access.
     grantRead: (g, id) => grant(g, id, 'grantRead'),
     grantWrite: (g, id) => grant(g, id, 'grantWrite'),
-    resources: { secret, statefulSet, service, networkPolicy, offlineVolumeClaim },
+    kubernetes: { secret, statefulSet, service, networkPolicy, offlineVolumeClaim },
   };
 }

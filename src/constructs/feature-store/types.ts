@@ -1,7 +1,15 @@
 /** The cloud-neutral shapes a FeatureStore hands its backends, and what a backend hands back. */
+import { Token } from 'cdktf';
+import { Construct } from 'constructs';
 import { Duration } from '../../core/duration';
-import { GrantPrincipal, IGrantable } from '../../core/grants';
+import { Errors } from '../../core/errors';
+import { GrantPrincipal, IGrantable, principalOn as corePrincipalOn } from '../../core/grants';
 import { SecretRef } from '../../core/secrets';
+import { Target } from '../../core/targets';
+import type { AwsFeatureStoreResources } from './aws';
+import type { GcpFeatureStoreResources } from './gcp';
+import type { FeatureStoreProps } from './index';
+import type { KubernetesFeatureStoreResources } from './kubernetes';
 
 /** Scalar value types, named as Feast's `ValueType` names them (lower-case). */
 export const SCALAR_FEATURE_TYPES = ['int32', 'int64', 'float', 'double', 'string', 'bytes', 'bool', 'unix_timestamp'] as const;
@@ -75,21 +83,24 @@ export interface FeatureView {
 
 export type OnlineStoreKind = 'dynamodb' | 'redis' | 'bigtable';
 
-/** What a backend gets: validated store-wide settings. */
+/** What a backend gets: the cloud-neutral, validated store-wide settings. */
 export interface FeatureStorePlan {
   /** Base name for cloud resources: [a-z0-9-], starts with a letter, at most 40 characters. */
   readonly name: string;
   /** The Feast project. */
   readonly project: string;
+  /** One of the backend's `online` kinds. */
   readonly online: OnlineStoreKind;
-  readonly offlineUri?: string;
-  readonly kmsKeyName?: string;
-  readonly redisNodeType: string;
-  readonly redisMemoryGiB: number;
-  readonly bigtableMaxNodes: number;
-  readonly redisImage: string;
-  readonly onlineStorageGiB: number;
-  readonly offlineStorageGiB: number;
+}
+
+/**
+ * One target's FeatureStore: its rules and its resources. `build` checks the props only this target
+ * takes (and their fit with the online store) before it creates anything.
+ */
+export interface FeatureStoreTargetBackend<T extends Target = Target> {
+  /** Online stores the target offers; the first is the default. */
+  readonly online: readonly OnlineStoreKind[];
+  build(store: Construct, target: T, props: FeatureStoreProps, plan: FeatureStorePlan): FeatureStoreBackend;
 }
 
 /** What every backend provides: the store's public surface on its target. */
@@ -102,6 +113,8 @@ export interface FeatureStoreBackend {
   readonly onlinePasswordSecret?: SecretRef;
   /** Online endpoint (`host:port`) for Redis; undefined for DynamoDB and Bigtable. */
   readonly onlineEndpoint?: string;
+  /** Target rules for a view (e.g. table name limits): throws before `addView` creates anything. */
+  checkView?(view: FeatureView): void;
   /** Creates the view's tables; the view is already validated. */
   addView(view: FeatureView): void;
   /** Online table names, in creation order (Bigtable: one per entity set). */
@@ -110,14 +123,27 @@ export interface FeatureStoreBackend {
   offlineTableName(view: FeatureView): string;
   grantRead(grantee: IGrantable, grantId: string): void;
   grantWrite(grantee: IGrantable, grantId: string): void;
+  /** Only the built target's is set. */
+  readonly aws?: AwsFeatureStoreResources;
+  readonly gcp?: GcpFeatureStoreResources;
+  readonly kubernetes?: KubernetesFeatureStoreResources;
 }
 
-/** The principal of `grantee` on `kind`, or an Error naming both clouds. */
+/** The principal of `grantee` on `kind`, or an MlInfraError naming both clouds. */
 export function principalOn<K extends GrantPrincipal['kind']>(
-  what: string, kind: K, grantee: IGrantable,
+  store: Construct, method: string, kind: K, grantee: IGrantable,
 ): Extract<GrantPrincipal, { kind: K }> {
-  const p = grantee?.grantPrincipal;
-  if (!p) throw new Error(`${what}: the grantee has no grantPrincipal (pass a GpuCluster or another IGrantable)`);
-  if (p.kind !== kind) throw new Error(`${what}: grantee is on ${p.kind}, the feature store on ${kind}; grants do not cross clouds`);
-  return p as Extract<GrantPrincipal, { kind: K }>;
+  if (!grantee?.grantPrincipal) throw Errors.invalid(store, method, grantee, 'a GpuCluster or another IGrantable', 'has no grantPrincipal');
+  return corePrincipalOn(store, method, grantee, kind, 'the feature store');
+}
+
+/** Checks, when the value is known at synth, that it is an integer from `min` to `max`. */
+export function checkInt(store: Construct, prop: string, v: unknown, min: number, max: number, unit: string): void {
+  if (Token.isUnresolved(v)) return;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw Errors.outOfRange(store, prop, v, `an integer from ${min} to ${max} ${unit}`);
+}
+
+/** Refuses a prop the store's online kind does not use (`allowed` says when it applies). */
+export function refuseUnless(store: Construct, props: FeatureStoreProps, prop: keyof FeatureStoreProps, ok: boolean, allowed: string, kind: string, online: string): void {
+  if (props[prop] !== undefined && !ok) throw Errors.conflict(store, prop, props[prop], allowed, `does not apply to ${kind} with online ${online}`);
 }

@@ -22,12 +22,14 @@ import { SecurityGroup } from '@cdktf/provider-aws/lib/security-group';
 import { VpcSecurityGroupEgressRule } from '@cdktf/provider-aws/lib/vpc-security-group-egress-rule';
 import { VpcSecurityGroupIngressRule } from '@cdktf/provider-aws/lib/vpc-security-group-ingress-rule';
 import { Errors } from '../../core/errors';
+import { AwsHostGroup, StoredObject, StoreObjectOptions } from '../../contracts/host-group';
 import { AwsPolicyStatement, AwsPrincipal, IGrantable } from '../../core/grants';
 import { resourceName } from '../../core/naming';
 import { privateBucket, versionedBucketName } from '../../core/aws-bucket';
-import { AwsTarget } from '../../core/targets';
+import { AwsTarget, Target } from '../../core/targets';
 import { awsHostMetricsFailedScript, awsHostMetricsScript, renderBootstrap, secretReadCommand, shq } from './bootstrap';
-import { awsStatements, GpuClusterBackend, GpuClusterPlan } from './plan';
+import { awsStatements, GpuClusterBackend, GpuClusterPlan, GpuClusterTarget } from './plan';
+import type { GpuClusterAttributes, GpuClusterProps } from './props';
 
 /** The unprivileged user jobs run as on hosts. */
 export const JOB_USER = 'mlinfra-job';
@@ -68,7 +70,7 @@ export function protectedPrefixes(bucketArn: string): string[] {
 }
 
 /** The AWS principal of a role: each grant becomes one inline policy on exact ARNs. */
-export function awsRolePrincipal(owner: Construct, target: AwsTarget, role: IamRole): AwsPrincipal {
+export function awsRolePrincipal(owner: Construct, target: AwsTarget, role: { readonly arn: string; readonly name: string; readonly id: string }): AwsPrincipal {
   let grants: Construct | undefined;
   return {
     kind: 'aws',
@@ -82,16 +84,107 @@ export function awsRolePrincipal(owner: Construct, target: AwsTarget, role: IamR
   };
 }
 
-export function buildAwsGpuCluster(cluster: Construct, target: AwsTarget, plan: GpuClusterPlan): GpuClusterBackend & { readonly resources: AwsGpuClusterResources } {
-  const provider = target.provider;
-  // A referenced max may be above 1: plan for several nodes.
-  const multiNode = Token.isUnresolved(plan.nodes.max) || plan.nodes.max > 1;
-  if (plan.shape.accelerator === 'V100' && plan.machineImage === undefined) {
+/** GpuCluster's rules on AWS: props other targets take are refused; the default AMI's GPU range. */
+function checkAwsProps(cluster: Construct, props: GpuClusterProps): { explicitType?: string; explicitTypeProp: string; storageFile: string } {
+  if (props.machineType !== undefined) {
+    throw Errors.conflict(cluster, 'machineType', props.machineType, 'instanceType on an aws target', 'applies to gcp targets only, not aws');
+  }
+  if (props.instanceType !== undefined && !Token.isUnresolved(props.instanceType) && !/^[a-z][a-z0-9-]*\d[a-z0-9-]*\.[a-z0-9-]+$/.test(props.instanceType)) {
+    throw Errors.invalid(cluster, 'instanceType', props.instanceType, 'an EC2 instance type such as g5.2xlarge');
+  }
+  if (props.agentImage !== undefined) {
+    throw Errors.conflict(cluster, 'agentImage', props.agentImage, 'kubernetes targets only (hosts on aws/gcp run the agent with Node.js directly)', 'does not apply to aws');
+  }
+  if (props.kubernetes !== undefined) throw Errors.conflict(cluster, 'kubernetes', 'set', 'kubernetes targets only', 'does not apply to aws');
+  if (props.accelerator === 'V100' && props.machineImage === undefined) {
     // The default AMI ships NVIDIA's open kernel modules, which support Turing and newer GPUs only.
     throw Errors.notOffered(cluster, 'accelerator', 'V100',
       'V100 (p3) is not offered with the default AMI on aws: the Deep Learning Base OSS Nvidia Driver AMI supports Turing (T4) and newer GPUs only',
       'T4, L4, A10G, L40S, A100-40GB, A100-80GB, H100, H200; or V100 with machineImage set to an AMI with NVIDIA\'s proprietary driver (e.g. the Deep Learning Base Proprietary Nvidia Driver AMI)');
   }
+  return { explicitType: props.instanceType, explicitTypeProp: 'instanceType', storageFile: 'storage-s3.js' };
+}
+
+/** GpuCluster on AWS, for the dispatch table in index.ts. */
+export const AWS_GPU_CLUSTER: GpuClusterTarget = {
+  checkProps: checkAwsProps,
+  build: (cluster, target, plan) => buildAwsGpuCluster(cluster, target as AwsTarget, plan),
+  importCluster: (scope, target, attrs) => importAwsGpuCluster(scope, target, attrs),
+};
+
+/** What grants, the store and schedulers use of a cluster on AWS: ARNs and names, created or imported. */
+interface AwsClusterRefs {
+  readonly bucketName: string;
+  readonly bucketArn: string;
+  /** The bucket as objects name it: after its versioning, when this app created it. */
+  readonly objectBucket: string;
+  readonly keyArn: string;
+  readonly tokenSecretArn: string;
+  readonly hostGroup: AwsHostGroup;
+}
+
+/** The cluster's capabilities on AWS: least-privilege grants on exact ARNs, objects in its bucket under its key. */
+function awsCapabilities(cluster: Construct, target: AwsTarget, r: AwsClusterRefs) {
+  const grantTo = (grantee: IGrantable, grantId: string, statements: AwsPolicyStatement[], method: string) =>
+    awsStatements(cluster, grantee, grantId, statements, method);
+  return {
+    hostGroup: r.hostGroup,
+    grantAgentAccess: (g: IGrantable, id: string) => grantTo(g, id, [
+      { actions: ['secretsmanager:GetSecretValue'], resources: [r.tokenSecretArn] },
+      { actions: ['kms:Decrypt'], resources: [r.keyArn] },
+    ], 'grantAgentAccess'),
+    grantArtifactsRead: (g: IGrantable, id: string) => grantTo(g, id, [
+      { actions: ['s3:ListBucket'], resources: [r.bucketArn] },
+      { actions: ['s3:GetObject'], resources: [`${r.bucketArn}/*`] },
+      { actions: ['kms:Decrypt'], resources: [r.keyArn] },
+    ], 'grantArtifactsRead'),
+    grantArtifactsWrite: (g: IGrantable, id: string) => grantTo(g, id, [
+      { actions: ['s3:PutObject', 's3:AbortMultipartUpload'], resources: [`${r.bucketArn}/*`] },
+      { actions: ['kms:GenerateDataKey', 'kms:Decrypt'], resources: [r.keyArn] },
+    ], 'grantArtifactsWrite'),
+    grantScale: (g: IGrantable, id: string) => grantTo(g, id, [
+      { actions: ['autoscaling:SetDesiredCapacity', 'autoscaling:UpdateAutoScalingGroup'], resources: [r.hostGroup.arn] },
+    ], 'grantScale'),
+    // Encrypted with the cluster's key like its other objects.
+    storeObject: (scope: Construct, id: string, o: StoreObjectOptions): StoredObject => ({
+      uri: `s3://${r.bucketName}/${o.key}`,
+      resource: new S3Object(scope, id, {
+        provider: target.provider, bucket: r.objectBucket, key: o.key, content: o.content, contentType: o.contentType,
+        kmsKeyId: r.keyArn, serverSideEncryption: 'aws:kms',
+      }),
+    }),
+  };
+}
+
+/** An existing cluster on AWS, from its attributes: grants, the store and schedules on its ARNs; nothing created. */
+export function importAwsGpuCluster(scope: Construct, target: Target, attrs: GpuClusterAttributes): GpuClusterBackend {
+  const t = target as AwsTarget;
+  const a = attrs.aws;
+  if (!a) throw Errors.missing(scope, 'aws', 'the host role, KMS key and Auto Scaling group ARN of the cluster (aws: { hostRoleArn, hostRoleName, kmsKeyArn, autoscalingGroupArn })');
+  const health = a.targetGroupArnSuffix && a.loadBalancerArnSuffix
+    ? { targetGroupArnSuffix: a.targetGroupArnSuffix, loadBalancerArnSuffix: a.loadBalancerArnSuffix } : undefined;
+  const secret = attrs.agentTokenSecret;
+  if (secret?.store !== 'aws-secrets-manager') {
+    throw Errors.invalid(scope, 'agentTokenSecret', secret?.store, "an aws-secrets-manager reference ({ store: 'aws-secrets-manager', arn, name })");
+  }
+  const bucketArn = `arn:${t.partition}:s3:::${attrs.bucketName}`;
+  return {
+    agentUrl: attrs.agentUrl,
+    agentTokenSecret: attrs.agentTokenSecret,
+    artifactsUri: `s3://${attrs.bucketName}`,
+    grantPrincipal: awsRolePrincipal(scope, t, { arn: a.hostRoleArn, name: a.hostRoleName, id: a.hostRoleName }),
+    ...awsCapabilities(scope, t, {
+      bucketName: attrs.bucketName, bucketArn, objectBucket: attrs.bucketName, keyArn: a.kmsKeyArn,
+      tokenSecretArn: secret.arn,
+      hostGroup: { kind: 'aws-autoscaling-group', name: attrs.groupName, arn: a.autoscalingGroupArn, ...(health ? { health } : {}) },
+    }),
+  };
+}
+
+export function buildAwsGpuCluster(cluster: Construct, target: AwsTarget, plan: GpuClusterPlan): GpuClusterBackend & { readonly hostGroup: AwsHostGroup; readonly resources: AwsGpuClusterResources } {
+  const provider = target.provider;
+  // A referenced max may be above 1: plan for several nodes.
+  const multiNode = Token.isUnresolved(plan.nodes.max) || plan.nodes.max > 1;
 
   // ---- storage: the cluster's own encrypted, private bucket (agent bundle, artifacts, pipeline specs)
   const storage = new Construct(cluster, 'storage');
@@ -256,30 +349,18 @@ export function buildAwsGpuCluster(cluster: Construct, target: AwsTarget, plan: 
   const hostDoc = policyDocument(iam, 'host-doc', provider, hostStatements);
   new IamRolePolicy(iam, 'host', { provider, name: 'mlinfra-host', role: role.id, policy: hostDoc.json });
 
-  const grantTo = (grantee: IGrantable, grantId: string, statements: AwsPolicyStatement[], what: string) =>
-    awsStatements(grantee, grantId, statements, `${cluster.node.path}.${what}`);
-
   return {
     agentUrl: `http://${loadBalancer.dnsName}:${plan.agentPort}`,
     agentTokenSecret: { store: 'aws-secrets-manager', arn: tokenSecret.arn, name: tokenSecret.name },
     artifactsUri: `s3://${bucket.bucket}`,
     grantPrincipal: awsRolePrincipal(cluster, target, role),
-    grantAgentAccess: (g, id) => grantTo(g, id, [
-      { actions: ['secretsmanager:GetSecretValue'], resources: [tokenSecret.arn] },
-      { actions: ['kms:Decrypt'], resources: [key.arn] },
-    ], 'grantAgentAccess'),
-    grantArtifactsRead: (g, id) => grantTo(g, id, [
-      { actions: ['s3:ListBucket'], resources: [bucket.arn] },
-      { actions: ['s3:GetObject'], resources: [`${bucket.arn}/*`] },
-      { actions: ['kms:Decrypt'], resources: [key.arn] },
-    ], 'grantArtifactsRead'),
-    grantArtifactsWrite: (g, id) => grantTo(g, id, [
-      { actions: ['s3:PutObject', 's3:AbortMultipartUpload'], resources: [`${bucket.arn}/*`] },
-      { actions: ['kms:GenerateDataKey', 'kms:Decrypt'], resources: [key.arn] },
-    ], 'grantArtifactsWrite'),
-    grantScale: (g, id) => grantTo(g, id, [
-      { actions: ['autoscaling:SetDesiredCapacity', 'autoscaling:UpdateAutoScalingGroup'], resources: [autoscalingGroup.arn] },
-    ], 'grantScale'),
+    ...awsCapabilities(cluster, target, {
+      bucketName: bucket.bucket, bucketArn: bucket.arn, objectBucket: versionedBucketName(bucket), keyArn: key.arn, tokenSecretArn: tokenSecret.arn,
+      hostGroup: {
+        kind: 'aws-autoscaling-group', name: autoscalingGroup.name, arn: autoscalingGroup.arn,
+        health: { targetGroupArnSuffix: targetGroup.arnSuffix, loadBalancerArnSuffix: loadBalancer.arnSuffix },
+      },
+    }),
     resources: {
       key, bucket, agentObjects, tokenSecret, role, instanceProfile, hostSecurityGroup: hostSg, loadBalancerSecurityGroup: lbSg,
       launchTemplate, autoscalingGroup, placementGroup, loadBalancer, targetGroup, listener,

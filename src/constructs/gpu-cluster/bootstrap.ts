@@ -5,6 +5,7 @@
  * as `$NAME` only, never with braces.
  */
 
+import { awsHostLogGroups, HOST_METRICS } from '../../contracts/host-metrics';
 import { SecretRef } from '../../core/secrets';
 import { NODE_TARBALL_SHA256 } from './node-runtime';
 import { Errors } from '../../core/errors';
@@ -232,41 +233,12 @@ echo "mlinfra bootstrap done: $(date -u +%FT%TZ)"
 
 // ------------------------------------------------------------------------------------ host metrics
 
-/**
- * What hosts publish and where: the contract between this start-up script and MonitoringStack.
- * A cluster is named by its group name (ASG / MIG), which is `plan.name`.
- */
-export const HOST_METRICS = {
-  /** Port of the agent's token-free /metrics on 127.0.0.1 (`serve --metrics-local-port`). */
-  localPort: 9464,
-  /** Prometheus job name of the agent scrape on every target. */
-  agentJob: 'mlinfra-agent',
-  /** AWS: CloudWatch namespaces (the host role may put metrics only into these). */
-  awsGpuNamespace: 'MLInfra/GPU',
-  awsAgentNamespace: 'MLInfra/Agent',
-  /** AWS: the dimension naming the cluster on every host metric. */
-  awsClusterDimension: 'ClusterName',
-  /** GCP: label naming the cluster on scraped Prometheus metrics (`cluster` is taken by prometheus_target). */
-  gcpClusterLabel: 'mlinfra_cluster',
-  /** GCP: instance label naming the cluster (Ops Agent GPU metrics are filtered on it). */
-  gcpInstanceLabel: 'mlinfra-cluster',
-  /** Agent metrics published off-host: gauges and counters the agent exports on /metrics. */
-  agentGauges: ['mlinfra_agent_jobs_queued', 'mlinfra_agent_jobs_running', 'mlinfra_agent_gpus_busy', 'mlinfra_agent_gpus'],
-  agentCounters: ['mlinfra_agent_jobs_finished_total', 'mlinfra_agent_autostop_total'],
-  pipelineRuns: 'mlinfra_pipeline_runs_total',
-  /** AWS: published by the start-up script (value 1) when the CloudWatch agent could not be set up. */
-  hostMetricsFailed: 'mlinfra_host_metrics_agent_failed',
-  pipelineLastSuccess: 'mlinfra_pipeline_last_success_timestamp_seconds',
-  driftPsi: 'mlinfra_feature_drift_psi',
-} as const;
+// Re-exported for older imports; the contract lives in src/contracts.
+export { HOST_METRICS, awsHostLogGroups } from '../../contracts/host-metrics';
 
 /** CloudWatch agent GPU measurements (`nvidia_gpu`); CloudWatch names them `nvidia_smi_<measurement>`. */
 export const AWS_GPU_MEASUREMENTS = ['utilization_gpu', 'utilization_memory', 'memory_used', 'memory_total', 'temperature_gpu', 'power_draw'] as const;
 
-/** AWS log groups a cluster's hosts write to (created by MonitoringStack, which also grants the writes). */
-export function awsHostLogGroups(clusterName: string): { kernel: string; prometheus: string } {
-  return { kernel: `/mlinfra/${clusterName}/kernel`, prometheus: `/mlinfra/${clusterName}/prometheus` };
-}
 
 const CWA_ETC = '/opt/aws/amazon-cloudwatch-agent/etc';
 
@@ -355,7 +327,7 @@ export function renderOpsAgentConfig(clusterName: string): string {
   return [
     'metrics:',
     '  receivers:',
-    '    mlinfra_agent:',
+    `    ${HOST_METRICS.gcpReceiver}:`,
     '      type: prometheus',
     '      config:',
     '        scrape_configs:',
@@ -368,7 +340,7 @@ export function renderOpsAgentConfig(clusterName: string): string {
     '  service:',
     '    pipelines:',
     '      mlinfra:',
-    '        receivers: [mlinfra_agent]',
+    `        receivers: [${HOST_METRICS.gcpReceiver}]`,
     '',
   ].join('\n');
 }

@@ -16,13 +16,16 @@ import { ServiceAccount } from '@cdktf/provider-google/lib/service-account';
 import { StorageBucket } from '@cdktf/provider-google/lib/storage-bucket';
 import { StorageBucketIamMember } from '@cdktf/provider-google/lib/storage-bucket-iam-member';
 import { StorageBucketObject } from '@cdktf/provider-google/lib/storage-bucket-object';
-import { GcpPrincipal, IGrantable } from '../../core/grants';
+import { HOST_METRICS } from '../../contracts/host-metrics';
+import { GcpHostGroup, StoredObject, StoreObjectOptions } from '../../contracts/host-group';
+import { IGrantable, principalOn } from '../../core/grants';
 import { Errors } from '../../core/errors';
 import { fitName, shortHash } from '../../core/naming';
 import { GcpTarget } from '../../core/targets';
-import { gcpHostMetricsScript, HOST_METRICS, MLINFRA_HOME, renderBootstrap, secretReadCommand, shq } from './bootstrap';
+import { gcpHostMetricsScript, MLINFRA_HOME, renderBootstrap, secretReadCommand, shq } from './bootstrap';
 import { gcpIdleStopScript } from './gcp-idle-stop';
-import { GpuClusterBackend, GpuClusterPlan } from './plan';
+import { GpuClusterBackend, GpuClusterPlan, GpuClusterTarget } from './plan';
+import type { GpuClusterProps } from './props';
 
 /**
  * Deep Learning VM image family: PyTorch 2.9 with CUDA 12.9 on Ubuntu 24.04, NVIDIA driver 580
@@ -79,7 +82,35 @@ export interface GcpGpuClusterResources {
 /** Machine families that take Hyperdisk only (no Persistent Disk). */
 const HYPERDISK_ONLY = /^(a3-ultragpu|a4-|a4x-)/;
 
-export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: GpuClusterPlan): GpuClusterBackend & { readonly resources: GcpGpuClusterResources } {
+/** GpuCluster's rules on GCP: props other targets take are refused; a max node count must be a number. */
+function checkGcpProps(cluster: Construct, props: GpuClusterProps): { explicitType?: string; explicitTypeProp: string; storageFile: string } {
+  if (props.instanceType !== undefined) {
+    throw Errors.conflict(cluster, 'instanceType', props.instanceType, 'machineType on a gcp target', 'applies to aws targets only, not gcp');
+  }
+  if (props.machineType !== undefined && !Token.isUnresolved(props.machineType) && !/^[a-z][a-z0-9]*-[a-z0-9-]+$/.test(props.machineType)) {
+    throw Errors.invalid(cluster, 'machineType', props.machineType, 'a Compute Engine machine type such as a2-highgpu-1g');
+  }
+  if (props.onDemandBaseNodes !== undefined && props.spot) {
+    throw Errors.conflict(cluster, 'onDemandBaseNodes', props.onDemandBaseNodes, 'aws targets only', 'is not supported on gcp');
+  }
+  // The MIG's size and the idle-stop floor are computed from it.
+  if (props.nodes !== undefined && Token.isUnresolved(props.nodes.max)) {
+    throw Errors.invalid(cluster, 'nodes.max', props.nodes.max, 'an integer from 1 to 1000 (a Terraform reference is supported on aws targets only)', 'is a Terraform reference');
+  }
+  if (props.agentImage !== undefined) {
+    throw Errors.conflict(cluster, 'agentImage', props.agentImage, 'kubernetes targets only (hosts on aws/gcp run the agent with Node.js directly)', 'does not apply to gcp');
+  }
+  if (props.kubernetes !== undefined) throw Errors.conflict(cluster, 'kubernetes', 'set', 'kubernetes targets only', 'does not apply to gcp');
+  return { explicitType: props.machineType, explicitTypeProp: 'machineType', storageFile: 'storage-gcs.js' };
+}
+
+/** GpuCluster on GCP, for the dispatch table in index.ts. */
+export const GCP_GPU_CLUSTER: GpuClusterTarget = {
+  checkProps: checkGcpProps,
+  build: (cluster, target, plan) => buildGcpGpuCluster(cluster, target as GcpTarget, plan),
+};
+
+export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: GpuClusterPlan): GpuClusterBackend & { readonly hostGroup: GcpHostGroup; readonly resources: GcpGpuClusterResources } {
   const provider = target.provider;
   const project = target.project;
   const region = target.region;
@@ -87,7 +118,8 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
   const machineType = plan.shape.instanceType;
   const acceleratorType = plan.shape.gcpAcceleratorType;
   if (!machineType || !acceleratorType) {
-    throw new Error(`${cluster.node.path}: the plan has no GCP machine type or accelerator type (${plan.shape.accelerator} x${plan.shape.count})`);
+    throw Errors.notOffered(cluster, 'accelerator', plan.shape.accelerator,
+      `${plan.shape.accelerator} x${plan.shape.count} has no GCP machine type or accelerator type in the catalog`, 'the accelerators the catalog offers on gcp');
   }
   const reservation = target.reservationFor(machineType);
   // A MIG of on-demand A3 hosts stays at 0 with capacity errors: GCP sells them through reservations,
@@ -295,11 +327,7 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
   // ---- grants: IAM members on exactly this cluster's secret, bucket or group
   let grants: Construct | undefined;
   const grantScope = () => (grants ??= new Construct(cluster, 'grants'));
-  const principalOf = (grantee: IGrantable, what: string): GcpPrincipal => {
-    const p = grantee.grantPrincipal;
-    if (p.kind !== 'gcp') throw new Error(`${cluster.node.path}.${what}: grantee is on ${p.kind}, the cluster on gcp; grants do not cross clouds`);
-    return p;
-  };
+  const principalOf = (grantee: IGrantable, method: string) => principalOn(cluster, method, grantee, 'gcp', 'the cluster');
   const bucketMember = (grantee: IGrantable, grantId: string, role: string, what: string) => {
     const member = principalOf(grantee, what).member;
     new StorageBucketIamMember(grantScope(), grantId, { provider, bucket: bucket.name, role, member });
@@ -334,6 +362,11 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
       const member = principalOf(g, 'grantScale').member;
       bindScale(grantScope(), id, member);
     },
+    hostGroup: { kind: 'gcp-instance-group-manager', name: instanceGroupManager.name, project, region },
+    storeObject: (scope: Construct, id: string, o: StoreObjectOptions): StoredObject => ({
+      uri: `gs://${bucket.name}/${o.key}`,
+      resource: new StorageBucketObject(scope, id, { provider, bucket: bucket.name, name: o.key, content: o.content, contentType: o.contentType }),
+    }),
     resources,
   };
 }

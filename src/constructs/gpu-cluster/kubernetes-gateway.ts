@@ -2,8 +2,7 @@
  * The agent gateway on Kubernetes: a stateless Deployment serving the agent's HTTP API by creating
  * and reading Jobs/JobSets (src/runtime-agent/k8s/gateway.ts), with the least RBAC that needs (exact
  * kinds and verbs, in its namespace), a ClusterIP Service, a NetworkPolicy, and the ServiceAccount
- * job pods run as (no API token). Ready for GpuCluster on Kubernetes; the StatefulSet it replaces is
- * removed together with the pipeline's move to the gateway (issue 19, item 4).
+ * job pods run as (no API token). The Kubernetes API server is the store: any replica serves any call.
  */
 import { Construct } from 'constructs';
 import { ConfigMapV1 } from '@cdktf/provider-kubernetes/lib/config-map-v1';
@@ -21,7 +20,7 @@ export interface KubernetesGatewayOptions {
   /** Base name of the objects (the cluster's resource name). */
   readonly name: string;
   readonly labels: Record<string, string>;
-  /** Image with Node.js and npm (GpuCluster agentImage). */
+  /** Image with Node.js (GpuCluster agentImage). */
   readonly agentImage: string;
   readonly port: number;
   /** ConfigMap with mlinfra-agent.js. */
@@ -42,10 +41,14 @@ export interface KubernetesGatewayResources {
   readonly role: RoleV1;
   readonly roleBinding: RoleBindingV1;
   readonly configMap: ConfigMapV1;
+  /** Pipeline run ends the gateway counts (`runs.json`), for the `mlinfra_pipeline_*` series. */
+  readonly pipelineRuns: ConfigMapV1;
   readonly deployment: DeploymentV1;
   readonly service: ServiceV1;
   readonly networkPolicy: NetworkPolicyV1;
   readonly podDisruptionBudget: PodDisruptionBudgetV1;
+  /** The labels the gateway's pods are selected by (the Service, NetworkPolicies, Prometheus). */
+  readonly selectorLabels: Readonly<Record<string, string>>;
 }
 
 const AGENT_DIR = '/opt/mlinfra/agent';
@@ -56,20 +59,24 @@ const UID = '1000';
 
 /**
  * The verbs the gateway uses, on exactly these kinds (kube-client.ts): create/get/list/delete Jobs and
- * JobSets, list pods and read their logs, read its LocalQueue. No update, patch, watch or secrets.
+ * JobSets, list pods and read their logs, read its LocalQueue, read and update its pipeline-run
+ * record. No patch, watch, secrets, or any other object.
  */
-export const GATEWAY_RULES = (localQueue: string) => [
+export const GATEWAY_RULES = (localQueue: string, pipelineRuns: string) => [
   { apiGroups: ['batch'], resources: ['jobs'], verbs: ['create', 'get', 'list', 'delete'] },
   { apiGroups: ['jobset.x-k8s.io'], resources: ['jobsets'], verbs: ['create', 'get', 'list', 'delete'] },
   { apiGroups: [''], resources: ['pods'], verbs: ['list'] },
   { apiGroups: [''], resources: ['pods/log'], verbs: ['get'] },
   { apiGroups: ['kueue.x-k8s.io'], resources: ['localqueues'], resourceNames: [localQueue], verbs: ['get'] },
+  // Pipeline run ends: read and compare-and-swap exactly the cluster's record.
+  { apiGroups: [''], resources: ['configmaps'], resourceNames: [pipelineRuns], verbs: ['get', 'update'] },
 ];
 
 export function buildKubernetesGateway(scope: Construct, target: KubernetesTarget, o: KubernetesGatewayOptions): KubernetesGatewayResources {
   const provider = target.provider;
   const namespace = target.namespace;
-  const selector = { 'app.kubernetes.io/name': 'mlinfra-gateway', 'app.kubernetes.io/instance': o.name };
+  // name/instance as the agent's on VMs: the MonitoringStack scrapes the gateway's /metrics by them.
+  const selector = { 'app.kubernetes.io/name': 'mlinfra-agent', 'app.kubernetes.io/instance': o.name, 'app.kubernetes.io/component': 'gateway' };
   const labels = { ...o.labels, ...selector };
   const meta = (n: string) => ({ name: n, namespace, labels: { ...labels } });
   const gw = new Construct(scope, 'gateway');
@@ -77,14 +84,21 @@ export function buildKubernetesGateway(scope: Construct, target: KubernetesTarge
   // The gateway's own token is mounted (it calls the API); job pods get none.
   const serviceAccount = new ServiceAccountV1(gw, 'service-account', { provider, metadata: meta(`${o.name}-gateway`), automountServiceAccountToken: true });
   const jobServiceAccount = new ServiceAccountV1(gw, 'job-service-account', { provider, metadata: meta(`${o.name}-jobs`), automountServiceAccountToken: false });
-  const role = new RoleV1(gw, 'role', { provider, metadata: meta(`${o.name}-gateway`), rule: GATEWAY_RULES(o.config.localQueue) });
+  // The gateway's only state of its own, in the API server: counted pipeline run ends.
+  const pipelineRunsName = `${o.name}-pipeline-runs`;
+  const pipelineRuns = new ConfigMapV1(gw, 'pipeline-runs', {
+    provider, metadata: meta(pipelineRunsName), data: { 'runs.json': '{}' },
+    // Written by the gateway; Terraform creates it and leaves the counts alone.
+    lifecycle: { ignoreChanges: ['data'] },
+  });
+  const role = new RoleV1(gw, 'role', { provider, metadata: meta(`${o.name}-gateway`), rule: GATEWAY_RULES(o.config.localQueue, pipelineRunsName) });
   const roleBinding = new RoleBindingV1(gw, 'role-binding', {
     provider, metadata: meta(`${o.name}-gateway`),
     roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role.metadata.name },
     subject: [{ kind: 'ServiceAccount', name: serviceAccount.metadata.name, namespace }],
   });
 
-  const config: GatewayConfig = { ...o.config, namespace, jobServiceAccount: jobServiceAccount.metadata.name };
+  const config: GatewayConfig = { ...o.config, namespace, jobServiceAccount: jobServiceAccount.metadata.name, pipelineRunsConfigMap: pipelineRunsName };
   // Not a secret: names, images, quota. The token stays in its Secret.
   const configMap = new ConfigMapV1(gw, 'config', { provider, metadata: meta(`${o.name}-gateway`), data: { 'config.json': JSON.stringify(config) } });
 
@@ -159,5 +173,5 @@ export function buildKubernetesGateway(scope: Construct, target: KubernetesTarge
   const podDisruptionBudget = new PodDisruptionBudgetV1(gw, 'disruption-budget', {
     provider, metadata: meta(`${o.name}-gateway`), spec: { minAvailable: '1', selector: { matchLabels: { ...selector } } },
   });
-  return { serviceAccount, jobServiceAccount, role, roleBinding, configMap, deployment, service, networkPolicy, podDisruptionBudget };
+  return { serviceAccount, jobServiceAccount, role, roleBinding, configMap, pipelineRuns, deployment, service, networkPolicy, podDisruptionBudget, selectorLabels: { ...selector } };
 }

@@ -4,6 +4,7 @@
  */
 import { Construct } from 'constructs';
 import { Errors } from '../../core/errors';
+import type { KubernetesTarget } from '../../core/targets';
 
 /**
  * The image job containers run when `kubernetes.image` is unset: CUDA 12.4 + cuDNN 9 + PyTorch 2.5.1
@@ -70,4 +71,10 @@ export function kubernetesClusterSettings(scope: Construct, o: KubernetesCluster
     throw Errors.invalid(scope, 'kubernetes.kueue.localQueue', lq, 'a LocalQueue name of at most 63 characters: jobs carry it as a label value', 'is too long');
   }
   return { image, clusterQueue: o?.kueue?.clusterQueue, localQueue: o?.kueue?.localQueue };
+}
+
+/** The agent's object-store module job pods need for the target's artifact store (none for file://). */
+export function kubernetesStorageFile(target: KubernetesTarget): 'storage-s3.js' | 'storage-gcs.js' | undefined {
+  const uri = target.artifactStore?.uri;
+  return uri?.startsWith('s3://') ? 'storage-s3.js' : uri?.startsWith('gs://') ? 'storage-gcs.js' : undefined;
 }

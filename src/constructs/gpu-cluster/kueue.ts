@@ -6,6 +6,7 @@
  * - JobSet v0.12.0, jobset.x-k8s.io/v1alpha2: config/components/crd/bases/jobset.x-k8s.io_jobsets.yaml
  * The renderers are plain functions (no provider import) so tests and the gateway share them.
  */
+import { Errors } from '../../core/errors';
 
 export const KUEUE_VERSION = 'v0.19.2';
 export const KUEUE_API_VERSION = 'kueue.x-k8s.io/v1beta2';
@@ -51,8 +52,12 @@ export function kueueQuota(maxNodes: number, gpusPerNode: number, perNode: { cpu
 
 /** ResourceFlavor: the catalog's node labels (Kueue injects them into admitted pods) and tolerations. */
 export function renderResourceFlavor(name: string, labels: Record<string, string>, nodeLabels: Record<string, string>, tolerations: readonly Toleration[]): Record<string, unknown> {
-  if (Object.keys(nodeLabels).length > FLAVOR_MAX_NODE_LABELS) throw new Error(`ResourceFlavor ${name}: at most ${FLAVOR_MAX_NODE_LABELS} nodeLabels (CRD maxProperties)`);
-  if (tolerations.length > FLAVOR_MAX_TOLERATIONS) throw new Error(`ResourceFlavor ${name}: at most ${FLAVOR_MAX_TOLERATIONS} tolerations (CRD maxItems)`);
+  if (Object.keys(nodeLabels).length > FLAVOR_MAX_NODE_LABELS) {
+    throw Errors.outOfRange(`ResourceFlavor ${name}`, 'nodeLabels', Object.keys(nodeLabels).length, `at most ${FLAVOR_MAX_NODE_LABELS} node labels (CRD maxProperties)`);
+  }
+  if (tolerations.length > FLAVOR_MAX_TOLERATIONS) {
+    throw Errors.outOfRange(`ResourceFlavor ${name}`, 'tolerations', tolerations.length, `at most ${FLAVOR_MAX_TOLERATIONS} tolerations (CRD maxItems)`);
+  }
   return {
     apiVersion: KUEUE_API_VERSION, kind: 'ResourceFlavor',
     metadata: { name, labels: { ...labels } },

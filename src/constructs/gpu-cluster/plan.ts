@@ -1,13 +1,15 @@
 /** The cloud-neutral plan a GpuCluster hands its backend, and what a backend hands back. */
+import type { KubernetesJobRuntime } from './props';
 import { TerraformAsset } from 'cdktf';
+import { Construct } from 'constructs';
+import { HostGroup, StoredObject, StoreObjectOptions } from '../../contracts/host-group';
 import { AcceleratorShape } from '../../core/accelerators';
-import { AwsPolicyStatement, GrantPrincipal, IGrantable } from '../../core/grants';
+import { AwsPolicyStatement, GrantPrincipal, IGrantable, principalOn } from '../../core/grants';
 import { SecretRef } from '../../core/secrets';
+import type { Target } from '../../core/targets';
+import type { GpuClusterAttributes, GpuClusterProps, NodeRange } from './props';
 
-export interface NodeRange {
-  readonly min: number;
-  readonly max: number;
-}
+export type { NodeRange } from './props';
 
 export interface GpuClusterPlan {
   /** Base name for cloud resources: [a-z0-9-], starts with a letter, at most 40 characters. */
@@ -50,11 +52,40 @@ export interface GpuClusterBackend {
   grantArtifactsRead(grantee: IGrantable, grantId: string): void;
   grantArtifactsWrite(grantee: IGrantable, grantId: string): void;
   grantScale(grantee: IGrantable, grantId: string): void;
+  /** The group of hosts, as schedulers and monitors name it. @default - kubernetes: `plan.name` in the target's namespace */
+  readonly hostGroup?: HostGroup;
+  /** Keeps an object in the cluster's store, created in `scope` (AWS, GCP). */
+  storeObject?(scope: Construct, id: string, options: StoreObjectOptions): StoredObject;
+  /** Kubernetes: how job pods run (IGpuCluster.jobRuntime). */
+  readonly jobRuntime?: KubernetesJobRuntime;
+}
+
+/** What a target's backend checks before anything is built. */
+export interface GpuClusterTargetRules {
+  /** The explicit instance / machine type the catalog is overridden with, and the prop that set it. */
+  readonly explicitType?: string;
+  readonly explicitTypeProp: string;
+  /** Object-store module the agent loads on this target's hosts (beside mlinfra-agent.js). */
+  readonly storageFile?: string;
+  /** Anything else the builder needs from the checks (Kubernetes settings). */
+  readonly extra?: unknown;
+}
+
+/**
+ * One target's part of GpuCluster (one file per target): its prop rules, checked before any resource
+ * exists, and the builder of its resources.
+ */
+export interface GpuClusterTarget {
+  /** Throws MlInfraError for props this target does not take or takes with its own limits. */
+  checkProps(cluster: Construct, props: GpuClusterProps): GpuClusterTargetRules;
+  build(cluster: Construct, target: Target, plan: GpuClusterPlan, rules: GpuClusterTargetRules): GpuClusterBackend & { readonly hostGroup: HostGroup; readonly resources: unknown };
+  /** Set where hosts have no start-up script: what to say instead of adding a startup pipeline or peer token. */
+  readonly noHostScripts?: { readonly startupPipeline: string; readonly peerToken: string };
+  /** An existing cluster from its attributes, where the target supports importing one. */
+  importCluster?(scope: Construct, target: Target, attrs: GpuClusterAttributes): GpuClusterBackend;
 }
 
 /** Adds statements for an AWS grantee, or explains why the grantee cannot take them. */
-export function awsStatements(grantee: IGrantable, grantId: string, statements: AwsPolicyStatement[], what: string): void {
-  const p = grantee.grantPrincipal;
-  if (p.kind !== 'aws') throw new Error(`${what}: grantee is on ${p.kind}, the cluster on aws; grants do not cross clouds`);
-  p.addToPolicy(grantId, statements);
+export function awsStatements(where: Construct, grantee: IGrantable, grantId: string, statements: AwsPolicyStatement[], method: string): void {
+  principalOn(where, method, grantee, 'aws', 'the cluster').addToPolicy(grantId, statements);
 }

@@ -11,11 +11,12 @@ import { TerraformStack } from 'cdktf';
 import { Construct } from 'constructs';
 import { DataAwsSecretsmanagerSecret } from '@cdktf/provider-aws/lib/data-aws-secretsmanager-secret';
 import { EcrPullThroughCacheRule } from '@cdktf/provider-aws/lib/ecr-pull-through-cache-rule';
-import { Policy } from '../../aspects/policy/policy';
 import { ContainerImage, SUPPORTED_UPSTREAMS, upstreamOf } from '../../core/container-image';
 import { Errors } from '../../core/errors';
 import { fitName, shortHash } from '../../core/naming';
+import { suppressPolicyRule } from '../../core/suppressions';
 import { AwsTarget } from '../../core/targets';
+import { warmAwsImage } from './aws-image-warm';
 
 /** ECR upstreams, for errors (the AWS half of SUPPORTED_UPSTREAMS). */
 const AWS_UPSTREAMS = 'Docker Hub (docker.io), ghcr.io, quay.io, public.ecr.aws, registry.k8s.io, registry.gitlab.com, <name>.azurecr.io';
@@ -73,13 +74,14 @@ export function buildAwsImage(scope: Construct, target: AwsTarget, img: Containe
     let credentialArn: string | undefined;
     if (p.credentialSecret) {
       const secret = new DataAwsSecretsmanagerSecret(stack, `${id}-credential`, { provider: target.provider, name: p.credentialSecret });
-      Policy.suppress(secret, 'aws-secrets-kms', 'a data source reading the user\'s existing secret: its key is chosen where the secret is created, not here');
+      suppressPolicyRule(secret, 'aws-secrets-kms', 'a data source reading the user\'s existing secret: its key is chosen where the secret is created, not here');
       credentialArn = secret.arn;
     }
     rule = new EcrPullThroughCacheRule(stack, id, { provider: target.provider, ecrRepositoryPrefix: p.prefix, upstreamRegistryUrl: p.upstreamUrl, credentialArn });
     seen.set(id, p.credentialSecret);
   }
-  const host = `${rule.registryId}.dkr.ecr.${target.region}.amazonaws.com`;
+  // The registry id comes from a first pull through the rule, so SageMaker never meets a cold cache (aws-image-warm.ts).
+  const host = `${warmAwsImage(scope, target, rule, p.prefix, img.repository!, img.digest ?? img.tag!)}.dkr.ecr.${target.region}.amazonaws.com`;
   return {
     uri: img.rewrite(host, p.prefix),
     cacheRepositoryArn: `arn:${target.partition}:ecr:${target.region}:${target.accountId}:repository/${p.prefix}/${img.repository}`,

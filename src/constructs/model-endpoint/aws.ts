@@ -16,12 +16,19 @@ import { S3Bucket } from '@cdktf/provider-aws/lib/s3-bucket';
 import { SagemakerEndpoint, SagemakerEndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfiguration } from '@cdktf/provider-aws/lib/sagemaker-endpoint';
 import { SagemakerEndpointConfiguration } from '@cdktf/provider-aws/lib/sagemaker-endpoint-configuration';
 import { SagemakerModel } from '@cdktf/provider-aws/lib/sagemaker-model';
-import { sagemakerInstanceType } from '../../core/accelerators';
+import {
+  AcceleratorShape, hasLocalStorage, resolveAccelerator, SAGEMAKER_MARKUP, SAGEMAKER_PRICES, SAGEMAKER_SOURCE, sagemakerInstanceType,
+} from '../../core/accelerators';
 import { Errors } from '../../core/errors';
+import { recordCost } from '../../core/facts';
 import { AwsPrincipal } from '../../core/grants';
 import { privateBucket } from '../../core/aws-bucket';
 import { AwsTarget } from '../../core/targets';
-import { ModelEndpointBackend, ModelEndpointPlan, RolloutSpec } from './plan';
+import { buildAwsImage, planAwsImage } from './aws-image';
+import type { ModelEndpointProps } from './index';
+import { ModelEndpointBackend, ModelEndpointPlan, ModelEndpointTargetBackend, replicaQuantity, RolloutSpec } from './plan';
+
+export { hasLocalStorage };
 
 /** The one production variant: SageMaker blue/green updates need the same variant name every time. */
 export const VARIANT_NAME = 'primary';
@@ -38,15 +45,6 @@ export interface AwsModelEndpointResources {
   readonly endpoint: SagemakerEndpoint;
   readonly scalingTarget: AppautoscalingTarget;
   readonly scalingPolicy: AppautoscalingPolicy;
-}
-
-/**
- * Instance families with local NVMe storage: SageMaker encrypts it in hardware and refuses a
- * `KmsKeyId` for them (CreateEndpointConfig fails), so the key is set only on EBS-only types.
- */
-export function hasLocalStorage(instanceType: string): boolean {
-  const family = instanceType.replace(/^ml\./, '').split('.')[0];
-  return /^[a-z]+\d+[a-z]*d[a-z]*$/.test(family) || /^(g5|g6|g6e|gr6|p5|p5e|p5en|p6-b200|trn1|trn1n|trn2)$/.test(family);
 }
 
 /** The most `maximum_execution_timeout_in_seconds` the AWS provider accepts. */
@@ -75,7 +73,7 @@ export function rolloutWaitSeconds(r: RolloutSpec): number {
  * Refuses a rollout one `terraform apply` cannot wait for, warns when it leaves the new fleet less
  * than 15 minutes to start, and warns when a gradual rollout has no alarm to roll back on.
  */
-export function checkAwsRollout(endpoint: Construct, plan: Pick<ModelEndpointPlan, 'rollout' | 'rollbackAlarms'>): void {
+export function checkAwsRollout(endpoint: Construct, plan: { readonly rollout: RolloutSpec; readonly rollbackAlarms: readonly string[] }): void {
   const r = plan.rollout;
   const waits = rolloutWaitSeconds(r);
   if (waits >= PROVIDER_ENDPOINT_WAIT_SECONDS) {
@@ -131,15 +129,107 @@ export function sagemakerRouting(r: RolloutSpec): {
   }
 }
 
-export function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, plan: ModelEndpointPlan): ModelEndpointBackend & { readonly resources: AwsModelEndpointResources } {
-  checkAwsRollout(endpoint, plan);
+/** What the AWS backend resolved from the props: SageMaker's own settings. */
+interface AwsEndpointPlan {
+  readonly shape?: AcceleratorShape;
+  readonly instanceType: string;
+  readonly image: string;
+  readonly imageCacheRepositoryArn?: string;
+  readonly rollbackAlarms: readonly string[];
+  readonly invocationsPerInstanceTarget: number;
+  readonly captureSamplingPercent: number;
+  readonly modelKeyArn?: string;
+}
+
+const int = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
+const literal = (v: unknown) => !Token.isUnresolved(v);
+
+/** SageMaker's rules: checked before anything is created. */
+function checkAws(endpoint: Construct, props: ModelEndpointProps, plan: ModelEndpointPlan): Omit<AwsEndpointPlan, 'image' | 'imageCacheRepositoryArn'> {
+  if (plan.source.options.imagePullSecrets !== undefined) {
+    throw Errors.conflict(endpoint, 'image.imagePullSecrets', plan.source.options.imagePullSecrets, 'kubernetes targets only', 'does not apply to aws');
+  }
+  if (props.instanceType !== undefined && literal(props.instanceType) && !/^ml\.[a-z][a-z0-9-]*\.[a-z0-9]+$/.test(props.instanceType)) {
+    throw Errors.invalid(endpoint, 'instanceType', props.instanceType, 'a SageMaker instance type such as ml.g6.xlarge or ml.m5.xlarge');
+  }
+  const explicitType = props.instanceType !== undefined && literal(props.instanceType) ? props.instanceType.replace(/^ml\./, '') : undefined;
+  const a = plan.accelerator;
+  const shape = a ? resolveAccelerator('aws', a.name, a.count, { where: endpoint.node.path, countProp: 'acceleratorsPerReplica', explicitType }) : undefined;
+  if (literal(plan.port) && plan.port !== 8080) throw Errors.conflict(endpoint, 'port', plan.port, '8080 on aws (SageMaker sends requests to port 8080)', 'cannot be changed on SageMaker');
+  if (literal(plan.healthPath) && plan.healthPath !== '/ping') {
+    throw Errors.conflict(endpoint, 'healthPath', plan.healthPath, '/ping on aws (SageMaker checks GET /ping)', 'cannot be changed on SageMaker');
+  }
+  const r = plan.rollout;
+  // SageMaker stops a deployment after 8 hours (MaximumExecutionTimeoutInSeconds <= 28800).
+  if (r.kind === 'linear' && (100 / r.percentPerStep!) * r.stepMinutes! > 470) {
+    throw Errors.outOfRange(endpoint, 'rollout.stepMinutes', r.stepMinutes,
+      `at most ${Math.floor(470 / (100 / r.percentPerStep!))} minutes with ${r.percentPerStep}% steps on aws (the whole rollout must finish within SageMaker's 8-hour limit)`);
+  }
+  const rollbackAlarms = props.rollbackAlarms ?? [];
+  if (!Array.isArray(rollbackAlarms) || rollbackAlarms.some((x) => typeof x !== 'string' || (literal(x) && !/^[^\s][ -~]{0,254}$/.test(x)))) {
+    throw Errors.invalid(endpoint, 'rollbackAlarms', rollbackAlarms, 'CloudWatch alarm names (1-255 printable characters)');
+  }
+  if (rollbackAlarms.length > 10) throw Errors.outOfRange(endpoint, 'rollbackAlarms', rollbackAlarms.length, 'at most 10 alarms (SageMaker)');
+  const invocationsPerInstanceTarget = props.invocationsPerInstanceTarget ?? 100;
+  if (literal(invocationsPerInstanceTarget) && (typeof invocationsPerInstanceTarget !== 'number' || !(invocationsPerInstanceTarget > 0) || invocationsPerInstanceTarget > 1e6)) {
+    throw Errors.outOfRange(endpoint, 'invocationsPerInstanceTarget', invocationsPerInstanceTarget, 'a number of invocations per instance per minute above 0');
+  }
+  const captureSamplingPercent = props.captureSamplingPercent ?? 20;
+  // Not a Terraform value: whether a capture bucket exists is decided at synth.
+  if (!int(captureSamplingPercent) || captureSamplingPercent < 0 || captureSamplingPercent > 100) {
+    throw Errors.outOfRange(endpoint, 'captureSamplingPercent', captureSamplingPercent, 'an integer percent from 0 (off) to 100');
+  }
+  if (props.modelKeyArn !== undefined && literal(props.modelKeyArn) && !/^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/.test(props.modelKeyArn)) {
+    throw Errors.invalid(endpoint, 'modelKeyArn', props.modelKeyArn, 'a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)');
+  }
+  checkAwsRollout(endpoint, { rollout: r, rollbackAlarms });
   // SageMaker's own instance list, not EC2's: e.g. T4 x8 is g4dn.metal on EC2 and not offered on SageMaker.
-  const instanceType = plan.instanceType
-    ?? (plan.shape ? sagemakerInstanceType(plan.shape.accelerator, plan.shape.count, { where: endpoint.node.path, countProp: 'acceleratorsPerReplica' }) : CPU_INSTANCE_TYPE);
+  const instanceType = props.instanceType
+    ?? (shape ? sagemakerInstanceType(shape.accelerator, shape.count, { where: endpoint.node.path, countProp: 'acceleratorsPerReplica' }) : CPU_INSTANCE_TYPE);
+  return { shape, instanceType, rollbackAlarms, invocationsPerInstanceTarget, captureSamplingPercent, modelKeyArn: props.modelKeyArn };
+}
+
+/** ModelEndpoint on AWS: SageMaker's rules and resources. */
+export const AWS_MODEL_ENDPOINT: ModelEndpointTargetBackend<AwsTarget> = {
+  minReplicas: { count: 1, why: 'SageMaker real-time endpoints keep at least one instance' },
+  modelScheme: 's3',
+  rollout: {
+    maxCanaryPercent: { value: 50, why: 'SageMaker canaries are at most half the new fleet' },
+    minLinearPercent: { value: 10, why: 'SageMaker linear steps are 10-50%' },
+  },
+  secretHint: 'read them from Secrets Manager in the server',
+  build(endpoint, target, props, plan) {
+    const checked = checkAws(endpoint, props, plan);
+    const imagePlan = planAwsImage(endpoint, plan.source);
+    // Everything is checked: from here on, resources.
+    const img = buildAwsImage(endpoint, target, plan.source, imagePlan);
+    const aws: AwsEndpointPlan = { ...checked, image: img.uri, imageCacheRepositoryArn: img.cacheRepositoryArn };
+    const built = buildAwsModelEndpoint(endpoint, target, plan, aws);
+    recordSageMakerCost(endpoint, plan, aws);
+    return built;
+  },
+};
+
+/** The instance hours, priced from the SageMaker list or, for unlisted types, EC2 x SageMaker's markup. */
+function recordSageMakerCost(endpoint: Construct, plan: ModelEndpointPlan, aws: AwsEndpointPlan): void {
+  const type = aws.instanceType;
+  const listed = SAGEMAKER_PRICES[type];
+  const s = aws.shape;
+  const ec2 = s ? s.price.usdPerHour : undefined;
+  recordCost(endpoint, {
+    item: `SageMaker ${type} instance`, unitUsd: listed ?? (ec2 !== undefined ? Math.round(ec2 * SAGEMAKER_MARKUP * 10000) / 10000 : 0), per: 'hour',
+    ...SAGEMAKER_SOURCE, estimate: listed === undefined || undefined,
+    note: listed !== undefined ? undefined : ec2 !== undefined ? `not in the price table: EC2 ${s!.instanceType} ${ec2} x SageMaker markup ${SAGEMAKER_MARKUP}` : `${type} is not in the price table: priced 0`,
+    ...replicaQuantity(plan.replicas),
+  });
+}
+
+function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, plan: ModelEndpointPlan, aws: AwsEndpointPlan): ModelEndpointBackend {
+  const instanceType = aws.instanceType;
   const provider = target.provider;
   const name = plan.name;
   const partition = target.partition;
-  const capture = plan.captureSamplingPercent > 0;
+  const capture = aws.captureSamplingPercent > 0;
 
   // ---- encryption key: instance volumes (EBS-only types) and captured data
   const storage = new Construct(endpoint, 'storage');
@@ -169,9 +259,9 @@ export function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, pl
     },
     // ecr:GetAuthorizationToken has no resource-level permissions: AWS requires "*" for it.
     { sid: 'EcrLogin', effect: 'Allow', actions: ['ecr:GetAuthorizationToken'], resources: ['*'] },
-    { sid: 'PullImage', effect: 'Allow', actions: ['ecr:BatchGetImage', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchCheckLayerAvailability'], resources: [ecrRepositoryArn(plan.image, partition)] },
+    { sid: 'PullImage', effect: 'Allow', actions: ['ecr:BatchGetImage', 'ecr:GetDownloadUrlForLayer', 'ecr:BatchCheckLayerAvailability'], resources: [ecrRepositoryArn(aws.image, partition)] },
     // A mirrored image: the first pull imports it from the upstream into the cache repository (see aws-image.ts).
-    ...(plan.imageCacheRepositoryArn ? [{ sid: 'PullThroughCache', effect: 'Allow', actions: ['ecr:BatchImportUpstreamImage', 'ecr:CreateRepository'], resources: [plan.imageCacheRepositoryArn] }] : []),
+    ...(aws.imageCacheRepositoryArn ? [{ sid: 'PullThroughCache', effect: 'Allow', actions: ['ecr:BatchImportUpstreamImage', 'ecr:CreateRepository'], resources: [aws.imageCacheRepositoryArn] }] : []),
     { sid: 'Logs', effect: 'Allow', actions: ['logs:CreateLogStream', 'logs:PutLogEvents', 'logs:DescribeLogStreams'], resources: [logGroup.arn, `${logGroup.arn}:*`] },
   ];
   if (captureBucket) {
@@ -180,12 +270,12 @@ export function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, pl
       { sid: 'EncryptCapture', effect: 'Allow', actions: ['kms:GenerateDataKey', 'kms:Encrypt', 'kms:Decrypt'], resources: [key.arn] },
     );
   }
-  if (plan.modelKeyArn) statements.push({ sid: 'DecryptModel', effect: 'Allow', actions: ['kms:Decrypt'], resources: [plan.modelKeyArn] });
-  if (plan.rollbackAlarms.length) {
+  if (aws.modelKeyArn) statements.push({ sid: 'DecryptModel', effect: 'Allow', actions: ['kms:Decrypt'], resources: [aws.modelKeyArn] });
+  if (aws.rollbackAlarms.length) {
     // Deployment guardrails read the rollback alarms with the execution role.
     statements.push({
       sid: 'ReadRollbackAlarms', effect: 'Allow', actions: ['cloudwatch:DescribeAlarms'],
-      resources: plan.rollbackAlarms.map((a) => `arn:${partition}:cloudwatch:${target.region}:${target.accountId}:alarm:${a}`),
+      resources: aws.rollbackAlarms.map((a) => `arn:${partition}:cloudwatch:${target.region}:${target.accountId}:alarm:${a}`),
     });
   }
   const doc = new DataAwsIamPolicyDocument(iam, 'execution-doc', { provider, statement: statements });
@@ -200,7 +290,7 @@ export function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, pl
     // created before the old one goes (create_before_destroy), and the endpoint update is blue/green.
     executionRoleArn: role.arn,
     primaryContainer: {
-      image: plan.image,
+      image: aws.image,
       environment: { ...plan.env, MODEL_URI: plan.model.uri },
       ...(archive
         ? { modelDataUrl: plan.model.uri }
@@ -217,10 +307,10 @@ export function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, pl
       variantName: VARIANT_NAME, modelName: model.name, instanceType,
       initialInstanceCount: plan.replicas.min, initialVariantWeight: 1,
       // GPU servers load large weights before /ping answers.
-      ...(plan.shape ? { containerStartupHealthCheckTimeoutInSeconds: 1800, modelDataDownloadTimeoutInSeconds: 1800 } : {}),
+      ...(aws.shape ? { containerStartupHealthCheckTimeoutInSeconds: 1800, modelDataDownloadTimeoutInSeconds: 1800 } : {}),
     }],
     dataCaptureConfig: captureBucket ? {
-      enableCapture: true, initialSamplingPercentage: plan.captureSamplingPercent,
+      enableCapture: true, initialSamplingPercentage: aws.captureSamplingPercent,
       destinationS3Uri: `s3://${captureBucket.bucket}/${name}/`, kmsKeyId: key.arn,
       captureOptions: [{ captureMode: 'Input' }, { captureMode: 'Output' }],
       captureContentTypeHeader: { jsonContentTypes: ['application/json'] },
@@ -236,7 +326,7 @@ export function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, pl
         terminationWaitInSeconds: routing.terminationWaitInSeconds,
         maximumExecutionTimeoutInSeconds: routing.maximumExecutionTimeoutInSeconds,
       },
-      autoRollbackConfiguration: plan.rollbackAlarms.length ? { alarms: plan.rollbackAlarms.map((alarmName) => ({ alarmName })) } : undefined,
+      autoRollbackConfiguration: aws.rollbackAlarms.length ? { alarms: aws.rollbackAlarms.map((alarmName) => ({ alarmName })) } : undefined,
     },
     dependsOn: [logGroup],
   });
@@ -252,7 +342,7 @@ export function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, pl
     provider, name: `${name}-invocations`, policyType: 'TargetTrackingScaling',
     serviceNamespace: scalingTarget.serviceNamespace, scalableDimension: scalingTarget.scalableDimension, resourceId: scalingTarget.resourceId,
     targetTrackingScalingPolicyConfiguration: {
-      targetValue: plan.invocationsPerInstanceTarget,
+      targetValue: aws.invocationsPerInstanceTarget,
       predefinedMetricSpecification: { predefinedMetricType: 'SageMakerVariantInvocationsPerInstance' },
       // Out fast (GPU instances take minutes to start), in slowly.
       scaleOutCooldown: 60, scaleInCooldown: 300,
@@ -281,10 +371,11 @@ export function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, pl
     grantPrincipal: principal,
     grantInvoke(grantee, grantId) {
       const p = grantee.grantPrincipal;
-      if (p.kind !== 'aws') throw new Error(`${endpoint.node.path}.grantInvoke: grantee is on ${p.kind}, the endpoint on aws; grants do not cross clouds`);
+      if (p.kind !== 'aws') throw Errors.crossCloudGrant(endpoint, 'grantInvoke', p.kind, 'aws');
       p.addToPolicy(grantId, [{ actions: ['sagemaker:InvokeEndpoint'], resources: [sagemakerEndpoint.arn] }]);
     },
-    resources: { role, key, logGroup, captureBucket, model, endpointConfiguration: config, endpoint: sagemakerEndpoint, scalingTarget, scalingPolicy },
+    shape: aws.shape,
+    aws: { role, key, logGroup, captureBucket, model, endpointConfiguration: config, endpoint: sagemakerEndpoint, scalingTarget, scalingPolicy },
   };
 }
 

@@ -2,19 +2,28 @@
  * ModelEndpoint on GCP: a Cloud Run v2 service (with an L4 GPU when asked), named revisions and a
  * traffic split for rollouts, a service account that reads only the model's prefix. Terraform cannot
  * deploy a model to a Vertex AI endpoint (terraform-provider-google#15303), hence Cloud Run.
+ * Cloud Run's rules (one L4, CPU and memory sizes) are checked here, and images from other registries
+ * are mirrored (at the end of this file).
  */
+import { TerraformStack, Token } from 'cdktf';
 import { Construct } from 'constructs';
-import { Policy } from '../../aspects/policy/policy';
+import { ArtifactRegistryRepository } from '@cdktf/provider-google/lib/artifact-registry-repository';
 import { CloudRunV2Service, CloudRunV2ServiceTemplateContainersEnv, CloudRunV2ServiceTraffic } from '@cdktf/provider-google/lib/cloud-run-v2-service';
 import { CloudRunV2ServiceIamMember } from '@cdktf/provider-google/lib/cloud-run-v2-service-iam-member';
 import { SecretManagerSecretIamMember } from '@cdktf/provider-google/lib/secret-manager-secret-iam-member';
 import { ServiceAccount } from '@cdktf/provider-google/lib/service-account';
 import { StorageBucketIamMember } from '@cdktf/provider-google/lib/storage-bucket-iam-member';
+import { AcceleratorShape, CLOUD_RUN_PRICES, resolveAccelerator } from '../../core/accelerators';
 import { Errors } from '../../core/errors';
+import { recordCost } from '../../core/facts';
+import { recordAccess } from '../../core/grants';
 import { parseModelUri } from '../../core/model';
-import { fitName } from '../../core/naming';
+import { ContainerImage, SUPPORTED_UPSTREAMS, upstreamOf } from '../../core/container-image';
+import { fitName, shortHash } from '../../core/naming';
+import { suppressPolicyRule } from '../../core/suppressions';
 import { GcpTarget } from '../../core/targets';
-import { ModelEndpointBackend, ModelEndpointPlan } from './plan';
+import type { ModelEndpointProps } from './index';
+import { ModelEndpointBackend, ModelEndpointPlan, ModelEndpointTargetBackend, replicaQuantity } from './plan';
 
 /**
  * Startup probe windows (failureThreshold x periodSeconds): Cloud Run caps them at 240 s without a GPU
@@ -43,8 +52,89 @@ export interface GcpModelEndpointResources {
   readonly publicInvoker?: CloudRunV2ServiceIamMember;
 }
 
+const CLOUD_RUN_CPUS = [1, 2, 4, 6, 8];
+
+/** What the GCP backend resolved from the props: Cloud Run's own settings. */
+interface GcpEndpointPlan {
+  readonly shape?: AcceleratorShape;
+  readonly image: string;
+  readonly cpu: number;
+  readonly memoryGiB: number;
+  readonly public: boolean;
+  readonly gpuZonalRedundancy: boolean;
+}
+
+/** Cloud Run's rules: checked before anything is created. */
+function checkGcp(endpoint: Construct, props: ModelEndpointProps, plan: ModelEndpointPlan): Omit<GcpEndpointPlan, 'image'> {
+  if (plan.source.options.imagePullSecrets !== undefined) {
+    throw Errors.conflict(endpoint, 'image.imagePullSecrets', plan.source.options.imagePullSecrets, 'kubernetes targets only', 'does not apply to gcp');
+  }
+  let shape: AcceleratorShape | undefined;
+  const a = plan.accelerator;
+  if (a) {
+    // Cloud Run offers one L4 per instance; the catalog's Compute Engine shapes do not apply.
+    if (a.name !== CLOUD_RUN_ACCELERATOR) {
+      throw Errors.notOffered(endpoint, 'accelerator', a.name, `${a.name} is not offered on gcp Cloud Run (Terraform cannot deploy to Vertex endpoints: terraform-provider-google#15303)`, CLOUD_RUN_ACCELERATOR);
+    }
+    if (a.count !== 1) throw Errors.notOffered(endpoint, 'acceleratorsPerReplica', a.count, `${a.name} x${a.count} is not offered on gcp Cloud Run (one GPU per instance)`, '1');
+    shape = resolveAccelerator('gcp', a.name, a.count, { where: endpoint.node.path, countProp: 'acceleratorsPerReplica' });
+  }
+  // CPU and memory size the instance and its price: literal numbers (docs.cloud.google.com/run/docs/configuring/services/cpu, .../memory-limits).
+  if (props.cpu !== undefined && !CLOUD_RUN_CPUS.includes(props.cpu)) {
+    throw Errors.outOfRange(endpoint, 'cpu', Token.isUnresolved(props.cpu) ? '(a Terraform value)' : props.cpu, `one of ${CLOUD_RUN_CPUS.join(', ')} vCPU (Cloud Run)`);
+  }
+  const m = props.memoryGiB;
+  if (m !== undefined && !(typeof m === 'number' && Number.isInteger(m) && m >= 1 && m <= 32)) {
+    throw Errors.outOfRange(endpoint, 'memoryGiB', Token.isUnresolved(m) ? '(a Terraform value)' : m, 'an integer from 1 to 32 GiB (Cloud Run)');
+  }
+  if (shape) {
+    // Cloud Run GPU instances need at least 4 vCPU and 16 GiB.
+    if (props.cpu !== undefined && props.cpu < 4) throw Errors.outOfRange(endpoint, 'cpu', props.cpu, 'at least 4 vCPU with a GPU on Cloud Run: 4, 6 or 8');
+    if (m !== undefined && m < 16) throw Errors.outOfRange(endpoint, 'memoryGiB', m, 'at least 16 GiB with a GPU on Cloud Run, up to 32');
+  }
+  if (props.public !== undefined && typeof props.public !== 'boolean') throw Errors.invalid(endpoint, 'public', props.public, 'true or false');
+  if (props.gpuZonalRedundancy !== undefined && !shape) {
+    throw Errors.conflict(endpoint, 'gpuZonalRedundancy', props.gpuZonalRedundancy, 'set only with accelerator', 'has no effect without a GPU');
+  }
+  for (const [k, ref] of Object.entries(plan.secretEnv)) {
+    if (!ref || ref.store !== 'gcp-secret-manager') throw Errors.invalid(endpoint, `secretEnv.${k}`, ref?.store, 'a gcp-secret-manager reference on gcp');
+  }
+  return {
+    shape, cpu: props.cpu ?? (shape ? 8 : 2), memoryGiB: m ?? (shape ? 32 : 4),
+    public: props.public ?? false, gpuZonalRedundancy: props.gpuZonalRedundancy ?? false,
+  };
+}
+
+/** ModelEndpoint on GCP: Cloud Run's rules and resources. */
+export const GCP_MODEL_ENDPOINT: ModelEndpointTargetBackend<GcpTarget> = {
+  minReplicas: { count: 0 },
+  modelScheme: 'gs',
+  secretHint: 'use secretEnv (a Secret Manager or Kubernetes Secret reference)',
+  build(endpoint, target, props, plan) {
+    const checked = checkGcp(endpoint, props, plan);
+    const imagePlan = planGcpImage(endpoint, plan.source);
+    // Everything is checked: from here on, resources.
+    const gcp: GcpEndpointPlan = { ...checked, image: buildGcpImage(endpoint, target, plan.source, imagePlan) };
+    const built = buildGcpModelEndpoint(endpoint, target, plan, gcp);
+    recordCloudRunCost(endpoint, plan, gcp);
+    return built;
+  },
+};
+
+/** Instance-based billing: vCPU, memory and GPU seconds of every instance that runs. */
+function recordCloudRunCost(endpoint: Construct, plan: ModelEndpointPlan, gcp: GcpEndpointPlan): void {
+  const gpu = gcp.shape ? 1 : 0;
+  const perSecond = gcp.cpu * CLOUD_RUN_PRICES.vcpuSecond + gcp.memoryGiB * CLOUD_RUN_PRICES.gibSecond + gpu * CLOUD_RUN_PRICES.l4Second;
+  recordCost(endpoint, {
+    item: `Cloud Run instance (${gcp.cpu} vCPU, ${gcp.memoryGiB} GiB${gpu ? `, ${gpu} L4` : ''})`, unitUsd: Math.round(perSecond * 3600 * 10000) / 10000, per: 'hour',
+    source: CLOUD_RUN_PRICES.source, asOf: CLOUD_RUN_PRICES.asOf,
+    note: `${perSecond.toFixed(7)} USD/s x 3600; requests and zonal redundancy surcharges not included`,
+    ...replicaQuantity(plan.replicas),
+  });
+}
+
 /** Traffic targets for the rollout: a pure function of the plan, so tests and users can read it. */
-export function cloudRunTraffic(service: string, plan: ModelEndpointPlan): CloudRunV2ServiceTraffic[] {
+export function cloudRunTraffic(service: string, plan: Pick<ModelEndpointPlan, 'revision' | 'previous' | 'rollout' | 'rolloutStep' | 'color' | 'live'>): CloudRunV2ServiceTraffic[] {
   const current = `${service}-${plan.revision}`;
   const prev = plan.previous ? `${service}-${plan.previous.revision}` : undefined;
   const rev = (revision: string, percent: number, tag?: string): CloudRunV2ServiceTraffic => ({ type: REVISION_TRAFFIC, revision, percent, ...(tag ? { tag } : {}) });
@@ -67,7 +157,7 @@ export function cloudRunTraffic(service: string, plan: ModelEndpointPlan): Cloud
   }
 }
 
-export function buildGcpModelEndpoint(endpoint: Construct, target: GcpTarget, given: ModelEndpointPlan): ModelEndpointBackend & { readonly resources: GcpModelEndpointResources } {
+function buildGcpModelEndpoint(endpoint: Construct, target: GcpTarget, given: ModelEndpointPlan, gcp: GcpEndpointPlan): ModelEndpointBackend {
   const provider = target.provider;
   const project = target.project;
   const name = given.name;
@@ -110,17 +200,19 @@ export function buildGcpModelEndpoint(endpoint: Construct, target: GcpTarget, gi
   const modelAccess = readPrefixes('model-read', plan.model.bucket, models.filter((m) => m.bucket === plan.model.bucket).map((m) => m.prefix));
   const otherBucket = models.find((m) => m.bucket !== plan.model.bucket);
   const previousModelAccess = otherBucket ? readPrefixes('previous-model-read', otherBucket.bucket, [otherBucket.prefix]) : undefined;
+  // The picture labels these members' edge to the model's owner.
+  recordAccess(iam, 'model-read', 'model-read');
+  if (previousModelAccess) recordAccess(iam, 'previous-model-read', 'model-read');
   const secretAccess = Object.entries(plan.secretEnv).map(([envName, ref], i) => {
-    if (ref.store !== 'gcp-secret-manager') throw new Error(`${endpoint.node.path}: secretEnv.${envName} is not a Secret Manager reference`);
+    if (ref.store !== 'gcp-secret-manager') throw Errors.invalid(endpoint, `secretEnv.${envName}`, ref.store, 'a gcp-secret-manager reference on gcp');
     return new SecretManagerSecretIamMember(iam, `secret-${i}`, {
       provider, project: ref.project, secretId: ref.secretId, role: 'roles/secretmanager.secretAccessor', member: serviceAccount.member,
     });
   });
 
   // ---- the service
-  const gpu = !!plan.shape;
-  const cpu = plan.cpu ?? (gpu ? 8 : 2);
-  const memoryGiB = plan.memoryGiB ?? (gpu ? 32 : 4);
+  const gpu = !!gcp.shape;
+  const { cpu, memoryGiB } = gcp;
   const env: CloudRunV2ServiceTemplateContainersEnv[] = [
     { name: 'MODEL_URI', value: plan.model.uri },
     ...Object.entries(plan.env).map(([k, value]) => ({ name: k, value })),
@@ -135,16 +227,16 @@ export function buildGcpModelEndpoint(endpoint: Construct, target: GcpTarget, gi
     description: `${endpoint.node.path}: model server`,
     // Private by default: reachable from VPC networks of the project (and Shared VPC / VPC-SC perimeter),
     // not from the internet nor through an external load balancer; callers also need run.invoker.
-    ingress: plan.public ? 'INGRESS_TRAFFIC_ALL' : 'INGRESS_TRAFFIC_INTERNAL_ONLY',
+    ingress: gcp.public ? 'INGRESS_TRAFFIC_ALL' : 'INGRESS_TRAFFIC_INTERNAL_ONLY',
     template: {
       // `<service>-<revision>`: a stable name traffic can point at while the next revision is tried.
       revision: `${name}-${plan.revision}`,
       serviceAccount: serviceAccount.email,
       executionEnvironment: 'EXECUTION_ENVIRONMENT_GEN2',
       scaling: { minInstanceCount: plan.replicas.min, maxInstanceCount: plan.replicas.max },
-      ...(gpu ? { nodeSelector: { accelerator: CLOUD_RUN_GPU }, gpuZonalRedundancyDisabled: !plan.gpuZonalRedundancy } : {}),
+      ...(gpu ? { nodeSelector: { accelerator: CLOUD_RUN_GPU }, gpuZonalRedundancyDisabled: !gcp.gpuZonalRedundancy } : {}),
       containers: [{
-        name: 'server', image: plan.image, env,
+        name: 'server', image: gcp.image, env,
         ports: { containerPort: plan.port },
         resources: {
           limits: { cpu: String(cpu), memory: `${memoryGiB}Gi`, ...(gpu ? { 'nvidia.com/gpu': '1' } : {}) },
@@ -162,11 +254,11 @@ export function buildGcpModelEndpoint(endpoint: Construct, target: GcpTarget, gi
     deletionProtection: false,
     dependsOn: [modelAccess, ...(previousModelAccess ? [previousModelAccess] : []), ...secretAccess],
   });
-  const publicInvoker = plan.public ? new CloudRunV2ServiceIamMember(serving, 'public-invoker', {
+  const publicInvoker = gcp.public ? new CloudRunV2ServiceIamMember(serving, 'public-invoker', {
     provider, project, location: target.region, name: service.name, role: 'roles/run.invoker', member: 'allUsers',
   }) : undefined;
   if (publicInvoker) {
-    Policy.suppress(publicInvoker, 'gcp-iam-no-all-users', 'public: true was set on the ModelEndpoint: unauthenticated calls were asked for');
+    suppressPolicyRule(publicInvoker, 'gcp-iam-no-all-users', 'public: true was set on the ModelEndpoint: unauthenticated calls were asked for');
   }
 
   const labels = { 'resource.type': 'cloud_run_revision', 'resource.labels.service_name': name };
@@ -184,11 +276,65 @@ export function buildGcpModelEndpoint(endpoint: Construct, target: GcpTarget, gi
     grantPrincipal: { kind: 'gcp', email: serviceAccount.email, member: serviceAccount.member },
     grantInvoke(grantee, grantId) {
       const p = grantee.grantPrincipal;
-      if (p.kind !== 'gcp') throw new Error(`${endpoint.node.path}.grantInvoke: grantee is on ${p.kind}, the endpoint on gcp; grants do not cross clouds`);
+      if (p.kind !== 'gcp') throw Errors.crossCloudGrant(endpoint, 'grantInvoke', p.kind, 'gcp');
       new CloudRunV2ServiceIamMember((grants ??= new Construct(endpoint, 'grants')), grantId, {
         provider, project, location: target.region, name: service.name, role: 'roles/run.invoker', member: p.member,
       });
     },
-    resources: { serviceAccount, modelAccess, previousModelAccess, service, publicInvoker },
+    shape: gcp.shape,
+    gcp: { serviceAccount, modelAccess, previousModelAccess, service, publicInvoker },
   };
+}
+
+// ---- Images from other registries
+
+/**
+ * ModelEndpoint on GCP, images outside Artifact Registry: Cloud Run pulls from Artifact Registry,
+ * Container Registry and Docker Hub only (Cloud Run "Deploying container images"), so an image from
+ * another supported upstream, and Docker Hub too (rate limits), is served through an Artifact
+ * Registry remote repository in the service's region: `<region>-docker.pkg.dev/<project>/<repo>/<path>`.
+ * Sources: Artifact Registry "Create remote repositories" (Docker: Docker Hub preset or a custom
+ * upstream URI such as https://ghcr.io); google_artifact_registry_repository (mode
+ * REMOTE_REPOSITORY, remote_repository_config.docker_repository.public_repository | custom_repository.uri).
+ * Cloud Run's service agent reads Artifact Registry in its own project without an extra grant.
+ */
+/** Registries Cloud Run pulls from itself (used as is). */
+const CLOUD_RUN_NATIVE = /^([a-z0-9-]+-docker\.pkg\.dev|([a-z]+\.)?gcr\.io)$/;
+
+export interface GcpImagePlan {
+  readonly uri: string;
+  readonly remote?: { readonly repositoryId: string; readonly upstream: { readonly publicRepository: 'DOCKER_HUB' } | { readonly customUri: string }; readonly name: string };
+}
+
+/** Checks that the image can be pulled by Cloud Run; throws before any resource exists. */
+export function planGcpImage(where: Construct, img: ContainerImage): GcpImagePlan {
+  if (img.isToken || CLOUD_RUN_NATIVE.test(img.registry!)) return { uri: img.reference };
+  const upstream = upstreamOf(img.registry!);
+  if (!upstream?.gcp) {
+    throw Errors.notOffered(where, 'image', img.reference,
+      `${img.registry} cannot be pulled by Cloud Run and no Artifact Registry remote repository is set up for it here`,
+      `an Artifact Registry or Container Registry image, or one from ${SUPPORTED_UPSTREAMS} (mirrored through a remote repository)`);
+  }
+  // Per stack: repository ids are unique per project and location, and two stacks may share both.
+  const repositoryId = `mlinfra-${fitName(upstream.id, 40)}-${shortHash(TerraformStack.of(where).node.path, 6)}`;
+  return { uri: '', remote: { repositoryId, upstream: upstream.gcp, name: upstream.name } };
+}
+
+/** Creates (once per stack, region and upstream) the remote repository and returns the rewritten URI. */
+export function buildGcpImage(scope: Construct, target: GcpTarget, img: ContainerImage, plan: GcpImagePlan): string {
+  const r = plan.remote;
+  if (!r) return plan.uri;
+  const stack = TerraformStack.of(scope);
+  const id = `mlinfra-ar-remote-${r.repositoryId}-${target.node.id}`;
+  let repo = stack.node.tryFindChild(id) as ArtifactRegistryRepository | undefined;
+  if (!repo) {
+    target.requireApis('artifactregistry.googleapis.com');
+    const docker = 'publicRepository' in r.upstream ? { publicRepository: r.upstream.publicRepository } : { customRepository: { uri: r.upstream.customUri } };
+    repo = new ArtifactRegistryRepository(stack, id, {
+      provider: target.provider, project: target.project, location: target.region, repositoryId: r.repositoryId,
+      format: 'DOCKER', mode: 'REMOTE_REPOSITORY', description: `mlinfra: pull-through cache of ${r.name}`,
+      remoteRepositoryConfig: { description: r.name, dockerRepository: docker },
+    });
+  }
+  return img.rewrite(`${repo.location}-docker.pkg.dev/${repo.project}/${repo.repositoryId}`);
 }

@@ -1,57 +1,35 @@
 import { TerraformOutput, Token } from 'cdktf';
 import { Construct } from 'constructs';
-import { ACCELERATOR_NAMES, AcceleratorName, AcceleratorShape, isAcceleratorName, resolveAccelerator } from '../../core/accelerators';
+import { ACCELERATOR_NAMES, AcceleratorName, AcceleratorShape, isAcceleratorName, TargetKind } from '../../core/accelerators';
+import { ContainerImage } from '../../core/container-image';
 import { Errors } from '../../core/errors';
-import { tfLiteral } from '../../core/terraform-literal';
 import { recordGrant } from '../../core/graph';
 import { GrantPrincipal, IGrantable } from '../../core/grants';
+import { lazyModule } from '../../core/lazy';
 import { IModelArtifact, parseModelUri } from '../../core/model';
 import { resourceName } from '../../core/naming';
 import { SecretRef } from '../../core/secrets';
-import { AwsTarget, GcpTarget, KubernetesTarget, Target, targetKind } from '../../core/targets';
-import { Color, EndpointMetrics, ModelEndpointBackend, ModelEndpointPlan, ReplicaRange, RolloutSpec } from './plan';
+import { Target, targetKind } from '../../core/targets';
+import { tfLiteral } from '../../core/terraform-literal';
 import type { AwsModelEndpointResources } from './aws';
-import type { AwsImagePlan } from './aws-image';
-import type { GcpImagePlan } from './gcp-image';
-import { ContainerImage } from '../../core/container-image';
 import type { GcpModelEndpointResources } from './gcp';
 import type { KubernetesModelEndpointResources } from './kubernetes';
-import { lazyFunction, lazyModule } from '../../core/lazy';
+import { Color, EndpointMetrics, ModelEndpointBackend, ModelEndpointPlan, ModelEndpointTargetBackend, ReplicaRange, RolloutSpec } from './plan';
+import { checkRollout } from './rollout';
 
-// Backends (and their provider packages) load when a construct first uses their target.
-const buildAwsModelEndpoint = lazyFunction(() => (require('./aws') as typeof import('./aws')).buildAwsModelEndpoint);
-const buildGcpModelEndpoint = lazyFunction(() => (require('./gcp') as typeof import('./gcp')).buildGcpModelEndpoint);
-const gcpBackend = lazyModule(() => require('./gcp') as typeof import('./gcp'));
-const awsImage = lazyModule(() => require('./aws-image') as typeof import('./aws-image'));
-const gcpImage = lazyModule(() => require('./gcp-image') as typeof import('./gcp-image'));
-const buildKubernetesModelEndpoint = lazyFunction(() => (require('./kubernetes') as typeof import('./kubernetes')).buildKubernetesModelEndpoint);
+// One backend per target: its rules and resources. Each loads (with its provider package) when a
+// construct first uses its target.
+const BACKENDS: Record<TargetKind, () => ModelEndpointTargetBackend> = {
+  aws: lazyModule(() => (require('./aws') as typeof import('./aws')).AWS_MODEL_ENDPOINT as ModelEndpointTargetBackend),
+  gcp: lazyModule(() => (require('./gcp') as typeof import('./gcp')).GCP_MODEL_ENDPOINT as ModelEndpointTargetBackend),
+  kubernetes: lazyModule(() => (require('./kubernetes') as typeof import('./kubernetes')).KUBERNETES_MODEL_ENDPOINT as ModelEndpointTargetBackend),
+};
 
 export { Color, EndpointMetrics, MetricRef, ReplicaRange, RolloutKind, RolloutSpec } from './plan';
+export { Rollout } from './rollout';
 export type { AwsModelEndpointResources } from './aws';
 export type { GcpModelEndpointResources } from './gcp';
 export type { KubernetesModelEndpointResources } from './kubernetes';
-
-/** How a new version replaces the serving one. Checked by the endpoint, against its target. */
-export class Rollout {
-  /** Replace everything at once (AWS: SageMaker's blue/green fleet swap with no bake; Kubernetes: a full surge). */
-  public static allAtOnce(): RolloutSpec {
-    return { kind: 'all-at-once' };
-  }
-  /** `percent` (1-99, AWS at most 50) of traffic to the new version first, the rest after `bakeMinutes` (default 10). */
-  public static canary(opts: { readonly percent: number; readonly bakeMinutes?: number }): RolloutSpec {
-    return { kind: 'canary', percent: opts?.percent, bakeMinutes: opts?.bakeMinutes };
-  }
-  /** `percentPerStep` more traffic every `stepMinutes`; the step must divide 100 (5, 10, 20, 25, 50 ...). */
-  public static linear(opts: { readonly percentPerStep: number; readonly stepMinutes: number }): RolloutSpec {
-    return { kind: 'linear', percentPerStep: opts?.percentPerStep, stepMinutes: opts?.stepMinutes };
-  }
-  /** A full second fleet; traffic moves in one step, the old fleet stays `bakeMinutes` (default 10) for instant rollback. */
-  public static blueGreen(opts: { readonly bakeMinutes?: number } = {}): RolloutSpec {
-    return { kind: 'blue-green', bakeMinutes: opts?.bakeMinutes };
-  }
-
-  private constructor() {}
-}
 
 /** The version serving before this one, for canary, linear and blue/green rollouts on GCP and Kubernetes. */
 export interface PreviousVersion {
@@ -155,21 +133,48 @@ export interface ModelEndpointProps {
 
 /** An endpoint as other constructs see it. */
 export interface IModelEndpoint extends IGrantable {
+  /** What MonitoringStack watches it as. */
+  readonly watchKind: 'model-endpoint';
   readonly target: Target;
   readonly url: string;
   readonly metrics: EndpointMetrics;
   grantInvoke(grantee: IGrantable): void;
 }
 
-const DEFAULTS = { port: 8080, healthPath: '/ping', invocationsPerInstanceTarget: 100, captureSamplingPercent: 20, revision: 'v1', cpuTargetPercent: 70, bakeMinutes: 10 };
+const DEFAULTS = { port: 8080, healthPath: '/ping', revision: 'v1' };
 const MAX_REPLICAS = 1000;
-const IMAGE = /^[a-z0-9]+([._-][a-z0-9]+)*(:\d+)?(\/[a-z0-9]+([._-]+[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const SECRET_NAME = /(SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL|ACCESS_?KEY)/i;
 const REVISION = /^[a-z0-9]([-a-z0-9]{0,14}[a-z0-9])?$/;
+const IMAGE = /^[a-z0-9]+([._-][a-z0-9]+)*(:\d+)?(\/[a-z0-9]+([._-]+[a-z0-9]+)*)*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$/;
 const RESERVED_ENV = ['MODEL_URI', 'PORT', 'K_SERVICE', 'K_REVISION', 'K_CONFIGURATION'];
 const COLORS: readonly Color[] = ['blue', 'green'];
-const CLOUD_RUN_CPUS = [1, 2, 4, 6, 8];
+/** Targets whose backend takes `replicas.min: 0` (for the error on the others). */
+const SCALES_TO_ZERO: readonly TargetKind[] = ['gcp'];
+
+/**
+ * Props that only some targets take, and why the others do not: a prop set for a target that does not
+ * take it is an error, not silently ignored. The backends check the values.
+ */
+const TARGET_PROPS: { readonly [P in keyof ModelEndpointProps]?: { readonly on: readonly TargetKind[]; readonly hint?: string } } = {
+  instanceType: { on: ['aws'], hint: 'use cpu and memoryGiB elsewhere' },
+  invocationsPerInstanceTarget: { on: ['aws'] },
+  captureSamplingPercent: { on: ['aws'] },
+  modelKeyArn: { on: ['aws'] },
+  rollbackAlarms: { on: ['aws'], hint: 'alarm-driven rollback is SageMaker\'s' },
+  cpu: { on: ['gcp', 'kubernetes'], hint: 'use instanceType on aws' },
+  memoryGiB: { on: ['gcp', 'kubernetes'], hint: 'use instanceType on aws' },
+  secretEnv: { on: ['gcp', 'kubernetes'], hint: 'SageMaker models have no secret environment' },
+  public: { on: ['gcp'], hint: 'expose a Kubernetes Service through your own ingress; AWS endpoints are IAM-authenticated' },
+  gpuZonalRedundancy: { on: ['gcp'] },
+  revision: { on: ['gcp', 'kubernetes'], hint: 'SageMaker keeps the old fleet and shifts traffic itself' },
+  previous: { on: ['gcp', 'kubernetes'], hint: 'SageMaker keeps the old fleet and shifts traffic itself' },
+  rolloutStep: { on: ['gcp', 'kubernetes'], hint: 'SageMaker keeps the old fleet and shifts traffic itself' },
+  live: { on: ['gcp', 'kubernetes'], hint: 'SageMaker keeps the old fleet and shifts traffic itself' },
+  color: { on: ['gcp', 'kubernetes'] },
+  cpuTargetPercent: { on: ['kubernetes'] },
+  serviceAccountName: { on: ['kubernetes'] },
+};
 
 /**
  * An autoscaled HTTP model server with a safe rollout (all at once, canary, linear or blue/green).
@@ -184,6 +189,7 @@ const CLOUD_RUN_CPUS = [1, 2, 4, 6, 8];
  *   accelerator: 'L4', replicas: { min: 1, max: 8 }, rollout: Rollout.canary({ percent: 10 }) });
  */
 export class ModelEndpoint extends Construct implements IModelEndpoint {
+  public readonly watchKind = 'model-endpoint' as const;
   public readonly target: Target;
   /** HTTPS invoke URL (AWS: SageMaker runtime; GCP: Cloud Run), or the in-cluster Service URL on Kubernetes. */
   public readonly url: string;
@@ -200,41 +206,28 @@ export class ModelEndpoint extends Construct implements IModelEndpoint {
   public readonly kubernetes?: KubernetesModelEndpointResources;
   private readonly backend: ModelEndpointBackend;
   private grants = 0;
-  private imageSource?: ContainerImage;
-  private awsImagePlan?: AwsImagePlan;
-  private gcpImagePlan?: GcpImagePlan;
 
   constructor(scope: Construct, id: string, props: ModelEndpointProps) {
     super(scope, id);
-    let plan = this.plan(props);
+    if (!props) throw Errors.missing(this, 'props', 'an object with at least target, model, image and replicas');
+    const kind = targetKind(this, 'target', props.target);
+    const rules = BACKENDS[kind]();
+    const plan = this.plan(kind, rules, props);
     this.target = props.target;
-    this.accelerator = plan.shape;
     this.replicas = plan.replicas;
     this.rollout = plan.rollout;
     this.modelUri = plan.model.uri;
 
-    const t = props.target;
-    let backend: ModelEndpointBackend;
-    if (t instanceof AwsTarget) {
-      const img = awsImage().buildAwsImage(this, t, this.imageSource!, this.awsImagePlan!);
-      plan = { ...plan, image: img.uri, imageCacheRepositoryArn: img.cacheRepositoryArn };
-      const b = buildAwsModelEndpoint(this, t, plan);
-      this.aws = b.resources;
-      backend = b;
-    } else if (t instanceof GcpTarget) {
-      plan = { ...plan, image: gcpImage().buildGcpImage(this, t, this.imageSource!, this.gcpImagePlan!) };
-      const b = buildGcpModelEndpoint(this, t, plan);
-      this.gcp = b.resources;
-      backend = b;
-    } else {
-      const b = buildKubernetesModelEndpoint(this, t as KubernetesTarget, plan);
-      this.kubernetes = b.resources;
-      backend = b;
-    }
-    this.backend = backend;
-    this.url = backend.url;
-    this.metrics = backend.metrics;
-    this.grantPrincipal = backend.grantPrincipal;
+    // The backend checks its target's rules before it creates anything.
+    const b = rules.build(this, props.target, props, plan);
+    this.backend = b;
+    this.accelerator = b.shape;
+    this.aws = b.aws;
+    this.gcp = b.gcp;
+    this.kubernetes = b.kubernetes;
+    this.url = b.url;
+    this.metrics = b.metrics;
+    this.grantPrincipal = b.grantPrincipal;
 
     const outputs = new Construct(this, 'outputs');
     new TerraformOutput(outputs, 'url', { value: this.url, description: `${this.node.path}: invoke URL` });
@@ -247,164 +240,86 @@ export class ModelEndpoint extends Construct implements IModelEndpoint {
     this.backend.grantInvoke(grantee, `${resourceName(this, { maxLength: 40 })}-invoke-${this.grants}`);
   }
 
-  /** Validates props and resolves the cloud-neutral plan; throws before any resource exists. */
-  private plan(props: ModelEndpointProps): ModelEndpointPlan {
-    if (!props) throw Errors.missing(this, 'props', 'an object with at least target, model, image and replicas');
-    const kind = targetKind(this, 'target', props.target);
+  /** Checks the props against the cloud-neutral rules and resolves the plan; throws before any resource exists. */
+  private plan(kind: TargetKind, rules: ModelEndpointTargetBackend, props: ModelEndpointProps): ModelEndpointPlan {
     const int = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
-    const only = (prop: keyof ModelEndpointProps, kinds: readonly string[], hint: string) => {
-      if (props[prop] !== undefined && !kinds.includes(kind)) {
-        throw Errors.conflict(this, prop, props[prop], `${kinds.join(' or ')} targets only${hint ? ` (${hint})` : ''}`, `does not apply to ${kind}`);
+    const literal = (v: unknown) => !Token.isUnresolved(v);
+    for (const [prop, t] of Object.entries(TARGET_PROPS) as [keyof ModelEndpointProps, { on: readonly TargetKind[]; hint?: string }][]) {
+      if (props[prop] !== undefined && !t.on.includes(kind)) {
+        throw Errors.conflict(this, prop, props[prop], `${t.on.join(' or ')} targets only${t.hint ? ` (${t.hint})` : ''}`, `does not apply to ${kind}`);
       }
-    };
+    }
 
     // ---- model
     if (props.model === undefined) throw Errors.missing(this, 'model', 'an IModelArtifact (e.g. pipeline.model) or an s3:// / gs:// URI');
     const modelUri = typeof props.model === 'string' ? props.model : props.model?.uri;
     const model = { ...parseModelUri(modelUri, this, 'model'), uri: modelUri as string };
-    const wantScheme = kind === 'aws' ? 's3' : kind === 'gcp' ? 'gs' : undefined;
-    if (wantScheme && model.scheme !== wantScheme) {
-      throw Errors.conflict(this, 'model', modelUri, `a ${wantScheme}:// URI on a ${kind} target (copy the model to ${kind === 'aws' ? 'S3' : 'GCS'} first: cross-cloud model copy is not done here)`,
+    const want = rules.modelScheme;
+    if (want && model.scheme !== want) {
+      throw Errors.conflict(this, 'model', modelUri, `a ${want}:// URI on a ${kind} target (copy the model to ${want === 's3' ? 'S3' : 'GCS'} first: cross-cloud model copy is not done here)`,
         `is on ${model.scheme === 's3' ? 'S3' : 'GCS'}, the endpoint on ${kind}`);
     }
 
-    // ---- image: parsed here, made pullable per target (mirror rules are created by the constructor)
+    // ---- image: parsed here, made pullable by the backend
     if (props.image === undefined) {
       throw Errors.missing(this, 'image', "a ContainerImage (e.g. ContainerImage.fromRegistry('ghcr.io/acme/server:1.0')) or an image reference string");
     }
     const source = ContainerImage.of(props.image, this.node.path, 'image');
-    if (kind !== 'kubernetes' && source.options.imagePullSecrets !== undefined) {
-      throw Errors.conflict(this, 'image.imagePullSecrets', source.options.imagePullSecrets, 'kubernetes targets only', `does not apply to ${kind}`);
-    }
-    this.imageSource = source;
-    this.awsImagePlan = kind === 'aws' ? awsImage().planAwsImage(this, source) : undefined;
-    this.gcpImagePlan = kind === 'gcp' ? gcpImage().planGcpImage(this, source) : undefined;
-    const image = source.reference;
 
-    // ---- accelerator and shape
-    let shape: AcceleratorShape | undefined;
+    // ---- accelerator (the backend resolves the shape on its target)
+    let accelerator: ModelEndpointPlan['accelerator'];
     if (props.accelerator === undefined) {
       if (props.acceleratorsPerReplica !== undefined) {
         throw Errors.conflict(this, 'acceleratorsPerReplica', props.acceleratorsPerReplica, 'set only with accelerator', 'has no effect without accelerator');
       }
     } else {
       if (!isAcceleratorName(props.accelerator)) throw Errors.unknown(this, 'accelerator', props.accelerator, ACCELERATOR_NAMES);
-      const count = props.acceleratorsPerReplica ?? 1;
-      if (kind === 'gcp') {
-        // Cloud Run offers one L4 per instance; the catalog's Compute Engine shapes do not apply.
-        if (props.accelerator !== gcpBackend().CLOUD_RUN_ACCELERATOR) {
-          throw Errors.notOffered(this, 'accelerator', props.accelerator, `${props.accelerator} is not offered on gcp Cloud Run (Terraform cannot deploy to Vertex endpoints: terraform-provider-google#15303)`, gcpBackend().CLOUD_RUN_ACCELERATOR);
-        }
-        if (count !== 1) {
-          throw Errors.notOffered(this, 'acceleratorsPerReplica', count, `${props.accelerator} x${count} is not offered on gcp Cloud Run (one GPU per instance)`, '1');
-        }
-      }
-      shape = resolveAccelerator(kind, props.accelerator, count, {
-        where: this.node.path, countProp: 'acceleratorsPerReplica',
-        explicitType: kind === 'aws' && props.instanceType !== undefined ? props.instanceType.replace(/^ml\./, '') : undefined,
-      });
-    }
-    only('instanceType', ['aws'], 'use cpu and memoryGiB elsewhere');
-    if (props.instanceType !== undefined && !/^ml\.[a-z][a-z0-9-]*\.[a-z0-9]+$/.test(props.instanceType)) {
-      throw Errors.invalid(this, 'instanceType', props.instanceType, 'a SageMaker instance type such as ml.g6.xlarge or ml.m5.xlarge');
-    }
-    only('cpu', ['gcp', 'kubernetes'], 'use instanceType on aws');
-    only('memoryGiB', ['gcp', 'kubernetes'], 'use instanceType on aws');
-    if (props.cpu !== undefined) {
-      const ok = kind === 'gcp' ? CLOUD_RUN_CPUS.includes(props.cpu) : typeof props.cpu === 'number' && props.cpu > 0 && props.cpu <= 256;
-      if (!ok) throw Errors.outOfRange(this, 'cpu', props.cpu, kind === 'gcp' ? `one of ${CLOUD_RUN_CPUS.join(', ')} vCPU (Cloud Run)` : 'a number of vCPU from 0.1 to 256');
-    }
-    if (props.memoryGiB !== undefined) {
-      const ok = int(props.memoryGiB) && props.memoryGiB >= 1 && props.memoryGiB <= (kind === 'gcp' ? 32 : 4096);
-      if (!ok) throw Errors.outOfRange(this, 'memoryGiB', props.memoryGiB, kind === 'gcp' ? 'an integer from 1 to 32 GiB (Cloud Run)' : 'an integer from 1 to 4096 GiB');
-    }
-    if (kind === 'gcp' && shape) {
-      // Cloud Run GPU instances need at least 4 vCPU and 16 GiB.
-      if (props.cpu !== undefined && props.cpu < 4) throw Errors.outOfRange(this, 'cpu', props.cpu, 'at least 4 vCPU with a GPU on Cloud Run: 4, 6 or 8');
-      if (props.memoryGiB !== undefined && props.memoryGiB < 16) throw Errors.outOfRange(this, 'memoryGiB', props.memoryGiB, 'at least 16 GiB with a GPU on Cloud Run, up to 32');
+      accelerator = { name: props.accelerator as AcceleratorName, count: props.acceleratorsPerReplica ?? 1 };
     }
 
-    // ---- replicas
+    // ---- replicas: a Terraform value is passed through unchecked
     const replicas = props.replicas;
     if (!replicas || typeof replicas !== 'object') throw Errors.missing(this, 'replicas', 'an object { min, max } of replica counts');
-    const floor = kind === 'gcp' ? 0 : 1;
-    if (!int(replicas.min) || replicas.min < 0 || replicas.min > MAX_REPLICAS) {
-      throw Errors.outOfRange(this, 'replicas.min', replicas.min, `an integer from ${floor} to ${MAX_REPLICAS}`);
+    const floor = rules.minReplicas.count;
+    if (literal(replicas.min)) {
+      if (!int(replicas.min) || replicas.min < 0 || replicas.min > MAX_REPLICAS) {
+        throw Errors.outOfRange(this, 'replicas.min', replicas.min, `an integer from ${floor} to ${MAX_REPLICAS}`);
+      }
+      if (replicas.min < floor) {
+        throw Errors.notOffered(this, 'replicas.min', replicas.min, `scale to zero is not offered on ${kind} (${rules.minReplicas.why})`,
+          `${floor} to ${MAX_REPLICAS} (scale to zero: ${SCALES_TO_ZERO.join(', ')} targets)`);
+      }
     }
-    if (replicas.min < floor) {
-      throw Errors.notOffered(this, 'replicas.min', replicas.min, kind === 'aws'
-        ? 'scale to zero is not offered on aws (SageMaker real-time endpoints keep at least one instance)'
-        : 'scale to zero is not offered on kubernetes (the HorizontalPodAutoscaler keeps at least one pod)', `1 to ${MAX_REPLICAS} (scale to zero: gcp targets)`);
-    }
-    if (!int(replicas.max) || replicas.max < 1 || replicas.max > MAX_REPLICAS) {
+    if (literal(replicas.max) && (!int(replicas.max) || replicas.max < 1 || replicas.max > MAX_REPLICAS)) {
       throw Errors.outOfRange(this, 'replicas.max', replicas.max, `an integer from 1 to ${MAX_REPLICAS}`);
     }
-    if (replicas.max < replicas.min) {
+    if (literal(replicas.min) && literal(replicas.max) && replicas.max < replicas.min) {
       throw Errors.conflict(this, 'replicas.max', replicas.max, `an integer >= replicas.min (${replicas.min})`, 'is below replicas.min');
     }
 
     // ---- port, health, env
     const port = props.port ?? DEFAULTS.port;
+    // The port names probes, the Service and the URL at synth: it cannot wait for apply.
+    if (!literal(port)) throw Errors.invalid(this, 'port', '(a Terraform value)', 'a literal port number from 1 to 65535', 'is not known at synth time');
     if (!int(port) || port < 1 || port > 65535) throw Errors.outOfRange(this, 'port', props.port, 'an integer port from 1 to 65535');
-    if (kind === 'aws' && port !== 8080) throw Errors.conflict(this, 'port', port, '8080 on aws (SageMaker sends requests to port 8080)', 'cannot be changed on SageMaker');
     const healthPath = props.healthPath ?? DEFAULTS.healthPath;
-    if (typeof healthPath !== 'string' || !/^\/[A-Za-z0-9._~\-/]*$/.test(healthPath)) {
+    if (typeof healthPath !== 'string' || (literal(healthPath) && !/^\/[A-Za-z0-9._~\-/]*$/.test(healthPath))) {
       throw Errors.invalid(this, 'healthPath', props.healthPath, 'a URL path starting with /, e.g. /ping or /healthz');
     }
-    if (kind === 'aws' && healthPath !== '/ping') throw Errors.conflict(this, 'healthPath', healthPath, '/ping on aws (SageMaker checks GET /ping)', 'cannot be changed on SageMaker');
     const env = props.env ?? {};
     for (const [k, v] of Object.entries(env)) {
       if (!ENV_NAME.test(k)) throw Errors.invalid(this, 'env key', k, 'environment names of letters, digits and _, not starting with a digit');
       if (RESERVED_ENV.includes(k)) throw Errors.invalid(this, 'env key', k, `names other than ${RESERVED_ENV.join(', ')} (set by the endpoint or the platform)`, 'is reserved');
-      if (SECRET_NAME.test(k)) {
-        throw Errors.invalid(this, `env.${k}`, '(value hidden)', kind === 'aws' ? 'no secrets in plain env: read them from Secrets Manager in the server' : 'no secrets in plain env: use secretEnv (a Secret Manager or Kubernetes Secret reference)', 'looks like a secret');
-      }
+      if (SECRET_NAME.test(k)) throw Errors.invalid(this, `env.${k}`, '(value hidden)', `no secrets in plain env: ${rules.secretHint}`, 'looks like a secret');
       if (typeof v !== 'string') throw Errors.invalid(this, `env.${k}`, v, 'a string');
     }
     const secretEnv = props.secretEnv ?? {};
-    only('secretEnv', ['gcp', 'kubernetes'], 'SageMaker models have no secret environment');
-    const wantStore = kind === 'gcp' ? 'gcp-secret-manager' : 'kubernetes-secret';
-    for (const [k, ref] of Object.entries(secretEnv)) {
+    for (const k of Object.keys(secretEnv)) {
       if (!ENV_NAME.test(k) || RESERVED_ENV.includes(k) || k in env) throw Errors.invalid(this, 'secretEnv key', k, 'environment names not in env and not reserved');
-      if (!ref || ref.store !== wantStore) throw Errors.invalid(this, `secretEnv.${k}`, ref?.store, `a ${wantStore} reference on ${kind}`);
     }
 
-    // ---- rollout
-    const rollout = this.checkRollout(kind, props.rollout ?? { kind: 'all-at-once' });
-    const rollbackAlarms = props.rollbackAlarms ?? [];
-    only('rollbackAlarms', ['aws'], 'alarm-driven rollback is SageMaker\'s');
-    if (!Array.isArray(rollbackAlarms) || rollbackAlarms.some((a) => typeof a !== 'string' || (!Token.isUnresolved(a) && !/^[^\s][ -~]{0,254}$/.test(a)))) {
-      throw Errors.invalid(this, 'rollbackAlarms', rollbackAlarms, 'CloudWatch alarm names (1-255 printable characters)');
-    }
-    if (rollbackAlarms.length > 10) throw Errors.outOfRange(this, 'rollbackAlarms', rollbackAlarms.length, 'at most 10 alarms (SageMaker)');
-
-    // ---- AWS specifics
-    only('invocationsPerInstanceTarget', ['aws'], '');
-    const invocationsPerInstanceTarget = props.invocationsPerInstanceTarget ?? DEFAULTS.invocationsPerInstanceTarget;
-    if (typeof invocationsPerInstanceTarget !== 'number' || !(invocationsPerInstanceTarget > 0) || invocationsPerInstanceTarget > 1e6) {
-      throw Errors.outOfRange(this, 'invocationsPerInstanceTarget', invocationsPerInstanceTarget, 'a number of invocations per instance per minute above 0');
-    }
-    only('captureSamplingPercent', ['aws'], '');
-    const captureSamplingPercent = props.captureSamplingPercent ?? DEFAULTS.captureSamplingPercent;
-    if (!int(captureSamplingPercent) || captureSamplingPercent < 0 || captureSamplingPercent > 100) {
-      throw Errors.outOfRange(this, 'captureSamplingPercent', captureSamplingPercent, 'an integer percent from 0 (off) to 100');
-    }
-    only('modelKeyArn', ['aws'], '');
-    if (props.modelKeyArn !== undefined && !Token.isUnresolved(props.modelKeyArn) && !/^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/.test(props.modelKeyArn)) {
-      throw Errors.invalid(this, 'modelKeyArn', props.modelKeyArn, 'a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)');
-    }
-
-    // ---- GCP and Kubernetes specifics
-    only('public', ['gcp'], 'expose a Kubernetes Service through your own ingress; AWS endpoints are IAM-authenticated');
-    if (props.public !== undefined && typeof props.public !== 'boolean') throw Errors.invalid(this, 'public', props.public, 'true or false');
-    only('gpuZonalRedundancy', ['gcp'], '');
-    if (props.gpuZonalRedundancy !== undefined && !shape) throw Errors.conflict(this, 'gpuZonalRedundancy', props.gpuZonalRedundancy, 'set only with accelerator', 'has no effect without a GPU');
-    for (const p of ['revision', 'previous', 'rolloutStep', 'live'] as const) {
-      only(p, ['gcp', 'kubernetes'], 'SageMaker keeps the old fleet and shifts traffic itself');
-    }
-    only('color', ['gcp', 'kubernetes'], '');
-    only('cpuTargetPercent', ['kubernetes'], '');
-    only('serviceAccountName', ['kubernetes'], '');
+    // ---- rollout and versions
+    const rollout = checkRollout(this, kind, rules, props.rollout ?? { kind: 'all-at-once' });
     const revision = props.revision ?? DEFAULTS.revision;
     if (typeof revision !== 'string' || !REVISION.test(revision)) {
       throw Errors.invalid(this, 'revision', props.revision, 'a label of 1-16 lower-case letters, digits or -, e.g. v2');
@@ -418,10 +333,7 @@ export class ModelEndpoint extends Construct implements IModelEndpoint {
         throw Errors.invalid(this, 'previous.revision', previous.revision, 'a label of 1-16 lower-case letters, digits or -, e.g. v1');
       }
       if (previous.revision === revision) throw Errors.conflict(this, 'previous.revision', previous.revision, `a label other than revision (${revision})`, 'equals revision');
-      if (kind === 'kubernetes' && previous.image === undefined) {
-        throw Errors.missing(this, 'previous.image', 'the image the previous version runs (its pods are kept beside the new ones)');
-      }
-      if (previous.image !== undefined && !Token.isUnresolved(previous.image) && !IMAGE.test(previous.image)) {
+      if (previous.image !== undefined && literal(previous.image) && !IMAGE.test(previous.image)) {
         throw Errors.invalid(this, 'previous.image', previous.image, 'a container image reference such as ghcr.io/acme/server:1.0');
       }
     }
@@ -444,68 +356,13 @@ export class ModelEndpoint extends Construct implements IModelEndpoint {
     if (!previous && live !== color) {
       throw Errors.conflict(this, 'live', live, `'${color}' (the only colour deployed: without previous, nothing runs in ${other})`, 'names a colour with nothing in it');
     }
-    const cpuTargetPercent = props.cpuTargetPercent ?? DEFAULTS.cpuTargetPercent;
-    if (!int(cpuTargetPercent) || cpuTargetPercent < 10 || cpuTargetPercent > 100) {
-      throw Errors.outOfRange(this, 'cpuTargetPercent', cpuTargetPercent, 'an integer percent from 10 to 100');
-    }
-    if (props.serviceAccountName !== undefined && !Token.isUnresolved(props.serviceAccountName) && !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(props.serviceAccountName)) {
-      throw Errors.invalid(this, 'serviceAccountName', props.serviceAccountName, 'a Kubernetes service account name (DNS subdomain)');
-    }
 
     return {
-      name: resourceName(this, { maxLength: 40 }), model, image, shape, replicas: { min: replicas.min, max: replicas.max }, rollout, rollbackAlarms,
+      name: resourceName(this, { maxLength: 40 }), model, source, accelerator, replicas: { min: replicas.min, max: replicas.max }, rollout,
       // Values reach Terraform as templates on every target: `${` and `%{` stay literal.
-      env: Object.fromEntries(Object.entries(env).map(([k, v]) => [k, tfLiteral(v)])), secretEnv, port, healthPath, instanceType: props.instanceType, invocationsPerInstanceTarget, captureSamplingPercent,
-      modelKeyArn: props.modelKeyArn, cpu: props.cpu, memoryGiB: props.memoryGiB, public: props.public ?? false,
-      gpuZonalRedundancy: props.gpuZonalRedundancy ?? false, revision,
+      env: Object.fromEntries(Object.entries(env).map(([k, v]) => [k, tfLiteral(v)])), secretEnv, port, healthPath, revision,
       previous: previous ? { revision: previous.revision, image: previous.image, modelUri: prevModel, deployed: previous.deployed } : undefined,
-      rolloutStep, color, live, cpuTargetPercent, serviceAccountName: props.serviceAccountName,
-      imagePullSecrets: source.options.imagePullSecrets ?? [],
+      rolloutStep, color, live,
     };
-  }
-
-  private checkRollout(kind: string, r: RolloutSpec): RolloutSpec {
-    const kinds = ['all-at-once', 'canary', 'linear', 'blue-green'];
-    if (!r || !kinds.includes(r.kind)) throw Errors.unknown(this, 'rollout', r?.kind, ['Rollout.allAtOnce()', 'Rollout.canary()', 'Rollout.linear()', 'Rollout.blueGreen()']);
-    const int = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v);
-    const bake = (v: number | undefined) => {
-      const b = v ?? DEFAULTS.bakeMinutes;
-      // SageMaker waits at most 3600 s per step; the same bound keeps the other targets comparable.
-      if (!int(b) || b < 0 || b > 60) throw Errors.outOfRange(this, 'rollout.bakeMinutes', v, 'an integer number of minutes from 0 to 60');
-      return b;
-    };
-    switch (r.kind) {
-      case 'all-at-once':
-        return { kind: 'all-at-once' };
-      case 'canary': {
-        const max = kind === 'aws' ? 50 : 99;
-        if (!int(r.percent) || r.percent < 1 || r.percent > max) {
-          throw Errors.outOfRange(this, 'rollout.percent', r.percent, kind === 'aws'
-            ? 'an integer percent from 1 to 50 on aws (SageMaker canaries are at most half the new fleet)'
-            : 'an integer percent from 1 to 99');
-        }
-        return { kind: 'canary', percent: r.percent, bakeMinutes: bake(r.bakeMinutes) };
-      }
-      case 'linear': {
-        const p = r.percentPerStep;
-        const min = kind === 'aws' ? 10 : 1;
-        const allowed = [1, 2, 4, 5, 10, 20, 25, 50].filter((v) => v >= min);
-        if (!int(p) || p < min || p > 50 || 100 % p !== 0) {
-          throw Errors.outOfRange(this, 'rollout.percentPerStep', p,
-            `an integer percent that divides 100 into equal steps: ${allowed.join(', ')}${kind === 'aws' ? ' (SageMaker linear steps are 10-50%)' : ''}`);
-        }
-        const stepMinutes = r.stepMinutes;
-        if (!int(stepMinutes) || stepMinutes < 1 || stepMinutes > 60) {
-          throw Errors.outOfRange(this, 'rollout.stepMinutes', stepMinutes, 'an integer number of minutes from 1 to 60');
-        }
-        // SageMaker stops a deployment after 8 hours (MaximumExecutionTimeoutInSeconds <= 28800).
-        if (kind === 'aws' && (100 / p) * stepMinutes > 470) {
-          throw Errors.outOfRange(this, 'rollout.stepMinutes', stepMinutes, `at most ${Math.floor(470 / (100 / p))} minutes with ${p}% steps on aws (the whole rollout must finish within SageMaker's 8-hour limit)`);
-        }
-        return { kind: 'linear', percentPerStep: p, stepMinutes };
-      }
-      default:
-        return { kind: 'blue-green', bakeMinutes: bake(r.bakeMinutes) };
-    }
   }
 }

@@ -5,6 +5,7 @@
  * The pods download the model themselves: credentials for a private bucket come from the user
  * (`serviceAccountName` bound to IRSA / Workload Identity, or `env` / `secretEnv`).
  */
+import { Token } from 'cdktf';
 import { Construct } from 'constructs';
 import { DeploymentV1 } from '@cdktf/provider-kubernetes/lib/deployment-v1';
 import { HorizontalPodAutoscalerV2 } from '@cdktf/provider-kubernetes/lib/horizontal-pod-autoscaler-v2';
@@ -12,14 +13,17 @@ import { NetworkPolicyV1 } from '@cdktf/provider-kubernetes/lib/network-policy-v
 import { PodDisruptionBudgetV1 } from '@cdktf/provider-kubernetes/lib/pod-disruption-budget-v1';
 import { ServiceAccountV1 } from '@cdktf/provider-kubernetes/lib/service-account-v1';
 import { ServiceV1 } from '@cdktf/provider-kubernetes/lib/service-v1';
-import { ACCELERATOR_NAMES, ACCELERATORS, AcceleratorShape } from '../../core/accelerators';
+import { ENDPOINT_CLIENT_LABEL } from '../../contracts/client-labels';
+import { ACCELERATOR_NAMES, ACCELERATORS, AcceleratorShape, resolveAccelerator } from '../../core/accelerators';
 import { Errors } from '../../core/errors';
+import { recordCost } from '../../core/facts';
 import { kubernetesPeer } from '../../core/grants';
 import { KubernetesTarget } from '../../core/targets';
-import { ModelEndpointBackend, ModelEndpointPlan } from './plan';
+import type { ModelEndpointProps } from './index';
+import { ModelEndpointBackend, ModelEndpointPlan, ModelEndpointTargetBackend, replicaQuantity } from './plan';
 
 /** Pods carrying this label (value "true") may call the endpoint: in its namespace, or in a granted one. */
-export const ENDPOINT_CLIENT_LABEL = 'mlinfra.dev/endpoint-client';
+export { ENDPOINT_CLIENT_LABEL };
 const TRACK_LABEL = 'mlinfra.dev/track';
 const COLOR_LABEL = 'mlinfra.dev/color';
 const UID = '1000';
@@ -49,10 +53,10 @@ export interface PlannedDeployment {
  * The Deployments a rollout step needs. Canary: stable keeps ceil(min*(100-p)/100) replicas of the
  * previous version, the canary max(1, round(min*p/100)) of the new one; both behind one Service.
  */
-export function plannedDeployments(plan: ModelEndpointPlan): PlannedDeployment[] {
+export function plannedDeployments(plan: ModelEndpointPlan, image: string): PlannedDeployment[] {
   const { min, max } = plan.replicas;
-  const next = { image: plan.image, modelUri: plan.model.uri, revision: plan.revision };
-  const prev = plan.previous ? { image: plan.previous.image ?? plan.image, modelUri: plan.previous.modelUri ?? plan.model.uri, revision: plan.previous.revision } : undefined;
+  const next = { image, modelUri: plan.model.uri, revision: plan.revision };
+  const prev = plan.previous ? { image: plan.previous.image ?? image, modelUri: plan.previous.modelUri ?? plan.model.uri, revision: plan.previous.revision } : undefined;
   const r = plan.rollout;
   if (r.kind === 'blue-green') {
     const other = plan.color === 'blue' ? 'green' : 'blue';
@@ -96,8 +100,73 @@ function gpuNodeSelector(endpoint: Construct, target: KubernetesTarget, shape: A
   return {};
 }
 
-export function buildKubernetesModelEndpoint(endpoint: Construct, target: KubernetesTarget, plan: ModelEndpointPlan): ModelEndpointBackend & { readonly resources: KubernetesModelEndpointResources } {
-  const nodeSelector = plan.shape ? gpuNodeSelector(endpoint, target, plan.shape) : {};
+/** What the Kubernetes backend resolved from the props. */
+interface KubernetesEndpointPlan {
+  readonly shape?: AcceleratorShape;
+  readonly nodeSelector: Record<string, string>;
+  readonly cpu?: number;
+  readonly memoryGiB?: number;
+  readonly cpuTargetPercent: number;
+  readonly serviceAccountName?: string;
+}
+
+const literal = (v: unknown) => !Token.isUnresolved(v);
+
+/** The Kubernetes rules: checked before anything is created. */
+function checkKubernetes(endpoint: Construct, target: KubernetesTarget, props: ModelEndpointProps, plan: ModelEndpointPlan): KubernetesEndpointPlan {
+  const a = plan.accelerator;
+  const shape = a ? resolveAccelerator('kubernetes', a.name, a.count, { where: endpoint.node.path, countProp: 'acceleratorsPerReplica' }) : undefined;
+  const nodeSelector = shape ? gpuNodeSelector(endpoint, target, shape) : {};
+  // Requests and limits are quantity strings built at synth ("2", "16Gi"): literal numbers only.
+  if (props.cpu !== undefined && !(typeof props.cpu === 'number' && literal(props.cpu) && props.cpu > 0 && props.cpu <= 256)) {
+    throw Errors.outOfRange(endpoint, 'cpu', literal(props.cpu) ? props.cpu : '(a Terraform value)', 'a literal number of vCPU from 0.1 to 256');
+  }
+  const m = props.memoryGiB;
+  if (m !== undefined && !(typeof m === 'number' && literal(m) && Number.isInteger(m) && m >= 1 && m <= 4096)) {
+    throw Errors.outOfRange(endpoint, 'memoryGiB', literal(m) ? m : '(a Terraform value)', 'a literal integer from 1 to 4096 GiB');
+  }
+  for (const [k, ref] of Object.entries(plan.secretEnv)) {
+    if (!ref || ref.store !== 'kubernetes-secret') throw Errors.invalid(endpoint, `secretEnv.${k}`, ref?.store, 'a kubernetes-secret reference on kubernetes');
+  }
+  if (plan.previous && plan.previous.image === undefined) {
+    throw Errors.missing(endpoint, 'previous.image', 'the image the previous version runs (its pods are kept beside the new ones)');
+  }
+  // Replica shares of a canary or linear step are computed here, at synth: they need literal counts.
+  const split = plan.previous && plan.rollout.kind !== 'blue-green';
+  for (const k of ['min', 'max'] as const) {
+    if (split && !literal(plan.replicas[k])) {
+      throw Errors.invalid(endpoint, `replicas.${k}`, '(a Terraform value)', `a literal number with a ${plan.rollout.kind} rollout on kubernetes (the split between versions is computed at synth)`);
+    }
+  }
+  const cpuTargetPercent = props.cpuTargetPercent ?? 70;
+  if (literal(cpuTargetPercent) && !(Number.isInteger(cpuTargetPercent) && cpuTargetPercent >= 10 && cpuTargetPercent <= 100)) {
+    throw Errors.outOfRange(endpoint, 'cpuTargetPercent', cpuTargetPercent, 'an integer percent from 10 to 100');
+  }
+  const sa = props.serviceAccountName;
+  if (sa !== undefined && literal(sa) && !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(sa)) {
+    throw Errors.invalid(endpoint, 'serviceAccountName', sa, 'a Kubernetes service account name (DNS subdomain)');
+  }
+  return { shape, nodeSelector, cpu: props.cpu, memoryGiB: m, cpuTargetPercent, serviceAccountName: sa };
+}
+
+/** ModelEndpoint on Kubernetes: its rules and resources. */
+export const KUBERNETES_MODEL_ENDPOINT: ModelEndpointTargetBackend<KubernetesTarget> = {
+  minReplicas: { count: 1, why: 'the HorizontalPodAutoscaler keeps at least one pod' },
+  secretHint: 'use secretEnv (a Secret Manager or Kubernetes Secret reference)',
+  build(endpoint, target, props, plan) {
+    const k8s = checkKubernetes(endpoint, target, props, plan);
+    const built = buildKubernetesModelEndpoint(endpoint, target, plan, k8s);
+    const s = k8s.shape;
+    const quantity = replicaQuantity(plan.replicas);
+    recordCost(endpoint, s
+      ? { item: `GPU pod (${s.accelerator} x${s.count} share)`, unitUsd: s.price.usdPerHour, per: 'hour', ...quantity, source: s.price.source, asOf: s.price.asOf }
+      : { item: 'CPU pod', unitUsd: 0, per: 'hour', ...quantity, source: 'not priced: runs on your nodes', asOf: '-' });
+    return built;
+  },
+};
+
+function buildKubernetesModelEndpoint(endpoint: Construct, target: KubernetesTarget, plan: ModelEndpointPlan, k8s: KubernetesEndpointPlan): ModelEndpointBackend {
+  const nodeSelector = k8s.nodeSelector;
   const provider = target.provider;
   const namespace = target.namespace;
   const name = plan.name;
@@ -108,12 +177,13 @@ export function buildKubernetesModelEndpoint(endpoint: Construct, target: Kubern
 
   const identity = new Construct(endpoint, 'identity');
   // The server never calls the Kubernetes API: no token is mounted.
-  const serviceAccount = plan.serviceAccountName ? undefined : new ServiceAccountV1(identity, 'service-account', {
+  const serviceAccount = k8s.serviceAccountName ? undefined : new ServiceAccountV1(identity, 'service-account', {
     provider, metadata: meta(name), automountServiceAccountToken: false,
   });
-  const serviceAccountName = plan.serviceAccountName ?? serviceAccount!.metadata.name;
+  const serviceAccountName = k8s.serviceAccountName ?? serviceAccount!.metadata.name;
 
-  const resources = podResources(plan.shape, plan.cpu, plan.memoryGiB);
+  const resources = podResources(k8s.shape, k8s.cpu, k8s.memoryGiB);
+  const imagePullSecrets = plan.source.options.imagePullSecrets ?? [];
   const nonRoot = {
     runAsNonRoot: true, runAsUser: UID, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] },
     // Writable root: model servers write caches (weights, compiled kernels) under $HOME and /tmp.
@@ -126,7 +196,7 @@ export function buildKubernetesModelEndpoint(endpoint: Construct, target: Kubern
   const workload = new Construct(endpoint, 'workload');
   const deployments: Record<string, DeploymentV1> = {};
   const autoscalers: Record<string, HorizontalPodAutoscalerV2> = {};
-  for (const d of plannedDeployments(plan)) {
+  for (const d of plannedDeployments(plan, plan.source.reference)) {
     const selector = { ...app, ...(blueGreen ? { [COLOR_LABEL]: d.key } : { [TRACK_LABEL]: d.key }) };
     const podLabels = { ...labels, ...selector, 'app.kubernetes.io/version': d.revision };
     const deployment = new DeploymentV1(workload, d.key, {
@@ -134,7 +204,8 @@ export function buildKubernetesModelEndpoint(endpoint: Construct, target: Kubern
       // GPU nodes may take many minutes to appear; readiness, not the apply, gates traffic.
       waitForRollout: false,
       spec: {
-        replicas: String(d.min),
+        // A Terraform value stays a reference: String() of a number token would write its encoding.
+        replicas: Token.isUnresolved(d.min) ? Token.asString(d.min) : String(d.min),
         selector: { matchLabels: selector },
         // All at once: every new pod starts together, old ones go as new ones turn ready (never below capacity).
         strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: plan.rollout.kind === 'all-at-once' ? '100%' : '25%', maxUnavailable: '0' } },
@@ -144,10 +215,10 @@ export function buildKubernetesModelEndpoint(endpoint: Construct, target: Kubern
           spec: {
             serviceAccountName, automountServiceAccountToken: false, enableServiceLinks: false,
             terminationGracePeriodSeconds: 60,
-            imagePullSecrets: plan.imagePullSecrets.length ? plan.imagePullSecrets.map((name) => ({ name })) : undefined,
+            imagePullSecrets: imagePullSecrets.length ? imagePullSecrets.map((name) => ({ name })) : undefined,
             securityContext: { runAsNonRoot: true, runAsUser: UID, runAsGroup: UID, fsGroup: UID, seccompProfile: { type: 'RuntimeDefault' } },
             nodeSelector: Object.keys(nodeSelector).length ? nodeSelector : undefined,
-            toleration: plan.shape ? [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }] : undefined,
+            toleration: k8s.shape ? [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }] : undefined,
             container: [{
               name: 'server', image: d.image,
               env: [
@@ -180,7 +251,7 @@ export function buildKubernetesModelEndpoint(endpoint: Construct, target: Kubern
       spec: {
         minReplicas: d.min, maxReplicas: d.max,
         scaleTargetRef: { apiVersion: 'apps/v1', kind: 'Deployment', name: deployment.metadata.name },
-        metric: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: plan.cpuTargetPercent } } }],
+        metric: [{ type: 'Resource', resource: { name: 'cpu', target: { type: 'Utilization', averageUtilization: k8s.cpuTargetPercent } } }],
       },
     });
   }
@@ -219,7 +290,7 @@ export function buildKubernetesModelEndpoint(endpoint: Construct, target: Kubern
     grantPrincipal: { kind: 'kubernetes', namespace, serviceAccountName, podLabels: { ...app } },
     grantInvoke(grantee, grantId) {
       const p = grantee.grantPrincipal;
-      if (p.kind !== 'kubernetes') throw new Error(`${endpoint.node.path}.grantInvoke: grantee is on ${p.kind}, the endpoint on kubernetes; grants do not cross clouds`);
+      if (p.kind !== 'kubernetes') throw Errors.crossCloudGrant(endpoint, 'grantInvoke', p.kind, 'kubernetes');
       // A NetworkPolicy selects pods: the grantee's own, or its namespace's client-labelled pods.
       new NetworkPolicyV1((grants ??= new Construct(endpoint, 'grants')), grantId, {
         provider, metadata: meta(grantId),
@@ -233,6 +304,7 @@ export function buildKubernetesModelEndpoint(endpoint: Construct, target: Kubern
         },
       });
     },
-    resources: { serviceAccount, deployments, autoscalers, service, podDisruptionBudget, networkPolicy },
+    shape: k8s.shape,
+    kubernetes: { serviceAccount, deployments, autoscalers, service, podDisruptionBudget, networkPolicy },
   };
 }

@@ -1,8 +1,16 @@
 /** The cloud-neutral plan a ModelEndpoint hands its backend, and what a backend hands back. */
-import { AcceleratorShape } from '../../core/accelerators';
+import { Token } from 'cdktf';
+import { Construct } from 'constructs';
+import { AcceleratorName, AcceleratorShape } from '../../core/accelerators';
+import { ContainerImage } from '../../core/container-image';
 import { GrantPrincipal, IGrantable } from '../../core/grants';
 import { ParsedModelUri } from '../../core/model';
 import { SecretRef } from '../../core/secrets';
+import { Target } from '../../core/targets';
+import type { AwsModelEndpointResources } from './aws';
+import type { GcpModelEndpointResources } from './gcp';
+import type { ModelEndpointProps } from './index';
+import type { KubernetesModelEndpointResources } from './kubernetes';
 
 export type RolloutKind = 'all-at-once' | 'canary' | 'linear' | 'blue-green';
 
@@ -26,6 +34,16 @@ export interface ReplicaRange {
 
 export type Color = 'blue' | 'green';
 
+/**
+ * The replica counts of a cost fact. A Terraform value is not known at synth: it counts 0 and the
+ * fact says so (the note replaces any other).
+ */
+export function replicaQuantity(r: ReplicaRange): { quantity: ReplicaRange; note?: string; estimate?: boolean } {
+  if (!Token.isUnresolved(r.min) && !Token.isUnresolved(r.max)) return { quantity: { min: r.min, max: r.max } };
+  const known = (n: number) => (Token.isUnresolved(n) ? 0 : n);
+  return { quantity: { min: known(r.min), max: known(r.max) }, estimate: true, note: 'replicas is a Terraform value: not known at synth, counted as 0' };
+}
+
 /** The version serving before this one (GCP: a revision that exists; Kubernetes: what the stable pods run). */
 export interface PlannedPrevious {
   readonly revision: string;
@@ -35,42 +53,65 @@ export interface PlannedPrevious {
   readonly deployed?: boolean;
 }
 
+/**
+ * The cloud-neutral plan: props checked against rules that hold on every target. Each backend reads its
+ * own target's props from `props` and checks them itself (see `ModelEndpointTargetBackend`).
+ */
 export interface ModelEndpointPlan {
   /** Base name for cloud resources: [a-z0-9-], starts with a letter, at most 40 characters. */
   readonly name: string;
   readonly model: ParsedModelUri & { readonly uri: string };
-  /** The URI the target pulls (AWS: ECR, mirrored when from another registry; GCP: Artifact Registry when mirrored). */
-  readonly image: string;
-  /** AWS: the pull-through cache repository the execution role may import into. */
-  readonly imageCacheRepositoryArn?: string;
-  /** Kubernetes: docker-registry Secrets the pods pull with. */
-  readonly imagePullSecrets: readonly string[];
-  /** Undefined for a CPU-only endpoint. */
-  readonly shape?: AcceleratorShape;
+  /** The image as given; the backend makes it pullable on its target. */
+  readonly source: ContainerImage;
+  /** The accelerator asked for (resolved to a shape by the backend); undefined for a CPU-only endpoint. */
+  readonly accelerator?: { readonly name: AcceleratorName; readonly count: number };
   readonly replicas: ReplicaRange;
   readonly rollout: RolloutSpec;
-  readonly rollbackAlarms: readonly string[];
+  /** Values already escaped for Terraform templates. */
   readonly env: Readonly<Record<string, string>>;
   readonly secretEnv: Readonly<Record<string, SecretRef>>;
   readonly port: number;
   readonly healthPath: string;
-  // AWS
-  readonly instanceType?: string;
-  readonly invocationsPerInstanceTarget: number;
-  readonly captureSamplingPercent: number;
-  readonly modelKeyArn?: string;
-  // GCP and Kubernetes
-  readonly cpu?: number;
-  readonly memoryGiB?: number;
-  readonly public: boolean;
-  readonly gpuZonalRedundancy: boolean;
+  /** Versions, for targets that keep the previous one beside the new one (canary, linear, blue/green). */
   readonly revision: string;
   readonly previous?: PlannedPrevious;
   readonly rolloutStep: number;
   readonly color: Color;
   readonly live: Color;
-  readonly cpuTargetPercent: number;
-  readonly serviceAccountName?: string;
+}
+
+/** What a backend built: the endpoint's public surface on its target, and its escape hatch. */
+export interface ModelEndpointBackend {
+  readonly url: string;
+  readonly metrics: EndpointMetrics;
+  readonly grantPrincipal: GrantPrincipal;
+  /** The catalog shape on this target; undefined for a CPU-only endpoint. */
+  readonly shape?: AcceleratorShape;
+  grantInvoke(grantee: IGrantable, grantId: string): void;
+  /** Only the built target's is set. */
+  readonly aws?: AwsModelEndpointResources;
+  readonly gcp?: GcpModelEndpointResources;
+  readonly kubernetes?: KubernetesModelEndpointResources;
+}
+
+/**
+ * One target's ModelEndpoint: its rules and its resources. `build` checks every rule of the target
+ * (and every prop only it takes) before it creates anything, then creates the resources and records
+ * their cost facts.
+ */
+export interface ModelEndpointTargetBackend<T extends Target = Target> {
+  /** The fewest replicas the target keeps, with the reason when it is above 0. */
+  readonly minReplicas: { readonly count: number; readonly why?: string };
+  /** The model URI scheme the target reads without a cross-cloud copy; undefined: any. */
+  readonly modelScheme?: 's3' | 'gs';
+  /** Rollout rules tighter than the cloud-neutral ones (checked by the endpoint with the neutral ones). */
+  readonly rollout?: {
+    readonly maxCanaryPercent?: { readonly value: number; readonly why: string };
+    readonly minLinearPercent?: { readonly value: number; readonly why: string };
+  };
+  /** Where secrets go instead of plain env on this target (for the error on a secret-looking env name). */
+  readonly secretHint: string;
+  build(endpoint: Construct, target: T, props: ModelEndpointProps, plan: ModelEndpointPlan): ModelEndpointBackend;
 }
 
 /** A metric a monitor can watch, named as the target's metrics system names it. */
@@ -94,11 +135,4 @@ export interface EndpointMetrics {
   readonly errors: MetricRef;
   /** All requests. */
   readonly invocations: MetricRef;
-}
-
-export interface ModelEndpointBackend {
-  readonly url: string;
-  readonly metrics: EndpointMetrics;
-  readonly grantPrincipal: GrantPrincipal;
-  grantInvoke(grantee: IGrantable, grantId: string): void;
 }

@@ -1,5 +1,5 @@
 /** MonitoringStack on AWS: CloudWatch alarms and one dashboard, SNS (own KMS key) for notifications. */
-import { Lazy } from 'cdktf';
+import { Annotations, Lazy } from 'cdktf';
 import { Construct } from 'constructs';
 import { CloudwatchDashboard } from '@cdktf/provider-aws/lib/cloudwatch-dashboard';
 import { CloudwatchLogGroup } from '@cdktf/provider-aws/lib/cloudwatch-log-group';
@@ -11,9 +11,10 @@ import { KmsKey } from '@cdktf/provider-aws/lib/kms-key';
 import { SnsTopic } from '@cdktf/provider-aws/lib/sns-topic';
 import { SnsTopicPolicy } from '@cdktf/provider-aws/lib/sns-topic-policy';
 import { SnsTopicSubscription } from '@cdktf/provider-aws/lib/sns-topic-subscription';
+import { Errors } from '../../core/errors';
 import { resourceName } from '../../core/naming';
 import { AwsTarget } from '../../core/targets';
-import { awsHostLogGroups, HOST_METRICS } from '../gpu-cluster/bootstrap';
+import { AGENT_METRICS, awsHostLogGroups, HOST_METRICS } from '../../contracts/host-metrics';
 import type { MetricRef } from '../model-endpoint';
 import { AwsNotifyDeliveryResources, buildAwsNotifyDelivery } from './aws-notify';
 import { ALARMS, MonitoringBackend, NotifyPlan, WatchedCluster, WatchedEndpoint, WatchedPipeline } from './plan';
@@ -42,7 +43,7 @@ export const xidMetricName = (clusterName: string) => `XidErrors-${clusterName}`
 
 type Widget = Record<string, unknown>;
 
-export function buildAwsMonitoring(scope: Construct, target: AwsTarget, notify: NotifyPlan): MonitoringBackend & { readonly resources: AwsMonitoringResources } {
+export function buildAwsMonitoring(scope: Construct, target: AwsTarget, notify: NotifyPlan): MonitoringBackend & { readonly dashboard: string; readonly resources: AwsMonitoringResources } {
   const provider = target.provider;
   const region = target.region;
 
@@ -108,7 +109,11 @@ export function buildAwsMonitoring(scope: Construct, target: AwsTarget, notify: 
     watchCluster(w: WatchedCluster) {
       const watch = new Construct(scope, w.id);
       const t = w.thresholds;
-      const hatch = w.cluster.aws!;
+      const group = w.cluster.hostGroup;
+      const hosts = w.cluster.grantPrincipal;
+      if (group.kind !== 'aws-autoscaling-group' || hosts.kind !== 'aws') {
+        throw Errors.invalid(scope, 'watch(cluster)', w.cluster.node.path, 'a GpuCluster on aws (an Auto Scaling group whose hosts have an IAM role)', `has a ${group.kind}`);
+      }
       const name = w.clusterName;
       const dims = { [DIM]: name };
 
@@ -130,7 +135,7 @@ export function buildAwsMonitoring(scope: Construct, target: AwsTarget, notify: 
           },
         ],
       });
-      new IamRolePolicy(watch, 'host-metrics', { provider, name: 'mlinfra-host-metrics', role: hatch.role.name, policy: doc.json });
+      new IamRolePolicy(watch, 'host-metrics', { provider, name: 'mlinfra-host-metrics', role: hosts.roleName, policy: doc.json });
       new CloudwatchLogMetricFilter(watch, 'xid-filter', {
         provider, name: 'nvidia-xid', logGroupName: kernel.name, pattern: '"NVRM: Xid"',
         metricTransformation: { name: xidMetricName(name), namespace: GPU, value: '1', defaultValue: '0' },
@@ -139,7 +144,7 @@ export function buildAwsMonitoring(scope: Construct, target: AwsTarget, notify: 
       alarm(watch, w.id, ALARMS.gpuIdle, `GPUs under ${t.gpuIdlePercent}% busy for ${t.gpuIdleMinutes} min while jobs are queued`, {
         threshold: 0, evaluationPeriods: t.gpuIdleMinutes, datapointsToAlarm: t.gpuIdleMinutes, treatMissingData: 'notBreaching',
         metricQuery: [
-          { id: 'queued', metric: { namespace: AGENT, metricName: 'mlinfra_agent_jobs_queued', dimensions: dims, period: 60, stat: 'Maximum' }, returnData: false },
+          { id: 'queued', metric: { namespace: AGENT, metricName: AGENT_METRICS.jobsQueued, dimensions: dims, period: 60, stat: 'Maximum' }, returnData: false },
           { id: 'util', metric: { namespace: GPU, metricName: AWS_GPU_METRICS.utilization, dimensions: dims, period: 60, stat: 'Average' }, returnData: false },
           { id: 'idle', expression: `IF(queued > 0 AND util < ${t.gpuIdlePercent}, 1, 0)`, label: 'idle while queued', returnData: true },
         ],
@@ -152,11 +157,15 @@ export function buildAwsMonitoring(scope: Construct, target: AwsTarget, notify: 
       alarm(watch, w.id, 'host-metrics-failed', 'a host could not start its CloudWatch agent (no GPU, XID or agent metrics from it)', {
         namespace: AGENT, metricName: HOST_METRICS.hostMetricsFailed, dimensions: dims, statistic: 'Sum', period: 300, threshold: 0, treatMissingData: 'notBreaching',
       });
-      alarm(watch, w.id, ALARMS.agentDown, `an agent failed its health check for ${t.agentDownMinutes} min`, {
-        namespace: 'AWS/NetworkELB', metricName: 'UnHealthyHostCount', statistic: 'Maximum', period: 60, threshold: 0,
-        evaluationPeriods: t.agentDownMinutes, datapointsToAlarm: t.agentDownMinutes, treatMissingData: 'notBreaching',
-        dimensions: { TargetGroup: hatch.targetGroup.arnSuffix, LoadBalancer: hatch.loadBalancer.arnSuffix },
-      });
+      if (group.health) {
+        alarm(watch, w.id, ALARMS.agentDown, `an agent failed its health check for ${t.agentDownMinutes} min`, {
+          namespace: 'AWS/NetworkELB', metricName: 'UnHealthyHostCount', statistic: 'Maximum', period: 60, threshold: 0,
+          evaluationPeriods: t.agentDownMinutes, datapointsToAlarm: t.agentDownMinutes, treatMissingData: 'notBreaching',
+          dimensions: { TargetGroup: group.health.targetGroupArnSuffix, LoadBalancer: group.health.loadBalancerArnSuffix },
+        });
+      } else {
+        Annotations.of(watch).addWarning(`${w.cluster.node.path}: no load balancer dimensions (targetGroupArnSuffix, loadBalancerArnSuffix): no ${ALARMS.agentDown} alarm`);
+      }
       alarm(watch, w.id, ALARMS.drift, `a feature's PSI is above ${t.driftPsi}`, {
         namespace: AGENT, metricName: HOST_METRICS.driftPsi, dimensions: dims, statistic: 'Maximum', period: 300, threshold: t.driftPsi, treatMissingData: 'notBreaching',
       });
@@ -168,13 +177,13 @@ export function buildAwsMonitoring(scope: Construct, target: AwsTarget, notify: 
       });
       widget(`${w.id}: jobs queued and running, GPUs busy`, {
         stat: 'Maximum',
-        metrics: [[AGENT, 'mlinfra_agent_jobs_queued', DIM, name], [AGENT, 'mlinfra_agent_jobs_running', DIM, name], [AGENT, 'mlinfra_agent_gpus_busy', DIM, name]],
+        metrics: [[AGENT, AGENT_METRICS.jobsQueued, DIM, name], [AGENT, AGENT_METRICS.jobsRunning, DIM, name], [AGENT, AGENT_METRICS.gpusBusy, DIM, name]],
       });
       widget(`${w.id}: job failures by class, autostops, XID errors`, {
         stat: 'Sum',
         metrics: [
-          search(`{${AGENT},${DIM},failure_class} MetricName="mlinfra_agent_jobs_finished_total" ${DIM}="${name}"`, 'Sum'),
-          [AGENT, 'mlinfra_agent_autostop_total', DIM, name], [GPU, xidMetricName(name)],
+          search(`{${AGENT},${DIM},failure_class} MetricName="${AGENT_METRICS.jobsFinished}" ${DIM}="${name}"`, 'Sum'),
+          [AGENT, AGENT_METRICS.autostops, DIM, name], [GPU, xidMetricName(name)],
         ],
       });
       widget(`${w.id}: feature drift (PSI)`, {
@@ -229,6 +238,7 @@ export function buildAwsMonitoring(scope: Construct, target: AwsTarget, notify: 
       });
       widget(`${w.id}: requests and 5xx errors`, { stat: 'Sum', period: 60, metrics: [row(m.invocations), row(m.errors)] });
     },
+    dashboard: dashboard.dashboardName,
     resources: { key, topic, subscriptions, delivery, dashboard, alarms },
   };
 }

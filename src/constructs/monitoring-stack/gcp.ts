@@ -6,7 +6,7 @@ import { MonitoringDashboard } from '@cdktf/provider-google/lib/monitoring-dashb
 import { MonitoringNotificationChannel } from '@cdktf/provider-google/lib/monitoring-notification-channel';
 import { GcpTarget } from '../../core/targets';
 import { buildGcpNotificationChannels } from './gcp-notify';
-import { HOST_METRICS } from '../gpu-cluster/bootstrap';
+import { AGENT_METRICS, HOST_METRICS } from '../../contracts/host-metrics';
 import type { MetricRef } from '../model-endpoint';
 import { ALARMS, MonitoringBackend, NotifyPlan, WatchedCluster, WatchedEndpoint, WatchedPipeline } from './plan';
 import { CLUSTER_LABEL, matchers, promql } from './prometheus';
@@ -38,7 +38,7 @@ export function refFilter(r: MetricRef): string {
 
 type Tile = Record<string, unknown>;
 
-export function buildGcpMonitoring(scope: Construct, target: GcpTarget, notify: NotifyPlan): MonitoringBackend & { readonly resources: GcpMonitoringResources } {
+export function buildGcpMonitoring(scope: Construct, target: GcpTarget, notify: NotifyPlan): MonitoringBackend & { readonly dashboard: string; readonly resources: GcpMonitoringResources } {
   const provider = target.provider;
   const project = target.project;
   target.requireApis('monitoring.googleapis.com');
@@ -78,7 +78,7 @@ export function buildGcpMonitoring(scope: Construct, target: GcpTarget, notify: 
       const watch = new Construct(scope, w.id);
       const t = w.thresholds;
       const name = w.clusterName;
-      const queued = `metric.type=${lit(prom('mlinfra_agent_jobs_queued', 'gauge'))} AND resource.type="prometheus_target" AND metric.labels.${CLUSTER_LABEL}=${lit(name)}`;
+      const queued = `metric.type=${lit(prom(AGENT_METRICS.jobsQueued, 'gauge'))} AND resource.type="prometheus_target" AND metric.labels.${CLUSTER_LABEL}=${lit(name)}`;
       const util = `metric.type=${lit(GCP_GPU_METRICS.utilization)} AND ${hostsOf(name)}`;
       const window = `${t.gpuIdleMinutes * 60}s`;
       // Two conditions, combined with AND: both must hold at once.
@@ -116,11 +116,11 @@ export function buildGcpMonitoring(scope: Construct, target: GcpTarget, notify: 
       chart(`${w.id}: GPU memory used (bytes)`, [filterSet(`metric.type=${lit(GCP_GPU_METRICS.memoryUsed)} AND ${hostsOf(name)}`, 'ALIGN_MEAN', 'REDUCE_SUM')]);
       const sel = matchers({ [CLUSTER_LABEL]: name });
       chart(`${w.id}: jobs queued and running, GPUs busy`, [
-        promSet(`max(mlinfra_agent_jobs_queued${sel})`), promSet(`sum(mlinfra_agent_jobs_running${sel})`), promSet(`sum(mlinfra_agent_gpus_busy${sel})`),
+        promSet(`max(${AGENT_METRICS.jobsQueued}${sel})`), promSet(`sum(${AGENT_METRICS.jobsRunning}${sel})`), promSet(`sum(${AGENT_METRICS.gpusBusy}${sel})`),
       ]);
       chart(`${w.id}: job failures by class, autostops`, [
-        promSet(`sum by (failure_class) (increase(mlinfra_agent_jobs_finished_total${matchers({ [CLUSTER_LABEL]: name, state: 'failed' })}[1h]))`),
-        promSet(`sum(increase(mlinfra_agent_autostop_total${sel}[1h]))`),
+        promSet(`sum by (failure_class) (increase(${AGENT_METRICS.jobsFinished}${matchers({ [CLUSTER_LABEL]: name, state: 'failed' })}[1h]))`),
+        promSet(`sum(increase(${AGENT_METRICS.autostops}${sel}[1h]))`),
       ]);
       chart(`${w.id}: feature drift (PSI)`, [promSet(`max by (feature) (${HOST_METRICS.driftPsi}${sel})`)], t.driftPsi);
     },
@@ -167,6 +167,7 @@ export function buildGcpMonitoring(scope: Construct, target: GcpTarget, notify: 
         filterSet(refFilter(m.invocations), 'ALIGN_RATE', 'REDUCE_SUM'), filterSet(refFilter(m.errors), 'ALIGN_RATE', 'REDUCE_SUM'),
       ]);
     },
+    dashboard: dashboard.id,
     resources: { channels, dashboard, policies },
   };
 }

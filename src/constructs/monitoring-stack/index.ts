@@ -3,23 +3,21 @@ import { Construct, IConstruct } from 'constructs';
 import { Duration } from '../../core/duration';
 import { Errors } from '../../core/errors';
 import { Notify, NOTIFY_DESTINATIONS } from '../../core/notify';
-import { AwsTarget, GcpTarget, KubernetesTarget, Target, targetKind } from '../../core/targets';
+import { Target, targetKind } from '../../core/targets';
+import { TargetKind } from '../../core/accelerators';
+import { recordEdge } from '../../core/facts';
+import { WatchKind } from '../../contracts/watchable';
 import type { IGpuCluster } from '../gpu-cluster';
 import type { IModelEndpoint } from '../model-endpoint';
 import {
-  ClusterThresholds, EndpointThresholds, IWatchableCluster, IWatchablePipeline, MonitoringBackend, NotifyPlan, PipelineThresholds,
+  ClusterThresholds, EndpointThresholds, IWatchablePipeline, MonitoringBackend, NotifyPlan, PipelineThresholds,
 } from './plan';
 import type { AwsMonitoringResources } from './aws';
 import type { GcpMonitoringResources } from './gcp';
 import type { KubernetesMonitoringOptions, KubernetesMonitoringResources } from './kubernetes';
-import { lazyFunction } from '../../core/lazy';
+import { MONITORING_TARGETS, MonitoringTarget } from './targets';
 
-// Backends (and their provider packages) load when a construct first uses their target.
-const buildAwsMonitoring = lazyFunction(() => (require('./aws') as typeof import('./aws')).buildAwsMonitoring);
-const buildGcpMonitoring = lazyFunction(() => (require('./gcp') as typeof import('./gcp')).buildGcpMonitoring);
-const buildKubernetesMonitoring = lazyFunction(() => (require('./kubernetes') as typeof import('./kubernetes')).buildKubernetesMonitoring);
-
-export { IWatchablePipeline, IWatchableCluster, ALARMS } from './plan';
+export { IWatchablePipeline, ALARMS } from './plan';
 export type { AwsMonitoringResources } from './aws';
 export type { GcpMonitoringResources } from './gcp';
 export type { KubernetesMonitoringResources, SmtpSettings } from './kubernetes';
@@ -122,6 +120,7 @@ export class MonitoringStack extends Construct {
   public readonly gcp?: GcpMonitoringResources;
   public readonly kubernetes?: KubernetesMonitoringResources;
   private readonly backend: MonitoringBackend;
+  private readonly targetRules: MonitoringTarget;
   private readonly watched = new Set<unknown>();
   private readonly ids = new Set<string>();
 
@@ -131,25 +130,13 @@ export class MonitoringStack extends Construct {
     const kind = targetKind(this, 'target', props.target);
     this.target = props.target;
     this.notify = this.planNotify(props);
-    if (props.kubernetes !== undefined && kind !== 'kubernetes') {
-      throw Errors.conflict(this, 'kubernetes', Object.keys(props.kubernetes), 'kubernetes targets only', `does not apply to ${kind}`);
-    }
-    const t = props.target;
-    if (t instanceof AwsTarget) {
-      const b = buildAwsMonitoring(this, t, this.notify);
-      this.aws = b.resources;
-      this.backend = b;
-    } else if (t instanceof GcpTarget) {
-      const b = buildGcpMonitoring(this, t, this.notify);
-      this.gcp = b.resources;
-      this.backend = b;
-    } else {
-      const b = buildKubernetesMonitoring(this, t as KubernetesTarget, this.notify, props.kubernetes ?? {});
-      this.kubernetes = b.resources;
-      this.backend = b;
-    }
+    this.targetRules = MONITORING_TARGETS[kind];
+    const built = this.targetRules.build(this, props.target, this.notify, props.kubernetes);
+    // The escape hatch of this target: `aws`, `gcp` or `kubernetes`.
+    (this as { -readonly [K in TargetKind]?: unknown })[kind] = built.resources;
+    this.backend = built;
     const outputs = new Construct(this, 'outputs');
-    new TerraformOutput(outputs, 'dashboard', { value: b2dashboard(this), description: `${this.node.path}: dashboard` });
+    new TerraformOutput(outputs, 'dashboard', { value: built.dashboard, description: `${this.node.path}: dashboard` });
   }
 
   /** Watches a GpuCluster: GPU idle while jobs queue, NVIDIA XID errors, agent down, feature drift. */
@@ -166,35 +153,42 @@ export class MonitoringStack extends Construct {
       throw Errors.conflict(this, 'watch', pathOf(x), 'each construct watched once (pass all thresholds in one call)', 'is already watched');
     }
     if (options === null || typeof options !== 'object') throw Errors.invalid(this, 'watch options', options, 'an object of thresholds');
-    if ('pipelineName' in x) {
-      const p = x as IWatchablePipeline;
-      this.checkTarget('watch(pipeline).cluster.target', p.cluster, p.cluster?.target);
-      const clusterName = this.clusterName('watch(pipeline).cluster', p.cluster as IWatchableCluster);
-      const thresholds = this.pipelineThresholds(p, options as PipelineWatchOptions);
-      this.watched.add(x);
-      this.backend.watchPipeline({ id: this.watchId(x, p.pipelineName), pipeline: p, clusterName, thresholds });
-    } else if ('metrics' in x && 'url' in x) {
-      const e = x as IModelEndpoint;
-      this.checkTarget('watch(endpoint).target', e, e.target);
-      const thresholds = this.endpointThresholds(options as EndpointWatchOptions);
-      this.watched.add(x);
-      this.backend.watchEndpoint({ id: this.watchId(x, 'endpoint'), endpoint: e, thresholds });
-    } else if ('agentUrl' in x) {
-      const c = x as IWatchableCluster;
-      this.checkTarget('watch(cluster).target', c, c.target);
-      if (c.target instanceof KubernetesTarget && this.target instanceof KubernetesTarget && c.target !== this.target
-        && !(Token.isUnresolved(c.target.namespace) && Token.isUnresolved(this.target.namespace)) && c.target.namespace !== this.target.namespace) {
-        throw Errors.conflict(this, 'watch(cluster).target', c.target.namespace,
-          `a cluster in namespace ${this.target.namespace} (Prometheus mounts the cluster's token Secret, and Secrets do not cross namespaces)`, 'is in another namespace');
-      }
-      const clusterName = this.clusterName('watch(cluster)', c);
-      const thresholds = this.clusterThresholds(options as ClusterWatchOptions);
-      this.watched.add(x);
-      this.backend.watchCluster({ id: this.watchId(x, 'cluster'), cluster: c, clusterName, thresholds });
-    } else {
-      throw Errors.invalid(this, 'watch', pathOf(x), 'a GpuCluster (agentUrl), a pipeline (pipelineName) or a ModelEndpoint (metrics and url)', 'is nothing MonitoringStack can watch');
+    const kind = (x as { watchKind?: WatchKind }).watchKind;
+    const watchers: Record<WatchKind, () => void> = {
+      'training-pipeline': () => this.watchPipeline(x as IWatchablePipeline, options as PipelineWatchOptions),
+      'model-endpoint': () => this.watchEndpoint(x as IModelEndpoint, options as EndpointWatchOptions),
+      'gpu-cluster': () => this.watchCluster(x as IGpuCluster, options as ClusterWatchOptions),
+    };
+    if (kind === undefined || !Object.prototype.hasOwnProperty.call(watchers, kind)) {
+      throw Errors.invalid(this, 'watch', pathOf(x), 'a GpuCluster, a TrainingPipeline or a ModelEndpoint (a construct with a watchKind)', 'is nothing MonitoringStack can watch');
     }
+    watchers[kind]();
+    if (isConstruct(x)) recordEdge(this, { to: x, kind: 'watches' });
     return this;
+  }
+
+  private watchPipeline(p: IWatchablePipeline, options: PipelineWatchOptions): void {
+    this.checkTarget('watch(pipeline).cluster.target', p.cluster, p.cluster?.target);
+    const clusterName = this.clusterName('watch(pipeline).cluster', p.cluster);
+    const thresholds = this.pipelineThresholds(p, options);
+    this.watched.add(p);
+    this.backend.watchPipeline({ id: this.watchId(p, p.pipelineName), pipeline: p, clusterName, thresholds });
+  }
+
+  private watchEndpoint(e: IModelEndpoint, options: EndpointWatchOptions): void {
+    this.checkTarget('watch(endpoint).target', e, e.target);
+    const thresholds = this.endpointThresholds(options);
+    this.watched.add(e);
+    this.backend.watchEndpoint({ id: this.watchId(e, 'endpoint'), endpoint: e, thresholds });
+  }
+
+  private watchCluster(c: IGpuCluster, options: ClusterWatchOptions): void {
+    this.checkTarget('watch(cluster).target', c, c.target);
+    this.targetRules.checkCluster?.(this, this.target, c);
+    const clusterName = this.clusterName('watch(cluster)', c);
+    const thresholds = this.clusterThresholds(options);
+    this.watched.add(c);
+    this.backend.watchCluster({ id: this.watchId(c, 'cluster'), cluster: c, clusterName, thresholds });
   }
 
   // ---------------------------------------------------------------------------------- validation
@@ -216,22 +210,19 @@ export class MonitoringStack extends Construct {
   private checkTarget(prop: string, x: unknown, target: Target | undefined): void {
     const mine = this.target;
     const kind = target?.kind;
-    const where = `${mine.kind}${mine instanceof AwsTarget ? ` ${mine.region}` : mine instanceof GcpTarget ? ` project ${mine.project}` : ''}`;
     const fail = (value: unknown): never => {
-      throw Errors.conflict(this, prop, value, `constructs on this stack's target (${where})`, `is on another target than the monitor (${pathOf(x)})`);
+      throw Errors.conflict(this, prop, value, `constructs on this stack's target (${this.targetRules.describe(mine)})`, `is on another target than the monitor (${pathOf(x)})`);
     };
-    if (!target || kind !== mine.kind) fail(kind);
+    if (!target || kind !== mine.kind) return fail(kind);
     if (target === mine) return;
-    const differs = (a: string, b: string) => !Token.isUnresolved(a) && !Token.isUnresolved(b) && a !== b;
-    if (target instanceof AwsTarget && mine instanceof AwsTarget && differs(target.region, mine.region)) fail(target.region);
-    if (target instanceof GcpTarget && mine instanceof GcpTarget && differs(target.project, mine.project)) fail(target.project);
-    if (target instanceof KubernetesTarget && mine instanceof KubernetesTarget && target.provider !== mine.provider) fail('another kubernetes provider (cluster)');
+    const other = this.targetRules.differs(mine, target);
+    if (other !== undefined) fail(other);
   }
 
-  /** The group name host metrics carry, from the cluster's escape hatch. */
-  private clusterName(prop: string, c: IWatchableCluster | undefined): string {
-    const name = c?.aws?.autoscalingGroup.name ?? c?.gcp?.instanceGroupManager.name ?? c?.kubernetes?.statefulSet.metadata.name;
-    if (!name) throw Errors.invalid(this, prop, pathOf(c), 'a GpuCluster created in this app (its escape hatch names the group its hosts report as)', 'has no resources to watch');
+  /** The group name host metrics carry. */
+  private clusterName(prop: string, c: IGpuCluster | undefined): string {
+    const name = c?.groupName;
+    if (typeof name !== 'string' || name === '') throw Errors.invalid(this, prop, pathOf(c), 'a GpuCluster (its groupName names the group its hosts report as)', 'has no group name');
     return name;
   }
 
@@ -311,9 +302,4 @@ function isConstruct(x: unknown): x is IConstruct {
 
 function pathOf(x: unknown): string {
   return isConstruct(x) ? x.node.path : typeof x;
-}
-
-/** The dashboard's name or URL for the output. */
-function b2dashboard(m: MonitoringStack): string {
-  return m.aws?.dashboard.dashboardName ?? m.gcp?.dashboard.id ?? `${m.kubernetes!.dashboardConfigMap.metadata.namespace}/${m.kubernetes!.dashboardConfigMap.metadata.name}`;
 }

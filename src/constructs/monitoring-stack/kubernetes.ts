@@ -14,13 +14,13 @@ import { PersistentVolumeClaimV1 } from '@cdktf/provider-kubernetes/lib/persiste
 import { RoleBindingV1 } from '@cdktf/provider-kubernetes/lib/role-binding-v1';
 import { ServiceAccountV1 } from '@cdktf/provider-kubernetes/lib/service-account-v1';
 import { ServiceV1 } from '@cdktf/provider-kubernetes/lib/service-v1';
-import { Policy } from '../../aspects/policy/policy';
 import { Errors } from '../../core/errors';
+import { suppressPolicyRule } from '../../core/suppressions';
 import { resourceName } from '../../core/naming';
 import { KubernetesTarget } from '../../core/targets';
-import { AGENT_CLIENT_LABEL } from '../gpu-cluster/kubernetes';
-import { ENDPOINT_CLIENT_LABEL } from '../model-endpoint/kubernetes';
+import { AGENT_CLIENT_LABEL, ENDPOINT_CLIENT_LABEL } from '../../contracts/client-labels';
 import { alertmanagerSetup } from './alertmanager-receivers';
+import { buildDcgmExporter, DCGM_EXPORTER_IMAGE } from './kubernetes-dcgm';
 import { MonitoringBackend, NotifyPlan, WatchedCluster, WatchedEndpoint, WatchedPipeline } from './plan';
 import {
   AgentScrape, CLUSTER_LABEL, clusterRules, endpointRules, matchers, pipelineRules, PROMETHEUS_ETC, PrometheusRuleGroup,
@@ -32,7 +32,7 @@ export const ALERTMANAGER_IMAGE = 'quay.io/prometheus/alertmanager:v0.27.0';
 /** DCGM 3.3.9 / exporter 3.6.1: its default counters include GPU_UTIL, FB_USED, GPU_TEMP, POWER_USAGE and XID_ERRORS. */
 /** Pods allowed to query Prometheus (Grafana, operators' tools). */
 export const MONITORING_CLIENT_LABEL = 'mlinfra.dev/monitoring-client';
-export const DCGM_EXPORTER_IMAGE = 'nvcr.io/nvidia/k8s/dcgm-exporter:3.3.9-3.6.1-ubuntu22.04';
+export { DCGM_EXPORTER_IMAGE };
 
 export interface SmtpSettings {
   /** `host:port` of the mail relay, e.g. `smtp.example.com:587`. */
@@ -285,58 +285,7 @@ export function buildKubernetesMonitoring(scope: Construct, target: KubernetesTa
   });
 
   // ---- DCGM exporter on GPU nodes; it maps GPUs to the pods using them (pod-resources socket)
-  let dcgmExporter: DaemonSetV1 | undefined;
-  if (dcgm) {
-    const dcgmLabels = labelsOf('dcgm-exporter');
-    const gke = target.gpuNodeLabels === 'gke';
-    const nodeSelector = o.dcgmNodeSelector ? { ...o.dcgmNodeSelector }
-      : target.gpuNodeLabels === 'nvidia-gfd' ? { 'nvidia.com/gpu.present': 'true' } : undefined;
-    // GKE (COS) installs the driver on the host under /home/kubernetes/bin/nvidia, and NVML cannot
-    // initialise without it and a privileged container. Source: Google's reference exporter for
-    // Managed Prometheus, GoogleCloudPlatform/prometheus-engine examples/nvidia-dcgm/exporter.yaml
-    // (hostPath mounted at /usr/local/nvidia, privileged, LD_LIBRARY_PATH=/usr/local/nvidia/lib64).
-    dcgmExporter = new DaemonSetV1(scope, 'dcgm-exporter', {
-      provider, metadata: meta(`${name}-dcgm-exporter`, 'dcgm-exporter'),
-      spec: {
-        selector: { matchLabels: { ...dcgmLabels } },
-        template: {
-          metadata: { labels: { ...dcgmLabels } },
-          spec: {
-            automountServiceAccountToken: false, enableServiceLinks: false,
-            nodeSelector,
-            affinity: gke && !o.dcgmNodeSelector ? {
-              nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerm: [{ matchExpressions: [{ key: 'cloud.google.com/gke-accelerator', operator: 'Exists' }] }] } },
-            } : undefined,
-            toleration: [{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }],
-            container: [{
-              name: 'dcgm-exporter', image: o.dcgmExporterImage ?? DCGM_EXPORTER_IMAGE,
-              env: [
-                { name: 'DCGM_EXPORTER_KUBERNETES', value: 'true' }, { name: 'DCGM_EXPORTER_LISTEN', value: ':9400' }, { name: 'NVIDIA_VISIBLE_DEVICES', value: 'all' },
-                ...(gke ? [{ name: 'LD_LIBRARY_PATH', value: '/usr/local/nvidia/lib64' }] : []),
-              ],
-              port: [{ name: 'metrics', containerPort: 9400, protocol: 'TCP' }],
-              resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '500m', memory: '512Mi' } },
-              // Root to read the kubelet's pod-resources socket; elsewhere no added capabilities (SYS_ADMIN is
-              // only for profiling fields). Read-only root: DCGM writes its host engine files under /tmp.
-              securityContext: gke
-                ? { privileged: true, runAsNonRoot: false, runAsUser: '0', readOnlyRootFilesystem: true }
-                : { runAsNonRoot: false, runAsUser: '0', allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
-              volumeMount: [
-                { name: 'pod-resources', mountPath: '/var/lib/kubelet/pod-resources', readOnly: true },
-                { name: 'tmp', mountPath: '/tmp' },
-                ...(gke ? [{ name: 'nvidia-driver', mountPath: '/usr/local/nvidia', readOnly: true }] : []),
-              ],
-            }],
-            volume: [
-              { name: 'pod-resources', hostPath: { path: '/var/lib/kubelet/pod-resources', type: 'Directory' } },
-              { name: 'tmp', emptyDir: { sizeLimit: '256Mi' } },
-              ...(gke ? [{ name: 'nvidia-driver', hostPath: { path: '/home/kubernetes/bin/nvidia', type: 'Directory' } }] : []),
-            ],
-          },
-        },
-      },
-    });
-  }
+  const dcgmExporter = dcgm ? buildDcgmExporter(scope, target, o, meta, name, labelsOf('dcgm-exporter')) : undefined;
 
   // ---- ingress: Alertmanager and the DCGM exporter from Prometheus only; Prometheus from labelled clients
   const policies = new Construct(scope, 'network-policies');
@@ -352,11 +301,11 @@ export function buildKubernetesMonitoring(scope: Construct, target: KubernetesTa
   ];
   if (dcgmExporter) {
     networkPolicies.push(allowIn('dcgm-exporter', 'dcgm-exporter', labelsOf('dcgm-exporter'), 9400, [{ podSelector: { matchLabels: { ...promLabels } } }]));
-    Policy.suppress(dcgmExporter, 'k8s-pod-non-root', target.gpuNodeLabels === 'gke'
+    suppressPolicyRule(dcgmExporter, 'k8s-pod-non-root', target.gpuNodeLabels === 'gke'
       ? 'dcgm-exporter runs as root and privileged on GKE: NVML needs the host driver directory and device access there (Google\'s reference exporter does the same)'
       : 'dcgm-exporter runs as root to read the kubelet pod-resources socket; it adds no capabilities');
     if (target.gpuNodeLabels === 'gke') {
-      Policy.suppress(dcgmExporter, 'k8s-no-privilege-escalation', 'GKE: NVML in dcgm-exporter cannot initialise without a privileged container and the host driver directory (Google\'s reference exporter, prometheus-engine examples/nvidia-dcgm)');
+      suppressPolicyRule(dcgmExporter, 'k8s-no-privilege-escalation', 'GKE: NVML in dcgm-exporter cannot initialise without a privileged container and the host driver directory (Google\'s reference exporter, prometheus-engine examples/nvidia-dcgm)');
     }
   }
 
@@ -380,7 +329,9 @@ export function buildKubernetesMonitoring(scope: Construct, target: KubernetesTa
   return {
     watchCluster(w: WatchedCluster) {
       const secret = w.cluster.agentTokenSecret;
-      if (secret.store !== 'kubernetes-secret') throw new Error(`${w.cluster.target.node.path}: a Kubernetes cluster without a Kubernetes token Secret`);
+      if (secret.store !== 'kubernetes-secret') {
+        throw Errors.invalid(scope, 'watch', w.id, 'a GpuCluster on Kubernetes, whose agent token is a Kubernetes Secret', `keeps its token in ${secret.store}`);
+      }
       agents.push({ id: w.id, clusterName: w.clusterName, namespace: secret.namespace, port: 'agent' });
       credentialSources.push({ secret: secret.name, id: w.id });
       bindIn(secret.namespace);
@@ -390,7 +341,8 @@ export function buildKubernetesMonitoring(scope: Construct, target: KubernetesTa
       panels.push(
         { title: `${w.id}: GPU utilisation (%)`, exprs: [`avg by (pod, gpu) (DCGM_FI_DEV_GPU_UTIL${gpu})`] },
         { title: `${w.id}: GPU memory used (MiB), temperature (C), power (W)`, exprs: [`sum by (pod) (DCGM_FI_DEV_FB_USED${gpu})`, `max by (pod) (DCGM_FI_DEV_GPU_TEMP${gpu})`, `sum by (pod) (DCGM_FI_DEV_POWER_USAGE${gpu})`] },
-        { title: `${w.id}: jobs queued and running, GPUs busy`, exprs: [`sum(mlinfra_agent_jobs_queued${sel})`, `sum(mlinfra_agent_jobs_running${sel})`, `sum(mlinfra_agent_gpus_busy${sel})`] },
+        // max, not sum: every gateway replica reports the same counts (read from the API server).
+        { title: `${w.id}: jobs queued and running, GPUs busy`, exprs: [`max(mlinfra_agent_jobs_queued${sel})`, `max(mlinfra_agent_jobs_running${sel})`, `max(mlinfra_agent_gpus_busy${sel})`] },
         { title: `${w.id}: job failures by class, autostops`, exprs: [`sum by (failure_class) (increase(mlinfra_agent_jobs_finished_total${matchers({ [CLUSTER_LABEL]: w.clusterName, state: 'failed' })}[1h]))`, `sum(increase(mlinfra_agent_autostop_total${sel}[1h]))`] },
         { title: `${w.id}: feature drift (PSI)`, exprs: [`max by (feature) (mlinfra_feature_drift_psi${sel})`] },
       );

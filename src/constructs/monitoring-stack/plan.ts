@@ -1,20 +1,12 @@
 /** What MonitoringStack hands its backends: watched constructs with validated thresholds. */
 import type { IGpuCluster } from '../gpu-cluster';
-import type { AwsGpuClusterResources } from '../gpu-cluster/aws';
-import type { GcpGpuClusterResources } from '../gpu-cluster/gcp';
-import type { KubernetesGpuClusterResources } from '../gpu-cluster/kubernetes';
 import type { IModelEndpoint } from '../model-endpoint';
 import type { NotifyDestination } from '../../core/notify';
-
-/** A GpuCluster as the monitor reads it: its public surface and the escape hatch of its target. */
-export interface IWatchableCluster extends IGpuCluster {
-  readonly aws?: AwsGpuClusterResources;
-  readonly gcp?: GcpGpuClusterResources;
-  readonly kubernetes?: KubernetesGpuClusterResources;
-}
+import type { IWatchable } from '../../contracts/watchable';
 
 /** A pipeline as the monitor reads it (TrainingPipeline satisfies it). */
-export interface IWatchablePipeline {
+export interface IWatchablePipeline extends IWatchable {
+  readonly watchKind: 'training-pipeline';
   /** The name the agent labels the pipeline's metrics with (`pipeline="..."`). */
   readonly pipelineName: string;
   readonly cluster: IGpuCluster;
@@ -44,8 +36,8 @@ export interface EndpointThresholds {
 export interface WatchedCluster {
   /** Stable id of this watch (construct id and names). */
   readonly id: string;
-  readonly cluster: IWatchableCluster;
-  /** The cluster's group name (ASG, MIG, StatefulSet): how host metrics name the cluster. */
+  readonly cluster: IGpuCluster;
+  /** The cluster's group name (ASG, MIG, Kubernetes workload): how host metrics name the cluster. */
   readonly clusterName: string;
   readonly thresholds: ClusterThresholds;
 }
@@ -74,6 +66,8 @@ export interface NotifyPlan {
 }
 
 export interface MonitoringBackend {
+  /** The dashboard's name or URL, for the output. @default - kubernetes: the dashboard ConfigMap's namespace/name */
+  readonly dashboard?: string;
   watchCluster(w: WatchedCluster): void;
   watchPipeline(w: WatchedPipeline): void;
   watchEndpoint(w: WatchedEndpoint): void;

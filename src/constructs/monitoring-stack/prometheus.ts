@@ -4,7 +4,7 @@
  */
 import { stringify } from 'yaml';
 import type { MetricRef } from '../model-endpoint';
-import { HOST_METRICS } from '../gpu-cluster/bootstrap';
+import { AGENT_METRICS, HOST_METRICS } from '../../contracts/host-metrics';
 import { ALARMS, WatchedCluster, WatchedEndpoint, WatchedPipeline } from './plan';
 
 export interface PrometheusRule {
@@ -40,7 +40,7 @@ const minutes = (m: number) => `${m}m`;
 /** The PromQL each alarm evaluates, shared by the Kubernetes rules and GCP's PromQL conditions. */
 export const promql = {
   agentUp: (cluster: string) => `up${matchers({ [CLUSTER_LABEL]: cluster })}`,
-  queued: (cluster: string) => `max(mlinfra_agent_jobs_queued${matchers({ [CLUSTER_LABEL]: cluster })})`,
+  queued: (cluster: string) => `max(${AGENT_METRICS.jobsQueued}${matchers({ [CLUSTER_LABEL]: cluster })})`,
   drift: (cluster: string, psi: number) => `max by (feature) (${HOST_METRICS.driftPsi}${matchers({ [CLUSTER_LABEL]: cluster })}) > ${psi}`,
   pipelineFailed: (cluster: string, pipeline: string) =>
     `sum(increase(${HOST_METRICS.pipelineRuns}${matchers({ [CLUSTER_LABEL]: cluster, pipeline, state: 'failed' })}[15m])) > 0`,

@@ -2,10 +2,12 @@
 import { Construct } from 'constructs';
 import { CloudSchedulerJob } from '@cdktf/provider-google/lib/cloud-scheduler-job';
 import { ServiceAccount } from '@cdktf/provider-google/lib/service-account';
-import { StorageBucketObject } from '@cdktf/provider-google/lib/storage-bucket-object';
+import type { StorageBucketObject } from '@cdktf/provider-google/lib/storage-bucket-object';
+import { Errors } from '../../core/errors';
 import { fitName } from '../../core/naming';
 import { GcpTarget } from '../../core/targets';
-import { IPipelineCluster, TrainingPipelineBackend, TrainingPipelinePlan } from './plan';
+import type { IGpuCluster } from '../gpu-cluster';
+import { checkHostSchedule, TrainingPipelineBackend, TrainingPipelinePlan, TrainingPipelineTarget } from './plan';
 
 export interface GcpTrainingPipelineResources {
   readonly specObject: StorageBucketObject;
@@ -14,18 +16,31 @@ export interface GcpTrainingPipelineResources {
   readonly serviceAccount?: ServiceAccount;
 }
 
-/** Fits a service account id (6-30 characters) from a name, keeping the start. */
-export function buildGcpTrainingPipeline(pipeline: Construct, target: GcpTarget, cluster: IPipelineCluster, plan: TrainingPipelinePlan):
+/** TrainingPipeline on GCP, for the dispatch table in index.ts. */
+export const GCP_TRAINING_PIPELINE: TrainingPipelineTarget = {
+  artifactsScheme: 'gs://',
+  checkSchedule: (pipeline, schedule, _timezone, cluster) => {
+    checkHostSchedule(pipeline, schedule, cluster);
+    // Fail now, not at the job, when the rate has no cron form.
+    schedule.toCron(pipeline.node.path, 'Cloud Scheduler');
+  },
+  // Hosts fetch the bigger cluster's token at every agent start.
+  oomTokenFile: (cluster, big, clusterName) => cluster.addPeerToken(big, clusterName),
+  build: (pipeline, target, cluster, plan) => buildGcpTrainingPipeline(pipeline, target as GcpTarget, cluster, plan),
+};
+
+export function buildGcpTrainingPipeline(pipeline: Construct, target: GcpTarget, cluster: IGpuCluster, plan: TrainingPipelinePlan):
   TrainingPipelineBackend & { readonly resources: GcpTrainingPipelineResources } {
-  const res = cluster.gcp;
-  if (!res) throw new Error(`${pipeline.node.path}: cluster on gcp has no gcp resources`);
+  const group = cluster.hostGroup;
+  if (group.kind !== 'gcp-instance-group-manager') {
+    throw Errors.invalid(pipeline, 'cluster', cluster.node.path, 'a GpuCluster on gcp (a managed instance group)', `has a ${group.kind}`);
+  }
   const provider = target.provider;
   target.requireApis('storage.googleapis.com');
 
-  const specObject = new StorageBucketObject(pipeline, 'spec', {
-    provider, bucket: res.bucket.name, name: plan.specKey, content: plan.specJson, contentType: 'application/json',
-  });
-  const specUri = `gs://${res.bucket.name}/${plan.specKey}`;
+  const stored = cluster.storeObject(pipeline, 'spec', { key: plan.specKey, content: plan.specJson, contentType: 'application/json' });
+  const specObject = stored.resource as StorageBucketObject;
+  const specUri = stored.uri;
 
 
   if (!plan.schedule) return { specUri, resources: { specObject } };
@@ -42,7 +57,6 @@ export function buildGcpTrainingPipeline(pipeline: Construct, target: GcpTarget,
   // The cluster's scale role, bound with a condition on its group only.
   cluster.grantScale({ grantPrincipal: { kind: 'gcp', email: serviceAccount.email, member: serviceAccount.member } });
 
-  const mig = res.instanceGroupManager;
   const job = new CloudSchedulerJob(scheduling, 'job', {
     provider, project: target.project, region: target.region, name: plan.name,
     description: `${pipeline.node.path}: ${plan.schedule.text}`,
@@ -51,7 +65,7 @@ export function buildGcpTrainingPipeline(pipeline: Construct, target: GcpTarget,
     httpTarget: {
       httpMethod: 'POST',
       // regionInstanceGroupManagers.resize: sets the group's target size.
-      uri: `https://compute.googleapis.com/compute/v1/projects/${target.project}/regions/${target.region}/instanceGroupManagers/${mig.name}/resize?size=${plan.startNodes}`,
+      uri: `https://compute.googleapis.com/compute/v1/projects/${target.project}/regions/${target.region}/instanceGroupManagers/${group.name}/resize?size=${plan.startNodes}`,
       oauthToken: { serviceAccountEmail: serviceAccount.email, scope: 'https://www.googleapis.com/auth/cloud-platform' },
     },
     retryConfig: { retryCount: 5, minBackoffDuration: '30s', maxBackoffDuration: '600s', maxDoublings: 3, maxRetryDuration: '3600s' },

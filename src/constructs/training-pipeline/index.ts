@@ -5,25 +5,34 @@ import { Errors } from '../../core/errors';
 import { tfLiteral } from '../../core/terraform-literal';
 import { GrantPrincipal, IGrantable } from '../../core/grants';
 import { IModelArtifact } from '../../core/model';
-import { resourceName, shortHash } from '../../core/naming';
-import { AwsTarget, GcpTarget, KubernetesTarget, targetKind } from '../../core/targets';
-import { PIPELINE_SPEC_VERSION } from '../../runtime-agent/pipeline-spec';
-import type { PipelineSpec, PipelineStepSpec, RunStepSpec } from '../../runtime-agent/pipeline-spec';
-import { IPipelineCluster, TrainingPipelinePlan } from './plan';
+import { resourceName } from '../../core/naming';
+import { TargetKind } from '../../core/accelerators';
+import { recordEdge } from '../../core/facts';
+import { Grant } from '../../core/grants';
+import { targetKind } from '../../core/targets';
+import type { IGpuCluster } from '../gpu-cluster';
+import type { IWatchablePipeline } from '../monitoring-stack';
+import { canonicalJson, ENV_NAME, PIPELINE_NAME, PIPELINE_SPEC_VERSION, specId, STEP_NAME } from '../../contracts/pipeline-spec';
+import type { PipelineSpec, PipelineStepSpec, RunStepSpec } from '../../contracts/pipeline-spec';
+import { TrainingPipelinePlan, TrainingPipelineTarget } from './plan';
+import { findCycle, validTimezone } from './dag';
 import { Schedule } from './schedule';
 import type { AwsTrainingPipelineResources } from './aws';
 import type { GcpTrainingPipelineResources } from './gcp';
 import type { KubernetesTrainingPipelineResources } from './kubernetes';
-import { lazyFunction, lazyModule } from '../../core/lazy';
+import { lazyModule } from '../../core/lazy';
 
-// Backends (and their provider packages) load when a construct first uses their target.
-const buildAwsTrainingPipeline = lazyFunction(() => (require('./aws') as typeof import('./aws')).buildAwsTrainingPipeline);
-const buildGcpTrainingPipeline = lazyFunction(() => (require('./gcp') as typeof import('./gcp')).buildGcpTrainingPipeline);
-const buildKubernetesTrainingPipeline = lazyFunction(() => (require('./kubernetes') as typeof import('./kubernetes')).buildKubernetesTrainingPipeline);
-const kubernetesBackend = lazyModule(() => require('./kubernetes') as typeof import('./kubernetes'));
+/**
+ * One entry per target: its rules and builder (one file each). A backend and its provider package
+ * load when a construct first uses their target.
+ */
+const TARGETS: Readonly<Record<TargetKind, () => TrainingPipelineTarget>> = {
+  aws: lazyModule(() => (require('./aws') as typeof import('./aws')).AWS_TRAINING_PIPELINE),
+  gcp: lazyModule(() => (require('./gcp') as typeof import('./gcp')).GCP_TRAINING_PIPELINE),
+  kubernetes: lazyModule(() => (require('./kubernetes-target') as typeof import('./kubernetes-target')).KUBERNETES_TRAINING_PIPELINE),
+};
 
 export { Schedule, ScheduleKind } from './schedule';
-export { IPipelineCluster } from './plan';
 export type { AwsTrainingPipelineResources } from './aws';
 export type { GcpTrainingPipelineResources } from './gcp';
 export type { KubernetesTrainingPipelineResources } from './kubernetes';
@@ -44,7 +53,7 @@ export interface RunStepOptions {
    * A bigger cluster on the same target: an attempt that runs out of memory is resubmitted there.
    * @default - OOM is a failure like any other (retried on the same cluster)
    */
-  readonly onOom?: IPipelineCluster;
+  readonly onOom?: IGpuCluster;
 }
 
 /** Options of a promote step. */
@@ -77,7 +86,7 @@ export class Step {
 
 export interface TrainingPipelineProps {
   /** The cluster steps run on (its target is the pipeline's target). */
-  readonly cluster: IPipelineCluster;
+  readonly cluster: IGpuCluster;
   /** The DAG, in the order the spec lists it. */
   readonly steps: StepDefinition[];
   /**
@@ -98,23 +107,11 @@ export interface TrainingPipelineProps {
   readonly name?: string;
 }
 
-const STEP_NAME = /^[a-z][a-z0-9_-]{0,62}$/;
-const PIPELINE_NAME = /^[a-z][a-z0-9-]{0,38}[a-z0-9]$/;
-const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const SECRET_NAME = /(SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|PRIVATE_?KEY|CREDENTIAL|ACCESS_?KEY)/i;
 const METRIC = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
 const PARAM = /^[A-Za-z_][A-Za-z0-9_.-]{0,127}$/;
 const MAX_RETRIES = 10;
 
-/** Sorted keys at every level: the same spec always gives the same text and hash. */
-function canonical(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(canonical);
-  if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.keys(value).sort().filter((k) => (value as Record<string, unknown>)[k] !== undefined)
-      .map((k) => [k, canonical((value as Record<string, unknown>)[k])]));
-  }
-  return value;
-}
 
 
 /**
@@ -131,15 +128,19 @@ function canonical(value: unknown): unknown {
  *     Step.deployIfBetter('promote', { metric: 'val_auc', after: ['train'] }),
  *   ] });
  */
-export class TrainingPipeline extends Construct implements IGrantable {
+export class TrainingPipeline extends Construct implements IGrantable, IWatchablePipeline {
+  public readonly watchKind = 'training-pipeline' as const;
   public readonly name: string;
-  public readonly cluster: IPipelineCluster;
+  public readonly cluster: IGpuCluster;
   /** The spec as the agent receives it (Terraform references still unresolved). */
   public readonly spec: PipelineSpec;
   /** Where the spec is stored: `s3://` / `gs://` object, or the CronJob's mounted file on Kubernetes. */
   public readonly specUri: string;
-  /** First 16 hex digits of the SHA-256 of the synthesized spec; part of the object key. */
-  public readonly specHash: string;
+  /**
+   * The stored spec's id (contracts/pipeline-spec `specId`): first 16 hex digits of the SHA-256 of the
+   * synthesized spec; part of the object key. Not the run's `specHash` (the resolved spec's full hash).
+   */
+  public readonly specId: string;
   /** Model store root: runs under `runs/<run-id>/`, the promoted model at `models/current`. */
   public readonly artifactsUri: string;
   /** The promoted model, for a ModelEndpoint. */
@@ -163,34 +164,23 @@ export class TrainingPipeline extends Construct implements IGrantable {
 
   constructor(scope: Construct, id: string, props: TrainingPipelineProps) {
     super(scope, id);
-    const plan = this.plan(props);
+    const { plan, kind, backend } = this.plan(props);
     this.name = plan.name;
     this.cluster = props.cluster;
     this.spec = plan.spec;
-    this.specHash = plan.specHash;
+    this.specId = plan.specId;
     this.artifactsUri = plan.spec.artifactsUri;
     this.model = { uri: `${plan.spec.artifactsUri}/models/current` };
     this.schedule = props.schedule;
     this.grantPrincipal = props.cluster.grantPrincipal;
 
-    const t = props.cluster.target;
-    let specUri: string;
-    let scheduleName: string | undefined;
-    if (t instanceof AwsTarget) {
-      const b = buildAwsTrainingPipeline(this, t, props.cluster, plan);
-      this.aws = b.resources;
-      ({ specUri, scheduleName } = b);
-    } else if (t instanceof GcpTarget) {
-      const b = buildGcpTrainingPipeline(this, t, props.cluster, plan);
-      this.gcp = b.resources;
-      ({ specUri, scheduleName } = b);
-    } else {
-      const b = buildKubernetesTrainingPipeline(this, t as KubernetesTarget, props.cluster, plan);
-      this.kubernetes = b.resources;
-      ({ specUri, scheduleName } = b);
-    }
+    const built = backend.build(this, props.cluster.target, props.cluster, plan);
+    // The escape hatch of this target: `aws`, `gcp` or `kubernetes`.
+    (this as { -readonly [K in TargetKind]?: unknown })[kind] = built.resources;
+    const { specUri, scheduleName } = built;
     this.specUri = specUri;
     this.scheduleName = scheduleName;
+    recordEdge(this, { to: props.cluster, kind: 'uses', label: 'runs on' });
 
     const outputs = new Construct(this, 'outputs');
     new TerraformOutput(outputs, 'spec-uri', { value: this.specUri, description: `${this.node.path}: pipeline spec read by mlinfra-agent run-pipeline` });
@@ -199,18 +189,19 @@ export class TrainingPipeline extends Construct implements IGrantable {
   }
 
   /** Lets `grantee` read runs (`runs/*`) and promoted models (`models/*`): the cluster's artifacts read grant. */
-  public grantRead(grantee: IGrantable): void {
-    this.cluster.grantArtifactsRead(grantee);
+  public grantRead(grantee: IGrantable): Grant {
+    return this.cluster.grantArtifactsRead(grantee);
   }
 
   /** Validates props and builds the spec; throws before any resource exists. */
-  private plan(props: TrainingPipelineProps): TrainingPipelinePlan {
+  private plan(props: TrainingPipelineProps): { plan: TrainingPipelinePlan; kind: TargetKind; backend: TrainingPipelineTarget } {
     if (!props) throw Errors.missing(this, 'props', 'an object with at least cluster and steps');
     const cluster = props.cluster;
     if (!cluster || typeof cluster !== 'object' || !('artifactsUri' in cluster)) throw Errors.missing(this, 'cluster', 'a GpuCluster');
     const kind = targetKind(this, 'cluster.target', cluster.target);
-    if (TerraformStack.of(this) !== TerraformStack.of(cluster as unknown as Construct)) {
-      throw Errors.conflict(this, 'cluster', (cluster as unknown as Construct).node.path, 'a GpuCluster in the same stack as the pipeline',
+    const backend = TARGETS[kind]();
+    if (TerraformStack.of(this) !== TerraformStack.of(cluster)) {
+      throw Errors.conflict(this, 'cluster', cluster.node.path, 'a GpuCluster in the same stack as the pipeline',
         'is in another stack (the spec object and the schedule use its provider and bucket)');
     }
 
@@ -221,8 +212,8 @@ export class TrainingPipeline extends Construct implements IGrantable {
     if (!Array.isArray(steps) || steps.length === 0) {
       throw Errors.missing(this, 'steps', 'at least one step: Step.run(name, argv, ...) or Step.deployIfBetter(name, ...)');
     }
-    const oomClusters = new Map<string, IPipelineCluster>();
-    const specs = steps.map((s, i) => this.stepSpec(s, i, cluster, oomClusters));
+    const oomClusters = new Map<string, IGpuCluster>();
+    const specs = steps.map((s, i) => this.stepSpec(s, i, cluster, oomClusters, backend));
 
     // ---- the DAG: unique names, known dependencies, no cycles, one promotion fed by a run step
     const byName = new Map<string, PipelineStepSpec>();
@@ -270,7 +261,7 @@ export class TrainingPipeline extends Construct implements IGrantable {
     }
     const artifactsUri = (props.artifacts ?? `${cluster.artifactsUri}/pipelines/${name}`).replace(/\/+$/, '');
     if (props.artifacts !== undefined && !Token.isUnresolved(props.artifacts)) {
-      const scheme = { aws: 's3://', gcp: 'gs://', kubernetes: 'file://' }[kind];
+      const scheme = backend.artifactsScheme;
       if (!props.artifacts.startsWith(scheme) || props.artifacts.length <= scheme.length + 1 || /\s/.test(props.artifacts)) {
         throw Errors.invalid(this, 'artifacts', props.artifacts, `a ${scheme} URI (the cluster's hosts read and write it), e.g. ${cluster.artifactsUri}/pipelines/${name}`);
       }
@@ -286,38 +277,29 @@ export class TrainingPipeline extends Construct implements IGrantable {
     if (props.schedule !== undefined) {
       if (!(props.schedule instanceof Schedule)) throw Errors.invalid(this, 'schedule', props.schedule, 'Schedule.cron(...) or Schedule.rate(...)');
       const s = props.schedule;
-      if (kind === 'kubernetes' && timezone !== 'UTC' && timezone !== 'Etc/UTC') {
-        throw Errors.notOffered(this, 'timezone', timezone,
-          'a CronJob runs in the controller manager\'s time zone (the cron_job_v1 binding has no time_zone): write the cron in UTC', 'UTC');
-      }
-      // Hosts run the pipeline when they start: a group that never goes to zero never starts one.
-      if (kind !== 'kubernetes' && cluster.nodes.min > 0) {
-        throw Errors.conflict(this, 'schedule', s.toString(), `a cluster with nodes.min 0 (here ${cluster.nodes.min}), or no schedule and \`mlinfra-agent run-pipeline\``,
-          `starts the pipeline by starting hosts from zero, but cluster ${(cluster as unknown as Construct).node.path} keeps ${cluster.nodes.min} up`);
-      }
+      backend.checkSchedule(this, s, timezone, cluster);
       const where = this.node.path;
-      // Fail now, not in the backend, when the rate has no cron form.
-      if (kind !== 'aws') s.toCron(where, kind === 'gcp' ? 'Cloud Scheduler' : 'a Kubernetes CronJob');
       schedule = { aws: s.awsExpression, cron: (target) => s.toCron(where, target), timezone, text: s.toString() };
     }
 
     const spec: PipelineSpec = { version: PIPELINE_SPEC_VERSION, name, artifactsUri, steps: specs, params, autostop };
-    const specJson = JSON.stringify(canonical(spec));
+    const specJson = canonicalJson(spec);
     // Hash the text Terraform will hold (references as ${...}), which is stable between synths.
     const resolved = Tokenization.resolve(specJson, { scope: this, resolver: new DefaultTokenResolver(new StringConcat()), preparing: false }) as string;
-    const specHash = shortHash(resolved, 16);
+    const id = specId(resolved);
 
     const runs = specs.filter((s): s is RunStepSpec => s.kind === 'run');
     const maxRunSeconds = runs.every((s) => s.timeoutSeconds !== undefined)
       ? runs.reduce((sum, s) => sum + s.timeoutSeconds! * (s.retries + 1), 0) : undefined;
 
-    return {
-      name, spec, specJson, specHash, specKey: `pipelines/${name}/spec-${specHash}.json`, schedule,
+    const plan: TrainingPipelinePlan = {
+      name, spec, specJson, specId: id, specKey: `pipelines/${name}/spec-${id}.json`, schedule,
       startNodes: Math.max(1, cluster.nodes.min), oomClusters, maxRunSeconds,
     };
+    return { plan, kind, backend };
   }
 
-  private stepSpec(step: StepDefinition, i: number, cluster: IPipelineCluster, oomClusters: Map<string, IPipelineCluster>): PipelineStepSpec {
+  private stepSpec(step: StepDefinition, i: number, cluster: IGpuCluster, oomClusters: Map<string, IGpuCluster>, backend: TrainingPipelineTarget): PipelineStepSpec {
     const at = `steps[${i}]`;
     if (!step || typeof step !== 'object' || (step.kind !== 'run' && step.kind !== 'deployIfBetter')) {
       throw Errors.invalid(this, at, step, 'Step.run(...) or Step.deployIfBetter(...)');
@@ -380,7 +362,7 @@ export class TrainingPipeline extends Construct implements IGrantable {
     let onOom: RunStepSpec['onOom'];
     if (r.onOom !== undefined) {
       const big = r.onOom;
-      const bigPath = (big as unknown as Construct)?.node?.path ?? String(big);
+      const bigPath = big?.node?.path ?? String(big);
       if (!big || typeof big !== 'object' || !('agentUrl' in big)) throw Errors.invalid(this, `${at}.onOom`, big, 'a GpuCluster');
       if (big === cluster) throw Errors.conflict(this, `${at}.onOom`, bigPath, 'a different, bigger GpuCluster', `of step "${s}" names the pipeline's own cluster`);
       if (big.target !== cluster.target) {
@@ -390,52 +372,16 @@ export class TrainingPipeline extends Construct implements IGrantable {
       if (gpus > big.accelerator.count) {
         throw Errors.outOfRange(this, `${at}.gpus`, gpus, `at most ${big.accelerator.count} for step "${s}", the GPUs per node of its onOom cluster`);
       }
-      const clusterName = resourceName(big as unknown as Construct, { maxLength: 40 });
+      const clusterName = resourceName(big, { maxLength: 40 });
       oomClusters.set(clusterName, big);
       onOom = {
         agentUrl: big.agentUrl, clusterName,
-        // AWS/GCP hosts fetch the bigger cluster's token at every agent start; K8s runner pods mount it.
-        tokenFile: cluster.target instanceof KubernetesTarget ? `${kubernetesBackend().ONOOM_TOKEN_DIR}/${clusterName}/token` : cluster.addPeerToken(big, clusterName),
+        tokenFile: backend.oomTokenFile(cluster, big, clusterName),
       };
     }
     return {
       kind: 'run', name: s, argv: step.argv.map(tfLiteral), env, after: [...after], retries, gpus,
       ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}), ...(onOom ? { onOom } : {}),
     };
-  }
-}
-
-/** The first cycle found, as step names in dependency order, closing on its first step; undefined for a DAG. */
-function findCycle(steps: readonly PipelineStepSpec[]): string[] | undefined {
-  const deps = new Map(steps.map((s) => [s.name, s.after]));
-  const state = new Map<string, 'open' | 'done'>();
-  const path: string[] = [];
-  const visit = (n: string): string[] | undefined => {
-    if (state.get(n) === 'done') return undefined;
-    if (state.get(n) === 'open') return [...path.slice(path.indexOf(n)), n];
-    state.set(n, 'open');
-    path.push(n);
-    for (const d of deps.get(n) ?? []) {
-      const c = visit(d);
-      if (c) return c;
-    }
-    path.pop();
-    state.set(n, 'done');
-    return undefined;
-  };
-  for (const s of steps) {
-    const c = visit(s.name);
-    // Walked along `after` (step -> its dependency); reversed it reads in run order.
-    if (c) return c.reverse();
-  }
-  return undefined;
-}
-
-function validTimezone(tz: string): boolean {
-  try {
-    new Intl.DateTimeFormat('en-US', { timeZone: tz });
-    return /^[A-Za-z][A-Za-z0-9_+\-/]*$/.test(tz);
-  } catch {
-    return false;
   }
 }

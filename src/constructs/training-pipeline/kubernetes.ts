@@ -1,95 +1,57 @@
 /**
- * TrainingPipeline on Kubernetes: the spec in a ConfigMap, a CronJob whose pod scales the agent's
- * StatefulSet up (at least one pod), waits for it, then runs `mlinfra-agent run-pipeline` against it.
+ * TrainingPipeline on Kubernetes: the spec in a ConfigMap and a CronJob that enqueues one run per tick:
+ * a small CPU pod running `mlinfra-agent run-pipeline` against the cluster's gateway, which runs each
+ * step as a Kueue-admitted Job or JobSet. No pod holds a GPU between runs; nothing is scaled here.
  */
 import { Construct } from 'constructs';
 import { ConfigMapV1 } from '@cdktf/provider-kubernetes/lib/config-map-v1';
 import { CronJobV1 } from '@cdktf/provider-kubernetes/lib/cron-job-v1';
 import { ServiceAccountV1 } from '@cdktf/provider-kubernetes/lib/service-account-v1';
+import { AGENT_CLIENT_LABEL } from '../../contracts/client-labels';
+import { Errors } from '../../core/errors';
 import { KubernetesPrincipal } from '../../core/grants';
 import { KubernetesTarget } from '../../core/targets';
-import { AGENT_CLIENT_LABEL, STATEFULSET_SCALE_CLIENT_JS } from '../gpu-cluster/kubernetes';
-import { IPipelineCluster, TrainingPipelineBackend, TrainingPipelinePlan } from './plan';
+import type { IGpuCluster } from '../gpu-cluster';
+import { TrainingPipelineBackend, TrainingPipelinePlan } from './plan';
 
 /** Where the runner pod mounts the spec ConfigMap. */
 export const SPEC_DIR = '/etc/mlinfra/pipeline';
 /** Where the runner pod mounts the tokens of onOom clusters: `<dir>/<cluster>/token`. */
 export const ONOOM_TOKEN_DIR = '/var/run/mlinfra/clusters';
 const BUNDLE_DIR = '/opt/mlinfra/bundle';
+const MODULE_DIR = '/opt/mlinfra/storage-module';
 const AGENT_DIR = '/opt/mlinfra/agent';
 const TOKEN_DIR = '/var/run/mlinfra/agent';
+const CREDENTIALS_DIR = '/var/run/mlinfra/storage';
 const UID = '1000';
-/** How long the runner waits for an agent pod (GPU nodes may have to be created first). */
+/** How long a run may wait for its first step's nodes (GPU nodes may have to be created first). */
 const WAIT_SECONDS = 45 * 60;
 
 export interface KubernetesTrainingPipelineResources {
-  /** `spec.json` (and the runner's `scale-up.js`). */
+  /** `spec.json`. */
   readonly configMap: ConfigMapV1;
   readonly serviceAccount: ServiceAccountV1;
   readonly cronJob?: CronJobV1;
 }
 
-/**
- * Run by the CronJob before the pipeline: raise the agent StatefulSet to at least MIN_REPLICAS
- * (never lower it: pods may be running other jobs), then wait until the agent answers /healthz.
- * No `${` in here: Terraform would interpolate it.
- */
-export const SCALE_UP_SCRIPT = `'use strict';
-// mlinfra pipeline runner: scale the agent up from zero and wait for it.
-const fs = require('fs');
-const http = require('http');
-const https = require('https');
-const SA = '/var/run/secrets/kubernetes.io/serviceaccount';
-const { STATEFUL_SET, MIN_REPLICAS, AGENT_URL, WAIT_SECONDS } = process.env;
-
-${STATEFULSET_SCALE_CLIENT_JS}
-
-function healthy() {
-  return new Promise((resolve) => {
-    const req = http.get(AGENT_URL + '/healthz', { timeout: 5000 }, (res) => { res.resume(); resolve(res.statusCode === 200); });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(false));
-  });
-}
-
-async function main() {
-  const scale = await scaleApi('GET');
-  const replicas = (scale.spec && scale.spec.replicas) || 0;
-  const wanted = Number(MIN_REPLICAS);
-  if (replicas < wanted) {
-    await scaleApi('PATCH', { metadata: { resourceVersion: scale.metadata.resourceVersion }, spec: { replicas: wanted } });
-    process.stdout.write('mlinfra: scaled ' + STATEFUL_SET + ' from ' + replicas + ' to ' + wanted + '\\n');
-  }
-  const deadline = Date.now() + Number(WAIT_SECONDS) * 1000;
-  while (!(await healthy())) {
-    if (Date.now() > deadline) throw new Error('agent at ' + AGENT_URL + ' not healthy after ' + WAIT_SECONDS + ' s');
-    await new Promise((r) => setTimeout(r, 10000));
-  }
-  process.stdout.write('mlinfra: agent at ' + AGENT_URL + ' is up\\n');
-}
-
-main().catch((err) => {
-  process.stderr.write('mlinfra: ' + err.message + '\\n');
-  process.exitCode = 1;
-});
-`;
-
-export function buildKubernetesTrainingPipeline(pipeline: Construct, target: KubernetesTarget, cluster: IPipelineCluster, plan: TrainingPipelinePlan):
+export function buildKubernetesTrainingPipeline(pipeline: Construct, target: KubernetesTarget, cluster: IGpuCluster, plan: TrainingPipelinePlan):
   TrainingPipelineBackend & { readonly resources: KubernetesTrainingPipelineResources } {
-  const res = cluster.kubernetes;
-  if (!res) throw new Error(`${pipeline.node.path}: cluster on kubernetes has no kubernetes resources`);
+  const gw = cluster.jobRuntime;
+  const token = cluster.agentTokenSecret;
+  if (!gw || token.store !== 'kubernetes-secret') {
+    throw Errors.invalid(pipeline, 'cluster', cluster.node.path, 'a GpuCluster on this Kubernetes target (created in this app)', 'has no Kubernetes job runtime');
+  }
   const provider = target.provider;
   const namespace = target.namespace;
   const labels = { ...target.labels, 'app.kubernetes.io/name': 'mlinfra-pipeline', 'app.kubernetes.io/instance': plan.name };
   const meta = (name: string) => ({ name, namespace, labels: { ...labels } });
 
   const configMap = new ConfigMapV1(pipeline, 'spec', {
-    provider, metadata: meta(`${plan.name}-spec`),
-    data: { 'spec.json': plan.specJson, 'scale-up.js': SCALE_UP_SCRIPT },
+    provider, metadata: meta(`${plan.name}-spec`), data: { 'spec.json': plan.specJson },
   });
   const specUri = `file://${SPEC_DIR}/spec.json`;
 
-  // The runner's identity: scale the agent, read its token (and those of onOom clusters).
+  // The runner's identity: no Kubernetes API calls (it reads its token and those of onOom clusters from mounts).
   const serviceAccount = new ServiceAccountV1(pipeline, 'service-account', {
     provider, metadata: meta(`${plan.name}-runner`), automountServiceAccountToken: false,
   });
@@ -98,22 +60,32 @@ export function buildKubernetesTrainingPipeline(pipeline: Construct, target: Kub
   for (const big of plan.oomClusters.values()) big.grantAgentAccess({ grantPrincipal: principal });
 
   if (!plan.schedule) return { specUri, resources: { configMap, serviceAccount } };
-  cluster.grantScale({ grantPrincipal: principal });
 
   const nonRoot = {
     runAsNonRoot: true, runAsUser: UID, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] },
-    readOnlyRootFilesystem: false, seccompProfile: { type: 'RuntimeDefault' },
+    readOnlyRootFilesystem: true, seccompProfile: { type: 'RuntimeDefault' },
   };
-  // The cluster's agent image (its install init container: Node.js and npm), so a private registry
-  // or pinned digest applies here too. Not the agent container's: that is the job image.
-  const image = res.statefulSet.spec.template.spec.initContainer.get(0).image;
-  const oom = [...plan.oomClusters.entries()].map(([name, big], i) => ({ name, secret: big.agentTokenSecret, volume: `oom-token-${i}` }));
+  // The cluster's agent image (Node.js), so a private registry or pinned digest applies here too.
+  const image = gw.agentImage;
+  const st = gw.storage ?? {};
+  // Steps see the run directory where the runner writes it: on the cluster's artifacts volume (file://),
+  // which job pods mount at the same path. With an object store, the run is recorded there.
+  // file:// artifactsUri: the path where job pods (and this pod) mount the cluster's volume.
+  const artifactsDir = st.volumeClaim ? gw.artifactsUri.slice('file://'.length) : undefined;
+  const workDir = artifactsDir ? `${artifactsDir}/pipeline-runs` : '/tmp/pipeline-runs';
+  const oom = [...plan.oomClusters.entries()].map(([name, big], i) => {
+    const secret = big.agentTokenSecret;
+    if (secret.store !== 'kubernetes-secret') {
+      throw Errors.conflict(pipeline, 'onOom', name, 'a cluster on this Kubernetes target (its token is a Kubernetes Secret)', `keeps its token in ${secret.store}`);
+    }
+    return { name, secret, volume: `oom-token-${i}` };
+  });
 
   const cronJob = new CronJobV1(pipeline, 'cron-job', {
     provider, metadata: meta(plan.name),
     spec: {
       schedule: plan.schedule.cron('a Kubernetes CronJob'),
-      // One run at a time: a run still going when the next tick comes keeps the cluster.
+      // One run at a time: a tick while a run is still going is skipped.
       concurrencyPolicy: 'Forbid',
       startingDeadlineSeconds: 3600,
       successfulJobsHistoryLimit: 3,
@@ -121,62 +93,59 @@ export function buildKubernetesTrainingPipeline(pipeline: Construct, target: Kub
       jobTemplate: {
         metadata: { labels: { ...labels } },
         spec: {
-          // Steps retry inside the run; one more pod covers an evicted runner.
-          backoffLimit: 1,
+          // Steps retry inside the run; a second runner would start a second run.
+          backoffLimit: 0,
           ...(plan.maxRunSeconds !== undefined ? { activeDeadlineSeconds: plan.maxRunSeconds + WAIT_SECONDS } : {}),
           template: {
             metadata: { labels: { ...labels, [AGENT_CLIENT_LABEL]: 'true' } },
             spec: {
               serviceAccountName: serviceAccount.metadata.name,
-              // scale-up.js patches statefulsets/scale with it.
-              automountServiceAccountToken: true,
+              automountServiceAccountToken: false,
               restartPolicy: 'Never',
               enableServiceLinks: false,
               securityContext: { runAsNonRoot: true, runAsUser: UID, runAsGroup: UID, fsGroup: UID, seccompProfile: { type: 'RuntimeDefault' } },
-              initContainer: [
-                {
-                  name: 'install', image,
-                  command: ['sh', '-c', `set -e; cp ${BUNDLE_DIR}/mlinfra-agent.js ${BUNDLE_DIR}/package.json ${AGENT_DIR}/ && cd ${AGENT_DIR} && npm install --omit=dev --no-audit --no-fund --loglevel=error`],
-                  env: [{ name: 'npm_config_cache', value: '/tmp/npm-cache' }],
-                  securityContext: nonRoot,
-                  resources: { requests: { cpu: '500m', memory: '512Mi' }, limits: { cpu: '2', memory: '2Gi' } },
-                  volumeMount: [{ name: 'bundle', mountPath: BUNDLE_DIR, readOnly: true }, { name: 'agent', mountPath: AGENT_DIR }],
-                },
-                {
-                  name: 'scale-up', image,
-                  command: ['node', `${SPEC_DIR}/scale-up.js`],
-                  env: [
-                    { name: 'STATEFUL_SET', value: res.statefulSet.metadata.name },
-                    { name: 'MIN_REPLICAS', value: String(plan.startNodes) },
-                    { name: 'AGENT_URL', value: cluster.agentUrl },
-                    { name: 'WAIT_SECONDS', value: String(WAIT_SECONDS) },
-                  ],
-                  securityContext: nonRoot,
-                  resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { cpu: '200m', memory: '128Mi' } },
-                  volumeMount: [{ name: 'spec', mountPath: SPEC_DIR, readOnly: true }],
-                },
-              ],
+              initContainer: [{
+                name: 'install', image,
+                // The bundle is self-contained: copy, never install.
+                command: ['sh', '-c', `set -e; cp ${BUNDLE_DIR}/mlinfra-agent.js ${AGENT_DIR}/${st.module ? ` && cp ${MODULE_DIR}/${st.module.file} ${AGENT_DIR}/` : ''}`],
+                securityContext: nonRoot,
+                resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '500m', memory: '256Mi' } },
+                volumeMount: [
+                  { name: 'bundle', mountPath: BUNDLE_DIR, readOnly: true }, { name: 'agent', mountPath: AGENT_DIR },
+                  ...(st.module ? [{ name: 'storage-module', mountPath: MODULE_DIR, readOnly: true }] : []),
+                ],
+              }],
               container: [{
                 name: 'run-pipeline', image,
-                command: ['node', `${AGENT_DIR}/mlinfra-agent.js`, 'run-pipeline', specUri, '--url', cluster.agentUrl, '--token-file', `${TOKEN_DIR}/token`],
+                command: ['node', `${AGENT_DIR}/mlinfra-agent.js`, 'run-pipeline', specUri, '--url', cluster.agentUrl, '--token-file', `${TOKEN_DIR}/token`,
+                  '--work-dir', workDir],
+                env: [
+                  { name: 'HOME', value: '/tmp' },
+                  ...Object.entries(st.env ?? {}).map(([name, value]) => ({ name, value })),
+                  ...(st.credentials ? [{ name: st.credentials.envVar, value: `${CREDENTIALS_DIR}/${st.credentials.key}` }] : []),
+                ],
                 securityContext: nonRoot,
                 resources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { cpu: '1', memory: '1Gi' } },
                 volumeMount: [
                   { name: 'agent', mountPath: AGENT_DIR, readOnly: true },
                   { name: 'spec', mountPath: SPEC_DIR, readOnly: true },
                   { name: 'token', mountPath: TOKEN_DIR, readOnly: true },
+                  { name: 'tmp', mountPath: '/tmp' },
+                  ...(artifactsDir ? [{ name: 'artifacts', mountPath: artifactsDir }] : []),
+                  ...(st.credentials ? [{ name: 'storage-credentials', mountPath: CREDENTIALS_DIR, readOnly: true }] : []),
                   ...oom.map((o) => ({ name: o.volume, mountPath: `${ONOOM_TOKEN_DIR}/${o.name}`, readOnly: true })),
                 ],
               }],
               volume: [
                 { name: 'agent', emptyDir: {} },
-                { name: 'bundle', configMap: { name: res.configMap.metadata.name, defaultMode: '0444' } },
+                { name: 'tmp', emptyDir: { sizeLimit: '1Gi' } },
+                { name: 'bundle', configMap: { name: gw.bundleConfigMap, defaultMode: '0444' } },
+                ...(st.module ? [{ name: 'storage-module', configMap: { name: st.module.configMap, defaultMode: '0444' } }] : []),
                 { name: 'spec', configMap: { name: configMap.metadata.name, defaultMode: '0444' } },
-                { name: 'token', secret: { secretName: res.secret.metadata.name, defaultMode: '0400', items: [{ key: 'token', path: 'token' }] } },
-                ...oom.map((o) => {
-                  if (o.secret.store !== 'kubernetes-secret') throw new Error(`${pipeline.node.path}: onOom cluster ${o.name} keeps its token in ${o.secret.store}`);
-                  return { name: o.volume, secret: { secretName: o.secret.name, defaultMode: '0400', items: [{ key: o.secret.key, path: 'token' }] } };
-                }),
+                { name: 'token', secret: { secretName: token.name, defaultMode: '0400', items: [{ key: token.key, path: 'token' }] } },
+                ...(st.volumeClaim ? [{ name: 'artifacts', persistentVolumeClaim: { claimName: st.volumeClaim } }] : []),
+                ...(st.credentials ? [{ name: 'storage-credentials', secret: { secretName: st.credentials.secret, defaultMode: '0400', items: [{ key: st.credentials.key, path: st.credentials.key }] } }] : []),
+                ...oom.map((o) => ({ name: o.volume, secret: { secretName: o.secret.name, defaultMode: '0400', items: [{ key: o.secret.key, path: 'token' }] } })),
               ],
             },
           },
@@ -186,4 +155,3 @@ export function buildKubernetesTrainingPipeline(pipeline: Construct, target: Kub
   });
   return { specUri, scheduleName: cronJob.metadata.name, resources: { configMap, serviceAccount, cronJob } };
 }
-

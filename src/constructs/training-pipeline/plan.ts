@@ -1,23 +1,28 @@
 /** The cloud-neutral plan a TrainingPipeline hands its backend, and what a backend hands back. */
-import type { PipelineSpec } from '../../runtime-agent/pipeline-spec';
-import { IGpuCluster } from '../gpu-cluster';
-import type { AwsGpuClusterResources } from '../gpu-cluster/aws';
-import type { GcpGpuClusterResources } from '../gpu-cluster/gcp';
-import type { KubernetesGpuClusterResources } from '../gpu-cluster/kubernetes';
+import type { PipelineSpec } from '../../contracts/pipeline-spec';
+import type { Construct } from 'constructs';
+import type { IGpuCluster } from '../gpu-cluster';
+import type { Schedule } from './schedule';
+import type { Target } from '../../core/targets';
+import { Errors } from '../../core/errors';
 
-/**
- * The cluster a pipeline runs on (a GpuCluster): its public surface, the escape hatch of its target
- * (where the spec object and the group to scale live), and the hook that makes hosts started from
- * zero run the pipeline.
- */
-export interface IPipelineCluster extends IGpuCluster {
-  readonly aws?: AwsGpuClusterResources;
-  readonly gcp?: GcpGpuClusterResources;
-  readonly kubernetes?: KubernetesGpuClusterResources;
-  /** AWS/GCP: hosts start the agent with `serve --pipeline-on-start <specUri>`. */
-  addStartupPipeline(specUri: string): void;
-  /** AWS/GCP: hosts fetch `peer`'s agent token; returns the file it lands in. */
-  addPeerToken(peer: IGpuCluster, name: string): string;
+/** One target's part of TrainingPipeline (one file per target): its rules and its builder. */
+export interface TrainingPipelineTarget {
+  /** The URI scheme a pipeline's `artifacts` must use on this target (what its hosts read and write). */
+  readonly artifactsScheme: string;
+  /** This target's rules on a schedule; throws before any resource exists. */
+  checkSchedule(pipeline: Construct, schedule: Schedule, timezone: string, cluster: IGpuCluster): void;
+  /** Where a step's onOom cluster's token is read from, arranging for it to be there. */
+  oomTokenFile(cluster: IGpuCluster, big: IGpuCluster, clusterName: string): string;
+  build(pipeline: Construct, target: Target, cluster: IGpuCluster, plan: TrainingPipelinePlan): TrainingPipelineBackend & { readonly resources: unknown };
+}
+
+/** AWS and GCP: hosts run the pipeline when they start, so a schedule needs a group that goes to zero. */
+export function checkHostSchedule(pipeline: Construct, schedule: Schedule, cluster: IGpuCluster): void {
+  if (cluster.nodes.min > 0) {
+    throw Errors.conflict(pipeline, 'schedule', schedule.toString(), `a cluster with nodes.min 0 (here ${cluster.nodes.min}), or no schedule and \`mlinfra-agent run-pipeline\``,
+      `starts the pipeline by starting hosts from zero, but cluster ${cluster.node.path} keeps ${cluster.nodes.min} up`);
+  }
 }
 
 export interface TrainingPipelinePlan {
@@ -26,8 +31,8 @@ export interface TrainingPipelinePlan {
   readonly spec: PipelineSpec;
   /** The spec as stored: canonical JSON (sorted keys), Terraform references unresolved. */
   readonly specJson: string;
-  /** First 16 hex digits of the SHA-256 of the synthesized spec. */
-  readonly specHash: string;
+  /** The stored spec's id: first 16 hex digits of the SHA-256 of the synthesized spec (contracts `specId`). */
+  readonly specId: string;
   /** Object key (AWS, GCP) of the spec inside the cluster's bucket. */
   readonly specKey: string;
   /** Unset: no schedule, the pipeline runs only when started by hand. */
@@ -42,7 +47,7 @@ export interface TrainingPipelinePlan {
   /** Nodes a schedule asks for: max(1, nodes.min). */
   readonly startNodes: number;
   /** Clusters steps escalate to on OOM, by the name used in the spec. */
-  readonly oomClusters: ReadonlyMap<string, IPipelineCluster>;
+  readonly oomClusters: ReadonlyMap<string, IGpuCluster>;
   /** Upper bound of one run (seconds), when every run step has a timeout. */
   readonly maxRunSeconds?: number;
 }

@@ -8,9 +8,10 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { AgentError, badRequest, notFound } from '../errors';
-import { JOB_BODY_SCHEMA, toAgentError } from '../server';
+import { JOB_BODY_SCHEMA, PIPELINE_RUN_BODY_SCHEMA, toAgentError } from '../server';
 import { TERMINAL_STATES, type JobState } from '../types';
 import { JOBS, JOBSETS, KubeApiError, KubeClient, LOCALQUEUES, PODS, type Resource } from './kube-client';
+import { pipelineMetricsText, PipelineRunEnd, readPipelineRuns, recordPipelineRun } from './pipeline-runs';
 import {
   CLUSTER_LABEL, GatewayConfig, JOB_ID_LABEL, JOBSET_API_VERSION, KubeObject, podView, renderJob, renderJobSet, SPEC_ANNOTATION, SubmitSpec, viewOf,
 } from './objects';
@@ -125,6 +126,10 @@ export async function buildGateway(d: GatewayDeps): Promise<FastifyInstance> {
       throw new AgentError(422, 'over_quota', `${s.gpus * s.nodes} GPUs (gpus ${s.gpus} x nodes ${s.nodes}) exceed the ClusterQueue's quota of ${c.quotaGpus} nvidia.com/gpu`, 'gpus');
     }
     if (s.nodes > 1 && s.kind === 'batch') throw badRequest('batch jobs run on one node (shards spread them); nodes must be 1', 'nodes');
+    // A file:// store is one ReadWriteOnce volume: pods on a second node could not mount it.
+    if (s.nodes > 1 && c.artifactsUri.startsWith('file://')) {
+      throw new AgentError(422, 'artifacts_local', `multi-node jobs need an object store for artifacts and checkpoints; this cluster keeps them on a single-node volume (${c.artifactsUri}). Set KubernetesTarget artifactStore to an s3:// or gs:// URI, or submit with nodes 1`, 'nodes');
+    }
     try {
       await d.kube.get(LOCALQUEUES, c.namespace, c.localQueue);
     } catch (e) {
@@ -178,6 +183,13 @@ export async function buildGateway(d: GatewayDeps): Promise<FastifyInstance> {
     return jobJson(obj, await podsOf(`${JOB_ID_LABEL}=${obj.metadata.name}`));
   });
 
+  // The runner reports a run's end; the count lives in the cluster's ConfigMap (replicas share it).
+  app.post<{ Body: PipelineRunEnd }>('/v1/pipeline-runs', { schema: { body: PIPELINE_RUN_BODY_SCHEMA } }, async (req) => {
+    if (!c.pipelineRunsConfigMap) throw notFound('this gateway records no pipeline runs (no pipelineRunsConfigMap in its config)');
+    if (!Number.isFinite(Date.parse(req.body.endedAt))) throw badRequest('endedAt must be an ISO 8601 time', 'endedAt');
+    return { recorded: await recordPipelineRun(d.kube, c.namespace, c.pipelineRunsConfigMap, req.body) };
+  });
+
   // Counted from the API server on each scrape (no state here), under the agent's metric names so the
   // MonitoringStack's rules and panels read the gateway like an agent.
   app.get('/metrics', async (_req, reply) => {
@@ -196,7 +208,8 @@ export async function buildGateway(d: GatewayDeps): Promise<FastifyInstance> {
       ['mlinfra_agent_gpus_busy', 'GPUs requested by running jobs.', running.reduce((n, v) => n + v.gpus * v.nodes, 0)],
       ...(c.quotaGpus !== undefined ? [['mlinfra_agent_gpus', 'GPUs in the ClusterQueue quota.', c.quotaGpus] as const] : []),
     ].map(([name, help, value]) => `# HELP ${name} ${help}\n# TYPE ${name} gauge\n${name} ${value}\n`);
-    return reply.type('text/plain; version=0.0.4; charset=utf-8').send(lines.join(''));
+    const pipelines = c.pipelineRunsConfigMap ? pipelineMetricsText(await readPipelineRuns(d.kube, c.namespace, c.pipelineRunsConfigMap)) : '';
+    return reply.type('text/plain; version=0.0.4; charset=utf-8').send(lines.join('') + pipelines);
   });
 
   app.post<{ Params: { id: string } }>('/v1/jobs/:id/cancel', async (req) => {

@@ -33,6 +33,7 @@ export const JOBS: Resource = { api: '/apis/batch/v1', plural: 'jobs' };
 export const JOBSETS: Resource = { api: '/apis/jobset.x-k8s.io/v1alpha2', plural: 'jobsets' };
 export const PODS: Resource = { api: '/api/v1', plural: 'pods' };
 export const LOCALQUEUES: Resource = { api: '/apis/kueue.x-k8s.io/v1beta2', plural: 'localqueues' };
+export const CONFIGMAPS: Resource = { api: '/api/v1', plural: 'configmaps' };
 
 const SA = '/var/run/secrets/kubernetes.io/serviceaccount';
 
@@ -98,6 +99,10 @@ export class KubeClient {
   async list(r: Resource, namespace: string, labelSelector: string): Promise<KubeObject[]> {
     const out = await this.json('GET', `${this.path(r, namespace)}?labelSelector=${encodeURIComponent(labelSelector)}`);
     return out.items ?? [];
+  }
+  /** PUT: the object's metadata.resourceVersion makes it a compare-and-swap (409 when another write came first). */
+  replace(r: Resource, namespace: string, name: string, obj: unknown): Promise<KubeObject> {
+    return this.json('PUT', this.path(r, namespace, name), obj);
   }
   /** Foreground: the object stays (with a deletion timestamp) until its pods are gone. */
   delete(r: Resource, namespace: string, name: string): Promise<KubeObject> {

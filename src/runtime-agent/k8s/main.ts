@@ -40,6 +40,7 @@ export function readGatewayConfig(file: string): GatewayConfig {
     if (typeof c[k] !== t || c[k] === null) throw new Error(`gateway config ${file}: ${k} must be a ${t}, got ${JSON.stringify(c[k])}`);
   }
   if (c.quotaGpus !== undefined && typeof c.quotaGpus !== 'number') throw new Error(`gateway config ${file}: quotaGpus must be a number when set`);
+  if (c.storage !== undefined && (typeof c.storage !== 'object' || c.storage === null)) throw new Error(`gateway config ${file}: storage must be an object when set`);
   return c as unknown as GatewayConfig;
 }
 

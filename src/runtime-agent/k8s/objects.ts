@@ -67,8 +67,29 @@ export interface GatewayConfig {
   readonly cpuPerGpu: number;
   readonly memoryGiBPerGpu: number;
   readonly artifactsUri: string;
+  /** ConfigMap where pipeline run ends are counted (POST /v1/pipeline-runs). @default - not recorded (404) */
+  readonly pipelineRunsConfigMap?: string;
+  /** How job pods reach `artifactsUri`. @default - nothing mounted (tests) */
+  readonly storage?: GatewayStorage;
   readonly labels: Readonly<Record<string, string>>;
 }
+
+/** Artifacts for job pods: an object store (env, a credentials file, the storage module) or a volume (file://). */
+export interface GatewayStorage {
+  /** Storage settings the agent's S3/GCS module reads (AWS_ENDPOINT_URL_S3, AWS_REGION ...). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Credentials file from a Secret, mounted read-only; `envVar` names the file for the SDK. */
+  readonly credentials?: { readonly secret: string; readonly key: string; readonly envVar: string };
+  /** ConfigMap with the storage module (`file`: storage-s3.js or storage-gcs.js) loaded beside the agent. */
+  readonly module?: { readonly configMap: string; readonly file: string };
+  /** file://: the PersistentVolumeClaim mounted at the artifacts directory (one node: ReadWriteOnce). */
+  readonly volumeClaim?: string;
+}
+
+/** Where job pods mount a file:// artifacts volume (the path of `file://` artifactsUri). */
+export const ARTIFACTS_DIR = '/var/lib/mlinfra/artifacts';
+const MODULE_DIR = '/opt/mlinfra/storage-module';
+const CREDENTIALS_DIR = '/var/run/mlinfra/storage';
 
 /** A submitted job as the gateway accepted it (the agent's POST /v1/jobs body plus `nodes`). */
 export interface SubmitSpec {
@@ -115,15 +136,20 @@ function resourcesFor(c: GatewayConfig, gpus: number): { requests: Record<string
 }
 
 function podTemplate(c: GatewayConfig, id: string, s: SubmitSpec, extraEnv: Array<Record<string, unknown>>, labels: Record<string, string>): Record<string, unknown> {
+  const st = c.storage ?? {};
+  // Checkpoints go to the artifact store unless the job names its own place.
+  const checkpoint = s.checkpointDir ?? (s.kind === 'train' ? `${c.artifactsUri.replace(/\/+$/, '')}/checkpoints/${id}/` : undefined);
   const env: Array<Record<string, unknown>> = [
     ...Object.entries(s.env).map(([name, value]) => ({ name, value })),
+    ...Object.entries(st.env ?? {}).map(([name, value]) => ({ name, value })),
+    ...(st.credentials ? [{ name: st.credentials.envVar, value: `${CREDENTIALS_DIR}/${st.credentials.key}` }] : []),
     { name: 'MLINFRA_JOB_ID', value: id },
     { name: 'MLINFRA_GPUS', value: String(s.gpus) },
     { name: 'MLINFRA_CLUSTER', value: c.cluster },
     // uid 1000 has no home in most job images (HOME=/ is not writable): caches go to /tmp.
     { name: 'HOME', value: '/tmp' },
     { name: 'MLINFRA_ARTIFACTS_URI', value: c.artifactsUri },
-    ...(s.checkpointDir ? [{ name: 'MLINFRA_CHECKPOINT_URI', value: s.checkpointDir }] : []),
+    ...(checkpoint ? [{ name: 'MLINFRA_CHECKPOINT_URI', value: checkpoint }] : []),
     ...(s.artifactUri ? [{ name: 'MLINFRA_ARTIFACT_URI', value: s.artifactUri }] : []),
     ...(s.input ? [{ name: 'MLINFRA_INPUT', value: s.input }] : []),
     ...(s.output ? [{ name: 'MLINFRA_OUTPUT', value: s.output }] : []),
@@ -143,11 +169,15 @@ function podTemplate(c: GatewayConfig, id: string, s: SubmitSpec, extraEnv: Arra
       tolerations: c.tolerations.map((t) => ({ ...t })),
       initContainers: [{
         name: 'install', image: c.agentImage,
-        command: ['sh', '-c', `set -e; mkdir -p ${AGENT_DIR}/bin && cp "\`command -v node\`" ${AGENT_NODE} && cp ${BUNDLE_DIR}/mlinfra-agent.js ${BUNDLE_DIR}/package.json ${AGENT_DIR}/ && cd ${AGENT_DIR} && npm install --omit=dev --no-audit --no-fund --loglevel=error`],
-        env: [{ name: 'npm_config_cache', value: '/tmp/npm-cache' }],
+        // The bundle is self-contained: Node.js and the agent (and the storage module it loads from its
+        // own directory for s3:// or gs://) are copied, nothing installed. Backticks: Kubernetes expands $(...).
+        command: ['sh', '-c', `set -e; mkdir -p ${AGENT_DIR}/bin && cp "\`command -v node\`" ${AGENT_NODE} && cp ${BUNDLE_DIR}/mlinfra-agent.js ${AGENT_DIR}/${st.module ? ` && cp ${MODULE_DIR}/${st.module.file} ${AGENT_DIR}/` : ''}`],
         securityContext: nonRoot(),
         resources: { requests: { cpu: '500m', memory: '512Mi' }, limits: { cpu: '2', memory: '2Gi' } },
-        volumeMounts: [{ name: 'bundle', mountPath: BUNDLE_DIR, readOnly: true }, { name: 'agent', mountPath: AGENT_DIR }],
+        volumeMounts: [
+          { name: 'bundle', mountPath: BUNDLE_DIR, readOnly: true }, { name: 'agent', mountPath: AGENT_DIR },
+          ...(st.module ? [{ name: 'storage-module', mountPath: MODULE_DIR, readOnly: true }] : []),
+        ],
       }],
       containers: [{
         name: 'job', image: c.image,
@@ -164,12 +194,17 @@ function podTemplate(c: GatewayConfig, id: string, s: SubmitSpec, extraEnv: Arra
           { name: 'agent', mountPath: AGENT_DIR, readOnly: true },
           // PyTorch data loaders share tensors through /dev/shm; the runtime's default is 64 MiB.
           { name: 'dshm', mountPath: '/dev/shm' },
+          ...(st.volumeClaim ? [{ name: 'artifacts', mountPath: ARTIFACTS_DIR }] : []),
+          ...(st.credentials ? [{ name: 'storage-credentials', mountPath: CREDENTIALS_DIR, readOnly: true }] : []),
         ],
       }],
       volumes: [
         { name: 'agent', emptyDir: {} },
         { name: 'bundle', configMap: { name: c.bundleConfigMap, defaultMode: 0o444 } },
         { name: 'dshm', emptyDir: { medium: 'Memory' } },
+        ...(st.module ? [{ name: 'storage-module', configMap: { name: st.module.configMap, defaultMode: 0o444 } }] : []),
+        ...(st.volumeClaim ? [{ name: 'artifacts', persistentVolumeClaim: { claimName: st.volumeClaim } }] : []),
+        ...(st.credentials ? [{ name: 'storage-credentials', secret: { secretName: st.credentials.secret, defaultMode: 0o400, items: [{ key: st.credentials.key, path: st.credentials.key }] } }] : []),
       ],
     },
   };

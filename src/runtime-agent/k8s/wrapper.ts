@@ -33,6 +33,8 @@ export interface WrapResult {
   readonly exitCode: number;
   readonly failure: Failure | null;
   readonly checkpointFiles: { restored: number; saved: number };
+  /** Files of the pipeline run directory brought from MLINFRA_RUN_DIR_URI before the command ran. */
+  readonly runDirFiles: number;
 }
 
 const TAIL_BYTES = 16 * 1024;
@@ -69,6 +71,14 @@ export async function runWrapped(o: WrapOptions): Promise<WrapResult> {
     fs.mkdirSync(dir, { recursive: true });
     env.MLINFRA_CHECKPOINT_DIR = dir;
     restored = await storage.getDir(ckptUri, dir);
+  }
+
+  // A pipeline step escalated to this cluster (onOom) names the run directory's copy in the store:
+  // another host's run directory is not here, so bring it to MLINFRA_RUN_DIR before the step starts.
+  let runDirFiles = 0;
+  if (env.MLINFRA_RUN_DIR_URI && env.MLINFRA_RUN_DIR) {
+    fs.mkdirSync(env.MLINFRA_RUN_DIR, { recursive: true });
+    runDirFiles = await storage.getDir(env.MLINFRA_RUN_DIR_URI, env.MLINFRA_RUN_DIR);
   }
 
   const oomBefore = oomKills(cgroupDir);
@@ -117,5 +127,5 @@ export async function runWrapped(o: WrapOptions): Promise<WrapResult> {
     err.write(`mlinfra k8s-wrap: cannot write ${termLog}: ${(e as Error).message}\n`);
   }
   const exitCode = spawnError ? 127 : code ?? 128 + (signal ? (os.constants.signals as Record<string, number>)[signal] ?? 0 : 0);
-  return { exitCode, failure, checkpointFiles: { restored, saved } };
+  return { exitCode, failure, checkpointFiles: { restored, saved }, runDirFiles };
 }

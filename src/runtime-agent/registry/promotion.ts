@@ -4,8 +4,11 @@
  * promote it through the endpoints' rollouts. What happened — promoted, not better, or registered but
  * not serving because the rollout failed — is returned for the run record.
  */
-import type { ModelRegistry, ModelVersion, MoveOptions } from './registry';
-import { RegistryError } from './registry';
+import * as fs from 'node:fs';
+import type { Storage } from '../storage/index';
+import { readEndpoints, rolloutToAll } from './endpoints';
+import type { ModelVersion, MoveOptions } from './registry';
+import { ModelRegistry, RegistryError } from './registry';
 
 export interface PromotionInput {
   readonly metric: string;
@@ -65,4 +68,51 @@ export async function promoteIfBetter(registry: ModelRegistry, p: PromotionInput
     return { ...base, promoted: false, reason: `${reason}; registered as ${v.version} but not serving: ${e.message}`, version: v.version, error: { code: e.code, message: e.message } };
   }
   return { ...base, promoted: true, reason, version: v.version };
+}
+
+export type RegistryOutcome = { readonly version: string } | { readonly version: string | null; readonly error: string };
+
+export interface RegisterRunInput {
+  readonly storage: Storage;
+  readonly artifactsUri: string;
+  readonly pipeline: string;
+  readonly runId: string;
+  readonly modelDir: string;
+  readonly source: string;
+  readonly metrics: Readonly<Record<string, unknown>>;
+  readonly reason: string;
+  readonly codeVersion: string | null;
+  readonly dataVersion: string | null;
+  readonly pipelineSpecHash: string | null;
+  readonly say: (line: string) => void;
+}
+
+/**
+ * For a run the pipeline decided to promote: registers its `model/` files as a registry version and
+ * promotes it through the rollouts of the endpoints registered beside the registry. Null when the run
+ * wrote no model files (the registry is left as it is); `error` when the version does not serve.
+ */
+export async function registerRun(r: RegisterRunInput): Promise<RegistryOutcome | null> {
+  if (!fs.existsSync(r.modelDir) || fs.readdirSync(r.modelDir).length === 0) {
+    r.say('no files in model/: the model registry is unchanged');
+    return null;
+  }
+  const registry = new ModelRegistry(r.storage, r.artifactsUri, r.pipeline);
+  const metrics = Object.fromEntries(Object.entries(r.metrics).filter((e): e is [string, number] => typeof e[1] === 'number'));
+  let version: string | null = null;
+  try {
+    const v = await registry.register({
+      runId: r.runId, modelDir: r.modelDir, source: r.source, metrics,
+      ...(r.codeVersion ? { codeVersion: r.codeVersion } : {}), ...(r.dataVersion ? { dataVersion: r.dataVersion } : {}),
+      ...(r.pipelineSpecHash ? { pipelineSpecHash: r.pipelineSpecHash } : {}),
+    });
+    version = v.version;
+    await registry.promote(v.version, { reason: r.reason, rollout: rolloutToAll(await readEndpoints(r.storage, r.artifactsUri)) });
+    r.say(`registered and serving ${v.version} (${registry.root})`);
+    return { version: v.version };
+  } catch (e) {
+    const error = `${version ? `registered ${version} but it does not serve: ` : ''}${(e as Error).message}`;
+    r.say(`failed: ${error}`);
+    return { version, error };
+  }
 }

@@ -1,9 +1,6 @@
 import { block, blocks, isSet, isTrue } from '../attrs';
 import { nonCompliant, PolicyRule } from '../types';
-import { lazyFunction } from '../../../core/lazy';
-
-// The AWS endpoint backend (and its provider) loads only when a SageMaker config is checked.
-const hasLocalStorage = lazyFunction(() => (require('../../../constructs/model-endpoint/aws') as typeof import('../../../constructs/model-endpoint/aws')).hasLocalStorage);
+import { hasLocalStorage } from '../../../core/accelerators';
 
 export const rule: PolicyRule = {
   id: 'aws-sagemaker-encryption',

@@ -1,0 +1,66 @@
+import type { FastifyInstance } from 'fastify';
+import { badRequest, notFound } from '../errors';
+import { JOB_BODY_SCHEMA } from '../server';
+import { schemeOf } from '../storage/index';
+import type { JobSpec } from '../types';
+import type { ClusterJob } from './records';
+import type { ClusterWorker } from './worker';
+
+type JobBody = Partial<Omit<JobSpec, 'argv'>> & { argv: string[] };
+
+/** The public JSON shape of a cluster job (env values stay in the bucket, like the local API shows only env keys). */
+export function clusterJobJson(j: ClusterJob): Record<string, unknown> {
+  const { env, ...spec } = j.spec;
+  return {
+    id: j.id, state: j.state, spec: { ...spec, envKeys: Object.keys(env ?? {}) }, attempts: j.attempts, attempt: j.attempts.length,
+    exitCode: j.exitCode ?? null, failure: j.failure ?? null, checkpoint: j.checkpoint ?? null, createdAt: j.createdAt, updatedAt: j.updatedAt,
+  };
+}
+
+/**
+ * Cluster routes, beside the host's own /v1/jobs: POST /v1/cluster/jobs enqueues (201: the queue
+ * accepted it; 413: too large for a message; 503: the queue did not take it, nothing was recorded),
+ * GET /v1/cluster/jobs[/:id[/logs]] read the bucket, POST /v1/cluster/jobs/:id/cancel.
+ */
+export function registerClusterRoutes(app: FastifyInstance, worker: ClusterWorker): void {
+  app.post<{ Body: JobBody }>('/v1/cluster/jobs', { schema: { body: JOB_BODY_SCHEMA } }, async (req, reply) => {
+    const b = req.body;
+    if (!b.argv[0]) throw badRequest('argv[0] (the program) must not be empty', 'argv.0');
+    for (const field of ['input', 'output', 'artifactUri', 'checkpointDir'] as const) {
+      const v = b[field];
+      if (v === undefined) continue;
+      try {
+        schemeOf(v);
+      } catch (e) {
+        throw badRequest((e as Error).message, field);
+      }
+    }
+    if (b.kind === 'batch' && (!b.input || !b.output)) throw badRequest('a batch job needs an input and an output prefix', b.input ? 'output' : 'input');
+    if (b.cwd !== undefined && !b.cwd.startsWith('/')) throw badRequest('cwd must be an absolute path', 'cwd');
+    const spec: JobSpec = {
+      ...b, argv: b.argv, env: b.env ?? {}, gpus: b.gpus ?? 0, priority: b.priority ?? 0, retries: b.retries ?? 0, kind: b.kind ?? 'train',
+    };
+    const job = await worker.enqueue(spec);
+    return reply.code(201).send({ ...clusterJobJson(job), queue: worker.queue.kind });
+  });
+
+  app.get('/v1/cluster/jobs', async () => ({ jobs: (await worker.store.list()).map(clusterJobJson) }));
+
+  app.get<{ Params: { id: string } }>('/v1/cluster/jobs/:id', async (req) => {
+    const job = await worker.get(req.params.id);
+    if (!job) throw notFound(`no cluster job ${req.params.id}`);
+    return clusterJobJson(job);
+  });
+
+  app.get<{ Params: { id: string } }>('/v1/cluster/jobs/:id/logs', async (req, reply) => {
+    const job = await worker.get(req.params.id);
+    if (!job) throw notFound(`no cluster job ${req.params.id}`);
+    return reply.type('text/plain; charset=utf-8').send(await worker.store.logs(job.id));
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/cluster/jobs/:id/cancel', async (req) => {
+    const job = await worker.cancel(req.params.id);
+    if (!job) throw notFound(`no cluster job ${req.params.id}`);
+    return clusterJobJson(job);
+  });
+}

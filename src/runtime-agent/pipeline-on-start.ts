@@ -1,0 +1,60 @@
+/** `serve --pipeline-on-start`: runs each given pipeline once after the agent listens, unless it ran recently. */
+import type { Logger } from 'pino';
+import { ModelStore } from './model-store';
+import { runPipeline } from './pipeline';
+import { loadPipelineSpec } from './pipeline-load';
+import { runSummary } from './pipeline-types';
+import type { Storage } from './storage/index';
+
+const errMsg = (e: unknown): string => (e instanceof Error ? e.message : String(e));
+
+export interface OnStartOptions {
+  readonly specUris: readonly string[];
+  /** Called with each loaded spec's name before any run, e.g. to create its metric series at 0. */
+  readonly onSpecLoaded?: (pipeline: string) => void;
+  readonly minIntervalMinutes: number;
+  readonly agentUrl: string;
+  readonly token: string;
+  readonly workDir: string;
+  readonly storage: Storage;
+  readonly logger: Logger;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export type OnStartOutcome =
+  | { readonly specUri: string; readonly outcome: 'ran'; readonly summary: Record<string, unknown> }
+  | { readonly specUri: string; readonly outcome: 'skipped'; readonly latestRunId: string; readonly minutesAgo: number }
+  | { readonly specUri: string; readonly outcome: 'error'; readonly error: string };
+
+/**
+ * Runs each pipeline once (concurrently), unless its latest run under `<artifactsUri>/runs/` started
+ * less than `minIntervalMinutes` ago. Never throws: outcomes are logged and returned.
+ */
+export async function runPipelinesOnStart(o: OnStartOptions): Promise<OnStartOutcome[]> {
+  return Promise.all(o.specUris.map(async (specUri): Promise<OnStartOutcome> => {
+    const log = o.logger.child({ specUri });
+    try {
+      const { spec, raw, uri } = await loadPipelineSpec(specUri, o.storage);
+      o.onSpecLoaded?.(spec.name);
+      const latest = await new ModelStore(o.storage, spec.artifactsUri).latestRunStart();
+      if (latest) {
+        const minutesAgo = (Date.now() - latest.startedAt) / 60_000;
+        if (minutesAgo < o.minIntervalMinutes) {
+          log.info({ pipeline: spec.name, latestRunId: latest.runId, minutesAgo: Number(minutesAgo.toFixed(2)) }, 'pipeline on start: skipped, ran recently');
+          return { specUri, outcome: 'skipped', latestRunId: latest.runId, minutesAgo };
+        }
+      }
+      log.info({ pipeline: spec.name }, 'pipeline on start: running');
+      const r = await runPipeline({
+        spec, rawSpec: raw, specUri: uri, agentUrl: o.agentUrl, token: o.token, workDir: o.workDir, storage: o.storage, logger: log, env: o.env,
+        codeVersion: o.env?.MLINFRA_CODE_VERSION || null, dataVersion: o.env?.MLINFRA_DATA_VERSION || null,
+      });
+      const summary = runSummary(r);
+      (r.state === 'succeeded' ? log.info.bind(log) : log.error.bind(log))({ summary }, `pipeline on start: run ${r.state}`);
+      return { specUri, outcome: 'ran', summary };
+    } catch (e) {
+      log.error({ err: errMsg(e) }, 'pipeline on start: could not run');
+      return { specUri, outcome: 'error', error: errMsg(e) };
+    }
+  }));
+}
