@@ -73,17 +73,26 @@ describe.each([
 });
 
 
-describe('kubernetes agent container', () => {
-  test('its serve flags are all accepted by the built agent', async () => {
+describe('kubernetes gateway container', () => {
+  test('its command and every flag it passes are the built agent\'s gateway command', async () => {
     const stack = new TerraformStack(Testing.app(), 'contract');
     new GpuCluster(stack, 'train', { target: new KubernetesTarget(stack, 'k8s', { namespace: 'ml' }), accelerator: 'L4', nodes: { min: 0, max: 2 }, agentBundleDir: testAgentBundle() });
     const json = JSON.parse(Testing.synth(stack, true));
-    const sts: any = Object.values(json.resource.kubernetes_stateful_set_v1)[0];
-    const command: string[] = sts.spec.template.spec.container.find((c: any) => c.name === 'agent').command;
+    expect(json.resource.kubernetes_stateful_set_v1).toBeUndefined();
+    const containers = Object.values(json.resource.kubernetes_deployment_v1 as Record<string, any>).flatMap((d: any) => d.spec.template.spec.container);  
+    const command: string[] = containers.map((c: any) => c.command).find((c: string[] | undefined) => c?.some((a) => a.endsWith('mlinfra-agent.js')));  
     const args = command.slice(command.findIndex((a) => a.endsWith('mlinfra-agent.js')) + 1);
-    expect(args[0]).toBe('serve');
-    const dir = tmpDir();
-    fs.writeFileSync(path.join(dir, 'token'), 'contract-test-token\n', { mode: 0o600 });
-    expect(await startsListening(localise(args, dir), {})).toContain('"msg":"listening"');
+    expect(args[0]).toBe('gateway');
+    const help = await new Promise<string>((resolve) => {
+      const p = spawn(process.execPath, [BUNDLE, 'gateway', '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+      p.on('close', () => resolve(out));
+    });
+    const flags = args.filter((a) => a.startsWith('--'));
+    expect(flags.length).toBeGreaterThan(2);
+    for (const f of flags) expect(help).toContain(f);
+    // Required options of the gateway command are all given.
+    for (const required of ['--config', '--token-file']) expect(flags).toContain(required);
   }, 30_000);
 });
