@@ -67,7 +67,17 @@ j=$(submit --gpus 1 --name nccl --env NCCL_DEBUG=WARN -- python3 -m torch.distri
 wait_job "$j" > "$out/job-nccl.json"; "${A[@]}" logs "$j" | grep -E '"rank"|NCCL WARN|Error|error' | head -n 12
 python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print("state", j["state"], "failure", json.dumps(j.get("failure")))' "$out/job-nccl.json"
 
-log "6. GPU metrics the agent exports"
+log "6. kill -9 of the agent during a GPU training job: the job keeps running and is recorded once"
+j=$(submit --gpus 1 --name train-survive --checkpoint-dir "$data/ckpt2" --env STEPS=5000 -- python3 "$here/train_gpu.py")
+sleep 4
+kill -9 "$agent"; wait "$agent" 2>/dev/null
+"${A[@]}" serve --port 7077 --data-dir "$data/agent" --token-file "$data/token" --grace-seconds 5 >> "$out/agent.log" 2>&1 &
+agent=$!
+for _ in $(seq 1 100); do "${A[@]}" list > /dev/null 2>&1 && break; sleep 0.2; done
+wait_job "$j" > "$out/job-survive.json"; "${A[@]}" logs "$j" | tail -n 2
+python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print("state", j["state"], "attempts", j.get("attempts"), "exit", j.get("exitCode"))' "$out/job-survive.json"
+
+log "7. GPU metrics the agent exports"
 python3 - <<'PY'
 import os, urllib.request
 r = urllib.request.Request(os.environ["MLINFRA_AGENT_URL"] + "/metrics", headers={"Authorization": "Bearer " + os.environ["MLINFRA_AGENT_TOKEN"]})
