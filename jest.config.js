@@ -16,7 +16,7 @@ const SLOW = [
   'runtime-agent/torch', 'runtime-agent/pipeline-example', 'runtime-agent/pipeline', 'runtime-agent/durability',
   'runtime-agent/fuzz', 'runtime-agent/prometheus', 'runtime-agent/monitoring', 'runtime-agent/bootstrap-contract',
   'runtime-agent/faults', 'runtime-agent/api', 'runtime-agent/cli', 'runtime-agent/failures', 'runtime-agent/autostop',
-  'runtime-agent/gcs', 'runtime-agent/k8s-gateway', 'runtime-agent/registry',
+  'runtime-agent/gcs', 'runtime-agent/k8s-gateway', 'runtime-agent/registry', 'runtime-agent/queue-cluster', 'runtime-agent/queue-contract',
 ].map((f) => `/test/${f}\\.test\\.ts$`);
 
 module.exports = {

@@ -64,7 +64,7 @@ export function edgeFacts(c: IConstruct): readonly EdgeFact[] {
  * grantee, never from the order of calls.
  */
 export interface GrantFact {
-  /** '' from `recordGrant` (core/graph.ts), whose callers still name their resources themselves. */
+  /** The id the grant's resources are named with. */
   readonly id: string;
   /** What was granted: read, write, invoke, agent, artifacts-read, artifacts-write, scale ... */
   readonly kind: string;

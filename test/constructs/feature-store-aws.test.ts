@@ -102,7 +102,7 @@ describe('FeatureStore on AWS', () => {
   });
 
   test('grantRead: read actions only, on exactly the store tables, bucket, Glue objects and key', () => {
-    const st = grantStatements(json, /^train_granted_test-features-[a-f0-9]{8}-read-1-doc/);
+    const st = grantStatements(json, /^train_granted_test-features-[a-f0-9]{8}-read-[a-f0-9]{8}-doc/);
     const actions = st.flatMap((s) => s.actions);
     expect([...actions].sort()).toEqual([
       'athena:GetQueryExecution', 'athena:GetQueryResults', 'athena:GetWorkGroup', 'athena:StartQueryExecution', 'athena:StopQueryExecution',
@@ -133,7 +133,7 @@ describe('FeatureStore on AWS', () => {
 
   test('grantWrite adds writes on the same resources; deletes only in the Athena staging prefix', () => {
     const { json: j } = build({}, (s, f, aws) => f.grantWrite(new GpuCluster(s, 'train', { target: aws, accelerator: 'L4', agentBundleDir: testAgentBundle() })));
-    const st = grantStatements(j, /^train_granted_test-features-[a-f0-9]{8}-write-1-doc/);
+    const st = grantStatements(j, /^train_granted_test-features-[a-f0-9]{8}-write-[a-f0-9]{8}-doc/);
     const actions = st.flatMap((s) => s.actions);
     expect(actions).toEqual(expect.arrayContaining(['dynamodb:PutItem', 'dynamodb:BatchWriteItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:DescribeTable', 's3:PutObject', 'kms:GenerateDataKey', 'dynamodb:GetItem']));
     expect(actions).not.toContain('dynamodb:CreateTable');
@@ -145,7 +145,7 @@ describe('FeatureStore on AWS', () => {
       f.grantRead(new GpuCluster(s, 'train', { target: aws, accelerator: 'L4', agentBundleDir: testAgentBundle() }));
       f.addFeatureView({ name: 'late', entities: ['user_id'], features: [{ name: 'x', type: 'bool' }], ttl: Duration.days(1) });
     });
-    const st = grantStatements(j, /-read-1-doc/);
+    const st = grantStatements(j, /-read-[a-f0-9]{8}-doc/);
     expect(st.find((s) => s.actions.includes('dynamodb:GetItem'))!.resources).toHaveLength(3);
   });
 
@@ -186,7 +186,7 @@ describe('FeatureStore on AWS', () => {
     expect(y.online_store).toEqual({ type: 'redis', redis_type: 'redis', connection_string: 'TFREF:6379,ssl=true,password=${REDIS_PASSWORD}' });
     // In Terraform the variable is escaped so it survives to Feast, which expands it from the environment.
     expect(Object.values(j.output!).find((o: any) => /connection_string/.test(o.value))!.value).toContain('password=$${REDIS_PASSWORD}');
-    const st = grantStatements(j, /-read-1-doc/);
+    const st = grantStatements(j, /-read-[a-f0-9]{8}-doc/);
     expect(st.find((x) => x.actions.includes('secretsmanager:GetSecretValue'))!.resources).toEqual([expect.stringMatching(/aws_secretsmanager_secret\.features_online_password-secret_/)]);
     expect(st.flatMap((x) => x.actions).some((a: string) => a.startsWith('dynamodb:'))).toBe(false);
   });

@@ -1,7 +1,7 @@
 // Stable grants: ids from the owner, the kind and the grantee; repeats are idempotent; each grant is a
 // record in the owner's metadata; a grant across clouds is one error.
 import { TerraformStack } from 'cdktf';
-import { AwsTarget, GcpTarget, GpuCluster, IGrantable } from '../../src';
+import { AwsTarget, Duration, FeatureStore, GcpTarget, GpuCluster, IGrantable, ModelEndpoint } from '../../src';
 import { grantFacts } from '../../src/core/facts';
 import { granteeKey } from '../../src/core/grants';
 import { caught, resources, synth, testAgentBundle } from '../helpers';
@@ -35,6 +35,22 @@ describe('grants', () => {
       expect.stringMatching(/^test-train-[0-9a-f]{8}-artifacts-read-[0-9a-f]{8}$/),
       expect.stringMatching(/^test-train-[0-9a-f]{8}-scale-[0-9a-f]{8}$/),
     ]);
+  });
+
+  test('feature store and endpoint grants: reordering gives byte-identical JSON, repeating creates nothing', () => {
+    const build = (order: 'ab' | 'ba') => synth((stack) => {
+      const w = world(stack);
+      const features = new FeatureStore(stack, 'features', { target: w.aws });
+      features.addFeatureView({ name: 'user_stats', entities: ['user_id'], features: [{ name: 'ltv', type: 'float' }], ttl: Duration.days(2) });
+      const endpoint = new ModelEndpoint(stack, 'api', { target: w.aws, model: 's3://models/ltv/v1/', image: '123456789012.dkr.ecr.us-east-1.amazonaws.com/ltv:1', replicas: { min: 1, max: 2 } });
+      const calls = [() => features.grantRead(w.train), () => features.grantWrite(w.ops), () => endpoint.grantInvoke(w.train)];
+      for (const c of order === 'ab' ? calls : [...calls].reverse()) c();
+      expect(features.grantRead(w.train)).toBe(features.grantRead(w.train));
+    });
+    const a = build('ab');
+    expect(build('ba').text).toBe(a.text);
+    const names = Object.values(resources(a.json, 'aws_iam_role_policy')).map((p) => String(p.name)).filter((n) => /-(read|write|invoke)-[0-9a-f]{8}$/.test(n));
+    expect(names).toHaveLength(3);
   });
 
   test('a repeated grant returns the first record and creates nothing more', () => {

@@ -2,8 +2,7 @@ import { TerraformOutput, Token } from 'cdktf';
 import { Construct } from 'constructs';
 import { Duration } from '../../core/duration';
 import { Errors } from '../../core/errors';
-import { recordGrant } from '../../core/graph';
-import { IGrantable } from '../../core/grants';
+import { Grant, grantOnce, IGrantable } from '../../core/grants';
 import { resourceName } from '../../core/naming';
 import { SecretRef } from '../../core/secrets';
 import { TargetKind } from '../../core/accelerators';
@@ -99,8 +98,8 @@ export interface IFeatureStore {
   readonly registryUri: string;
   /** The generated feature_store.yaml (a Terraform value: see `FeatureStore.feastConfig`). */
   readonly feastConfig: string;
-  grantRead(grantee: IGrantable): void;
-  grantWrite(grantee: IGrantable): void;
+  grantRead(grantee: IGrantable): Grant;
+  grantWrite(grantee: IGrantable): Grant;
 }
 
 /**
@@ -162,7 +161,6 @@ export class FeatureStore extends Construct implements IFeatureStore {
   public readonly kubernetes?: KubernetesFeatureStoreResources;
   private readonly backend: FeatureStoreBackend;
   private readonly views: FeatureView[] = [];
-  private grants = 0;
 
   constructor(scope: Construct, id: string, props: FeatureStoreProps) {
     super(scope, id);
@@ -217,19 +215,12 @@ export class FeatureStore extends Construct implements IFeatureStore {
   }
 
   /** Read access to exactly this store's tables, objects and key (or Redis password). */
-  public grantRead(grantee: IGrantable): void {
-    this.backend.grantRead(grantee, this.nextGrantId(grantee, 'read'));
+  public grantRead(grantee: IGrantable): Grant {
+    return grantOnce(this, grantee, 'read', (id) => this.backend.grantRead(grantee, id));
   }
   /** Read and write (materialize, write history, update the registry) on exactly this store's resources. */
-  public grantWrite(grantee: IGrantable): void {
-    this.backend.grantWrite(grantee, this.nextGrantId(grantee, 'write'));
-  }
-
-  /** A unique id for one grant; records the grant for the stack picture. */
-  private nextGrantId(grantee: IGrantable, kind: string): string {
-    recordGrant(this, grantee, kind);
-    this.grants += 1;
-    return `${resourceName(this, { maxLength: 40 })}-${kind}-${this.grants}`;
+  public grantWrite(grantee: IGrantable): Grant {
+    return grantOnce(this, grantee, 'write', (id) => this.backend.grantWrite(grantee, id));
   }
 
   /** Checks the props against the cloud-neutral rules and resolves the plan; throws before any resource exists. */

@@ -3,8 +3,7 @@ import { Construct } from 'constructs';
 import { ACCELERATOR_NAMES, AcceleratorName, AcceleratorShape, isAcceleratorName, TargetKind } from '../../core/accelerators';
 import { ContainerImage } from '../../core/container-image';
 import { Errors } from '../../core/errors';
-import { recordGrant } from '../../core/graph';
-import { GrantPrincipal, IGrantable } from '../../core/grants';
+import { Grant, GrantPrincipal, grantOnce, IGrantable } from '../../core/grants';
 import { lazyModule } from '../../core/lazy';
 import { IModelArtifact, parseModelUri } from '../../core/model';
 import { resourceName } from '../../core/naming';
@@ -138,7 +137,7 @@ export interface IModelEndpoint extends IGrantable {
   readonly target: Target;
   readonly url: string;
   readonly metrics: EndpointMetrics;
-  grantInvoke(grantee: IGrantable): void;
+  grantInvoke(grantee: IGrantable): Grant;
 }
 
 const DEFAULTS = { port: 8080, healthPath: '/ping', revision: 'v1' };
@@ -205,7 +204,6 @@ export class ModelEndpoint extends Construct implements IModelEndpoint {
   public readonly gcp?: GcpModelEndpointResources;
   public readonly kubernetes?: KubernetesModelEndpointResources;
   private readonly backend: ModelEndpointBackend;
-  private grants = 0;
 
   constructor(scope: Construct, id: string, props: ModelEndpointProps) {
     super(scope, id);
@@ -234,10 +232,8 @@ export class ModelEndpoint extends Construct implements IModelEndpoint {
   }
 
   /** Lets `grantee` call the endpoint (AWS: sagemaker:InvokeEndpoint; GCP: run.invoker; Kubernetes: a NetworkPolicy). */
-  public grantInvoke(grantee: IGrantable): void {
-    recordGrant(this, grantee, 'invoke');
-    this.grants += 1;
-    this.backend.grantInvoke(grantee, `${resourceName(this, { maxLength: 40 })}-invoke-${this.grants}`);
+  public grantInvoke(grantee: IGrantable): Grant {
+    return grantOnce(this, grantee, 'invoke', (id) => this.backend.grantInvoke(grantee, id));
   }
 
   /** Checks the props against the cloud-neutral rules and resolves the plan; throws before any resource exists. */
