@@ -101,10 +101,11 @@ describe('run-pipeline through a local agent', () => {
     expect(flakyLog).toContain('flaky attempt 1 fails');
     expect(flakyLog).toContain('flaky ok attempt=2');
     expect(fs.readFileSync(path.join(dir, 'logs', 'train.log'), 'utf8')).toBe('trained score=0.8\n');
-    expect(fs.readFileSync(path.join(dir, 'logs', 'promote.log'), 'utf8')).toMatch(/no current model\n.*promoted run /);
+    expect(fs.readFileSync(path.join(dir, 'logs', 'promote.log'), 'utf8')).toMatch(/no current model\n.*registered and serving v1 .*\n.*promoted run /);
     expect(fs.readFileSync(path.join(dir, 'model', 'model.txt'), 'utf8')).toBe('weights 0.8\n');
     expect(readJson(path.join(dir, 'promotion.json'))).toEqual({
       promoted: true, metric: 'score', newValue: 0.8, currentValue: null, currentRunId: null, higherIsBetter: true, reason: 'no current model',
+      registry: { version: 'v1' },
     });
     expect(readJson(path.join(dir, 'run.json'))).toMatchObject({ runId: runId1, pipeline: 'churn', state: 'succeeded', specHash: hash, promoted: true });
 
