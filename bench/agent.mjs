@@ -1,9 +1,10 @@
 // Benchmark of mlinfra-agent (the built bundle, dist/agent/mlinfra-agent.js). Prints figures; asserts nothing.
-//   node bench/agent.mjs            (after `npm run build:agent`)
+//   node bench/agent.mjs            (after `npm run build:agent`): the agent's rows of `npm run bench` alone
+// BENCH_AGENT_BUNDLE=<file> benches another build; BENCH_AGENT_NODE_FLAGS adds Node.js flags to the agent.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -18,11 +19,22 @@ const freePort = () => new Promise((res) => {
   });
 });
 
-async function startAgent(args = [], node = process.execPath) {
+/** Node.js flags for the agent process (e.g. BENCH_AGENT_NODE_FLAGS=--max-semi-space-size=1, as a host start line would pass). */
+const NODE_FLAGS = (process.env.BENCH_AGENT_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+/** The 1-minute load average, printed beside each figure: on a shared machine the figures move with it. */
+const load = () => `load ${loadavg()[0].toFixed(2)}`;
+/** CPU time (user + system, ms) a process has used so far. */
+function cpuMs(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * (1000 / 100); // clock ticks: USER_HZ is 100 on Linux
+}
+
+async function startAgent(args = [], node = process.execPath, nodeFlags = NODE_FLAGS) {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'mlinfra-agent-bench-'));
   writeFileSync(join(dir, 'token'), TOKEN);
-  const proc = spawn(node, [BUNDLE, 'serve', '--port', String(port), '--data-dir', join(dir, 'data'), '--token-file', join(dir, 'token'),
+  const proc = spawn(node, [...nodeFlags, BUNDLE, 'serve', '--port', String(port), '--data-dir', join(dir, 'data'), '--token-file', join(dir, 'token'),
     '--log-level', 'warn', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
   proc.stdout.resume();
   const url = `http://127.0.0.1:${port}`;
@@ -88,12 +100,16 @@ export async function benchAgent({ jobs = 200, submits = 2000, concurrency = 16,
   print(`mlinfra-agent bench: bundle ${(statSync(BUNDLE).size / 1024).toFixed(1)} KiB, node ${process.version}`);
 
   // 1. idle RSS of a fresh agent (and of the same on another Node.js, e.g. 22 LTS with node:sqlite: BENCH_NODE=/path/to/node)
-  for (const node of [process.execPath, ...(process.env.BENCH_NODE ? [process.env.BENCH_NODE] : [])]) {
-    const a = await startAgent([], node);
+  // and with --max-semi-space-size=1 (a 1 MiB young generation: what an idle agent does not need)
+  const variants = [[process.execPath, NODE_FLAGS], [process.execPath, [...NODE_FLAGS, '--max-semi-space-size=1']]];
+  if (process.env.BENCH_NODE) variants.push([process.env.BENCH_NODE, NODE_FLAGS]);
+  for (const [node, flags] of variants) {
+    const a = await startAgent([], node, flags);
     await new Promise((r) => setTimeout(r, 1500));
-    const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${a.proc.pid}/status`, 'utf8'))[1];
+    const status = readFileSync(`/proc/${a.proc.pid}/status`, 'utf8');
+    const kb = (k) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN) / 1024;
     const version = node === process.execPath ? process.version : 'BENCH_NODE';
-    print(`idle RSS after start (${version}): ${(Number(rss) / 1024).toFixed(1)} MiB (goal <= 50 MiB)`);
+    print(`idle RSS after start (${version}${flags.length ? ` ${flags.join(' ')}` : ''}): ${kb('VmRSS').toFixed(1)} MiB (anonymous ${kb('RssAnon').toFixed(1)}, file ${kb('RssFile').toFixed(1)}) (goal <= 50 MiB; ${load()})`);
     await a.close();
   }
 
@@ -115,7 +131,7 @@ export async function benchAgent({ jobs = 200, submits = 2000, concurrency = 16,
     }
     print(`/bin/true x${jobs}, spawned directly: p50 ${ms(pct(direct, 50))}, p99 ${ms(pct(direct, 99))}`);
     print(`/bin/true x${jobs}, via agent (submit -> terminal, sequential): p50 ${ms(pct(viaAgent, 50))}, p99 ${ms(pct(viaAgent, 99))}`);
-    print(`per-job overhead: p50 ${ms(pct(viaAgent, 50) - pct(direct, 50))}, p99 ${ms(pct(viaAgent, 99) - pct(direct, 99))}; agent p50 = ${(pct(viaAgent, 50) / pct(direct, 50)).toFixed(2)}x of direct (goal <= 2x)`);
+    print(`per-job overhead: p50 ${ms(pct(viaAgent, 50) - pct(direct, 50))}, p99 ${ms(pct(viaAgent, 99) - pct(direct, 99))}; agent p50 = ${(pct(viaAgent, 50) / pct(direct, 50)).toFixed(2)}x of direct (goal <= 2x; ${load()})`);
     await a.close();
   }
 
@@ -126,9 +142,11 @@ export async function benchAgent({ jobs = 200, submits = 2000, concurrency = 16,
     const direct = (performance.now() - t0) / 1000;
     const a = await startAgent(['--max-cpu-jobs', '2']);
     const t1 = performance.now();
+    const cpu0 = cpuMs(a.proc.pid);
     await pool(throughputJobs, concurrency, async () => follow(a.url, await submit(a.url, { argv: ['/bin/true'] })));
     const agent = (performance.now() - t1) / 1000;
-    print(`${throughputJobs} jobs at 2 slots: direct ${direct.toFixed(2)} s (${(throughputJobs / direct).toFixed(0)}/s), agent ${agent.toFixed(2)} s (${(throughputJobs / agent).toFixed(0)}/s) = ${(direct / agent).toFixed(2)}x of direct (goal >= 0.8x)`);
+    const cpuPerJob = (cpuMs(a.proc.pid) - cpu0) / throughputJobs;
+    print(`${throughputJobs} jobs at 2 slots: direct ${direct.toFixed(2)} s (${(throughputJobs / direct).toFixed(0)}/s), agent ${agent.toFixed(2)} s (${(throughputJobs / agent).toFixed(0)}/s) = ${(direct / agent).toFixed(2)}x of direct (goal >= 0.8x); agent CPU ${cpuPerJob.toFixed(2)} ms/job (${load()})`);
     await a.close();
   }
 
@@ -141,7 +159,7 @@ export async function benchAgent({ jobs = 200, submits = 2000, concurrency = 16,
       while (next++ < submits) await submit(a.url, { argv: ['/bin/true'] });
     }));
     const secs = (performance.now() - t) / 1000;
-    print(`durable submits: ${submits} in ${secs.toFixed(2)} s at concurrency ${concurrency} = ${(submits / secs).toFixed(0)} /s`);
+    print(`durable submits: ${submits} in ${secs.toFixed(2)} s at concurrency ${concurrency} = ${(submits / secs).toFixed(0)} /s (${load()})`);
     await a.close();
   }
 

@@ -28,6 +28,8 @@ async function startS3() {
   const S3rver = require('s3rver');
   const dir = mkdtempSync(join(tmpdir(), 'mlinfra-bench-s3-'));
   const s3 = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: dir, configureBuckets: [{ name: 'cluster' }] });
+  // job records are conditional writes (If-Match / If-None-Match), as on S3
+  require(join(ROOT, 'test', 'support', 's3-conditional.ts')).addConditionalWrites(s3);
   const endpoint = `http://127.0.0.1:${(await s3.run()).port}`;
   return { endpoint, close: async () => { await s3.close(); rmSync(dir, { recursive: true, force: true }); } };
 }

@@ -49,3 +49,4 @@ if (existsSync(agentBench)) {
   await benchAgent();
 }
 if (existsSync(join(root, 'bench', 'queue.mjs'))) await (await import(join(root, 'bench', 'queue.mjs'))).benchQueue();
+if (existsSync(join(root, 'bench', 'gang.mjs'))) await (await import(join(root, 'bench', 'gang.mjs'))).benchGang();

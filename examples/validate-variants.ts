@@ -137,6 +137,14 @@ function misc(): Variant[] {
     { stack: 'v-existing-network', name: 'spot-base', build: (scope, target) => {
       new GpuCluster(scope, 'spot-base', { target, accelerator: 'L4', acceleratorsPerNode: 4, nodes: { min: 2, max: 4 }, spot: true, onDemandBaseNodes: 1 });
     } },
+    // Multi-node on an existing network: one subnet for the placement group, 32 EFA interfaces on an
+    // explicit EFA type, the agent guards set.
+    { stack: 'v-existing-network', name: 'efa-explicit-guards', build: (scope, target) => {
+      new GpuCluster(scope, 'efa', {
+        target, accelerator: 'H200', instanceType: 'p5e.48xlarge', nodes: { min: 0, max: 2 }, spot: true,
+        maxJobDurationSeconds: 86400, deadManMinutes: 15, idleGpuUtilPercent: 10,
+      });
+    } },
     // Token-valued props: the image and nodes.max from Terraform variables.
     { stack: 'v-tokens', name: 'token-nodes-max', build: (scope, target) => {
       const maxNodes = new TerraformVariable(scope, 'max-nodes', { type: 'number', default: 2 });

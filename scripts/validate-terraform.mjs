@@ -8,6 +8,8 @@
  *     (data sources that would call AWS overridden), running the provider's plan-time checks;
  *   - `terraform test`, tests/mock.tftest.hcl: a mocked provider with ARN-shaped values plans then
  *     applies, so every value is known when the provider's checks run.
+ *   - scripts/validate/promotion.cjs: for each SageMaker endpoint serving `pipeline.model`, a plan
+ *     (real provider, -refresh=false) against a state a promotion left (`<endpoint>-v3`) must be empty.
  * Each diagnostic is printed with the construct path from the stack's JSON metadata. Exits non-zero on
  * any error. Without terraform or the mirror it prints a skip line and exits 0, except under CI=true.
  *
@@ -23,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 
 const require = createRequire(import.meta.url);
 const V = require('./validate/prepare.cjs');
+const Promotion = require('./validate/promotion.cjs');
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -161,14 +164,21 @@ async function checkStack(stack, resourceSchemas) {
       add('test', { severity: 'error', summary: `terraform test completed ${runs} of 3 runs (${failed} failed)`, detail: `${test.stderr}`.trim().slice(0, 4000) });
     }
   }
-  return { stack, diagnostics, standIns, dropped, seconds: (Date.now() - t0) / 1000 };
+  // Issue 16: a plan after a simulated promotion shows no change on registry-managed endpoints.
+  let promotions = 0;
+  if (!diagnostics.some((d) => d.severity === 'error')) {
+    const checks = Promotion.preparePromotionChecks(json, { awsVersion, schema: resourceSchemas, workDir: dir });
+    for (const d of await Promotion.runPromotionChecks(checks, run)) add('promotion', d);
+    promotions = checks.length;
+  }
+  return { stack, diagnostics, standIns, dropped, promotions, seconds: (Date.now() - t0) / 1000 };
 }
 
 function report(result) {
   const errors = result.diagnostics.filter((d) => d.severity === 'error');
   const warnings = result.diagnostics.filter((d) => d.severity !== 'error');
   const lines = [`${errors.length ? 'FAIL' : 'ok  '} ${result.stack.name} (${result.stack.origin}) ${result.seconds.toFixed(1)}s` +
-    `${warnings.length ? `, ${warnings.length} warning(s)` : ''}${result.dropped.length ? `, ${result.dropped.length} 6.x-only argument(s) dropped` : ''}`];
+    `${warnings.length ? `, ${warnings.length} warning(s)` : ''}${result.promotions ? `, ${result.promotions} no-diff-after-promotion plan(s)` : ''}${result.dropped.length ? `, ${result.dropped.length} 6.x-only argument(s) dropped` : ''}`];
   for (const d of [...errors, ...(verbose ? warnings : [])]) {
     lines.push(`  ${d.severity} [${d.mode}] ${d.summary}`);
     lines.push(`    at ${d.path ?? '(no construct)'}${d.address ? ` (${d.address})` : ''}${d.line ? ` cdk.tf.json:${d.line}` : ''}`);

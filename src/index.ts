@@ -16,7 +16,7 @@ export { MlInfraError, MlInfraErrorCode, MlInfraErrorDetails } from './core/erro
 export { IGrantable, Grant, GrantPrincipal, AwsPrincipal, GcpPrincipal, KubernetesPrincipal, AwsPolicyStatement } from './core/grants';
 export type { HostGroup, AwsHostGroup, GcpHostGroup, KubernetesHostGroup, StoreObjectOptions, StoredObject } from './contracts/host-group';
 export type { IWatchable, WatchKind } from './contracts/watchable';
-export { IModelArtifact, ModelArtifact, ModelUriScheme } from './core/model';
+export { IModelArtifact, IModelRegistry, isModelRegistry, ModelArtifact, ModelUriScheme } from './core/model';
 export { SecretRef } from './core/secrets';
 export { ContainerImage, ContainerImageSource, FromRegistryOptions, EcrImageOptions, ArtifactRegistryImageOptions, SUPPORTED_UPSTREAMS } from './core/container-image';
 export { Notify, NotifyDestination, NotifyKind, NotifySecret, NotifySecretRef, SlackOptions, PagerDutyOptions, WebhookOptions } from './core/notify';

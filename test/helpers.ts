@@ -91,6 +91,10 @@ export function testAgentBundle(): string {
     writeFileSync(join(bundleDir, 'mlinfra-agent.js'), "'use strict';\n// mlinfra-agent test stand-in\n");
     writeFileSync(join(bundleDir, 'storage-s3.js'), "'use strict';\n// storage module test stand-in\n");
     writeFileSync(join(bundleDir, 'storage-gcs.js'), "'use strict';\n// storage module test stand-in\n");
+    // What AWS hosts load beside the agent (queue client, Auto Scaling calls, rollouts).
+    for (const f of ['queue-sqs.js', 'autoscaling-aws.js', 'rollout-sagemaker.js', 'rollout-cloudrun.js', 'rollout-kubernetes.js']) {
+      writeFileSync(join(bundleDir, f), `'use strict';\n// ${f} test stand-in\n`);
+    }
   }
   return bundleDir;
 }

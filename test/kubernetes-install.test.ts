@@ -14,6 +14,7 @@ import { KubernetesProvider } from '@cdktf/provider-kubernetes/lib/provider';
 import { MlInfraError } from '../src/core/errors';
 import { JOBSET_CHART, KUEUE_CHART, QUEUES_CHART_FILES } from '../src/constructs/gpu-cluster/kubernetes-install';
 import { JOBSET_VERSION, KUEUE_VERSION } from '../src/constructs/gpu-cluster/kueue';
+import { renderJob, renderJobSet } from '../src/runtime-agent/k8s/objects';
 import { Policy } from '../src/aspects/policy/policy';
 import { PolicyPack } from '../src/aspects/policy/pack';
 import { crdErrors, loadCrd } from './kubernetes-crd-schema';
@@ -107,6 +108,73 @@ describe("kueueAndJobSet 'install'", () => {
     const findings: string[] = [];
     build({ kueueAndJobSet: 'install' }, [{}], (s) => Policy.apply(s, { pack: PolicyPack.default(), reporter: (f) => findings.push(`${f.ruleId} ${f.path}`) }));
     expect(findings).toEqual([]);
+  });
+});
+
+/**
+ * No validator runs Helm here (no Helm provider in the mirror), so each rule the install mode relies on
+ * is a test, against facts read from the pinned charts (test/fixtures/crds/helm-charts-pinned.json).
+ */
+describe('Helm release rules, against the pinned charts', () => {
+  const charts = JSON.parse(readFileSync(join(__dirname, 'fixtures', 'crds', 'helm-charts-pinned.json'), 'utf8'));
+  const { json } = build({ kueueAndJobSet: 'install' });
+  const all = releases(json);
+  const upstream = Object.values(all).filter((r: any) => r.chart.startsWith('oci://'));
+  const byName = Object.fromEntries(upstream.map((r: any) => [r.name, r]));
+
+  test('each chart is pinned to the version the install docs and its Chart.yaml name, from the documented OCI repository', () => {
+    for (const name of ['kueue', 'jobset']) {
+      const r = byName[name];
+      expect(charts[name].chartVersion).toBe(r.version);
+      expect(r.version).toMatch(/^\d+\.\d+\.\d+$/);
+      expect(charts[name].install).toContain(r.chart);
+      expect(charts[name].install).toMatch(new RegExp(`--version[ =]"?${r.version.replace(/\./g, '\\.')}"?`));
+    }
+  });
+
+  test('every release waits (controllers and webhooks ready before what depends on them), with a bounded timeout', () => {
+    for (const r of Object.values(all) as any[]) {
+      expect(r.wait).toBe(true);
+      expect(r.timeout).toBeGreaterThan(0);
+    }
+  });
+
+  test('values set on an upstream chart exist in its pinned values.yaml (today: none are set, the defaults are relied on)', () => {
+    for (const r of upstream as any[]) {
+      const keys = [...(r.values ?? []).flatMap((v: string) => Object.keys(JSON.parse(v))), ...(r.set ?? []).map((x: any) => String(x.name).split('.')[0])];
+      expect({ chart: r.name, unknown: keys.filter((k) => !charts[r.name].topLevelValueKeys.includes(k)) }).toEqual({ chart: r.name, unknown: [] });
+      expect(keys).toEqual([]);
+    }
+  });
+
+  test('the defaults relied on: Kueue manages batch/v1 Jobs and JobSets, and only those labelled with a queue name', () => {
+    expect(charts.kueue.defaultFrameworks).toEqual(expect.arrayContaining(['batch/job', 'jobset.x-k8s.io/jobset']));
+    expect(charts.kueue.manageJobsWithoutQueueName).toMatch(/^commented out/);
+    // The plain-pod integration is on by default: job pods must not carry the queue label, or Kueue would gate them twice.
+    expect(charts.kueue.defaultFrameworks).toContain('pod');
+    const cfg = { namespace: 'ml', cluster: 'c', localQueue: 'c', gpusPerNode: 1, maxNodes: 2, image: 'i', agentImage: 'a', bundleConfigMap: 'b', jobServiceAccount: 's',
+      nodeSelector: {}, tolerations: [], cpuPerGpu: 1, memoryGiBPerGpu: 1, artifactsUri: 's3://b/c', labels: {} };
+    const spec = { argv: ['x'], env: {}, gpus: 1, nodes: 2, priority: 0, retries: 0, kind: 'train' as const };
+    const job = renderJob(cfg, 'j000000000001', { ...spec, nodes: 1 }) as any;
+    const js = renderJobSet(cfg, 'j000000000002', spec) as any;
+    expect(job.metadata.labels['kueue.x-k8s.io/queue-name']).toBe('c');
+    expect(js.metadata.labels['kueue.x-k8s.io/queue-name']).toBe('c');
+    expect(job.spec.template.metadata.labels['kueue.x-k8s.io/queue-name']).toBeUndefined();
+    expect(js.spec.replicatedJobs[0].template.metadata.labels['kueue.x-k8s.io/queue-name']).toBeUndefined();
+    expect(js.spec.replicatedJobs[0].template.spec.template.metadata.labels['kueue.x-k8s.io/queue-name']).toBeUndefined();
+  });
+
+  test('CRDs before objects: every kind the queue release renders is a CRD its dependencies install', () => {
+    const r = Object.values(all).find((x: any) => x.name.endsWith('-queues')) as any;
+    const kinds = JSON.parse(r.values[0]).objects.map((o: any) => o.kind);
+    const installedBy = (kind: string) => ['kueue', 'jobset'].filter((c) => charts[c].crdKinds.includes(kind));
+    for (const k of kinds) expect({ kind: k, by: installedBy(k) }).toEqual({ kind: k, by: ['kueue'] });
+    expect(r.depends_on).toEqual(expect.arrayContaining(upstream.map((u: any) => expect.stringContaining(`helm_release.k8s_mlinfra-kueue-install_${u.name}_`))));
+    // Kueue's CRDs are templates (applied, and upgraded, with the release); JobSet's are in crds/ (Helm installs them
+    // before the templates on the first install and never upgrades them: a JobSet chart upgrade needs its CRD applied by hand).
+    expect([charts.kueue.crdsIn, charts.jobset.crdsIn]).toEqual(['templates/crd', 'crds']);
+    // The test's own list of CRD kinds covers what the pinned charts install.
+    for (const k of [...charts.kueue.crdKinds, ...charts.jobset.crdKinds]) expect(CRD_KINDS.test(k) || /^(MultiKueue|ProvisioningRequestConfig)/.test(k)).toBe(true);
   });
 });
 

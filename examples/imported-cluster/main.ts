@@ -33,6 +33,9 @@ export function build(app: App): TerraformStack[] {
       autoscalingGroupArn: arn('autoscaling', `autoScalingGroup:6d5af669-eb3b-4530-894b-e314a667f2e7:autoScalingGroupName/${TRAIN.name}`),
       targetGroupArnSuffix: `targetgroup/${TRAIN.name.slice(0, 29)}-tg/0123456789abcdef`,
       loadBalancerArnSuffix: `net/${TRAIN.name.slice(0, 32)}/0123456789abcdef`,
+      // The jobs queue the hosts lease from: what the pipeline's schedule enqueues into.
+      jobsQueueUrl: `https://sqs.${TRAIN.region}.amazonaws.com/${TRAIN.account}/${TRAIN.name}-jobs`,
+      jobsQueueArn: arn('sqs', `${TRAIN.name}-jobs`),
     },
   });
 

@@ -5,7 +5,7 @@
  * cost.json and picture.dot/.svg beside cdk.tf.json.
  */
 import { App, LocalBackend, TerraformStack } from 'cdktf';
-import { AwsTarget, Duration, FeatureViewOptions } from '../../src';
+import { AwsTarget, Duration, FeatureViewOptions, KubernetesTarget } from '../../src';
 import { sharedAwsNetwork } from '../stack';
 import { MlPlatformStack, MlPlatformStackProps } from '../../src/stacks';
 
@@ -34,10 +34,11 @@ export function build(app: App): TerraformStack[] {
       ...common, target: 'gcp', project: 'ml-platform-prod', region: 'us-central1',
       servingImage: 'us-docker.pkg.dev/ml-platform-prod/serving/ltv-server:2.0.0',
     }),
-    // Kubernetes keeps pipeline artifacts on the agent pods' volume: the endpoint serves a model from S3.
+    // An object store for artifacts: the pipeline's registry lives there and the endpoint serves pipeline.model.
     platform(app, 'platform-k8s', {
-      ...common, target: 'kubernetes', namespace: 'ml-platform', spot: false,
-      servingImage: 'ghcr.io/acme/ltv-server:2.0.0', model: 's3://ml-platform-models/ltv/current',
+      ...common, spot: false,
+      target: (stack) => new KubernetesTarget(stack, 'k8s', { namespace: 'ml-platform', artifactStore: { uri: 's3://ml-platform-artifacts/k8s', region: 'us-east-1' } }),
+      servingImage: 'ghcr.io/acme/ltv-server:2.0.0',
       kubernetesMonitoring: { smtp: { smarthost: 'smtp.example.com:587', from: 'alerts@example.com' } },
     }),
   ];

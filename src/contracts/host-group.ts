@@ -47,4 +47,6 @@ export interface StoredObject {
   readonly uri: string;
   /** The provider resource holding the object, created in the caller's scope. */
   readonly resource: IConstruct;
+  /** AWS: the KMS key the object (and the rest of the store) is encrypted with. */
+  readonly keyArn?: string;
 }

@@ -34,6 +34,11 @@ export const HOST_METRICS = {
   awsClusterDimension: 'ClusterName',
   /** GCP: label naming the cluster on scraped Prometheus metrics (`cluster` is taken by prometheus_target). */
   gcpClusterLabel: 'mlinfra_cluster',
+  /**
+   * Kubernetes: the gateway's series of its cluster's live job pods (`job_pod`, `job_id` labels, value 1),
+   * selected by the cluster label it puts on them; PromQL joins DCGM's per-pod GPU series to a cluster through it.
+   */
+  gatewayJobPods: 'mlinfra_gateway_job_pod_info',
   /** GCP: the Ops Agent's Prometheus receiver of the agent scrape (a config name, not a series). */
   gcpReceiver: 'mlinfra_agent',
   /** GCP: instance label naming the cluster (Ops Agent GPU metrics are filtered on it). */

@@ -34,7 +34,15 @@ export interface RunStepSpec {
   readonly after: readonly string[];
   readonly retries: number;
   readonly timeoutSeconds?: number;
+  /** GPUs of the step's job; for a multi-node step, GPUs on each node (the same as gpusPerNode). */
   readonly gpus: number;
+  /**
+   * Hosts the step runs on at once (a gang), one rank per host; absent means 1. See MULTI_NODE_CONTRACT:
+   * every target (agent cluster queue, Kubernetes JobSet) keeps it.
+   */
+  readonly nodes?: number;
+  /** With nodes > 1: GPUs each node's rank gets (0: CPU, one process per node). Absent: `gpus`. */
+  readonly gpusPerNode?: number;
   /**
    * When an attempt is classified `oom`, resubmit the step to this (bigger) cluster's agent.
    * The token is read from `tokenFile` or the env var named by `tokenEnv` on the host running the pipeline.
@@ -84,6 +92,30 @@ export interface PipelineSpec {
  * versions.json ({code, data}), spec.json + spec-hash.txt, steps.json (per step: state, attempts,
  * failure, escalatedTo), logs/<step>.log, and promotion.json when a promote step ran.
  */
+/**
+ * The multi-node step contract (a step with `nodes` > 1), the same on every target so a pipeline moves
+ * between them unchanged (the agent's cluster queue: `mlinfra-agent gang-rank`; Kubernetes: a JobSet):
+ * - All N ranks start or none does: the gang waits for N hosts up to its timeout (agent: 600 s), then
+ *   fails with a reason naming the missing ranks and holds nothing.
+ * - One rank per host. Node rank i (0..N-1) is fixed for the gang's life; rank 0 hosts the rendezvous.
+ * - A command whose program is a `.py` script (`x.py ...` or `python3 x.py ...`) runs under
+ *   `/usr/bin/python3 -m torch.distributed.run --nnodes N --nproc_per_node max(1, gpusPerNode)
+ *   --rdzv_backend c10d --rdzv_endpoint <rank-0 host>:<port> --rdzv_id <gang>-<attempt>`: torch's own
+ *   RANK / WORLD_SIZE / LOCAL_RANK are set by torchrun (its group ranks come from the rendezvous and need
+ *   not equal the node rank). Any other command runs as is, once per node, and launches its own workers.
+ * - Environment on every node, both cases: MLINFRA_NODE_RANK (i), MLINFRA_NNODES (N), MLINFRA_GPUS_PER_NODE,
+ *   MLINFRA_RDZV_ENDPOINT (`host:port` of rank 0), MASTER_ADDR and MASTER_PORT (the same host and port),
+ *   MLINFRA_GANG_ID and MLINFRA_GANG_ATTEMPT (1, 2 ... per gang attempt, not per rank).
+ * - One rank failing, its host lost or preempted stops every rank (SIGTERM, then SIGKILL after the
+ *   grace) and re-runs the gang as a whole: a new attempt of all N ranks. Failures are charged to the
+ *   step's `retries` once per gang attempt; preemptions are not (the cluster's attempt cap still applies).
+ * - Checkpoints are per node: MLINFRA_CHECKPOINT_DIR of node rank i is restored from what node rank i
+ *   saved in the previous attempt (in DDP every node holds the same state: have each node's LOCAL_RANK 0 save).
+ * - A multi-node step reads and writes the bucket, not MLINFRA_RUN_DIR of the runner's host: its nodes are
+ *   other hosts. MLINFRA_RUN_URI (the run's `<artifactsUri>/runs/<run-id>`) is set for it.
+ */
+export const MULTI_NODE_ENV = ['MLINFRA_NODE_RANK', 'MLINFRA_NNODES', 'MLINFRA_GPUS_PER_NODE', 'MLINFRA_RDZV_ENDPOINT', 'MASTER_ADDR', 'MASTER_PORT', 'MLINFRA_GANG_ID', 'MLINFRA_GANG_ATTEMPT'] as const;
+
 export type PipelineStepState = 'pending' | 'running' | 'succeeded' | 'failed' | 'skipped';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -170,6 +202,8 @@ export const PIPELINE_SPEC_SCHEMA = {
               env: { type: 'object', propertyNames: { pattern: ENV_NAME.source }, additionalProperties: str },
               retries: { type: 'integer', minimum: 0, maximum: 100 },
               gpus: { type: 'integer', minimum: 0, maximum: 1024 },
+              nodes: { type: 'integer', minimum: 1, maximum: 256 },
+              gpusPerNode: { type: 'integer', minimum: 0, maximum: 64 },
               timeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 31_536_000 },
               onOom: {
                 type: 'object', required: ['agentUrl'],
@@ -194,6 +228,8 @@ const STEP_RULES: Readonly<Record<string, string>> = {
   env: 'env must be an object of strings',
   retries: 'retries must be an integer 0..100',
   gpus: 'gpus must be an integer 0..1024',
+  nodes: 'nodes must be an integer 1..256',
+  gpusPerNode: 'gpusPerNode must be an integer 0..64',
   timeoutSeconds: 'timeoutSeconds must be a number > 0',
   onOom: 'onOom.agentUrl must be an http(s) URL',
   metric: 'metric must be a non-empty string',
@@ -292,6 +328,8 @@ export function validatePipelineSpec(raw: unknown): PipelineSpec {
       kind: 'run', name, argv: [...(st.argv as string[])], env: { ...(st.env as Record<string, string> | undefined) }, after,
       retries: (st.retries as number | undefined) ?? 0, gpus: (st.gpus as number | undefined) ?? 0,
       ...(st.timeoutSeconds !== undefined ? { timeoutSeconds: st.timeoutSeconds as number } : {}),
+      ...(st.nodes !== undefined ? { nodes: st.nodes as number } : {}),
+      ...(st.gpusPerNode !== undefined ? { gpusPerNode: st.gpusPerNode as number } : {}),
       ...(o ? {
         onOom: {
           agentUrl: o.agentUrl, ...(o.tokenFile !== undefined ? { tokenFile: o.tokenFile } : {}),

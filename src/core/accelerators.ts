@@ -124,6 +124,33 @@ export const ACCELERATORS: Readonly<Record<AcceleratorName, AcceleratorSpec>> = 
   },
 };
 
+/** Elastic Fabric Adapter on an EC2 instance type (what a multi-node cluster attaches). */
+export interface AwsEfa {
+  /** DescribeInstanceTypes NetworkInfo.EfaInfo.MaximumEfaInterfaces: one per network card. */
+  readonly maxInterfaces: number;
+  /** GPUDirect RDMA over EFA (libfabric `FI_EFA_USE_DEVICE_RDMA=1`): A100 and Hopper P instances. */
+  readonly gpuDirectRdma: boolean;
+}
+
+/**
+ * EC2 GPU instance types with EFA, by type (the catalog's and the explicit ones a user may name):
+ * https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/efa.html#efa-instance-types and
+ * https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/efa-acc-inst-types.html (network cards per type).
+ * G instances with EFA are left out: one interface and no GPUDirect RDMA; their NCCL uses TCP here.
+ */
+export const AWS_EFA: Readonly<Record<string, AwsEfa>> = {
+  'p4d.24xlarge': { maxInterfaces: 4, gpuDirectRdma: true },
+  'p4de.24xlarge': { maxInterfaces: 4, gpuDirectRdma: true },
+  'p5.48xlarge': { maxInterfaces: 32, gpuDirectRdma: true },
+  'p5e.48xlarge': { maxInterfaces: 32, gpuDirectRdma: true },
+  'p5en.48xlarge': { maxInterfaces: 16, gpuDirectRdma: true },
+};
+
+/** EFA of an EC2 instance type, or undefined when the catalog lists none for it. */
+export function awsEfaOf(instanceType: string | undefined): AwsEfa | undefined {
+  return instanceType === undefined ? undefined : AWS_EFA[instanceType];
+}
+
 /** GPUs one Kubernetes pod may request: what common GPU nodes carry. */
 export const KUBERNETES_COUNTS = [1, 2, 4, 8] as const;
 

@@ -4,7 +4,10 @@
  */
 import { Token } from 'cdktf';
 import { IConstruct } from 'constructs';
+import type { TargetKind } from './accelerators';
 import { Errors } from './errors';
+import type { IGrantable } from './grants';
+import type { Target } from './targets';
 
 /** A model artifact: where the serving container finds the model. */
 export interface IModelArtifact {
@@ -66,4 +69,60 @@ export class ModelArtifact {
   }
 
   private constructor() {}
+}
+
+/** The object a registry keeps for a ModelEndpoint (`models/endpoints/<name>.json`), as its store made it. */
+export interface RegistryObject {
+  readonly uri: string;
+  /** AWS: the KMS key the store encrypts with (the serving role decrypts model versions with it). */
+  readonly keyArn?: string;
+}
+
+/** What a ModelRegistry needs from the cluster whose store holds it: plain attributes and capabilities. */
+export interface RegistryStore extends IGrantable {
+  readonly target: Target;
+  readonly artifactsUri: string;
+  storeObject?(scope: IConstruct, id: string, options: { key: string; content: string; contentType: string }): { uri: string; keyArn?: string };
+}
+
+/**
+ * A pipeline's model registry (`pipeline.model`): versions under `<artifacts>/models/versions/v<N>/`,
+ * the pointer in `models/registry.json`, and one record per serving endpoint in
+ * `models/endpoints/<name>.json`, which a promotion reads to roll the version out. `uri` is the versions
+ * prefix: every version a serving identity may load.
+ */
+export interface IModelRegistry extends IModelArtifact {
+  readonly kind: 'model-registry';
+  /** The pipeline's artifacts root (`s3://`, `gs://`, or `file://` on single-node Kubernetes). */
+  readonly artifactsUri: string;
+  readonly pipelineName: string;
+  /** The target of the cluster that runs promotions, and so the rollouts. */
+  readonly targetKind: TargetKind;
+  /** The hosts that promote: they get the rollout grants. */
+  readonly rolloutHosts: IGrantable;
+  /** Keeps `models/endpoints/<name>.json` in the store. Absent where Terraform cannot write the store (Kubernetes). */
+  storeEndpointRecord?(scope: IConstruct, id: string, endpointName: string, content: string): RegistryObject;
+}
+
+/** True for `pipeline.model`, false for a plain artifact or URI. */
+export function isModelRegistry(x: unknown): x is IModelRegistry {
+  return typeof x === 'object' && x !== null && (x as { kind?: unknown }).kind === 'model-registry';
+}
+
+/** The registry of the pipeline `pipelineName` whose artifacts root is `artifactsUri`, kept in `store`'s bucket. */
+export function modelRegistry(pipelineName: string, artifactsUri: string, store: RegistryStore): IModelRegistry {
+  const root = artifactsUri.replace(/\/+$/, '');
+  const storeRoot = store.artifactsUri.replace(/\/+$/, '');
+  // The record is written through the cluster's store: only under its bucket (a custom `artifacts` elsewhere
+  // cannot), and not on Kubernetes, whose stack has no provider for the object store.
+  const inStore = root.startsWith(`${storeRoot}/`) && !!store.storeObject && store.target.kind !== 'kubernetes';
+  const keyOf = (rel: string) => `${root.slice(storeRoot.length + 1)}/${rel}`;
+  return {
+    kind: 'model-registry', uri: `${root}/models/versions`, artifactsUri: root, pipelineName, targetKind: store.target.kind,
+    rolloutHosts: store,
+    ...(inStore ? {
+      storeEndpointRecord: (scope: IConstruct, id: string, endpointName: string, content: string) =>
+        store.storeObject!(scope, id, { key: keyOf(`models/endpoints/${endpointName}.json`), content, contentType: 'application/json' }),
+    } : {}),
+  };
 }

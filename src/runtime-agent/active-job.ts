@@ -1,9 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { StopReason } from './executor';
 import { classifyExit, type ExitFacts } from './failure';
 import type { JobUser, RunSlot } from './job-run';
 import type { JobEnd, Journal } from './journal';
 import type { LogStore } from './logs';
+import type { Slots } from './slots';
 import { joinUri, type Storage } from './storage/index';
 import type { Failure, JobRecord, RunRecord, ShardRecord } from './types';
 
@@ -37,6 +39,15 @@ export interface SchedulerOptions {
 }
 
 export type ActiveRun = RunSlot;
+
+/** A run journaled before its spawn: its id, marker and slots. */
+export interface RunStart {
+  readonly runId: number;
+  readonly marker: string;
+  readonly shard: ShardRecord | null;
+  readonly gpuSlots: number[];
+  readonly gpuIds: string;
+}
 
 export interface Outcome {
   readonly facts: ExitFacts | null;
@@ -128,6 +139,33 @@ export function endOf(a: ActiveJob): JobEnd {
   if (!a.outcome) return { state: 'succeeded', exitCode: a.job.spec.kind === 'batch' ? 0 : exitCode, signal, charge: false, failure: null };
   const retry = a.job.charged + 1 <= a.job.spec.retries;
   return { state: retry ? 'queued' : 'failed', exitCode, signal, charge: true, failure: a.outcome.failure };
+}
+
+/** Takes a run's slots and journals it (marker included, before any spawn; not fsynced, see startJob). Releases the slots if that throws. */
+export function recordRun(j: Journal, slots: Slots, job: JobRecord, shard: ShardRecord | null): RunStart {
+  const gpuSlots = slots.take(job.spec.gpus);
+  const gpuIds = gpuSlots.join(',');
+  const marker = `${job.id}.${job.attempts}.${shard?.idx ?? 't'}.${randomBytes(6).toString('hex')}`;
+  try {
+    const runId = j.transaction(() => {
+      const rid = j.insertRun(job.id, job.attempts, shard?.idx ?? null, gpuIds, marker);
+      if (shard) j.shardAttempt(job.id, shard.idx);
+      else j.setJobGpus(job.id, gpuIds);
+      return rid;
+    }, 'deferred');
+    return { runId, marker, shard, gpuSlots, gpuIds };
+  } catch (e) {
+    slots.release(job.spec.gpus, gpuSlots);
+    throw e;
+  }
+}
+
+/** The job as it ends (what status shows while its journal write waits). */
+export function endedRecord(job: JobRecord, end: JobEnd): JobRecord {
+  return {
+    ...job, state: end.state, exitCode: end.exitCode, signal: end.signal, failure: end.failure,
+    charged: job.charged + (end.charge ? 1 : 0), requeue: Boolean(end.requeue), endedAt: new Date().toISOString(),
+  };
 }
 
 /** A batch attempt's shards: listed (and journaled) once per job, then the ones not done yet. A listing error fails the attempt. */

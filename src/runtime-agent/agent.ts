@@ -4,16 +4,20 @@ import * as path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Autostop } from './autostop';
+import { startLifecycleHook } from './cluster/aws-group';
 import { startCluster, type ClusterWorker } from './cluster/index';
 import { DRIFT_FILE, startLocalMetricsServer } from './drift';
 import { detectGpus, type GpuInventory } from './gpus';
 import { openDatabase } from './db';
+import { startHostGuards } from './guards';
 import { resolveJobUser } from './job-run';
 import { Journal } from './journal';
 import { LogStore } from './logs';
 import { AgentMetrics } from './metrics';
 import { resolveServeOptions, type ServeOptions, type ServeOptionsInput } from './options';
+import { inProcessPipelineRunner } from './pipeline-on-start';
 import { PreemptionWatcher, type PreemptionNotice } from './preemption';
+import { registerModelRoutes } from './registry/routes';
 import { Scheduler } from './scheduler';
 import { buildServer } from './server';
 import { Storage } from './storage/index';
@@ -113,7 +117,15 @@ export class Agent extends EventEmitter<AgentEvents> {
       health: () => ({ gpus: gpus.count, ...scheduler.stats(), preempted: Boolean(ref.agent?.preemptedBy) }),
     });
     undo.push(() => app.close());
-    const cluster = o.cluster ? startCluster(o.cluster, app, { scheduler, storage, logger, dataDir: o.dataDir, maxCpuJobs: o.maxCpuJobs }) : undefined;
+    registerModelRoutes(app, storage); // /v1/models: the registry, as `mlinfra-agent models` moves it
+    const cluster = o.cluster ? startCluster(o.cluster, app, {
+      scheduler, storage, logger, dataDir: o.dataDir, maxCpuJobs: o.maxCpuJobs,
+      // pipeline-run messages (schedules, run-pipeline --queue) run in this agent
+      runPipeline: inProcessPipelineRunner({
+        agentUrl: () => ref.agent?.url, token: o.token, workDir: path.join(o.dataDir, 'pipeline-runs'), storage, env: process.env,
+        holdBusy: () => ref.agent?.holdBusy() ?? (() => undefined), onSpecLoaded: (name) => metrics.declarePipeline(name),
+      }),
+    }) : undefined;
     if (cluster) undo.push(() => cluster.close());
     const address = await app.listen({ host: o.host, port: o.port });
     // Token-free /metrics for the host's metrics agent: 127.0.0.1 only, whatever --host is.
@@ -136,16 +148,23 @@ export class Agent extends EventEmitter<AgentEvents> {
     a.cluster = cluster;
     ref.agent = a;
     autostop.on('stopping', () => metrics.autostops.inc());
+    // dead-man switch and hung-job reports (--dead-man-minutes, --idle-gpu-util-percent)
+    const guards = startHostGuards({ options: o, autostop, scheduler, journal, cluster: () => cluster, held: () => a.holds > 0, registry: metrics.registry, logger });
+    a.once('closed', () => guards.stop());
     scheduler.on('job:finished', (job) => {
       if (job.state === 'succeeded') recordDrift(scheduler.artifactDir(job.id), job.id, metrics, logger);
     });
-    watcher.on('notice', (n) => {
+    const onNotice = (n: PreemptionNotice): void => {
       a.preemptedBy = n;
       cluster?.drain();
       scheduler.preempt(o.graceSeconds * 1000);
       a.emit('preempted', n);
-    });
+    };
+    watcher.on('notice', onNotice);
     watcher.start();
+    // --lifecycle-hook: scale-in protection while busy; a termination hook drains like a spot notice
+    const group = startLifecycleHook(o, { scheduler, cluster, held: () => a.holds > 0, onNotice, logger });
+    a.once('closed', () => group?.stop());
     autostop.start();
     if (!o.paused) scheduler.resume();
     logger.info({

@@ -13,7 +13,8 @@ export interface AutostopOptions {
 }
 
 interface AutostopEvents {
-  stopping: [info: { idleSeconds: number }];
+  /** `reason`: 'idle' (this class's own timer) or what `stopNow` was given (e.g. 'dead-man'). */
+  stopping: [info: { idleSeconds: number; reason: string }];
   'command:done': [info: { which: 'pre-stop' | 'stop'; exitCode: number | null }];
 }
 
@@ -27,6 +28,7 @@ export class Autostop extends EventEmitter<AutostopEvents> {
   private idleSince: number | null = null;
   private fired = false;
   private running = false;
+  private stopped = false;
 
   constructor(private readonly o: AutostopOptions) {
     super();
@@ -41,6 +43,7 @@ export class Autostop extends EventEmitter<AutostopEvents> {
   }
 
   stop(): void {
+    this.stopped = true;
     clearInterval(this.timer);
     this.timer = undefined;
   }
@@ -54,21 +57,32 @@ export class Autostop extends EventEmitter<AutostopEvents> {
     this.idleSince ??= Date.now();
     if (this.fired || this.running || Date.now() - this.idleSince < idleMs) return;
     this.fired = true;
-    void this.fire((Date.now() - this.idleSince) / 1000);
-  }
-
-  private async fire(idleSeconds: number): Promise<void> {
-    this.running = true;
-    this.o.logger.warn({ idleSeconds, stopCommand: this.o.stopCommand ?? null }, 'idle autostop');
-    this.emit('stopping', { idleSeconds });
-    try {
-      if (this.o.preStopCommand) await this.sh('pre-stop', this.o.preStopCommand);
-      const exitCode = this.o.stopCommand ? await this.sh('stop', this.o.stopCommand) : 0;
+    void this.fire((Date.now() - this.idleSince) / 1000, 'idle').then((exitCode) => {
       // A refused stop (group at its minimum, not this pod's turn) is tried again after another idle period.
       if (exitCode !== 0) {
         this.idleSince = Date.now();
         this.fired = false;
       }
+    });
+  }
+
+  /**
+   * Runs the same pre-stop hook and stop command now, for another guard (the dead-man switch), even
+   * when idle autostop itself is off. Resolves with the stop command's exit code (0 when there is
+   * none: the stop only logs), or null when a stop is under way or the agent is shutting down.
+   */
+  async stopNow(reason: string): Promise<number | null> {
+    if (this.running || this.stopped) return null;
+    return this.fire(this.idleSince === null ? 0 : (Date.now() - this.idleSince) / 1000, reason);
+  }
+
+  private async fire(idleSeconds: number, reason: string): Promise<number | null> {
+    this.running = true;
+    this.o.logger.warn({ idleSeconds, reason, stopCommand: this.o.stopCommand ?? null }, reason === 'idle' ? 'idle autostop' : `autostop: ${reason}`);
+    this.emit('stopping', { idleSeconds, reason });
+    try {
+      if (this.o.preStopCommand) await this.sh('pre-stop', this.o.preStopCommand);
+      return this.o.stopCommand ? await this.sh('stop', this.o.stopCommand) : 0;
     } finally {
       this.running = false;
     }

@@ -7,9 +7,10 @@ import { Agent, AGENT_VERSION } from './agent';
 import { AgentClient, type JobJson } from './client';
 import { AgentError } from './errors';
 import { stdoutDestination } from './log-destination';
-import { defaultDataDir, SERVE_DEFAULTS as D, ServeOptionError } from './options';
+import { addGuardOptions, defaultDataDir, guardOptionsOf, SERVE_DEFAULTS as D, ServeOptionError } from './options';
 import { loadPipelineSpec, PipelineSpecError, RUN_ID_PATTERN, runPipeline, runSummary, type StepRecord } from './pipeline';
-import { runPipelinesOnStart } from './pipeline-on-start';
+import { enqueueRunFromCli, PIPELINE_ON_START_REMOVED } from './cluster/enqueue-cli';
+import { addClusterCommand } from './cluster/client-cli';
 import { addModelsCommand } from './registry/cli';
 import { Storage } from './storage/index';
 import { TERMINAL_STATES, type JobState } from './types';
@@ -63,7 +64,7 @@ export function buildCli(io: CliIo): Command {
     throw err;
   });
 
-  program.command('serve')
+  addGuardOptions(program.command('serve'))
     .description('Run the agent: HTTP API, scheduler and durable journal.')
     .option('--host <host>', 'address to listen on', D.host)
     .option('--port <port>', 'port to listen on (0 picks a free one)', int('--port', 0, 65535), D.port)
@@ -75,17 +76,14 @@ export function buildCli(io: CliIo): Command {
     .option('--stop-command <cmd>', 'idle autostop action (/bin/sh -c)')
     .option('--pre-stop-command <cmd>', 'hook run before the stop command (/bin/sh -c)')
     .addOption(new Option('--preemption <provider>', 'watch for spot/preemption notices').choices(['aws', 'gcp', 'none']).default(D.preemption))
-    .option('--aws-imds-url <url>', 'AWS instance metadata endpoint', D.awsImdsUrl)
+    .option('--aws-imds-url <url>', 'AWS instance metadata endpoint', D.awsImdsUrl).option('--lifecycle-hook <name>', 'AWS: drain on this termination lifecycle hook, then complete it; keep scale-in protection while busy').option('--asg-name <name>', 'with --lifecycle-hook: the Auto Scaling group (default: the instance tag through IMDS)')
     .option('--gcp-metadata-url <url>', 'GCP metadata endpoint', D.gcpMetadataUrl)
     .option('--preemption-poll-seconds <s>', 'metadata poll interval', num('--preemption-poll-seconds', 0.01), D.preemptionPollSeconds)
     .option('--grace-seconds <s>', 'seconds between SIGTERM and SIGKILL (cancel, timeout, preemption, shutdown)', num('--grace-seconds', 0), D.graceSeconds)
     .option('--log-max-bytes <n>', 'rotate a job log at this size (one old generation kept)', int('--log-max-bytes', 1024, Number.MAX_SAFE_INTEGER), D.logMaxBytes)
     .option('--paused', 'accept and journal jobs but start none (maintenance, benchmarks)', D.paused)
-    .option('--pipeline-on-start <spec-uri>', 'after listening, run this pipeline spec once (repeatable; skipped when it ran recently)',
-      (v: string, prev: string[]) => [...prev, v], [] as string[])
-    .option('--pipeline-min-interval-minutes <m>', 'skip a --pipeline-on-start pipeline whose latest run started less than this long ago',
-      num('--pipeline-min-interval-minutes', 0), 60)
-    .option('--pipeline-work-dir <dir>', 'local run directories of --pipeline-on-start runs (default <data-dir>/pipeline-runs)')
+    // removed: a clear error naming the replacement (schedules enqueue runs on the cluster queue)
+    .addOption(new Option('--pipeline-on-start <spec-uri>').hideHelp())
     // Checked by resolveServeOptions (exit 2 naming the option); a value that is not a number is passed as it is, for the message.
     .option('--metrics-local-port <port>', 'also serve /metrics token-free on 127.0.0.1:<port> (for the host metrics agent; off by default)',
       (v: string) => (/^\s*-?\d+\s*$/.test(v) ? Number(v) : v))
@@ -101,8 +99,14 @@ export function buildCli(io: CliIo): Command {
     .option('--checkpoint-seconds <s>', 'checkpoint upload interval while a job runs', num('--checkpoint-seconds', 0.001))
     .option('--log-ship-seconds <s>', 'log chunk upload interval', num('--log-ship-seconds', 0.001))
     .option('--queue-poll-seconds <s>', 'wait between empty receives', num('--queue-poll-seconds', 0))
+    .option('--max-duration-seconds <s>', 'cap on one attempt of a cluster job (its own maxDurationSeconds is capped by it)', num('--max-duration-seconds', 0.001))
     .addOption(new Option('--log-level <level>', 'agent log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default(D.logLevel))
     .action(async (o: Record<string, unknown>) => {
+      if (o.pipelineOnStart !== undefined) {
+        await write(io.stderr, `mlinfra-agent: ${PIPELINE_ON_START_REMOVED}\n`);
+        io.exit(2);
+        return;
+      }
       let token: string | undefined;
       try {
         token = readToken(o.tokenFile as string | undefined, io.env);
@@ -127,13 +131,13 @@ export function buildCli(io: CliIo): Command {
           awsImdsUrl: o.awsImdsUrl as string, gcpMetadataUrl: o.gcpMetadataUrl as string,
           preemptionPollSeconds: o.preemptionPollSeconds as number, graceSeconds: o.graceSeconds as number,
           logMaxBytes: o.logMaxBytes as number, paused: o.paused as boolean, logLevel: o.logLevel as string,
-          metricsLocalPort: o.metricsLocalPort as number | undefined,
+          metricsLocalPort: o.metricsLocalPort as number | undefined, lifecycleHook: o.lifecycleHook as string | undefined, asgName: o.asgName as string | undefined,
           resetJournal: o.resetJournal as boolean, jobUser: o.jobUser as string | undefined,
-          maxQueued: o.maxQueued as number, requestTimeoutSeconds: o.requestTimeoutSeconds as number,
+          maxQueued: o.maxQueued as number, requestTimeoutSeconds: o.requestTimeoutSeconds as number, ...guardOptionsOf(o),
           cluster: o.queue === undefined ? undefined : {
             queue: o.queue as string, deadLetterQueue: o.deadLetterQueue as string | undefined, artifacts: (o.clusterArtifacts as string | undefined) ?? '',
             leaseSeconds: o.leaseSeconds as number | undefined, maxAttempts: o.maxAttempts as number | undefined, checkpointSeconds: o.checkpointSeconds as number | undefined,
-            logShipSeconds: o.logShipSeconds as number | undefined, pollSeconds: o.queuePollSeconds as number | undefined,
+            logShipSeconds: o.logShipSeconds as number | undefined, pollSeconds: o.queuePollSeconds as number | undefined, maxDurationSeconds: o.maxDurationSeconds as number | undefined,
           },
         }, logger);
       } catch (e) {
@@ -146,18 +150,6 @@ export function buildCli(io: CliIo): Command {
         await write(io.stderr, `mlinfra-agent: could not start: ${(e as Error).message}\n`);
         io.exit(1);
         return;
-      }
-      const onStart = o.pipelineOnStart as string[];
-      if (onStart.length > 0) {
-        const u = new URL(agent.url);
-        if (['0.0.0.0', '[::]', '::', ''].includes(u.hostname)) u.hostname = '127.0.0.1';
-        const release = agent.holdBusy();
-        void runPipelinesOnStart({
-          // CloudWatch drops a series' first sample: the pipeline's run counters exist at 0 before its run ends.
-          onSpecLoaded: (name) => agent.metrics.declarePipeline(name),
-          specUris: onStart, minIntervalMinutes: o.pipelineMinIntervalMinutes as number, agentUrl: u.origin, token,
-          workDir: (o.pipelineWorkDir as string | undefined) ?? `${agent.options.dataDir}/pipeline-runs`, storage: new Storage(), logger, env: io.env,
-        }).finally(release);
       }
       let signals = 0;
       const onSignal = (sig: NodeJS.Signals): void => {
@@ -216,6 +208,9 @@ export function buildCli(io: CliIo): Command {
     .option('--artifact-uri <uri>', 'where MLINFRA_ARTIFACT_DIR is uploaded after success')
     .option('--follow', 'stream the log and exit with the job\'s exit code', false)
     .option('--idempotency-key <key>', 'resubmitting with the same key returns the first job (default: a fresh key, reused on retries)')
+    .option('--nodes <n>', 'hosts the job runs on at once: a gang on the cluster queue, one rank per host, a .py script under torchrun', int('--nodes', 1, 256), 1)
+    .option('--gpus-per-node <n>', 'with --nodes > 1: GPUs on each node', int('--gpus-per-node', 0, 64))
+    .option('--gang-timeout-seconds <s>', 'with --nodes > 1: how long the gang waits for all its hosts before it fails', num('--gang-timeout-seconds', 1))
     .argument('<command...>', 'the command and its arguments (after --)')
     .passThroughOptions()
     .action(run(async (command: string[], o: Record<string, unknown>) => {
@@ -233,6 +228,7 @@ export function buildCli(io: CliIo): Command {
         ['checkpointDir', 'checkpointDir'], ['artifactUri', 'artifactUri']] as const) {
         if (o[opt] !== undefined) spec[k] = o[opt];
       }
+      if ((o.nodes as number) > 1) return (await import('./gang-client')).submitGangCli(o, io.env, readToken(o.tokenFile as string | undefined, io.env), spec, (t) => write(io.stdout, t));
       const job = await client.submit(spec, { idempotencyKey: (o.idempotencyKey as string | undefined) ?? randomUUID() });
       if (!o.follow) {
         await write(io.stdout, `${job.id}\n`);
@@ -304,6 +300,10 @@ export function buildCli(io: CliIo): Command {
       io.exit(await k8sWrapMain(command));
     });
 
+  program.command('gang-rank').description('One rank of a multi-node cluster job (run by the agent): barrier, torchrun, abort watch.')
+    .argument('<command...>').passThroughOptions()
+    .action(async (command: string[]) => io.exit(await (await import('./gang-rank')).gangRankMain(command)));
+
   program.command('run-pipeline')
     .description('Run a TrainingPipeline spec: its steps as jobs of the agent, then record the run (and promote) under its artifactsUri.')
     .argument('<spec-uri>', 'the spec: file://, s3://, gs:// or a local path')
@@ -314,6 +314,7 @@ export function buildCli(io: CliIo): Command {
     .option('--data-version <v>', 'data version recorded in versions.json and passed as MLINFRA_DATA_VERSION (or MLINFRA_DATA_VERSION)')
     .option('--work-dir <dir>', 'local run directories: <dir>/<pipeline>/<run-id> (default ~/.mlinfra-agent/pipeline-runs)')
     .option('--follow', 'stream step logs and state changes to stderr, prefixed with [step]', false)
+    .option('--queue <url>', 'do not run here: enqueue one run on the cluster queue (an SQS queue URL or pubsub://PROJECT/TOPIC/SUBSCRIPTION), as the schedule does')
     .addOption(new Option('--log-level <level>', 'runner log level (JSON lines on stderr)').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'))
     .action(async (specUri: string, o: Record<string, unknown>) => {
       const fail = async (code: number, err: { toJSON(): unknown } | Error): Promise<void> => {
@@ -327,6 +328,11 @@ export function buildCli(io: CliIo): Command {
         loaded = await loadPipelineSpec(specUri, storage);
       } catch (e) {
         await fail(e instanceof PipelineSpecError ? 2 : 1, e as Error);
+        return;
+      }
+      if (o.queue !== undefined) {
+        await enqueueRunFromCli(o.queue as string, loaded.spec.name, loaded.uri, io.env)
+          .then((r) => write(io.stdout, `${JSON.stringify(r)}\n`), (e: unknown) => fail(1, e as Error));
         return;
       }
       const runId = o.runId as string | undefined;
@@ -375,7 +381,7 @@ export function buildCli(io: CliIo): Command {
         await fail(e instanceof PipelineSpecError ? 2 : 1, e as Error);
       }
     });
-
+  addClusterCommand(program, io);
   addModelsCommand(program, io);
 
   return program;

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 
 export interface GpuInventory {
   readonly count: number;
@@ -17,4 +17,23 @@ export function detectGpus(flag: number | undefined, env: NodeJS.ProcessEnv = pr
   } catch {
     return { count: 0, source: 'none', names: [] };
   }
+}
+
+/**
+ * Utilisation (percent) of each GPU by index, from
+ * `nvidia-smi --query-gpu=index,utilization.gpu --format=csv,noheader,nounits` (lines "0, 37").
+ * Null when nvidia-smi is missing or fails: unknown is not idle. "[N/A]" values are left out.
+ */
+export function sampleGpuUtilization(env: NodeJS.ProcessEnv = process.env): Promise<Map<number, number> | null> {
+  return new Promise((resolve) => {
+    execFile('nvidia-smi', ['--query-gpu=index,utilization.gpu', '--format=csv,noheader,nounits'], { encoding: 'utf8', timeout: 10_000, env }, (err, out) => {
+      if (err) return resolve(null);
+      const util = new Map<number, number>();
+      for (const line of out.split('\n')) {
+        const m = /^\s*(\d+)\s*,\s*(\d+(?:\.\d+)?)\s*$/.exec(line);
+        if (m) util.set(Number(m[1]), Number(m[2]));
+      }
+      resolve(util.size > 0 ? util : null);
+    });
+  });
 }

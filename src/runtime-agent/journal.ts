@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { openDatabase, type SqlDb, type SqlStatement as Statement } from './db';
 import { JournalRefusedError, walDamage, walMissing } from './journal-check';
+import { WalSync } from './wal-sync';
 import type { Failure, FailureClass, JobRecord, JobSpec, JobState, RunRecord, ShardRecord } from './types';
 
 type Row = Record<string, unknown>;
@@ -125,6 +126,8 @@ export class Journal {
 
   readonly file: string;
   private depth = 0;
+  /** Group commit of the `deferred` transactions (see WalSync). */
+  readonly wal: WalSync;
 
   /** Which SQLite driver the journal runs on (node:sqlite or better-sqlite3). */
   get driver(): string {
@@ -149,6 +152,7 @@ export class Journal {
       }
       this.db = this.openChecked();
     }
+    this.wal = new WalSync(`${this.file}-wal`);
     const p = (sql: string): Statement => this.db.prepare(sql);
     this.stmts = {
       insert: p(`INSERT INTO jobs (id, spec, state, priority, created_at, idem_key) VALUES (?, ?, 'queued', ?, ?, ?)`),
@@ -327,25 +331,41 @@ export class Journal {
     this.stmts.shardDone.run(now(), jobId, idx);
   }
 
-  /** Runs fn in one transaction (one fsync); nested calls join the outer one. Rolled back if fn or the commit throws. */
-  transaction<T>(fn: () => T): T {
+  /**
+   * Runs fn in one transaction; nested calls join the outer one. Rolled back if fn or the commit throws.
+   * `full` (the default): on disk when it returns (one fsync, on the event loop). `deferred`: committed
+   * to the WAL without an fsync (safe against a kill of the agent, not a power loss); `sync()` then
+   * makes it durable off the event loop, shared with other commits (group commit).
+   */
+  transaction<T>(fn: () => T, durability: 'full' | 'deferred' = 'full'): T {
     if (this.depth > 0) return fn();
-    this.db.exec('BEGIN IMMEDIATE');
-    this.depth++;
+    const deferred = durability === 'deferred';
+    if (deferred) this.db.exec('PRAGMA synchronous = NORMAL');
     try {
-      const out = fn();
-      this.db.exec('COMMIT');
-      return out;
-    } catch (e) {
+      this.db.exec('BEGIN IMMEDIATE');
+      this.depth++;
       try {
-        this.db.exec('ROLLBACK');
-      } catch {
-        // no transaction left to roll back
+        const out = fn();
+        this.db.exec('COMMIT');
+        return out;
+      } catch (e) {
+        try {
+          this.db.exec('ROLLBACK');
+        } catch {
+          // no transaction left to roll back
+        }
+        throw e;
+      } finally {
+        this.depth--;
       }
-      throw e;
     } finally {
-      this.depth--;
+      if (deferred) this.db.exec('PRAGMA synchronous = FULL');
     }
+  }
+
+  /** Resolves when every commit so far is on disk (see WalSync). */
+  sync(): Promise<void> {
+    return this.wal.sync();
   }
 
   close(): void {
@@ -356,6 +376,7 @@ export class Journal {
     } catch {
       // full or read-only disk: the next open sees the write-ahead log and checks it
     }
+    this.wal.close();
     this.db.close();
   }
 }

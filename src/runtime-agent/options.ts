@@ -1,5 +1,7 @@
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { InvalidArgumentError, type Command } from 'commander';
+import { checkLifecycleHook } from './cluster/aws-group';
 import type { ClusterOptionsInput } from './cluster/options';
 
 export type PreemptionProvider = 'aws' | 'gcp' | 'none';
@@ -56,8 +58,24 @@ export interface ServeOptions {
   readonly maxQueued: number;
   /** Time a client has to send a whole request (headers and body). @default 30 */
   readonly requestTimeoutSeconds: number;
+  /**
+   * Dead-man's switch: with --queue, a host whose queue receives have failed for this long, with nothing
+   * queued or running, runs the stop command (as idle autostop does). Without --queue it does nothing.
+   * Fractions allowed. @default 0 - off (the GpuCluster constructs pass 30)
+   */
+  readonly deadManMinutes: number;
+  /**
+   * A running job whose GPUs all stayed under this utilisation (nvidia-smi) for the idle window
+   * (--idle-stop-minutes, 30 when that is 0) is reported hung (log and metric; it is not killed).
+   * @default 0 - off (the GpuCluster constructs pass 5)
+   */
+  readonly idleGpuUtilPercent: number;
   /** Lease jobs from the cluster's queue (serve --queue). @default - none: this host runs only what is submitted to it */
   readonly cluster?: ClusterOptionsInput;
+  /** AWS: the termination lifecycle hook to complete after draining; also turns on scale-in protection while busy. @default - none */
+  readonly lifecycleHook?: string;
+  /** With lifecycleHook: the Auto Scaling group. @default - the instance's aws:autoscaling:groupName tag through IMDS */
+  readonly asgName?: string;
 }
 
 /** Shortest token accepted: a guessable one would make the bearer check pointless. */
@@ -90,6 +108,8 @@ export const SERVE_DEFAULTS = {
   resetJournal: false,
   maxQueued: 10_000,
   requestTimeoutSeconds: 30,
+  deadManMinutes: 0,
+  idleGpuUtilPercent: 0,
 } as const satisfies Partial<ServeOptions>;
 
 export function defaultDataDir(): string {
@@ -124,6 +144,10 @@ export function resolveServeOptions(input: ServeOptionsInput): ServeOptions {
   if (o.gpus !== undefined && (!Number.isInteger(o.gpus) || o.gpus < 0 || o.gpus > 1024)) fail('--gpus', o.gpus, 'an integer 0..1024');
   if (!Number.isInteger(o.maxCpuJobs) || o.maxCpuJobs < 1) fail('--max-cpu-jobs', o.maxCpuJobs, 'an integer >= 1');
   if (!Number.isFinite(o.idleStopMinutes) || o.idleStopMinutes < 0) fail('--idle-stop-minutes', o.idleStopMinutes, 'a number >= 0 (0 disables)');
+  if (!Number.isFinite(o.deadManMinutes) || o.deadManMinutes < 0 || o.deadManMinutes > 10080) fail('--dead-man-minutes', o.deadManMinutes, 'a number 0..10080 (0 disables)');
+  if (!Number.isFinite(o.idleGpuUtilPercent) || o.idleGpuUtilPercent < 0 || o.idleGpuUtilPercent > 100) {
+    fail('--idle-gpu-util-percent', o.idleGpuUtilPercent, 'a number 0..100 (0 disables)');
+  }
   if (!['aws', 'gcp', 'none'].includes(o.preemption)) fail('--preemption', o.preemption, 'aws, gcp or none');
   if (!Number.isFinite(o.preemptionPollSeconds) || o.preemptionPollSeconds <= 0) fail('--preemption-poll-seconds', o.preemptionPollSeconds, 'a number > 0');
   if (!Number.isFinite(o.graceSeconds) || o.graceSeconds < 0) fail('--grace-seconds', o.graceSeconds, 'a number >= 0');
@@ -132,6 +156,7 @@ export function resolveServeOptions(input: ServeOptionsInput): ServeOptions {
     fail('--metrics-local-port', o.metricsLocalPort, 'an integer 1..65535');
   }
   if (!Number.isInteger(o.bodyLimitBytes) || o.bodyLimitBytes < 1024) fail('bodyLimitBytes', o.bodyLimitBytes, 'an integer >= 1024');
+  checkLifecycleHook(o, fail);
   for (const [name, url] of [['--aws-imds-url', o.awsImdsUrl], ['--gcp-metadata-url', o.gcpMetadataUrl]] as const) {
     try {
       new URL(url);
@@ -140,4 +165,24 @@ export function resolveServeOptions(input: ServeOptionsInput): ServeOptions {
     }
   }
   return { ...o, token, dataDir: path.resolve(o.dataDir) };
+}
+
+const bounded = (name: string, max: number) => (v: string): number => {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0 || n > max) throw new InvalidArgumentError(`${name} must be a number 0..${max} (0 disables)`);
+  return n;
+};
+
+/** The host guards' flags of `serve` (kept here: cli.ts is at its size limit). */
+export function addGuardOptions(cmd: Command): Command {
+  return cmd
+    .option('--dead-man-minutes <m>', 'with --queue: stop (the stop command) when the queue has been unreachable this long and nothing runs (0 = never)',
+      bounded('--dead-man-minutes', 10080), SERVE_DEFAULTS.deadManMinutes)
+    .option('--idle-gpu-util-percent <p>', 'report a running job hung when its GPUs all stay under this utilisation for the idle window (0 = never)',
+      bounded('--idle-gpu-util-percent', 100), SERVE_DEFAULTS.idleGpuUtilPercent);
+}
+
+/** The guard options as `Agent.start` takes them, from commander's parsed options. */
+export function guardOptionsOf(o: Record<string, unknown>): Pick<ServeOptions, 'deadManMinutes' | 'idleGpuUtilPercent'> {
+  return { deadManMinutes: o.deadManMinutes as number, idleGpuUtilPercent: o.idleGpuUtilPercent as number };
 }

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import type { Logger } from 'pino';
 import type { AgentClient, JobJson } from './client';
 import { AgentError } from './errors';
+import type { RunStepSpec } from './pipeline-spec';
 import type { StepRecord } from './pipeline-types';
 import { TERMINAL_STATES, type JobState } from './types';
 
@@ -68,4 +69,13 @@ export class StepJobs {
     rec.startedAt = runs?.[0]?.startedAt ?? (j.startedAt as string | null) ?? rec.startedAt;
     rec.endedAt = (j.endedAt as string | null) ?? new Date().toISOString();
   }
+}
+
+/** The agent job body of a run step. A multi-node step also carries `nodes`/`gpusPerNode` (a Kubernetes gateway runs it as a JobSet). */
+export function stepJobBody(pipeline: string, step: RunStepSpec, env: Record<string, string>): Record<string, unknown> {
+  return {
+    name: `${pipeline}/${step.name}`.slice(0, 200), argv: [...step.argv], env, gpus: step.gpus, retries: step.retries,
+    ...(step.timeoutSeconds !== undefined ? { timeoutSeconds: step.timeoutSeconds } : {}),
+    ...((step.nodes ?? 1) > 1 ? { nodes: step.nodes, gpusPerNode: step.gpusPerNode ?? step.gpus } : {}),
+  };
 }

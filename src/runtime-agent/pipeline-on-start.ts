@@ -1,5 +1,9 @@
-/** `serve --pipeline-on-start`: runs each given pipeline once after the agent listens, unless it ran recently. */
+/**
+ * Pipelines run inside a serving agent: `inProcessPipelineRunner` for pipeline-run messages from the
+ * cluster queue, and `runPipelinesOnStart` (the library side of the removed `serve --pipeline-on-start`).
+ */
 import type { Logger } from 'pino';
+import type { PipelineRunner } from './cluster/pipeline-runs';
 import { ModelStore } from './model-store';
 import { runPipeline } from './pipeline';
 import { loadPipelineSpec } from './pipeline-load';
@@ -57,4 +61,49 @@ export async function runPipelinesOnStart(o: OnStartOptions): Promise<OnStartOut
       return { specUri, outcome: 'error', error: errMsg(e) };
     }
   }));
+}
+
+/** What `inProcessPipelineRunner` needs from the agent it runs in. */
+export interface InProcessRunnerOptions {
+  /** The agent's listen URL; undefined until it listens. */
+  readonly agentUrl: () => string | undefined;
+  readonly token: string;
+  readonly workDir: string;
+  readonly storage: Storage;
+  readonly env?: NodeJS.ProcessEnv;
+  /** Holds off idle autostop while the run decides and uploads between its jobs. */
+  readonly holdBusy?: () => () => void;
+  readonly onSpecLoaded?: (pipeline: string) => void;
+}
+
+/**
+ * Runs pipeline-run messages leased from the cluster queue (cluster/pipeline-runs.ts) in this agent:
+ * the steps are jobs of this host. Replaces `serve --pipeline-on-start`.
+ */
+export function inProcessPipelineRunner(o: InProcessRunnerOptions): PipelineRunner {
+  return async (specUri, pipeline, log, target) => {
+    const release = o.holdBusy?.();
+    try {
+      // a message can be leased before the HTTP server listens
+      for (let i = 0; i < 300 && o.agentUrl() === undefined; i++) await new Promise((r) => setTimeout(r, 100));
+      const listen = o.agentUrl();
+      if (listen === undefined) return { state: 'failed', reason: 'the agent did not listen within 30 s' };
+      const u = new URL(listen);
+      if (['0.0.0.0', '[::]', '::', ''].includes(u.hostname)) u.hostname = '127.0.0.1';
+      const { spec, raw, uri } = await loadPipelineSpec(specUri, o.storage);
+      if (spec.name !== pipeline) return { state: 'failed', reason: `the spec at ${specUri} is pipeline ${spec.name}, not ${pipeline}` };
+      o.onSpecLoaded?.(spec.name);
+      const r = await runPipeline({
+        spec, rawSpec: raw, specUri: uri, agentUrl: u.origin, token: o.token, workDir: o.workDir, storage: o.storage, logger: log, env: o.env,
+        codeVersion: o.env?.MLINFRA_CODE_VERSION || null, dataVersion: o.env?.MLINFRA_DATA_VERSION || null,
+        ...(target ? { runId: target.runId } : {}),
+        ...(target?.resume ? { resume: { messageId: target.messageId, previousHost: target.resume.previousHost } } : {}),
+      });
+      return { state: r.state, runId: r.runId, runUri: r.runUri };
+    } catch (e) {
+      return { state: 'failed', reason: errMsg(e) };
+    } finally {
+      release?.();
+    }
+  };
 }

@@ -1,7 +1,9 @@
 /**
  * `mlinfra-agent run-pipeline`: reads a TrainingPipeline spec (pipeline-spec.ts, the contract), runs its
  * DAG as jobs of an agent, promotes the model when a `deployIfBetter` step says so, and records the run
- * (`<artifactsUri>/runs/<run-id>/`). Also used in-process by `serve --pipeline-on-start`.
+ * (`<artifactsUri>/runs/<run-id>/`, uploaded after every step that succeeds). Also run in-process for the
+ * cluster queue's pipeline-run messages (pipeline-on-start.ts), where a run whose host died is resumed
+ * (pipeline-resume.ts).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -10,7 +12,11 @@ import type { Logger } from 'pino';
 import { AgentClient, type JobJson } from './client';
 import { ModelStore, type CurrentModel } from './model-store';
 import { registerRun, type RegistryOutcome } from './registry/promotion';
-import { StepJobs } from './pipeline-jobs';
+import { StepJobs, stepJobBody } from './pipeline-jobs';
+import { escalateStep } from './pipeline-escalate';
+import { applyResume, promotedBefore, restoreRun, type ResumeOptions, type ResumeRecord, type RestoredRun } from './pipeline-resume';
+import { isGangStep, runGangStep, type GangStepContext } from './pipeline-gang';
+import { RunDirSync } from './k8s/step-files';
 import { newRunId, RUN_ID_PATTERN } from './pipeline-load';
 import {
   canonicalJson, PipelineSpecError, specHash,
@@ -29,7 +35,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 const errMsg = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 /** Runs a validated spec to the end (see README "run-pipeline"). Throws only when the run cannot start. */
-export async function runPipeline(o: PipelineRunOptions): Promise<PipelineRunResult> {
+export async function runPipeline(o: PipelineRunOptions & ResumeOptions): Promise<PipelineRunResult> {
   const r = await new PipelineRun(o).run();
   await reportRunEnd(o, r);
   return r;
@@ -56,16 +62,19 @@ class PipelineRun {
   private readonly records = new Map<string, StepRecord>();
   private readonly hash: string;
   private readonly jobs: StepJobs;
+  private readonly files: RunDirSync | undefined;
   private metrics: Record<string, unknown> = {};
   private promoted: boolean | null = null;
-  private readonly startedAt = new Date();
+  private startedAt = new Date();
+  private resumes: ResumeRecord[] = [];
 
-  constructor(private readonly o: PipelineRunOptions) {
+  constructor(private readonly o: PipelineRunOptions & ResumeOptions) {
     this.spec = o.spec;
     this.runId = o.runId ?? newRunId(this.startedAt);
     if (!RUN_ID_PATTERN.test(this.runId)) throw new PipelineSpecError(`run id must match ${RUN_ID_PATTERN.source}, got ${JSON.stringify(this.runId)}`, [], 'runId');
     this.runDir = path.resolve(o.workDir, this.spec.name, this.runId);
     this.store = new ModelStore(o.storage, this.spec.artifactsUri);
+    this.files = RunDirSync.fromEnv(o.env ?? process.env, o.storage, this.spec.artifactsUri, this.runId, this.runDir, this.store.runUri(this.runId), this.spec.steps);
     this.local = new AgentClient(o.agentUrl, o.token);
     this.hash = specHash(o.rawSpec ?? o.spec);
     this.jobs = new StepJobs({ pollMs: o.pollMs ?? 200, lostAfterMs: o.lostAfterMs ?? 120_000, runDir: this.runDir, logger: o.logger, onLog: o.onLog });
@@ -85,16 +94,22 @@ class PipelineRun {
     return {
       runId: this.runId, pipeline: this.spec.name, state, startedAt: this.startedAt.toISOString(), endedAt, specUri: this.o.specUri ?? null,
       specHash: this.hash, codeVersion: this.o.codeVersion ?? null, dataVersion: this.o.dataVersion ?? null, agentUrl: this.o.agentUrl,
-      host: os.hostname(), promoted: this.promoted,
+      host: os.hostname(), promoted: this.promoted, ...(this.resumes.length ? { resumes: this.resumes } : {}),
     };
   }
 
   async run(): Promise<PipelineRunResult> {
     // Fail before anything is written when the agent is unreachable or refuses the token.
     await this.local.list('running');
-    if (fs.existsSync(this.runDir)) throw new PipelineSpecError(`the run directory ${this.runDir} already exists: pick another --run-id`, [], 'runId');
+    // A resumed run (its host died) comes back from the bucket: succeeded steps are kept, not run again.
+    const prior = this.o.resume ? await restoreRun(this.o.storage, this.store.runUri(this.runId), this.runDir) : undefined;
+    if (!this.o.resume && fs.existsSync(this.runDir)) throw new PipelineSpecError(`the run directory ${this.runDir} already exists: pick another --run-id`, [], 'runId');
     fs.mkdirSync(path.join(this.runDir, 'logs'), { recursive: true });
     fs.mkdirSync(path.join(this.runDir, 'model'), { recursive: true });
+    if (prior) {
+      const ended = this.resume(prior);
+      if (ended) return ended;
+    }
     // Recorded in the store at once, so `serve --pipeline-on-start` sees a run that is still going (or died).
     await this.store.writeJson(joinUri(this.store.runUri(this.runId), 'run.json'), this.runJson('running', null));
     this.log.info({ runId: this.runId, pipeline: this.spec.name, runDir: this.runDir }, 'pipeline run started');
@@ -118,6 +133,7 @@ class PipelineRun {
             rec.startedAt = new Date().toISOString();
             this.o.onStep?.(rec);
             const p = this.execute(s, rec)
+              .then(() => this.checkpoint(rec))
               .catch((e: unknown) => this.fail(rec, 'lost', `internal error: ${errMsg(e)}`))
               .finally(() => {
                 running.delete(s.name);
@@ -134,6 +150,41 @@ class PipelineRun {
       await Promise.race(running.values());
     }
     return this.finish();
+  }
+
+  /** Takes over what the bucket held of the run; returns the recorded result when the run had already ended. */
+  private resume(prior: RestoredRun): PipelineRunResult | undefined {
+    this.startedAt = prior.startedAt ? new Date(prior.startedAt) : this.startedAt;
+    this.promoted = prior.promoted;
+    if (prior.endedAt && (prior.state === 'succeeded' || prior.state === 'failed')) {
+      // it ended, but its host died before the queue heard: nothing runs (or promotes) again
+      this.log.info({ runId: this.runId, state: prior.state }, 'pipeline run had already ended: not resumed');
+      return {
+        runId: this.runId, pipeline: this.spec.name, state: prior.state, runDir: this.runDir, runUri: this.store.runUri(this.runId), specHash: this.hash,
+        steps: prior.steps, promoted: prior.promoted, startedAt: this.startedAt.toISOString(), endedAt: prior.endedAt,
+      };
+    }
+    const r = applyResume(this.records, prior, this.o.resume!, os.hostname());
+    this.resumes = [...prior.resumes, r];
+    this.log.warn({ runId: this.runId, from: r.previousHost, skipped: r.skipped, rerun: r.rerun }, 'pipeline run resumed: steps that succeeded are not run again');
+    return undefined;
+  }
+
+  /** Writes the run's files and uploads the run directory to `runs/<run-id>/`. */
+  private async upload(): Promise<void> {
+    this.writeRunFiles('running');
+    await this.store.uploadRun(this.runId, this.runDir);
+  }
+
+  /** After a step succeeds, the bucket holds it (and its files): a resume on another host skips it. */
+  private async checkpoint(rec: StepRecord): Promise<void> {
+    if (rec.state !== 'succeeded') return;
+    rec.endedAt ??= new Date().toISOString();
+    try {
+      await this.upload();
+    } catch (e) {
+      this.log.warn({ step: rec.name, err: errMsg(e) }, 'run directory not uploaded after the step: a resume would run it again');
+    }
   }
 
   private fail(rec: StepRecord, cls: RunnerFailureClass, reason: string): void {
@@ -158,16 +209,17 @@ class PipelineRun {
     };
   }
 
-  /** Polls a job until it is terminal. Throws when the agent stays unreachable for `lostAfterMs`. */
-  private jobBody(step: RunStepSpec, env: Record<string, string>): Record<string, unknown> {
-    return {
-      name: `${this.spec.name}/${step.name}`.slice(0, 200), argv: [...step.argv], env, gpus: step.gpus, retries: step.retries,
-      ...(step.timeoutSeconds !== undefined ? { timeoutSeconds: step.timeoutSeconds } : {}),
-    };
+  private gangContext(): GangStepContext {
+    const upload = (): Promise<void> => this.upload();
+    return { ...this.o, runDir: this.runDir, runUri: this.store.runUri(this.runId), pollMs: this.o.pollMs ?? 200, lostAfterMs: this.o.lostAfterMs ?? 120_000, log: this.log, upload };
   }
 
   private async runStep(step: RunStepSpec, rec: StepRecord): Promise<void> {
-    const body = this.jobBody(step, this.stepEnv(step));
+    const body = stepJobBody(this.spec.name, step, { ...this.stepEnv(step), ...await this.files?.before(step.name) });
+    if (isGangStep(step) && await runGangStep(this.gangContext(), step, body, rec)) {
+      this.mergeMetrics();
+      return;
+    }
     let job: JobJson;
     try {
       job = await this.local.submit(body);
@@ -188,67 +240,9 @@ class PipelineRun {
     StepJobs.applyJob(rec, final);
     await Promise.race([following, sleep(2000)]);
     await this.jobs.saveLog(this.local, job.id, `${step.name}.log`);
-    if (rec.state === 'failed' && final.failure?.class === 'oom' && step.onOom) await this.escalate(step, rec, body, final);
+    if (rec.state === 'failed' && final.failure?.class === 'oom' && step.onOom) await escalateStep({ env: this.o.env, runUri: this.store.runUri(this.runId), log: this.log, jobs: this.jobs, upload: () => this.upload() }, step, rec, body, final);
+    if (rec.state === 'succeeded') await this.files?.after(step.name);
     this.mergeMetrics();
-  }
-
-  /** OOM on this cluster: run the step on the bigger cluster's agent (`onOom`). */
-  private async escalate(step: RunStepSpec, rec: StepRecord, body: Record<string, unknown>, local: JobJson): Promise<void> {
-    const oom = step.onOom!;
-    const base = { agentUrl: oom.agentUrl, clusterName: oom.clusterName ?? null };
-    const impossible = (why: string): void => {
-      rec.escalatedTo = { ...base, jobId: null, state: 'not_submitted', attempts: 0, exitCode: null, failure: null, reason: why };
-      rec.failure = { class: 'oom', reason: `${local.failure?.reason ?? 'out of memory'}; escalation to ${oom.agentUrl} failed: ${why}` };
-    };
-    let token: string | undefined;
-    try {
-      if (oom.tokenFile) token = fs.readFileSync(oom.tokenFile, 'utf8').trim();
-      else if (oom.tokenEnv) token = (this.o.env ?? process.env)[oom.tokenEnv]?.trim();
-    } catch (e) {
-      impossible(`cannot read onOom.tokenFile: ${errMsg(e)}`);
-      return;
-    }
-    if (!token) {
-      impossible(oom.tokenFile || oom.tokenEnv ? `no token in ${oom.tokenFile ?? `$${oom.tokenEnv}`}` : 'onOom has neither tokenFile nor tokenEnv');
-      return;
-    }
-    const runUri = this.store.runUri(this.runId);
-    this.log.warn({ step: step.name, jobId: local.id, to: oom.agentUrl, reason: local.failure?.reason }, 'pipeline step ran out of memory: escalating');
-    try {
-      this.writeRunFiles('running');
-      await this.store.uploadRun(this.runId, this.runDir);
-    } catch (e) {
-      impossible(`cannot upload the run directory to ${runUri}: ${errMsg(e)}`);
-      return;
-    }
-    const remote = new AgentClient(oom.agentUrl, token);
-    const env = { ...(body.env as Record<string, string>), MLINFRA_RUN_DIR_URI: runUri, MLINFRA_ESCALATED_FROM: local.id };
-    let job: JobJson;
-    try {
-      job = await remote.submit({ ...body, env, artifactUri: joinUri(runUri, `escalated/${step.name}/`) });
-    } catch (e) {
-      impossible(`the agent refused the job: ${errMsg(e)}`);
-      return;
-    }
-    const following = this.jobs.follow(remote, job.id, step.name);
-    let final: JobJson;
-    try {
-      final = await this.jobs.waitJob(remote, job.id);
-    } catch (e) {
-      rec.escalatedTo = { ...base, jobId: job.id, state: 'lost', attempts: 0, exitCode: null, failure: null, reason: local.failure?.reason ?? 'oom' };
-      this.fail(rec, 'lost', errMsg(e));
-      return;
-    }
-    await Promise.race([following, sleep(2000)]);
-    await this.jobs.saveLog(remote, job.id, `${step.name}.escalated.log`);
-    rec.escalatedTo = {
-      ...base, jobId: job.id, state: final.state, attempts: final.attempts, exitCode: final.exitCode, failure: final.failure,
-      reason: local.failure?.reason ?? 'oom',
-    };
-    rec.state = final.state === 'succeeded' ? 'succeeded' : 'failed';
-    rec.exitCode = final.exitCode;
-    rec.failure = rec.state === 'succeeded' ? null : (final.failure ?? { class: final.state, reason: `the escalated job ended ${final.state}` });
-    rec.endedAt = (final.endedAt as string | null) ?? new Date().toISOString();
   }
 
   /**
@@ -282,6 +276,14 @@ class PipelineRun {
           : `metric "${step.metric}" in metrics.json is not a finite number: ${JSON.stringify(value)}`;
         this.fail(rec, 'metric', why);
         say(`failed: ${why}`);
+        return;
+      }
+      const before = this.resumes.length ? await promotedBefore(this.store, this.o.storage, this.spec.name, this.runId, step.metric, value) : undefined;
+      if (before) {
+        this.promoted = true;
+        rec.state = 'succeeded';
+        rec.reason = before;
+        say(before);
         return;
       }
       let current: CurrentModel | undefined;

@@ -19,6 +19,19 @@ export interface PreemptionWatcherOptions {
   readonly logger: Logger;
 }
 
+/** One IMDSv2 read (PUT /latest/api/token, then GET /latest/PATH); null on 404. */
+export async function imdsGet(imdsUrl: string, path: string): Promise<string | null> {
+  const base = imdsUrl.replace(/\/+$/, '');
+  const signal = AbortSignal.timeout(2000);
+  const tokenRes = await fetch(`${base}/latest/api/token`, { method: 'PUT', headers: { 'X-aws-ec2-metadata-token-ttl-seconds': '300' }, signal });
+  if (!tokenRes.ok) throw new Error(`IMDSv2 token request answered ${tokenRes.status}`);
+  const token = await tokenRes.text();
+  const res = await fetch(`${base}/latest/${path}`, { headers: { 'X-aws-ec2-metadata-token': token }, signal });
+  if (res.status === 404) return null;
+  if (!res.ok) throw new Error(`${path} answered ${res.status}`);
+  return res.text();
+}
+
 /**
  * Polls the cloud's metadata service for a spot interruption / preemption notice and emits `notice`
  * once. AWS: IMDSv2 (PUT /latest/api/token, then GET /latest/meta-data/spot/instance-action; 404
@@ -51,14 +64,8 @@ export class PreemptionWatcher extends EventEmitter<PreemptionEvents> {
   async check(): Promise<PreemptionNotice | null> {
     const signal = AbortSignal.timeout(2000);
     if (this.o.provider === 'aws') {
-      const base = this.o.awsImdsUrl.replace(/\/+$/, '');
-      const tokenRes = await fetch(`${base}/latest/api/token`, { method: 'PUT', headers: { 'X-aws-ec2-metadata-token-ttl-seconds': '300' }, signal });
-      if (!tokenRes.ok) throw new Error(`IMDSv2 token request answered ${tokenRes.status}`);
-      const token = await tokenRes.text();
-      const res = await fetch(`${base}/latest/meta-data/spot/instance-action`, { headers: { 'X-aws-ec2-metadata-token': token }, signal });
-      if (res.status === 404) return null;
-      if (!res.ok) throw new Error(`spot/instance-action answered ${res.status}`);
-      return { provider: 'aws', detail: (await res.text()).slice(0, 500) };
+      const action = await imdsGet(this.o.awsImdsUrl, 'meta-data/spot/instance-action');
+      return action === null ? null : { provider: 'aws', detail: action.slice(0, 500) };
     }
     if (this.o.provider === 'gcp') {
       const base = this.o.gcpMetadataUrl.replace(/\/+$/, '');

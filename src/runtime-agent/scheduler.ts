@@ -1,9 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import * as fs from 'node:fs';
-import { adoptedJob, attemptOver, dispatchOrder, endOf, insertByPriority, listShards, once, type ActiveJob, type ActiveRun, type SchedulerEvents, type SchedulerOptions } from './active-job';
+import { adoptedJob, attemptOver, dispatchOrder, endedRecord, endOf, insertByPriority, listShards, once, recordRun, type ActiveJob, type ActiveRun, type RunStart, type SchedulerEvents, type SchedulerOptions } from './active-job';
 import { AgentError, conflict, notFound } from './errors';
 import type { RunHandle, StopReason } from './executor';
+import { EndReports } from './end-reports';
 import { DiskGuard, faultError, type Fault } from './faults';
 import { executeRun, workDir } from './job-run';
 import { recoverJournal } from './recovery';
@@ -13,14 +12,6 @@ import { FifoPool, runDirOf } from './supervisor';
 import { TERMINAL_STATES, type JobRecord, type JobSpec, type RunRecord, type ShardRecord } from './types';
 
 export type { SchedulerEvents, SchedulerOptions } from './active-job';
-
-interface RunStart {
-  readonly runId: number;
-  readonly marker: string;
-  readonly shard: ShardRecord | null;
-  readonly gpuSlots: number[];
-  readonly gpuIds: string;
-}
 
 /** Assigns GPU and CPU slots to queued jobs, runs them, and records every transition in the journal. */
 export class Scheduler extends EventEmitter<SchedulerEvents> {
@@ -34,10 +25,12 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   private readonly o: SchedulerOptions;
   /** Disk faults: held journal writes, refused submits, retries (see DiskGuard). */
   readonly guard: DiskGuard;
-  /** Jobs whose end a disk fault keeps out of the journal for now: what status answers meanwhile. */
+  /** What status answers for jobs whose end a disk fault keeps out of the journal, or whose end awaits its fdatasync. */
   private readonly unjournaled = new Map<string, JobRecord>();
   /** FIFO pairs for the runs' supervisors (see supervisor.ts). */
   private readonly pool: FifoPool;
+  /** Ends committed, reported once their fdatasync is done. */
+  private readonly reports: EndReports;
 
   constructor(o: SchedulerOptions) {
     super();
@@ -60,6 +53,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         this.scheduleTick();
       },
     });
+    this.reports = new EndReports(o.journal, this.guard, o.logger);
   }
 
   get gpuCount(): number {
@@ -162,10 +156,12 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   async shutdown(graceMs: number): Promise<void> {
     this.draining = true;
     this.guard.close();
-    if (this.active.size === 0) return;
-    const allDone = once(this, () => this.active.size === 0, 'job:finished', 'job:requeued');
-    for (const a of this.active.values()) this.force(a, 'shutdown', graceMs);
-    await allDone;
+    if (this.active.size > 0) {
+      const allDone = once(this, () => this.active.size === 0, 'job:finished', 'job:requeued');
+      for (const a of this.active.values()) this.force(a, 'shutdown', graceMs);
+      await allDone;
+    }
+    await this.reports.drain(); // the journal closes next: every end is reported first
   }
 
   /**
@@ -185,7 +181,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       run.stopReason ??= reason;
       run.handle?.stop(reason, graceMs);
     }
-    this.maybeFinish(a);
+    void this.maybeFinish(a);
   }
 
   private enqueue(job: JobRecord): void {
@@ -230,12 +226,14 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     let run: RunStart | undefined;
     let job: JobRecord | undefined;
     try {
-      // a train job's start and its run's record are one transaction (one fsync)
+      // a train job's start and its run's record are one transaction, not fsynced: it survives a kill
+      // of the agent (page cache), and a power loss takes the job's processes with it (the job is then
+      // still queued on disk and runs again, uncharged)
       job = j.transaction(() => {
         const started = j.startJob(q.id);
-        if (started && train) run = this.recordRun(started, null);
+        if (started && train) run = recordRun(j, this.slots, started, null);
         return started;
-      });
+      }, 'deferred');
     } catch (e) {
       if (run) this.slots.release(q.spec.gpus, run.gpuSlots);
       throw e; // tick notes the fault; the job stays queued
@@ -252,40 +250,20 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
 
   private async listShards(a: ActiveJob): Promise<void> {
     await listShards(a, this.o);
-    this.maybeFinish(a);
+    void this.maybeFinish(a);
     this.scheduleTick();
-  }
-
-  /** Takes the run's slots and journals it (marker included, before any spawn). Releases the slots if that throws. */
-  private recordRun(job: JobRecord, shard: ShardRecord | null): RunStart {
-    const gpuSlots = this.slots.take(job.spec.gpus);
-    const gpuIds = gpuSlots.join(',');
-    const marker = `${job.id}.${job.attempts}.${shard?.idx ?? 't'}.${randomBytes(6).toString('hex')}`;
-    const j = this.o.journal;
-    try {
-      const runId = j.transaction(() => {
-        const rid = j.insertRun(job.id, job.attempts, shard?.idx ?? null, gpuIds, marker);
-        if (shard) j.shardAttempt(job.id, shard.idx);
-        else j.setJobGpus(job.id, gpuIds);
-        return rid;
-      });
-      return { runId, marker, shard, gpuSlots, gpuIds };
-    } catch (e) {
-      this.slots.release(job.spec.gpus, gpuSlots);
-      throw e;
-    }
   }
 
   private startRun(a: ActiveJob, shard: ShardRecord): void {
     let run: RunStart;
     try {
-      run = this.recordRun(a.job, shard);
+      run = recordRun(this.o.journal, this.slots, a.job, shard);
     } catch (e) {
       if (!this.guard.note(e)) throw e;
       // nothing was spawned: the attempt ends without charging a retry once the disk recovers
       a.forced ??= 'disk';
       if (a.pendingShards) a.pendingShards = [];
-      this.maybeFinish(a);
+      void this.maybeFinish(a);
       return;
     }
     this.launch(a, run);
@@ -339,28 +317,36 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       }
     }
     if (!run.shard && facts) a.lastFacts = facts;
-    // the run's end and (when it was the last) the job's end are one transaction: one fsync
+    // the run's end and (when it was the last) the job's end are one transaction, made durable by a
+    // shared fdatasync off the event loop before the end is reported (the slots are free already)
     const writes: Array<() => void> = [
       () => this.o.journal.endRun(run.runId, failure ? 'failed' : 'succeeded', facts?.exitCode ?? null, facts?.signal ?? null, failure),
     ];
-    this.maybeFinish(a, writes);
-    // after the end is on disk: a restart between the two finds the status and no open run (stale dir, removed then)
-    this.guard.durable(() => fs.rmSync(runDirOf(this.o.dataDir, run.runId), { recursive: true, force: true }));
+    const synced = this.maybeFinish(a, writes);
     this.scheduleTick();
+    await synced;
+    // after the end is on disk: a restart between the two finds the status and no open run (stale dir, removed then)
+    this.reports.removeDir(runDirOf(this.o.dataDir, run.runId));
   }
 
   /**
    * Ends the job when nothing of it runs any more. Journal writes go through `durable` (with the
    * run's end when `writes` is given: one transaction); the in-memory state moves on at once, so a
-   * disk fault never leaves a slot taken or a shutdown waiting.
+   * disk fault never leaves a slot taken or a shutdown waiting. The end is reported (`job:finished`,
+   * followers ended) once it is on disk; the returned promise resolves then.
    */
-  private maybeFinish(a: ActiveJob, writes: Array<() => void> = []): void {
+  private maybeFinish(a: ActiveJob, writes: Array<() => void> = []): Promise<void> {
+    let committed = false;
     const flush = (): void => {
-      if (writes.length > 0) this.guard.durable(() => this.o.journal.transaction(() => writes.forEach((w) => w())));
+      if (writes.length === 0) return;
+      this.guard.durable(() => {
+        this.o.journal.transaction(() => writes.forEach((w) => w()), 'deferred');
+        committed = true;
+      });
     };
     if (!this.active.has(a.job.id) || !attemptOver(a)) {
       flush();
-      return;
+      return committed ? this.reports.synced() : Promise.resolve();
     }
     this.active.delete(a.job.id);
     const j = this.o.journal;
@@ -371,19 +357,26 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       if (end.state === 'queued') j.requeueJob(id);
     });
     flush();
-    const rec: JobRecord = {
-      ...a.job, state: end.state, exitCode: end.exitCode, signal: end.signal, failure: end.failure,
-      charged: a.job.charged + (end.charge ? 1 : 0), requeue: Boolean(end.requeue), endedAt: new Date().toISOString(),
-    };
+    const rec = endedRecord(a.job, end);
     if (this.guard.holding) this.unjournaled.set(id, rec);
     if (end.state === 'queued') {
+      // not reported to anyone: the retry may start before the end is synced (a power loss loses both)
       this.o.logger.info({ jobId: id, failure: end.failure, retriesLeft: rec.spec.retries - rec.charged }, 'job failed, retrying');
       this.enqueue(rec);
       this.emit('job:requeued', rec);
       this.scheduleTick();
-      return;
+      return committed ? this.reports.synced() : Promise.resolve();
+    }
+    if (committed && !this.guard.holding) {
+      // until it is on disk, status shows the job as it was (running), and followers keep following
+      this.unjournaled.set(id, a.job);
+      return this.reports.after(() => {
+        if (this.unjournaled.get(id) === a.job) this.unjournaled.delete(id);
+        this.finished(id, rec);
+      });
     }
     this.finished(id, rec);
+    return Promise.resolve();
   }
 
   /** `rec`: the job as it ends when its journal write is held back by a disk fault. */

@@ -12,11 +12,15 @@ interface Pending {
 }
 
 /**
- * Journals submits: those that arrive in the same event-loop turn share one SQLite transaction (one
- * fsync), which is what makes durable submits cheap. Each resolves once its job is on disk.
+ * Journals submits: those that arrive in the same event-loop turn share one SQLite transaction, and
+ * transactions committed while an fdatasync runs share the next one (Journal.sync: group commit, off
+ * the event loop), which is what makes durable submits cheap. Each resolves (and its job is queued)
+ * only once its job is on disk.
  */
 export class SubmitBatch {
   private readonly pending: Pending[] = [];
+  /** Committed, waiting for their fdatasync: not answered, not queued yet. */
+  private readonly syncing = new Set<Pending>();
   private scheduled = false;
 
   constructor(
@@ -27,12 +31,14 @@ export class SubmitBatch {
   ) {}
 
   get size(): number {
-    return this.pending.length;
+    return this.pending.length + this.syncing.size;
   }
 
-  /** The job of an idempotency key: journaled, or in the batch not yet written. */
+  /** The job of an idempotency key: journaled, or in the batch not yet written or not yet synced (then once it is). */
   async byKey(key: string): Promise<JobRecord | undefined> {
-    return this.journal.jobByKey(key) ?? await this.pending.find((p) => p.key === key)?.promise;
+    const waiting = this.pending.find((p) => p.key === key) ?? [...this.syncing].find((p) => p.key === key);
+    if (waiting) return waiting.promise;
+    return this.journal.jobByKey(key);
   }
 
   add(spec: JobSpec, key?: string): Promise<JobRecord> {
@@ -54,13 +60,24 @@ export class SubmitBatch {
     const batch = this.pending.splice(0);
     let jobs: JobRecord[];
     try {
-      jobs = this.journal.transaction(() => batch.map((b) => this.journal.insertJob(b.id, b.spec, b.key)));
+      jobs = this.journal.transaction(() => batch.map((b) => this.journal.insertJob(b.id, b.spec, b.key)), 'deferred');
     } catch (e) {
       const err = this.failed(e);
       for (const b of batch) b.reject(err);
       return;
     }
-    this.accepted(jobs);
-    batch.forEach((b, i) => b.resolve(jobs[i]));
+    for (const b of batch) this.syncing.add(b);
+    this.journal.sync().then(() => {
+      for (const b of batch) this.syncing.delete(b);
+      this.accepted(jobs);
+      batch.forEach((b, i) => b.resolve(jobs[i]));
+    }, (e: unknown) => {
+      // the rows are committed but may not be on disk: answer the failure (a retry with the same
+      // Idempotency-Key finds the job), and queue them (they are in the journal a restart reads)
+      for (const b of batch) this.syncing.delete(b);
+      this.accepted(jobs);
+      const err = this.failed(e);
+      for (const b of batch) b.reject(err);
+    });
   }
 }

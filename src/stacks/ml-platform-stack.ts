@@ -73,11 +73,9 @@ export interface MlPlatformStackProps {
   /** @default Rollout.allAtOnce() */
   readonly rollout?: RolloutSpec;
   /**
-   * The model the endpoint serves (`s3://` on aws, `gs://` on gcp, either on kubernetes). Required on
-   * kubernetes, where the pipeline's model store is the agent pods' volume, which an endpoint cannot read.
-   * @default - the pipeline's promoted model, `<artifacts>/models/current`. The endpoint loads it when
-   *   it starts: seed a first model there before the first apply, and roll the endpoint to pick up
-   *   a newer promotion.
+   * A hand-managed model the endpoint serves (`s3://` on aws, `gs://` on gcp, either on kubernetes).
+   * Required on kubernetes without an `artifactStore` (the registry is then on the agent pods' volume).
+   * @default - `pipeline.model`: the endpoint starts with no model and each promotion rolls out
    */
   readonly model?: string;
 
@@ -120,8 +118,9 @@ export class MlPlatformStack extends TerraformStack {
     if (!props) throw Errors.missing(this, 'props', 'an object with at least target, servingImage and notify');
     this.target = this.makeTarget(props);
     const kind = targetKind(this, 'target', this.target);
-    if (kind === 'kubernetes' && props.model === undefined) {
-      throw Errors.missing(this, 'model', "an s3:// or gs:// model URI on kubernetes (the pipeline's model store is the agent pods' volume)");
+    if (kind === 'kubernetes' && props.model === undefined && !(this.target as KubernetesTarget).artifactStore) {
+      throw Errors.missing(this, 'model', "an s3:// or gs:// model URI on kubernetes without an artifactStore (the pipeline's registry is then on the agent pods' volume); "
+        + 'or a target factory building a KubernetesTarget with artifactStore, so the endpoint serves pipeline.model');
     }
 
     this.features = new FeatureStore(this, 'features', { target: this.target });
@@ -153,6 +152,8 @@ export class MlPlatformStack extends TerraformStack {
       accelerator: props.servingAccelerator ?? 'L4',
       replicas: props.servingReplicas ?? { min: kind === 'gcp' ? 0 : 1, max: 8 },
       rollout: props.rollout,
+      // AWS: the endpoint's rollback alarms use the watch's thresholds, so the watch reuses them.
+      rollbackOn: kind === 'aws' ? props.endpointAlarms : undefined,
     });
 
     this.monitoring = new MonitoringStack(this, 'ops', { target: this.target, notify: props.notify, kubernetes: props.kubernetesMonitoring })

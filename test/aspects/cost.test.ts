@@ -86,7 +86,8 @@ describe('cost report', () => {
       const sm = aws.lines.find((l) => l.item.startsWith('SageMaker'))!;
       expect(sm).toMatchObject({ item: 'SageMaker ml.g6.xlarge instance', quantity: { min: 1, max: 8 }, estimate: true });
       expect(sm.unitUsd).toBeCloseTo(0.8048 * 1.4, 4);
-      expect(aws.lines.filter((l) => l.item === 'CloudWatch alarm')).toHaveLength(9);
+      // 5 cluster + 2 pipeline + 2 endpoint rollback alarms (monitoring reuses them) + the cluster's wake alarm
+      expect(aws.lines.filter((l) => l.item === 'CloudWatch alarm')).toHaveLength(10);
     } finally {
       rmSync(out, { recursive: true, force: true });
     }

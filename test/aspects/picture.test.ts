@@ -24,7 +24,9 @@ describe('stack picture', () => {
     for (const w of [s.cluster, s.pipeline, s.endpoint]) has(s.monitoring, w, 'watches');
     // The endpoint reads its model from the cluster's artifacts bucket (aws, gcp).
     if (i < 2) has(s.endpoint, s.cluster, 'grant');
-    expect(g.edges.filter((e) => e.from === s.cluster.node.path && e.to === s.endpoint.node.path)).toEqual([]);
+    // The cluster's hosts roll promoted versions out to the endpoint (aws, gcp; on Kubernetes the runner does).
+    expect(g.edges.filter((e) => e.from === s.cluster.node.path && e.to === s.endpoint.node.path))
+      .toEqual(i < 2 ? [{ from: s.cluster.node.path, to: s.endpoint.node.path, kind: 'grant', label: 'rollout' }] : []);
     const dot = renderDot(g);
     for (const id of ids) expect(dot).toContain(`"${id}" [label=`);
     expect(dot.startsWith(`digraph "${s.node.id}" {`)).toBe(true);

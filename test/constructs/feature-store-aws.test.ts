@@ -155,7 +155,7 @@ describe('FeatureStore on AWS', () => {
     expect(mine).toEqual({
       aws_kms_key: 2, aws_kms_alias: 1, // the cluster owns the other key
       aws_s3_bucket: 2, aws_s3_bucket_public_access_block: 2, aws_s3_bucket_ownership_controls: 2, aws_s3_bucket_versioning: 2,
-      aws_s3_bucket_server_side_encryption_configuration: 2, aws_s3_bucket_lifecycle_configuration: 2, aws_s3_bucket_policy: 2, aws_s3_object: 2,
+      aws_s3_bucket_server_side_encryption_configuration: 2, aws_s3_bucket_lifecycle_configuration: 2, aws_s3_bucket_policy: 2, aws_s3_object: 7, // the agent bundle's files
       aws_glue_catalog_database: 1, aws_glue_catalog_table: 2, aws_dynamodb_table: 2,
     });
     const { json: alone } = build();

@@ -94,12 +94,19 @@ describe('GpuCluster on AWS', () => {
   });
 
   test('agent bundle uploaded to the cluster bucket from a TerraformAsset, keyed by content hash', () => {
-    const objects = Object.values(resources(json, 'aws_s3_object')) as any[];
-    // The agent and the S3 module it loads: a self-contained bundle, nothing installed on the host.
-    expect(objects.map((o) => o.key.split('/').pop()).sort()).toEqual(['mlinfra-agent.js', 'storage-s3.js']);
-    for (const o of objects) {
-      expect(o.source).toMatch(/^assets\/.+\/(mlinfra-agent|storage-s3)\.js$/);
-      expect(o.key).toMatch(/^agent\/[0-9A-F]+\/(mlinfra-agent|storage-s3)\.js$/i);
+    const objects = Object.entries(resources(json, 'aws_s3_object')) as [string, any][];
+    // The agent and the modules it loads (S3, the SQS queue client, rollouts): a self-contained bundle,
+    // nothing installed on the host.
+    const files = ['autoscaling-aws.js', 'mlinfra-agent.js', 'queue-sqs.js', 'rollout-cloudrun.js', 'rollout-kubernetes.js', 'rollout-sagemaker.js', 'storage-s3.js'];
+    expect(objects.map(([, o]) => o.key.split('/').pop()).sort()).toEqual(files);
+    const raw = rawUserData(json);
+    for (const [id, o] of objects) {
+      const file: string = o.key.split('/').pop();
+      const esc = file.replace('.', '\\.');
+      expect(o.source).toMatch(new RegExp(`^assets/.+/${esc}$`));
+      expect(o.key).toMatch(new RegExp(`^agent/[0-9A-F]+/${esc}$`, 'i'));
+      // ... and each lands beside the agent on the host.
+      expect(raw).toContain(`/\${aws_s3_object.${id}.key}' "$MLINFRA_HOME/agent/${file}"`);
       expect(o.server_side_encryption).toBe('aws:kms');
     }
   });
@@ -132,18 +139,15 @@ describe('GpuCluster on AWS', () => {
     for (const r of refs) expect(r).toMatch(/^\$\{(aws_|data\.aws_)/);
   });
 
-  test('startup pipelines are added to the agent command after construction', () => {
-    const { json: j2 } = build({}, (_stack, c) => {
-      c.addStartupPipeline('s3://ml-artifacts/pipelines/ltv/spec-0123456789abcdef.json');
-      c.addStartupPipeline(`${c.artifactsUri}/pipelines/churn/spec-fedcba9876543210.json`);
-    });
-    const script = userData(j2);
-    bashSyntaxCheck(script);
-    expect(script).toMatch(/--stop-command \/opt\/mlinfra\/stop\.sh --pipeline-on-start s3:\/\/ml-artifacts\/pipelines\/ltv\/spec-0123456789abcdef\.json --pipeline-on-start s3:\/\/TFREF\/pipelines\/churn\/spec-fedcba9876543210\.json\n/);
-  });
-
-  test('fails when a startup pipeline is not an object URI', () => {
-    expect(() => build({}, (_stack, c) => c.addStartupPipeline('ftp://x/spec.json'))).toThrow(/addStartupPipeline .*"ftp:\/\/x\/spec\.json".*s3:\/\/ or gs:\/\//);
+  test('the agent guards are props with defaults, passed as flags; out-of-range values are refused', () => {
+    expect(userData(json)).toMatch(/ --max-duration-seconds 259200 --dead-man-minutes 30 --idle-gpu-util-percent 5\n/);
+    const { json: j2 } = build({ maxJobDurationSeconds: 3600, deadManMinutes: 0, idleGpuUtilPercent: 20 });
+    expect(userData(j2)).toMatch(/ --max-duration-seconds 3600 --dead-man-minutes 0 --idle-gpu-util-percent 20\n/);
+    expect(() => build({ maxJobDurationSeconds: 30 })).toThrow(/maxJobDurationSeconds.*30.*60 to 1209600/);
+    expect(() => build({ maxJobDurationSeconds: 15 * 86400 })).toThrow(/maxJobDurationSeconds/);
+    expect(() => build({ deadManMinutes: -1 })).toThrow(/deadManMinutes.*-1/);
+    expect(() => build({ idleGpuUtilPercent: 101 })).toThrow(/idleGpuUtilPercent.*101.*0 .*to 100/);
+    expect(() => build({ idleGpuUtilPercent: 2.5 })).toThrow(/idleGpuUtilPercent/);
   });
 
   test('idleStopMinutes 0: no stop script, no terminate permission', () => {
@@ -214,13 +218,14 @@ describe('GpuCluster on AWS', () => {
 
   test('creates exactly this set of resources', () => {
     expect(countByType(json)).toEqual({
-      aws_autoscaling_group: 1, aws_default_security_group: 1, aws_eip: 1, aws_iam_instance_profile: 1, aws_iam_role: 1,
+      aws_autoscaling_group: 1, aws_autoscaling_lifecycle_hook: 1, aws_autoscaling_policy: 2, aws_cloudwatch_metric_alarm: 1, aws_default_security_group: 1, aws_eip: 1, aws_iam_instance_profile: 1, aws_iam_role: 1,
       aws_iam_role_policy: 1, aws_iam_role_policy_attachment: 1, aws_internet_gateway: 1, aws_kms_key: 1, aws_launch_template: 1,
       aws_lb: 1, aws_lb_listener: 1, aws_lb_target_group: 1, aws_nat_gateway: 1, aws_placement_group: 1, aws_route_table: 2,
       aws_route_table_association: 3, aws_s3_bucket: 1, aws_s3_bucket_lifecycle_configuration: 1, aws_s3_bucket_ownership_controls: 1,
       aws_s3_bucket_policy: 1, aws_s3_bucket_public_access_block: 1, aws_s3_bucket_server_side_encryption_configuration: 1,
-      aws_s3_bucket_versioning: 1, aws_s3_object: 2, aws_secretsmanager_secret: 1, aws_secretsmanager_secret_version: 1,
-      aws_security_group: 2, aws_subnet: 3, aws_vpc: 1, aws_vpc_endpoint: 1, aws_vpc_security_group_egress_rule: 2,
+      aws_s3_bucket_versioning: 1, aws_s3_object: 7, aws_secretsmanager_secret: 1, aws_secretsmanager_secret_version: 1,
+      aws_security_group: 2, aws_sqs_queue: 2, aws_sqs_queue_policy: 2, aws_sqs_queue_redrive_allow_policy: 1,
+      aws_subnet: 3, aws_vpc: 1, aws_vpc_endpoint: 1, aws_vpc_security_group_egress_rule: 3,
       aws_vpc_security_group_ingress_rule: 4, random_password: 1,
     });
   });

@@ -60,23 +60,27 @@ describe('GpuCluster on GCP', () => {
     ['T4', 2, 'n1-standard-16', 'nvidia-tesla-t4'],
     ['H100', 8, 'a3-highgpu-8g', 'nvidia-h100-80gb'],
   ] as const)('catalog: %s x%d -> %s with %s', (accelerator, count, machineType, type) => {
-    const { json: j } = build({ accelerator, acceleratorsPerNode: count });
+    // One node: N1 (T4) groups cannot be placed compactly, so they stay single-node.
+    const { json: j } = build({ accelerator, acceleratorsPerNode: count, nodes: { min: 0, max: 1 } });
     expect(template(j).machine_type).toBe(machineType);
     expect(template(j).guest_accelerator).toEqual([{ type, count }]);
   });
 
-  test('A3 hosts get gVNIC; A3 Ultra (Hyperdisk only) boots from hyperdisk-balanced', () => {
+  test('A2, A3 and G2 hosts get gVNIC, N1 keeps VirtIO; A3 Ultra (Hyperdisk only) boots from hyperdisk-balanced', () => {
     const { json: h100 } = build({ accelerator: 'H100', acceleratorsPerNode: 8 });
     expect(template(h100).network_interface[0].nic_type).toBe('GVNIC');
     expect(template(h100).disk[0].disk_type).toBe('pd-balanced');
     const { json: h200 } = build({ accelerator: 'H200', acceleratorsPerNode: 8 });
     expect(template(h200).machine_type).toBe('a3-ultragpu-8g');
     expect(template(h200).disk[0].disk_type).toBe('hyperdisk-balanced');
-    expect(template(json).network_interface[0].nic_type).toBeUndefined();
+    expect(template(json).machine_type).toBe('a2-ultragpu-4g');
+    expect(template(json).network_interface[0].nic_type).toBe('GVNIC');
+    expect(template(build({ accelerator: 'L4', acceleratorsPerNode: 1 }).json).network_interface[0].nic_type).toBe('GVNIC');
+    expect(template(build({ accelerator: 'T4', acceleratorsPerNode: 1, nodes: { min: 0, max: 1 } }).json).network_interface[0].nic_type).toBeUndefined();
   });
 
   test('an explicit machineType overrides the catalog; the GPU still comes from it', () => {
-    const { json: j } = build({ accelerator: 'T4', acceleratorsPerNode: 1, machineType: 'n1-highmem-8' });
+    const { json: j } = build({ accelerator: 'T4', acceleratorsPerNode: 1, machineType: 'n1-highmem-8', nodes: { min: 0, max: 1 } });
     expect(template(j).machine_type).toBe('n1-highmem-8');
     expect(template(j).guest_accelerator).toEqual([{ type: 'nvidia-tesla-t4', count: 1 }]);
   });
@@ -120,9 +124,9 @@ describe('GpuCluster on GCP', () => {
     expect(md['install-nvidia-driver']).toBe('True');
   });
 
-  test('managed instance group: regional, single zone, starts at nodes.min, Terraform ignores later resizes', () => {
+  test('managed instance group: regional, single zone, sized by its autoscaler from nodes.min, Terraform ignores resizes', () => {
     expect(text).toHaveResourceWithProperties(ComputeRegionInstanceGroupManager, {
-      region: 'us-central1', project: 'ml-prod-123', target_size: 0,
+      region: 'us-central1', project: 'ml-prod-123',
       distribution_policy_target_shape: 'ANY_SINGLE_ZONE',
       update_policy: { type: 'OPPORTUNISTIC', minimal_action: 'REPLACE', instance_redistribution_type: 'NONE', max_surge_fixed: 0, max_unavailable_fixed: 4 },
       named_port: [{ name: 'agent', port: 7070 }],
@@ -136,7 +140,10 @@ describe('GpuCluster on GCP', () => {
     expect(m.name).toBe(m.base_instance_name);
     expect(m.name.length).toBeLessThanOrEqual(40);
     const { json: j } = build({ nodes: { min: 2, max: 3 } });
-    expect(mig(j).target_size).toBe(2);
+    // The autoscaler owns the size: it keeps the group at nodes.min or above, so Terraform sets none.
+    expect(m.target_size).toBeUndefined();
+    expect(mig(j).target_size).toBeUndefined();
+    expect((only(j, 'google_compute_region_autoscaler') as any).autoscaling_policy.min_replicas).toBe(2);
   });
 
   test('zones named by the target become the distribution zones', () => {
@@ -201,12 +208,15 @@ describe('GpuCluster on GCP', () => {
   test('agent bundle uploaded to the cluster bucket from TerraformAssets, keyed by content hash', () => {
     const objects = Object.values(resources(json, 'google_storage_bucket_object')) as any[];
     // The agent and the GCS module it loads: a self-contained bundle, nothing installed on the host.
-    expect(objects.map((o) => o.name.split('/').pop()).sort()).toEqual(['mlinfra-agent.js', 'storage-gcs.js']);
+    // Plus the Cloud Run and Kubernetes rollouts a promote step loads beside the agent.
+    expect(objects.map((o) => o.name.split('/').pop()).sort()).toEqual(['mlinfra-agent.js', 'rollout-cloudrun.js', 'rollout-kubernetes.js', 'storage-gcs.js']);
     for (const o of objects) {
       expect(o.bucket).toMatch(/^\$\{google_storage_bucket\.train_storage_bucket_[^}]+\.name\}$/);
-      expect(o.source).toMatch(/^assets\/.+\/(mlinfra-agent|storage-gcs)\.js$/);
-      expect(o.name).toMatch(/^agent\/[0-9A-F]+\/(mlinfra-agent|storage-gcs)\.js$/i);
+      expect(o.source).toMatch(/^assets\/.+\/(mlinfra-agent|storage-gcs|rollout-cloudrun|rollout-kubernetes)\.js$/);
+      expect(o.name).toMatch(/^agent\/[0-9A-F]+\/(mlinfra-agent|storage-gcs|rollout-cloudrun|rollout-kubernetes)\.js$/i);
     }
+    const script = hostScript(json);
+    for (const f of ['rollout-cloudrun.js', 'rollout-kubernetes.js']) expect(script).toMatch(new RegExp(`gcloud storage cp --no-user-output-enabled 'gs://TFREF/TFREF' "\\$MLINFRA_HOME/agent/${f.replace('.', '\\.')}"`));
   });
 
   test('token only in Secret Manager: the generated value is referenced once, by the secret version', () => {
@@ -235,7 +245,7 @@ describe('GpuCluster on GCP', () => {
     expect(script).toContain('systemctl enable --now mlinfra-agent.service');
     // Shell variables never use braces and no template directives: every ${...} is a Terraform reference.
     const raw = rawScript(json);
-    for (const r of raw.match(/\$\{[^}]*\}/g) ?? []) expect(r).toMatch(/^\$\{google_(storage_bucket|storage_bucket_object|secret_manager_secret)\.[^}]+\.(name|secret_id)\}$/);
+    for (const r of raw.match(/\$\{[^}]*\}/g) ?? []) expect(r).toMatch(/^\$\{google_(storage_bucket|storage_bucket_object|secret_manager_secret|pubsub_topic|pubsub_subscription)\.[^}]+\.(name|secret_id)\}$/);
     expect(raw).not.toContain('%{');
     expect(raw).not.toMatch(TOKEN_REF);
   });
@@ -280,7 +290,8 @@ describe('GpuCluster on GCP', () => {
     const sa = only(json, 'google_service_account') as any;
     expect(sa.account_id).toMatch(/^[a-z][a-z0-9-]{4,28}[a-z0-9]$/);
     const bucketIam = only(json, 'google_storage_bucket_iam_member') as any;
-    expect(bucketIam).toMatchObject({ role: 'roles/storage.objectAdmin', member: expect.stringMatching(/google_service_account\..+\.member/) });
+    // objectUser: get, create, list, delete (a job record is overwritten by delete + create), no IAM powers.
+    expect(bucketIam).toMatchObject({ role: 'roles/storage.objectUser', member: expect.stringMatching(/google_service_account\..+\.member/) });
     expect(bucketIam.bucket).toMatch(/^\$\{google_storage_bucket\.train_storage_bucket_[^}]+\.name\}$/);
     const secretIam = only(json, 'google_secret_manager_secret_iam_member') as any;
     expect(secretIam).toMatchObject({ role: 'roles/secretmanager.secretAccessor', project: 'ml-prod-123' });
@@ -355,7 +366,9 @@ describe('GpuCluster on GCP', () => {
       google_compute_router: 1, google_compute_router_nat: 1, google_compute_subnetwork: 1, google_project_iam_custom_role: 1,
       google_project_iam_member: 3, google_secret_manager_secret: 1, google_secret_manager_secret_iam_member: 1,
       google_secret_manager_secret_version: 1, google_service_account: 1, google_storage_bucket: 1, google_storage_bucket_iam_member: 1,
-      google_storage_bucket_object: 2, random_password: 1, google_project_service: 7,
+      google_storage_bucket_object: 4, random_password: 1, google_project_service: 8,
+      google_pubsub_topic: 2, google_pubsub_subscription: 2, google_pubsub_topic_iam_member: 3, google_pubsub_subscription_iam_member: 2,
+      google_compute_region_autoscaler: 1, google_compute_resource_policy: 1,
     });
   });
 
@@ -372,7 +385,7 @@ describe('GpuCluster on GCP', () => {
   test('APIs: the stack enables what the cluster needs, never disabled on destroy, and every resource waits for them', () => {
     const services = Object.values(resources(json, 'google_project_service')) as any[];
     expect(services.map((x) => x.service).sort()).toEqual(['cloudresourcemanager.googleapis.com', 'compute.googleapis.com', 'iam.googleapis.com',
-      'logging.googleapis.com', 'monitoring.googleapis.com', 'secretmanager.googleapis.com', 'storage.googleapis.com']);
+      'logging.googleapis.com', 'monitoring.googleapis.com', 'pubsub.googleapis.com', 'secretmanager.googleapis.com', 'storage.googleapis.com']);
     for (const x of services) expect(x).toMatchObject({ disable_on_destroy: false, project: 'ml-prod-123' });
     expect(mig(json).depends_on).toEqual(expect.arrayContaining([expect.stringMatching(/^google_project_service\.gcp_apis_compute_/)]));
     const { json: off } = build({}, undefined, { manageApis: false });

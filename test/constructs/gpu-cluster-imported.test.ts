@@ -3,7 +3,7 @@
 import { App, Testing, TerraformStack } from 'cdktf';
 import { build } from '../../examples/imported-cluster/main';
 import { stackGraph } from '../../src/aspects/picture';
-import { AwsTarget, GcpTarget, GpuCluster, MlInfraError } from '../../src';
+import { AwsTarget, GcpTarget, GpuCluster, MlInfraError, Schedule, Step, TrainingPipeline } from '../../src';
 import { caught } from '../helpers';
 
 function synth(): { json: any; stack: TerraformStack } {
@@ -35,12 +35,18 @@ describe('imported GpuCluster (examples/imported-cluster)', () => {
     expect(specs[0].key).toMatch(/^pipelines\/imported-aws-ltv-[0-9a-f]{8}\/spec-[0-9a-f]{16}\.json$/);
   });
 
-  test('the schedule resizes exactly the imported group', () => {
+  test('the schedule enqueues its runs into exactly the imported jobs queue, allowed SendMessage on it and its key only', () => {
     const [schedule] = Object.values(of(json, 'aws_scheduler_schedule'));
-    expect(JSON.parse(schedule.target.input)).toEqual({ AutoScalingGroupName: 'gpu-aws-train-8d1c9d6e', DesiredCapacity: 1 });
+    const queueArn = 'arn:aws:sqs:us-east-1:123456789012:gpu-aws-train-8d1c9d6e-jobs';
+    expect(schedule.target.arn).toBe(queueArn);
+    expect(JSON.parse(schedule.target.input)).toEqual({ v: 1, kind: 'pipeline-run', pipeline: expect.stringMatching(/^imported-aws-ltv-/), spec: expect.stringMatching(/^s3:\/\/gpu-aws-train-8d1c9d6e-123456789012\/pipelines\//) });
     const docs = Object.values(json.data.aws_iam_policy_document) as any[];
-    const scale = docs.find((d) => d.statement?.[0]?.actions?.includes('autoscaling:SetDesiredCapacity'));
-    expect(scale.statement[0].resources).toEqual([expect.stringMatching(/^arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:.*autoScalingGroupName\/gpu-aws-train-8d1c9d6e$/)]);
+    const send = docs.find((d) => d.statement?.[0]?.actions?.includes('sqs:SendMessage'));
+    expect(send.statement).toEqual([
+      { effect: 'Allow', actions: ['sqs:SendMessage'], resources: [queueArn] },
+      { effect: 'Allow', actions: ['kms:GenerateDataKey', 'kms:Decrypt'], resources: ['arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab'] },
+    ]);
+    expect(docs.some((d) => JSON.stringify(d).includes('autoscaling:SetDesiredCapacity'))).toBe(false);
   });
 
   test('the monitor grants the imported host role its metric writes and alarms on its group and load balancer', () => {
@@ -55,10 +61,18 @@ describe('imported GpuCluster (examples/imported-cluster)', () => {
     expect(runs.map((a) => a.dimensions.ClusterName)).toEqual(['gpu-aws-train-8d1c9d6e', 'gpu-aws-train-8d1c9d6e']);
   });
 
-  test('says the hosts need --pipeline-on-start, since it cannot configure them', () => {
-    const cluster = stack.node.findChild('train');
-    const warnings = cluster.node.metadata.filter((m) => m.type === '@cdktf/warn').map((m) => String(m.data));
-    expect(warnings).toEqual([expect.stringMatching(/--pipeline-on-start s3:\/\/gpu-aws-train-8d1c9d6e-123456789012\/pipelines\//)]);
+  test('an imported cluster without its queue attributes cannot take a schedule: the error names them', () => {
+    const app = Testing.app();
+    const st = new TerraformStack(app, 'noq');
+    const aws = new AwsTarget(st, 'aws', { region: 'us-east-1' });
+    const c = GpuCluster.fromGpuClusterAttributes(st, 'train', {
+      target: aws, accelerator: 'T4', nodes: { min: 0, max: 1 }, agentUrl: 'http://agent:7070', bucketName: 'b', groupName: 'g',
+      agentTokenSecret: { store: 'aws-secrets-manager', arn: 'arn:aws:secretsmanager:us-east-1:1:secret:x', name: 'x' },
+      aws: { hostRoleArn: 'arn:aws:iam::1:role/r', hostRoleName: 'r', kmsKeyArn: 'arn:aws:kms:us-east-1:1:key/k', autoscalingGroupArn: 'arn:aws:autoscaling:us-east-1:1:autoScalingGroup:u:autoScalingGroupName/g' },
+    });
+    expect(c.jobQueue).toBeUndefined();
+    expect(caught(() => c.grantEnqueue(c)).message).toMatch(/aws\.jobsQueueUrl/);
+    expect(() => new TrainingPipeline(st, 'p', { cluster: c, schedule: Schedule.cron('0 3 * * *'), steps: [Step.run('train', ['x'])] })).toThrow(/jobsQueueUrl and aws\.jobsQueueArn/);
   });
 
   test('the picture shows the pipeline running on it and the monitor watching it', () => {

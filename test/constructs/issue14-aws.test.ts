@@ -335,7 +335,7 @@ describe('destroy and re-create', () => {
       new TrainingPipeline(stack, 'ltv', { cluster: c, steps: [Step.run('a', ['true'])] });
     });
     const objects = Object.values(resources(json, 'aws_s3_object')) as any[];
-    expect(objects).toHaveLength(3);
+    expect(objects).toHaveLength(8); // the agent, its 6 modules (S3, SQS, Auto Scaling, rollouts) and the spec
     // Before: bucket.id, so an object could be written before versioning was on: no version id
     // recorded, destroy left a noncurrent version and the bucket's destroy failed (BucketNotEmpty).
     for (const o of objects) expect(o.bucket).toMatch(/^\$\{aws_s3_bucket_versioning\.[^.]+\.bucket\}$/);

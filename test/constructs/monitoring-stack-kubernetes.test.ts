@@ -88,6 +88,42 @@ describe('MonitoringStack on Kubernetes', () => {
   const byAlert = Object.fromEntries(rules.map((r: any) => [r.alert, r]));
 
   describeWithTools([TOOLS.promtool])('promtool', () => {
+    test('the per-cluster GPU rules see this cluster\'s Job and JobSet pods (by the gateway\'s pod list), never another\'s', () => {
+      const dir = promtoolDir(json);
+      const c = 'test-train-acae17ff';
+      const series = (name: string, labels: Record<string, string>, values: string) =>
+        ({ series: `${name}{${Object.entries(labels).map(([k, v]) => `${k}="${v}"`).join(',')}}`, values });
+      const job = 'j0123456789ab-x7k2p';
+      const rank1 = 'jaaaaaaaaaaaa-node-0-1-b8q4z';
+      const other = 'jbbbbbbbbbbbb-r2d2c';
+      writeFileSync(join(dir, 'test.yml'), stringify({
+        rule_files: [join(dir, 'rules', 'rules.yml')],
+        evaluation_interval: '1m',
+        tests: [{
+          interval: '1m',
+          input_series: [
+            series('mlinfra_agent_jobs_queued', { mlinfra_cluster: c, pod: 'gw-1' }, '1x50'),
+            // Both gateway replicas list the same pods.
+            ...['gw-1', 'gw-2'].flatMap((gw) => [job, rank1].map((p) => series('mlinfra_gateway_job_pod_info', { mlinfra_cluster: c, pod: gw, job_pod: p, job_id: p.slice(0, 13) }, '1x50'))),
+            series('mlinfra_gateway_job_pod_info', { mlinfra_cluster: 'someone-else', pod: 'gw-9', job_pod: other, job_id: other.slice(0, 13) }, '1x50'),
+            // This cluster's GPUs idle; another cluster's pod in the namespace busy (it would lift the average over 10).
+            series('DCGM_FI_DEV_GPU_UTIL', { namespace: 'TFREF', pod: job, gpu: '0' }, '2x50'),
+            series('DCGM_FI_DEV_GPU_UTIL', { namespace: 'TFREF', pod: rank1, gpu: '0' }, '4x50'),
+            series('DCGM_FI_DEV_GPU_UTIL', { namespace: 'TFREF', pod: other, gpu: '0' }, '99x50'),
+            series('DCGM_FI_DEV_XID_ERRORS', { namespace: 'TFREF', pod: rank1, gpu: '0' }, '0 0 79x48'),
+            series('DCGM_FI_DEV_XID_ERRORS', { namespace: 'TFREF', pod: other, gpu: '0' }, '48x50'),
+          ],
+          alert_rule_test: [
+            { eval_time: '40m', alertname: 'MlinfraGpuIdleWhileQueued', exp_alerts: [{ exp_labels: { watch: 'train', mlinfra_cluster: c, alarm: byAlert.MlinfraGpuIdleWhileQueued.labels.alarm, severity: 'warning' }, exp_annotations: byAlert.MlinfraGpuIdleWhileQueued.annotations }] },
+            { eval_time: '10m', alertname: 'MlinfraGpuXidErrors', exp_alerts: [{ exp_labels: { watch: 'train', mlinfra_cluster: c, alarm: byAlert.MlinfraGpuXidErrors.labels.alarm, severity: 'critical', pod: rank1, gpu: '0' },
+              exp_annotations: { ...byAlert.MlinfraGpuXidErrors.annotations, summary: `NVIDIA XID error on ${rank1} GPU 0 (XID 79)` } }] },
+          ],
+        }],
+      }));
+      const out = execFileSync(PROMTOOL, ['test', 'rules', join(dir, 'test.yml')], { stdio: 'pipe' }).toString();
+      expect(out).toMatch(/SUCCESS/);
+    });
+
     test('the rules and the scrape configuration are valid', () => {
       const dir = promtoolDir(json);
       execFileSync(PROMTOOL, ['check', 'rules', join(dir, 'rules', 'rules.yml')], { stdio: 'pipe' });
@@ -102,7 +138,9 @@ describe('MonitoringStack on Kubernetes', () => {
       'MlinfraPipelineFailed', 'MlinfraPipelineStale', 'MlinfraEndpointP99Latency', 'MlinfraEndpointErrorRate',
     ]);
     // The cluster name is the one its gateway reports as (a literal: no StatefulSet to reference).
-    expect(byAlert.MlinfraGpuIdleWhileQueued.expr).toMatch(/^max\(mlinfra_agent_jobs_queued\{mlinfra_cluster="test-train-acae17ff"\}\) > 0 and on\(\) avg\(DCGM_FI_DEV_GPU_UTIL\{namespace="TFREF",pod=~"test-train-acae17ff-\[0-9\]\+"\}\) < 10$/);
+    // Job and JobSet pods have random names: DCGM's pod label is joined to the gateway's list of the cluster's pods.
+    expect(byAlert.MlinfraGpuIdleWhileQueued.expr).toBe('max(mlinfra_agent_jobs_queued{mlinfra_cluster="test-train-acae17ff"}) > 0 and on() avg((DCGM_FI_DEV_GPU_UTIL{namespace="TFREF"}'
+      + ' * on (pod) group_left() label_replace(max by (job_pod) (mlinfra_gateway_job_pod_info{mlinfra_cluster="test-train-acae17ff"}), "pod", "$1", "job_pod", "(.+)"))) < 10');
     expect(byAlert.MlinfraGpuIdleWhileQueued.for).toBe('30m');
     expect(byAlert.MlinfraGpuXidErrors.expr).toContain('DCGM_FI_DEV_XID_ERRORS');
     expect(byAlert.MlinfraAgentDown).toMatchObject({ expr: 'up{mlinfra_cluster="test-train-acae17ff"} == 0', for: '15m' });

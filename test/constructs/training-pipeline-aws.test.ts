@@ -73,26 +73,44 @@ describe('TrainingPipeline on AWS', () => {
     expect(pipeline.scheduleName).toBeDefined();
   });
 
-  test('the target raises the autoscaling group from zero: setDesiredCapacity with the group name and 1 node', () => {
+  const queueRef = (attr: string) => `\${aws_sqs_queue.${Object.keys(resources(json, 'aws_sqs_queue')).find((k) => k.startsWith('train_queue_jobs_'))}.${attr}}`;
+
+  test('the target enqueues one run on the cluster\'s jobs queue: the fixed pipeline-run body, as is', () => {
     const s = only(json, 'aws_scheduler_schedule') as any;
-    // The partition from the provider, not a hard-coded arn:aws: (aws-cn and aws-us-gov have their own).
-    expect(s.target.arn).toMatch(/^arn:\$\{data\.aws_partition\.[A-Za-z0-9_-]+\.partition\}:scheduler:::aws-sdk:autoscaling:setDesiredCapacity$/);
-    expect(JSON.parse(s.target.input)).toEqual({ AutoScalingGroupName: asgRef('name'), DesiredCapacity: 1 });
+    expect(s.target.arn).toBe(queueRef('arn'));
+    // Byte-exact: the agent's message kind, keys in this order.
+    expect(s.target.input).toBe(`{"v":1,"kind":"pipeline-run","pipeline":"${pipeline.spec.name}","spec":"s3://${bucketRef}.bucket}/pipelines/${pipeline.name}/spec-${pipeline.specId}.json"}`);
     expect(s.target.retry_policy).toEqual({ maximum_event_age_in_seconds: 3600, maximum_retry_attempts: 10 });
     expect(s.target.role_arn).toMatch(/^\$\{aws_iam_role\.ltv_schedule_role_[0-9A-F]{8}\.arn\}$/);
+    expect(s.target.sqs_parameters).toBeUndefined();
   });
 
-  test('scheduler role: trusted by scheduler.amazonaws.com of this account only, allowed exactly SetDesiredCapacity on exactly the group', () => {
+  test('scheduler role: trusted by scheduler.amazonaws.com of this account only, allowed exactly SendMessage on the jobs queue and its key', () => {
     const docs = json.data!.aws_iam_policy_document as Record<string, any>;
     const assume = Object.entries(docs).find(([k]) => k.includes('ltv_schedule_assume'))![1];
     expect(assume.statement).toEqual([{
       effect: 'Allow', actions: ['sts:AssumeRole'], principals: [{ type: 'Service', identifiers: ['scheduler.amazonaws.com'] }],
       condition: [{ test: 'StringEquals', variable: 'aws:SourceAccount', values: [expect.stringMatching(/^\$\{data\.aws_caller_identity\..+\.account_id\}$/)] }],
     }]);
-    const scale = Object.entries(docs).find(([k]) => k.includes('ltv_schedule_scale-doc'))![1];
-    expect(scale.statement).toEqual([{ effect: 'Allow', actions: ['autoscaling:SetDesiredCapacity'], resources: [asgRef('arn')] }]);
-    const policies = Object.values(resources(json, 'aws_iam_role_policy')).filter((p: any) => String(p.role).includes('ltv_schedule_role'));
+    const policies = Object.values(resources(json, 'aws_iam_role_policy')).filter((p: any) => String(p.role).includes('ltv_schedule_role')) as any[];
     expect(policies).toHaveLength(1);
+    const doc = docs[/^\$\{data\.aws_iam_policy_document\.([^.]+)\.json\}$/.exec(policies[0].policy)![1]];
+    expect(doc.statement).toEqual([
+      { effect: 'Allow', actions: ['sqs:SendMessage'], resources: [queueRef('arn')] },
+      { effect: 'Allow', actions: ['kms:GenerateDataKey', 'kms:Decrypt'], resources: [expect.stringMatching(/^\$\{aws_kms_key\.train_storage_key_[0-9A-F]{8}\.arn\}$/)] },
+    ]);
+    // Nothing may resize the group from a schedule any more.
+    expect(JSON.stringify(docs)).not.toContain('autoscaling:SetDesiredCapacity');
+    expect(asgRef('arn')).toContain('aws_autoscaling_group');
+  });
+
+  test('a cluster that keeps hosts up takes scheduled runs too (they are queued)', () => {
+    const { json: j } = synth((stack) => {
+      const aws = new AwsTarget(stack, 'aws', { region: 'us-east-1' });
+      const cluster = new GpuCluster(stack, 'train', { target: aws, accelerator: 'L4', nodes: { min: 1, max: 2 }, agentBundleDir: testAgentBundle() });
+      new TrainingPipeline(stack, 'ltv', { cluster, schedule: Schedule.cron('0 3 * * *'), steps: STEPS });
+    });
+    expect(resources(j, 'aws_scheduler_schedule')).not.toEqual({});
   });
 
   test('the spec: an S3 object in the cluster bucket, KMS-encrypted, key named by its hash, content the PipelineSpec', () => {
@@ -119,8 +137,8 @@ describe('TrainingPipeline on AWS', () => {
     expect(pipeline.specUri).toContain(`/pipelines/${pipeline.name}/spec-${pipeline.specId}.json`);
   });
 
-  test('hosts started from zero run the pipeline: the agent gets --pipeline-on-start <spec>', () => {
-    expect(userData(json)).toContain(`--pipeline-on-start s3://TFREF/pipelines/${pipeline.name}/spec-${pipeline.specId}.json`);
+  test('hosts are not told to run the pipeline at start any more: the agent has no --pipeline-on-start', () => {
+    expect(userData(json)).not.toContain('--pipeline-on-start');
   });
 
   test('the spec hash follows the content', () => {
@@ -130,7 +148,8 @@ describe('TrainingPipeline on AWS', () => {
   });
 
   test('model, artifacts, outputs (no secrets)', () => {
-    expect(pipeline.model.uri).toBe(`${pipeline.artifactsUri}/models/current`);
+    // pipeline.model is the registry (issue 16): its uri is the versions prefix.
+    expect(pipeline.model.uri).toBe(`${pipeline.artifactsUri}/models/versions`);
     const outputs = Object.entries(json.output ?? {}).filter(([k]) => k.startsWith('ltv_outputs'));
     expect(outputs.map(([k]) => k.replace(/_[0-9A-F]{8}$/, '')).sort()).toEqual(['ltv_outputs_artifacts', 'ltv_outputs_schedule', 'ltv_outputs_spec-uri']);
     expect(JSON.stringify(outputs)).not.toMatch(/secret|password|token/i);
@@ -167,7 +186,7 @@ describe('TrainingPipeline on AWS', () => {
     const all = countByType(json);
     expect({
       schedule: all.aws_scheduler_schedule, role: all.aws_iam_role, policy: all.aws_iam_role_policy, objects: all.aws_s3_object,
-    }).toEqual({ schedule: 1, role: 2, policy: 2, objects: 3 });
+    }).toEqual({ schedule: 1, role: 2, policy: 2, objects: 8 });
   });
 
   test('snapshot', () => {

@@ -24,7 +24,6 @@ function build(props: Partial<TrainingPipelineProps> = {}) {
 
 describe('TrainingPipeline on GCP', () => {
   const { text, json, pipeline } = build();
-  const mig = Object.keys(resources(json, 'google_compute_region_instance_group_manager'))[0];
   const bucket = Object.keys(resources(json, 'google_storage_bucket'))[0];
 
   test('Cloud Scheduler job: cron, time zone, retries', () => {
@@ -34,27 +33,45 @@ describe('TrainingPipeline on GCP', () => {
     });
   });
 
-  test('the scaling call: POST resize?size=1 on exactly the MIG, with an OAuth token of its own service account', () => {
+  const jobsTopic = Object.keys(resources(json, 'google_pubsub_topic')).find((k) => (resources(json, 'google_pubsub_topic')[k] as any).name.endsWith('-jobs'))!;
+
+  test('the schedule enqueues one run: a Pub/Sub target on the cluster\'s jobs topic, no HTTP call, nothing resized', () => {
     const job = only(json, 'google_cloud_scheduler_job') as any;
-    expect(job.http_target.http_method).toBe('POST');
-    expect(job.http_target.uri).toBe(
-      `https://compute.googleapis.com/compute/v1/projects/ml-prod/regions/us-central1/instanceGroupManagers/\${google_compute_region_instance_group_manager.${mig}.name}/resize?size=1`);
-    expect(job.http_target.oauth_token).toEqual({
-      service_account_email: expect.stringMatching(/^\$\{google_service_account\.ltv_schedule_service-account_[0-9A-F]{8}\.email\}$/),
-      scope: 'https://www.googleapis.com/auth/cloud-platform',
-    });
+    expect(job.pubsub_target.topic_name).toBe(`\${google_pubsub_topic.${jobsTopic}.id}`);
+    expect(job.http_target).toBeUndefined();
+    // Ignored for Pub/Sub targets (Cloud Scheduler API): not set.
+    expect(job.attempt_deadline).toBeUndefined();
+    expect(JSON.stringify(job)).not.toMatch(/resize|instanceGroupManagers|compute\.googleapis/);
   });
 
-  test('the scheduler service account may only resize the group: the scale role, conditioned on the MIG', () => {
-    const sa = Object.keys(resources(json, 'google_service_account')).find((k) => k.startsWith('ltv_'))!;
-    const members = Object.values(resources(json, 'google_project_iam_member')).filter((m: any) => m.member === `\${google_service_account.${sa}.member}`) as any[];
-    expect(members).toHaveLength(1);
-    expect(members[0].role).toMatch(/^\$\{google_project_iam_custom_role\..+\.name\}$/);
-    const migName = (resources(json, 'google_compute_region_instance_group_manager')[mig] as any).name;
-    expect(members[0].condition.expression).toBe(`resource.name == "projects/ml-prod/regions/us-central1/instanceGroupManagers/${migName}"`);
-    const role = only(json, 'google_project_iam_custom_role') as any;
-    expect(role.permissions).toEqual(['compute.instanceGroupManagers.get', 'compute.instanceGroupManagers.update']);
-    expect(Object.values(resources(json, 'google_storage_bucket_iam_member')).some((m: any) => m.member.includes(sa))).toBe(false);
+  test('the message: base64 of {"v":1,"kind":"pipeline-run","pipeline":NAME,"spec":SPEC URI}, keys in that order', () => {
+    const data: string = (only(json, 'google_cloud_scheduler_job') as any).pubsub_target.data;
+    const m = /^\$\{base64encode\(join\("", \[(.*)\]\)\)\}$/.exec(data);
+    expect(m).not.toBeNull();
+    // The parts: HCL strings (their escapes here are JSON's) and bare references, written back as ${...}.
+    const parts = m![1].replace(/(^|, )(google_[a-z_]+\.[^,\]]+)(?=, |$)/g, (_all, sep: string, r: string) => `${sep}"\${${r}}"`);
+    const body = (JSON.parse(`[${parts}]`) as string[]).join('');
+    expect(body).toBe(`{"v":1,"kind":"pipeline-run","pipeline":"${pipeline.name}","spec":"gs://\${google_storage_bucket.${bucket}.name}/pipelines/${pipeline.name}/spec-${pipeline.specId}.json"}`);
+    // What Terraform sends once the bucket name is known decodes to the agent's message.
+    const sent = Buffer.from(body.replace(/\$\{google_storage_bucket\.[^}]+\.name\}/, 'bkt'), 'utf8').toString('base64');
+    expect(JSON.parse(Buffer.from(sent, 'base64').toString('utf8'))).toEqual({ v: 1, kind: 'pipeline-run', pipeline: pipeline.name, spec: `gs://bkt/pipelines/${pipeline.name}/spec-${pipeline.specId}.json` });
+  });
+
+  test('the Cloud Scheduler service agent may publish to exactly the jobs topic; no scheduler service account, no scale role', () => {
+    const agent = /^serviceAccount:service-\$\{data\.google_project\.ltv_schedule_project_[^}]+\.number\}@gcp-sa-cloudscheduler\.iam\.gserviceaccount\.com$/;
+    const grants = (Object.values(resources(json, 'google_pubsub_topic_iam_member')) as any[]).filter((g) => agent.test(g.member));
+    expect(grants).toEqual([expect.objectContaining({ topic: `\${google_pubsub_topic.${jobsTopic}.name}`, role: 'roles/pubsub.publisher' })]);
+    expect(Object.keys(resources(json, 'google_service_account')).filter((k) => k.startsWith('ltv_'))).toEqual([]);
+    expect((Object.values(resources(json, 'google_project_iam_member')) as any[]).filter((m) => agent.test(m.member))).toEqual([]);
+    expect(Object.values(resources(json, 'google_project_service')).map((x: any) => x.service)).toEqual(expect.arrayContaining(['cloudscheduler.googleapis.com', 'pubsub.googleapis.com']));
+  });
+
+  test('a cluster that keeps hosts up takes a schedule too: the run is queued, not started by raising the group', () => {
+    expect(() => synth((stack) => {
+      const gcp = new GcpTarget(stack, 'gcp', { project: 'ml-prod', region: 'us-central1' });
+      const cluster = new GpuCluster(stack, 'train', { target: gcp, accelerator: 'L4', nodes: { min: 1, max: 2 }, agentBundleDir: testAgentBundle() });
+      new TrainingPipeline(stack, 'p', { cluster, schedule: Schedule.cron('0 3 * * *'), steps: [Step.run('train', ['python3', 'train.py'])] });
+    })).not.toThrow();
   });
 
   test('the spec: a GCS object in the cluster bucket named by its hash, content the PipelineSpec', () => {
@@ -74,9 +91,9 @@ describe('TrainingPipeline on GCP', () => {
     expect(pipeline.specUri.endsWith(`/pipelines/${pipeline.name}/spec-${pipeline.specId}.json`)).toBe(true);
   });
 
-  test('hosts started from zero run the pipeline', () => {
+  test('hosts no longer run the pipeline at start', () => {
     const tpl = only(json, 'google_compute_instance_template') as any;
-    expect(tpl.metadata['startup-script']).toContain(`--pipeline-on-start gs://\${google_storage_bucket.${bucket}.name}/pipelines/${pipeline.name}/spec-${pipeline.specId}.json`);
+    expect(tpl.metadata['startup-script']).not.toContain('--pipeline-on-start');
   });
 
   test('rates become crons; rates with no cron form fail', () => {
@@ -86,8 +103,8 @@ describe('TrainingPipeline on GCP', () => {
 
   test('creates exactly these', () => {
     const all = countByType(json);
-    expect({ job: all.google_cloud_scheduler_job, objects: all.google_storage_bucket_object, sa: all.google_service_account, members: all.google_project_iam_member })
-      .toEqual({ job: 1, objects: 3, sa: 2, members: 4 });
+    expect({ job: all.google_cloud_scheduler_job, objects: all.google_storage_bucket_object, sa: all.google_service_account, members: all.google_project_iam_member, topicMembers: all.google_pubsub_topic_iam_member })
+      .toEqual({ job: 1, objects: 5, sa: 1, members: 3, topicMembers: 4 });
   });
 
   test('snapshot', () => {

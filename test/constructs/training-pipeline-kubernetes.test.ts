@@ -57,9 +57,18 @@ describe('TrainingPipeline on Kubernetes', () => {
     expect(runner.image).toBe('node:24.18.1-bookworm-slim');
     expect(JSON.stringify(pod)).not.toContain('nvidia.com/gpu');
     expect(pipeline.specUri).toBe('file:///etc/mlinfra/pipeline/spec.json');
-    // Allowed through the gateway's NetworkPolicy; no Kubernetes API token.
+    // Allowed through the gateway's NetworkPolicy. Its API token is mounted (a promotion rolls out to
+    // Kubernetes endpoints with it) but grants nothing until an endpoint serving this pipeline binds its Role.
     expect(cron.spec.job_template.spec.template.metadata.labels['mlinfra.dev/agent-client']).toBe('true');
-    expect(pod.automount_service_account_token).toBe(false);
+    expect(pod.automount_service_account_token).toBe(true);
+    const sa = `\${kubernetes_service_account_v1.${Object.keys(resources(json, 'kubernetes_service_account_v1')).find((k) => k.startsWith('ltv_'))}.metadata[0].name}`;
+    const roles = resources(json, 'kubernetes_role_v1') as Record<string, any>;
+    const runnerRules = Object.values(resources(json, 'kubernetes_role_binding_v1') as Record<string, any>)
+      .filter((b) => b.subject.some((x: any) => x.name === sa))
+      .flatMap((b) => roles[/^\$\{kubernetes_role_v1\.([^.]+)\./.exec(b.role_ref.name)![1]].rule);
+    // Only its clusters' token Secrets (which it mounts anyway).
+    expect(runnerRules.length).toBeGreaterThan(0);
+    for (const r of runnerRules) expect(r).toMatchObject({ api_groups: [''], resources: ['secrets'], verbs: ['get'] });
   });
 
   test('an object store: the runner loads the storage module and reads the credentials file; no volume', () => {
@@ -72,6 +81,13 @@ describe('TrainingPipeline on Kubernetes', () => {
     expect(p.volume.map((v: any) => v.name)).not.toContain('artifacts');
     const cm = Object.values(resources(j, 'kubernetes_config_map_v1')).find((c: any) => c.metadata.name.endsWith('-spec')) as any;
     expect(JSON.parse(cm.data['spec.json']).artifactsUri).toMatch(/^s3:\/\/acme-ml\/test-train-[0-9a-f]{8}\/pipelines\//);
+  });
+
+  test('an object store: steps get the run directory through it (the runner is told to sync); a volume: shared, not told', () => {
+    const { json: j } = build({}, { artifactStore: { uri: 's3://acme-ml' } });
+    const env = (only(j, 'kubernetes_cron_job_v1') as any).spec.job_template.spec.template.spec.container[0].env;
+    expect(env).toContainEqual({ name: 'MLINFRA_STEP_FILES', value: 'object-store' });
+    expect(pod.container[0].env.map((e: any) => e.name)).not.toContain('MLINFRA_STEP_FILES');
   });
 
   test('non-root, resource limits on every container', () => {
@@ -111,6 +127,45 @@ describe('TrainingPipeline on Kubernetes', () => {
     });
     const runner = pod.container[0];
     expect(runner.volume_mount.map((m: any) => m.mount_path)).toContain(`/var/run/mlinfra/clusters/${train.onOom.clusterName}`);
+  });
+
+  describe('artifacts: where job pods can write, and each refusal names a way out', () => {
+    const store = { artifactStore: { uri: 's3://acme-ml', endpoint: 'http://minio.minio.svc:9000' } };
+    test('an s3:// URI in the target\'s object store is accepted as given', () => {
+      const { pipeline: p } = build({ artifacts: 's3://acme-ml/ltv' }, store);
+      expect(p.artifactsUri).toBe('s3://acme-ml/ltv');
+    });
+    test('a file:// URI on the cluster\'s volume is accepted (single-node use)', () => {
+      const { pipeline: p } = build({ artifacts: 'file:///var/lib/mlinfra/artifacts/ltv' });
+      expect(p.artifactsUri).toBe('file:///var/lib/mlinfra/artifacts/ltv');
+    });
+    test('fails on s3:// without an artifactStore, naming the KubernetesTarget prop that allows it', () => {
+      expect(() => build({ artifacts: 's3://acme-ml/ltv' })).toThrow(
+        /artifacts.*is an object-store URI, but this cluster's target has no artifactStore.*allowed: a file:\/\/ URI under \/var\/lib\/mlinfra\/artifacts.*or an s3:\/\/ or gs:\/\/ store given to the KubernetesTarget as artifactStore \(uri, endpoint for S3-compatible stores, credentialsSecret\)/s);
+    });
+    test('fails on file:// outside the volume (a pod\'s own disk), saying where it must be and how to go multi-node', () => {
+      expect(() => build({ artifacts: 'file:///data/ltv' })).toThrow(/allowed: a file:\/\/ URI under \/var\/lib\/mlinfra\/artifacts, the volume job pods mount \(single-node use\).*give the KubernetesTarget an s3:\/\/ or gs:\/\/ artifactStore/s);
+    });
+    test('fails on file:// or gs:// with an s3:// store, naming the store to use', () => {
+      expect(() => build({ artifacts: 'file:///var/lib/mlinfra/artifacts/ltv' }, store)).toThrow(/is a file:\/\/ URI, which no job pod shares with the runner.*allowed: a s3:\/\/ URI in the KubernetesTarget's artifactStore.*e\.g\. s3:\/\/acme-ml\//s);
+      expect(() => build({ artifacts: 'gs://acme-ml/ltv' }, store)).toThrow(/is not in the target's artifact store/);
+    });
+  });
+
+  describe('multi-node steps (JobSets)', () => {
+    const twoNodes = (target: Partial<KubernetesTargetProps>) => synth((stack) => {
+      const k8s = new KubernetesTarget(stack, 'k8s', { namespace: 'ml', createNamespace: false, ...target });
+      const cluster = new GpuCluster(stack, 'train', { target: k8s, accelerator: 'A100-80GB', acceleratorsPerNode: 8, nodes: { min: 0, max: 2 }, agentBundleDir: testAgentBundle() });
+      new TrainingPipeline(stack, 'ltv', { cluster, steps: [Step.run('train', ['python3', 'train.py'], { nodes: 2, gpusPerNode: 8 })] });
+    });
+    test('with an object store: the step carries nodes and gpusPerNode into the spec', () => {
+      const { json: j } = twoNodes({ artifactStore: { uri: 's3://acme-ml' } });
+      const cm = Object.values(resources(j, 'kubernetes_config_map_v1')).find((c: any) => c.metadata.name.endsWith('-spec')) as any;
+      expect(JSON.parse(cm.data['spec.json']).steps[0]).toMatchObject({ name: 'train', nodes: 2, gpusPerNode: 8 });
+    });
+    test('fails on a cluster whose artifacts are its single-node volume, naming the artifactStore way out', () => {
+      expect(() => twoNodes({})).toThrow(/steps.*have multi-node steps \("train"\), but this cluster keeps artifacts on a single-node volume.*for multi-node steps give the KubernetesTarget an artifactStore \(s3:\/\/ or gs:\/\/\)/s);
+    });
   });
 
   test('fails when the time zone is not UTC (the CronJob binding has no time zone)', () => {

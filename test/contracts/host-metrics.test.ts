@@ -20,6 +20,7 @@ const NOT_AGENT_SERIES = new Map<string, string>([
   [HOST_METRICS.hostMetricsFailed, 'published by the start-up script when the CloudWatch agent fails'],
   [HOST_METRICS.gcpClusterLabel, 'a label the scrape config adds, not a series'],
   [HOST_METRICS.gcpReceiver, 'the Ops Agent receiver of the agent scrape'],
+  [HOST_METRICS.gatewayJobPods, 'served by the Kubernetes gateway (runtime-agent/k8s/gateway.ts), not the agent registry'],
 ]);
 
 /** Every mlinfra_* word in a synthesized stack (resource arguments, locals with host scripts, rules), custom IAM role ids aside. */

@@ -32,6 +32,8 @@ const cases: [string, unknown, string, string[], string][] = [
   ['an env value is a number', spec([run('a', { env: { N: 1 } })]), 'step "a": env.N must be a string with a valid name', ['a'], 'steps[0].env.N'],
   ['retries is negative', spec([run('a', { retries: -1 })]), 'step "a": retries must be an integer 0..100', ['a'], 'steps[0].retries'],
   ['gpus is fractional', spec([run('a', { gpus: 1.5 })]), 'step "a": gpus must be an integer 0..1024', ['a'], 'steps[0].gpus'],
+  ['nodes is 0', spec([run('a', { nodes: 0 })]), 'step "a": nodes must be an integer 1..256', ['a'], 'steps[0].nodes'],
+  ['gpusPerNode is fractional', spec([run('a', { nodes: 2, gpusPerNode: 0.5 })]), 'step "a": gpusPerNode must be an integer 0..64', ['a'], 'steps[0].gpusPerNode'],
   ['timeoutSeconds is 0', spec([run('a', { timeoutSeconds: 0 })]), 'step "a": timeoutSeconds must be a number > 0', ['a'], 'steps[0].timeoutSeconds'],
   ['onOom has no http URL', spec([run('a', { onOom: { agentUrl: 'ftp://x' } })]), 'step "a": onOom.agentUrl must be an http(s) URL', ['a'], 'steps[0].onOom.agentUrl'],
   ['onOom.tokenFile is a number', spec([run('a', { onOom: { agentUrl: 'http://x', tokenFile: 1 } })]), 'step "a": onOom.tokenFile must be a string', ['a'], 'steps[0].onOom.tokenFile'],
@@ -111,6 +113,40 @@ describe('the pipeline spec contract', () => {
     const stored = JSON.parse(canonicalJson(ok.spec));
     expect(validatePipelineSpec(stored)).toEqual(stored);
     expect(ok.specId).toMatch(/^[0-9a-f]{16}$/);
+  });
+
+  test('a multi-node step is stored with nodes and gpusPerNode and validated against its cluster at synth', () => {
+    const stack = new TerraformStack(new App(), 's');
+    // multi-node steps need an object store on Kubernetes (a file:// volume is one node's)
+    const target = new KubernetesTarget(stack, 'k8s', { namespace: 'ml', artifactStore: { uri: 's3://acme-ml' } });
+    const cluster = new GpuCluster(stack, 'train', { target, accelerator: 'L4', acceleratorsPerNode: 4, nodes: { min: 0, max: 3 } });
+    let i = 0;
+    const pipeline = (step: ReturnType<typeof Step.run>) => {
+      try {
+        return new TrainingPipeline(stack, `p${++i}`, { cluster, name: `churn${i}`, steps: [step] });
+      } catch (e) {
+        return e as MlInfraError;
+      }
+    };
+    const ok = pipeline(Step.run('train', ['python3', 'train.py'], { nodes: 2, gpusPerNode: 2 })) as TrainingPipeline;
+    expect(ok.spec.steps[0]).toMatchObject({ kind: 'run', nodes: 2, gpusPerNode: 2, gpus: 2 });
+    const stored = JSON.parse(canonicalJson(ok.spec));
+    expect(validatePipelineSpec(stored)).toEqual(stored);
+    // every accelerator of the node by default; a one-node step stores neither field (specs of existing pipelines stay byte-identical)
+    expect((pipeline(Step.run('train', ['python3', 'train.py'], { nodes: 3 })) as TrainingPipeline).spec.steps[0]).toMatchObject({ nodes: 3, gpusPerNode: 4, gpus: 4 });
+    const single = (pipeline(Step.run('train', ['python3', 'train.py'], { gpus: 2 })) as TrainingPipeline).spec.steps[0];
+    expect(Object.keys(single)).not.toContain('nodes');
+    expect(Object.keys(single)).not.toContain('gpusPerNode');
+    const tooMany = pipeline(Step.run('train', ['x'], { nodes: 4 }));
+    expect(tooMany).toMatchObject({ code: 'OUT_OF_RANGE', prop: 'steps[0].nodes', value: 4 });
+    expect((tooMany as MlInfraError).message).toMatch(/at most 3 .*nodes\.max 3/);
+    expect(pipeline(Step.run('train', ['x'], { nodes: 2, gpusPerNode: 5 }))).toMatchObject({ code: 'OUT_OF_RANGE', prop: 'steps[0].gpusPerNode', value: 5 });
+    expect(pipeline(Step.run('train', ['x'], { nodes: 0 }))).toMatchObject({ code: 'OUT_OF_RANGE', prop: 'steps[0].nodes' });
+    expect(pipeline(Step.run('train', ['x'], { nodes: 1.5 }))).toMatchObject({ code: 'OUT_OF_RANGE', prop: 'steps[0].nodes' });
+    expect(pipeline(Step.run('train', ['x'], { nodes: 2, gpus: 1 }))).toMatchObject({ code: 'CONFLICTING_PROPS', prop: 'steps[0].gpus' });
+    expect(pipeline(Step.run('train', ['x'], { gpusPerNode: 1 }))).toMatchObject({ code: 'CONFLICTING_PROPS', prop: 'steps[0].gpusPerNode' });
+    const big = new GpuCluster(stack, 'big', { target, accelerator: 'L4', acceleratorsPerNode: 8, nodes: { min: 0, max: 1 } });
+    expect(pipeline(Step.run('train', ['x'], { nodes: 2, onOom: big }))).toMatchObject({ code: 'CONFLICTING_PROPS', prop: 'steps[0].onOom' });
   });
 
   test('two hashes, two names: specHash hashes a spec\'s canonical JSON, specId the stored text', () => {

@@ -13,8 +13,7 @@ import { BUNDLE, tmpDir } from './helpers';
 function serveArgs(build: (stack: TerraformStack) => Target): string[] {
   const stack = new TerraformStack(Testing.app(), 'contract');
   const target = build(stack);
-  const cluster = new GpuCluster(stack, 'train', { target, accelerator: 'L4', nodes: { min: 0, max: 2 }, agentBundleDir: testAgentBundle() });
-  cluster.addStartupPipeline(`${cluster.artifactsUri}/pipelines/ltv/spec-0123456789abcdef.json`);
+  new GpuCluster(stack, 'train', { target, accelerator: 'L4', nodes: { min: 0, max: 2 }, agentBundleDir: testAgentBundle() });
   const json = JSON.parse(Testing.synth(stack, true));
   const scripts = [
     ...Object.values((json.locals ?? {}) as Record<string, string>),
@@ -29,11 +28,20 @@ function localise(args: string[], dir: string): string[] {
   const swap: Record<string, string> = {
     '--host': '127.0.0.1', '--port': '0', '--data-dir': path.join(dir, 'data'), '--token-file': path.join(dir, 'token'),
     '--stop-command': 'true', '--metrics-local-port': String(20000 + Math.floor(Math.random() * 20000)),
-    '--pipeline-on-start': `file://${path.join(dir, 'no-such-spec.json')}`,
+    // The cluster's queue and bucket: a queue nobody answers (the worker keeps retrying) and a local prefix.
+    '--cluster-artifacts': `file://${path.join(dir, 'cluster')}`,
     // the start-up script creates its job user; this machine has nobody
     '--job-user': 'nobody',
   };
-  return args.map((a, i) => (i > 0 && swap[args[i - 1]] !== undefined ? swap[args[i - 1]] : a));
+  const queues: Record<string, [string, string]> = {
+    '--queue': ['http://127.0.0.1:9/000000000000/jobs', 'pubsub://ml-prod-123/jobs/jobs-sub'],
+    '--dead-letter-queue': ['http://127.0.0.1:9/000000000000/jobs-dlq', 'pubsub://ml-prod-123/jobs-dlq'],
+  };
+  return args.map((a, i) => {
+    const q = i > 0 ? queues[args[i - 1]] : undefined;
+    if (q) return a.startsWith('pubsub:') ? q[1] : q[0];
+    return i > 0 && swap[args[i - 1]] !== undefined ? swap[args[i - 1]] : a;
+  });
 }
 
 function startsListening(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
@@ -62,7 +70,9 @@ describe.each([
   test('its serve flags are all accepted by the built agent', async () => {
     const args = serveArgs(build);
     expect(args[0]).toBe('serve');
-    expect(args).toEqual(expect.arrayContaining(['--preemption', kind, '--metrics-local-port', '--idle-stop-minutes', '--pipeline-on-start']));
+    expect(args).toEqual(expect.arrayContaining(['--preemption', kind, '--metrics-local-port', '--idle-stop-minutes', '--queue', '--cluster-artifacts',
+      '--max-duration-seconds', '--dead-man-minutes', '--idle-gpu-util-percent']));
+    expect(args).not.toContain('--pipeline-on-start');
     const dir = tmpDir();
     fs.writeFileSync(path.join(dir, 'token'), 'contract-test-token\n', { mode: 0o600 });
     // Metadata endpoints point nowhere: the preemption watcher must just keep polling.

@@ -5,7 +5,7 @@ import { BUNDLE, ROOT, requireBundle, startAgent, stopAllAgents, tmpDir, waitFor
 
 afterAll(stopAllAgents);
 
-const HOST_FILES = ['mlinfra-agent.js', 'package.json', 'queue-sqs.js', 'rollout-cloudrun.js', 'rollout-kubernetes.js', 'rollout-sagemaker.js', 'storage-gcs.js', 'storage-s3.js'];
+const HOST_FILES = ['autoscaling-aws.js', 'mlinfra-agent.js', 'package.json', 'queue-sqs.js', 'rollout-cloudrun.js', 'rollout-kubernetes.js', 'rollout-sagemaker.js', 'storage-gcs.js', 'storage-s3.js'];
 
 describe('the agent bundle (scripts/build-agent.mjs)', () => {
   test('two builds are byte-identical; the agent is one file under 1 MiB with a node shebang, the SDKs separate files', () => {
@@ -26,6 +26,7 @@ describe('the agent bundle (scripts/build-agent.mjs)', () => {
     expect(text).toContain('require("./storage-s3.js")');
     expect(text).toContain('require("./storage-gcs.js")');
     expect(text).toContain('require("./queue-sqs.js")');
+    expect(text).toContain('require("./autoscaling-aws.js")');
     expect(text).not.toContain('S3Client');
     expect(text).not.toContain('cdktf');
     expect(fs.readFileSync(path.join(a, 'storage-s3.js'), 'utf8')).toContain('S3Client');

@@ -2,7 +2,7 @@
  * A small fake Kubernetes API server on 127.0.0.1 (plain HTTP) for the gateway tests. It records
  * every call and implements just what the gateway uses: create / get / list (equality label
  * selectors) / delete of Jobs, JobSets and Pods, GET of LocalQueues, GET and PUT (with resourceVersion
- * conflicts) of ConfigMaps, and pod logs
+ * conflicts) of ConfigMaps, strategic-merge PATCH of Deployments (rolled out at once), and pod logs
  * (with follow: the response stays open until the test ends it).
  * It does NOT model: controllers (tests set status and add pods themselves), admission webhooks
  * (Kueue, JobSet), schema validation (tests check JobSets against the JobSet CRD schema instead),
@@ -132,6 +132,25 @@ export class FakeApiServer {
       const stored = { ...body, metadata: { ...obj.metadata, ...body.metadata, resourceVersion: String(Number(obj.metadata.resourceVersion ?? '1') + 1) } };
       this.objects.set(key(name!), stored);
       return this.send(res, 200, stored);
+    }
+    if (req.method === 'PATCH' && plural === 'deployments') {
+      // Strategic merge for what a rollout patches (replicas; containers and env by name), then the
+      // Deployment controller's part at once: the new generation is rolled out and available.
+      if (req.headers['content-type'] !== 'application/strategic-merge-patch+json') return this.send(res, 415, status(415, 'UnsupportedMediaType', String(req.headers['content-type'])));
+      const spec = obj.spec;
+      if (body?.spec?.replicas !== undefined) spec.replicas = body.spec.replicas;
+      for (const pc of body?.spec?.template?.spec?.containers ?? []) {
+        const c = spec.template.spec.containers.find((x: any) => x.name === pc.name);
+        if (!c) return this.send(res, 422, status(422, 'Invalid', `no container ${pc.name}`));
+        for (const pe of pc.env ?? []) {
+          const e = (c.env ??= []).find((x: any) => x.name === pe.name);
+          if (e) e.value = pe.value; else c.env.push(pe);
+        }
+      }
+      obj.metadata.generation = (obj.metadata.generation ?? 1) + 1;
+      const n = spec.replicas ?? 1;
+      obj.status = { observedGeneration: obj.metadata.generation, replicas: n, updatedReplicas: n, availableReplicas: n };
+      return this.send(res, 200, obj);
     }
     if (req.method === 'DELETE') {
       this.objects.delete(key(name!));

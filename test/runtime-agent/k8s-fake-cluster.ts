@@ -5,6 +5,7 @@
  * k8s-wrap, the job's program), streams its output into the pod log, and records the exit in the pod's
  * and the Job's status (terminated state with the wrapper's termination message; Complete / Failed).
  * Paths the pod would see (the agent, Node.js, the artifacts volume) map to local ones through `paths`.
+ * With `podLocal`, paths such as the run directory are each pod's own disk, as on a real cluster.
  * Not modelled: JobSets, retries (backoffLimit), Indexed Jobs, deadlines, node scheduling.
  */
 import { spawn } from 'node:child_process';
@@ -22,6 +23,11 @@ export interface FakeClusterOptions {
   readonly workingDir: string;
   /** Where termination logs are written (one file per pod). */
   readonly scratch: string;
+  /**
+   * Paths that are each pod's own disk (e.g. the runner's run directory, which a real pod does not
+   * share): mapped to `<scratch>/pods/<pod>/<path>`, empty when the pod starts.
+   */
+  readonly podLocal?: readonly string[];
 }
 
 export class FakeCluster {
@@ -44,7 +50,10 @@ export class FakeCluster {
     if (this.timer) clearInterval(this.timer);
   }
 
-  private map(s: string): string {
+  private map(s: string, pod?: string): string {
+    for (const from of pod ? this.o.podLocal ?? [] : []) {
+      if (s === from || s.startsWith(`${from}/`)) return path.join(this.o.scratch, 'pods', pod!, s);
+    }
     for (const [from, to] of Object.entries(this.o.paths)) {
       if (s === from || s.startsWith(`${from}/`)) return to + s.slice(from.length);
       if (s.startsWith(`file://${from}`)) return `file://${to}${s.slice(`file://${from}`.length)}`;
@@ -94,8 +103,8 @@ export class FakeCluster {
     const termLog = path.join(this.o.scratch, `${podName}.termination-log`);
     // The image's PATH: its own python3 (/usr/bin), not this machine's user-level shims.
     const env: Record<string, string> = { PATH: '/usr/local/bin:/usr/bin:/bin', MLINFRA_TERMINATION_LOG: termLog };
-    for (const e of c.env ?? []) if (typeof e.value === 'string') env[e.name] = this.map(e.value);
-    const argv = (c.command as string[]).map((a) => this.map(a));
+    for (const e of c.env ?? []) if (typeof e.value === 'string') env[e.name] = this.map(e.value, podName);
+    const argv = (c.command as string[]).map((a) => this.map(a, podName));
     const p = spawn(argv[0], argv.slice(1), { cwd: c.workingDir ? this.map(c.workingDir) : this.o.workingDir, env, stdio: ['ignore', 'pipe', 'pipe'] });
     const log = (b: Buffer) => this.api.appendLog(ns, podName, b.toString('utf8'));
     p.stdout.on('data', log);

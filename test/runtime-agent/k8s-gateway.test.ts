@@ -12,6 +12,7 @@ import { buildGateway } from '../../src/runtime-agent/k8s/gateway';
 import { KubeClient } from '../../src/runtime-agent/k8s/kube-client';
 import { readGatewayConfig, serveGateway } from '../../src/runtime-agent/k8s/main';
 import { GatewayConfig } from '../../src/runtime-agent/k8s/objects';
+import { MULTI_NODE_ENV } from '../../src/contracts/pipeline-spec';
 import { crdErrors, loadCrd } from '../kubernetes-crd-schema';
 import { FakeApiServer } from './k8s-fake-apiserver';
 
@@ -203,11 +204,43 @@ describe('gateway: multi-node jobs as JobSets', () => {
     // Pod hostnames: <jobset>-<replicatedJob>-<jobIndex>-<podIndex>.<subdomain> (JobSet network.enableDNSHostnames).
     expect(env).toMatchObject({
       PET_NNODES: '2', PET_NPROC_PER_NODE: '8', PET_RDZV_BACKEND: 'c10d', PET_RDZV_ENDPOINT: 'j000000000001-node-0-0.j000000000001:29500', PET_RDZV_ID: 'j000000000001',
-      MLINFRA_NNODES: '2', MLINFRA_RENDEZVOUS_ENDPOINT: 'j000000000001-node-0-0.j000000000001:29500',
+      // The multi-node contract (contracts/pipeline-spec.ts), as on VMs.
+      MLINFRA_NNODES: '2', MLINFRA_GPUS_PER_NODE: '8', MLINFRA_RDZV_ENDPOINT: 'j000000000001-node-0-0.j000000000001:29500',
+      MASTER_ADDR: 'j000000000001-node-0-0.j000000000001', MASTER_PORT: '29500', MLINFRA_GANG_ID: 'j000000000001',
       MLINFRA_NODE_RANK: { fieldRef: { fieldPath: "metadata.annotations['batch.kubernetes.io/job-completion-index']" } },
+      MLINFRA_JOBSET_RESTART_ATTEMPT: { fieldRef: { fieldPath: "metadata.annotations['jobset.sigs.k8s.io/restart-attempt']" } },
     });
+    const names = new Set(c.env.map((e: any) => e.name));
+    expect(MULTI_NODE_ENV.filter((n) => n !== 'MLINFRA_GANG_ATTEMPT' && !names.has(n))).toEqual([]);
     // Pod names stay within 63 characters (the JobSet webhook's check): <id>-node-0-1-xxxxx.
     expect(`j000000000001-node-0-1-abcde`.length).toBeLessThanOrEqual(63);
+  });
+
+  test('a pipeline step\'s gpusPerNode is the GPUs of each node\'s pod', async () => {
+    const r = await api('POST', '/v1/jobs', { argv: ['python3', 'train.py'], gpus: 0, gpusPerNode: 4, nodes: 2 });
+    expect(r.status).toBe(201);
+    expect(r.json).toMatchObject({ gpus: 4, nodes: 2 });
+    const js = fake.callsTo('POST', /\/jobsets$/)[0].body;
+    expect(js.spec.replicatedJobs[0].template.spec.template.spec.containers[0].resources.requests['nvidia.com/gpu']).toBe('4');
+    expect(crdErrors(JOBSET_CRD, js)).toEqual([]);
+  });
+
+  test('logs -f of a JobSet: waits while Kueue holds it, streams rank 0 until the gang ends', async () => {
+    const id = (await api('POST', '/v1/jobs', { argv: ['torchrun', 'train.py'], gpus: 8, nodes: 2 })).json.id;
+    const res = fetch(`${url}/v1/jobs/${id}/logs?follow=1`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    await new Promise((r) => setTimeout(r, 200));
+    // Admitted: the pods start, rank 0 writes, then the gang completes.
+    setStatus('apis/jobset.x-k8s.io/v1alpha2', 'jobsets', id, { spec: { ...fake.get('apis/jobset.x-k8s.io/v1alpha2', 'jobsets', NS, id).spec, suspend: false } });
+    pod(`${id}-node-0-0-aaaaa`, id, { phase: 'Running' });
+    pod(`${id}-node-0-1-bbbbb`, id, { phase: 'Running' });
+    fake.appendLog(NS, `${id}-node-0-1-bbbbb`, 'rank 1 only\n');
+    await new Promise((r) => setTimeout(r, 300));
+    fake.appendLog(NS, `${id}-node-0-0-aaaaa`, 'step 1\nstep 2\n');
+    setStatus('apis/jobset.x-k8s.io/v1alpha2', 'jobsets', id, { status: { conditions: [{ type: 'Completed', status: 'True' }] } });
+    fake.endLog(NS, `${id}-node-0-0-aaaaa`);
+    const r = await res;
+    expect(await r.text()).toBe('step 1\nstep 2\n');
+    expect((await api('GET', `/v1/jobs/${id}`)).json.state).toBe('succeeded');
   });
 
   test('JobSet state, rank-0 logs, list without the child Jobs, and cancel', async () => {
@@ -343,6 +376,10 @@ test('GET /metrics: queued, running and busy GPUs counted from the API server, u
   expect(m.text).toContain('\nmlinfra_agent_jobs_running 1\n');
   expect(m.text).toContain('\nmlinfra_agent_gpus_busy 2\n');
   expect(m.text).toContain('\nmlinfra_agent_gpus 16\n');
+  // The live pods of this cluster by name: what per-cluster DCGM panels join on (finished pods are left out).
+  pod(`${a}-old`, a, { phase: 'Failed' });
+  const again = await api('GET', '/metrics');
+  expect(again.text.split('\n').filter((l) => l.startsWith('mlinfra_gateway_job_pod_info'))).toEqual([`mlinfra_gateway_job_pod_info{job_pod="${a}-p",job_id="${a}"} 1`]);
   expect((await fetch(`${url}/metrics`)).status).toBe(401);
 });
 

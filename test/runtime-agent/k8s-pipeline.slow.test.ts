@@ -13,7 +13,7 @@ import { buildGateway } from '../../src/runtime-agent/k8s/gateway';
 import { KubeClient } from '../../src/runtime-agent/k8s/kube-client';
 import type { GatewayConfig } from '../../src/runtime-agent/k8s/objects';
 import { exampleOutput } from '../support/examples';
-import { gatewayConfigOf } from '../kubernetes-support';
+import { gatewayConfigOf, STAND_IN_TRAIN } from '../kubernetes-support';
 import { BUNDLE, requireBundle, ROOT, tmpDir } from './helpers';
 import { FakeApiServer } from './k8s-fake-apiserver';
 import { FakeCluster } from './k8s-fake-cluster';
@@ -25,21 +25,6 @@ const TOKEN = 'gateway-token-0123456789abcdef';
 const EXAMPLE = path.join(ROOT, 'examples', 'training-pipeline');
 const HAS_TORCH = TOOLS.torch.present();
 
-/**
- * Without PyTorch on this machine, train.py is swapped for a stand-in that keeps its file contract
- * (model/<candidate>.pt, val_auc_<candidate> merged into metrics.json); CI installs PyTorch and runs the real one.
- */
-const STAND_IN_TRAIN = `import argparse, os, sys
-sys.path.insert(0, ${JSON.stringify(path.join(EXAMPLE, 'scripts'))})
-from _runfiles import merge_metrics, run_dir
-ap = argparse.ArgumentParser(); ap.add_argument("--candidate"); ap.add_argument("--lr", type=float); ap.add_argument("--hidden", type=int)
-a = ap.parse_args()
-rows = sum(1 for _ in open(os.path.join(run_dir(), "data", "train.csv"))) - 1
-os.makedirs(os.path.join(run_dir(), "model"), exist_ok=True)
-open(os.path.join(run_dir(), "model", a.candidate + ".pt"), "w").write("stand-in " + a.candidate)
-merge_metrics({"val_auc_" + a.candidate: round(0.7 + a.lr + a.hidden / 10000.0, 6)})
-print("train " + a.candidate + ": stand-in on " + str(rows) + " rows, gpus " + os.environ["MLINFRA_GPUS"], flush=True)
-`;
 
 describe('the training-pipeline example through the Kubernetes gateway', () => {
   let fake: FakeApiServer;

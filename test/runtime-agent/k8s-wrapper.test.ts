@@ -4,7 +4,7 @@
  * restored from the artifact store (file://), the shard index, and the termination log.
  */
 import { EventEmitter } from 'node:events';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -141,4 +141,79 @@ test('an escalated pipeline step: the run directory is brought from MLINFRA_RUN_
   // Without the URI nothing is fetched (a step on the runner's own cluster shares its directory).
   const plain = await wrap(['true'], { MLINFRA_RUN_DIR: join(dir, 'other') }).p;
   expect(plain.runDirFiles).toBe(0);
+});
+
+describe('a pipeline step on Kubernetes sends its files back (MLINFRA_STEP_OUTPUT_URI)', () => {
+  const setup = () => {
+    const store = join(dir, 'store', 'runs', 'r1');
+    mkdirSync(join(store, 'data'), { recursive: true });
+    writeFileSync(join(store, 'data', 'train.csv'), 'x,y\n1,0\n');
+    writeFileSync(join(store, 'metrics.json'), '{"rows":1}');
+    const out = join(dir, 'store', 'step-outputs', 'r1', 'train');
+    return { env: { MLINFRA_RUN_DIR_URI: `file://${store}/`, MLINFRA_RUN_DIR: join(dir, 'pod', 'run'), MLINFRA_STEP_OUTPUT_URI: `file://${out}/` }, out };
+  };
+  const files = (root: string): string[] => {
+    try {
+      return (readdirSync(root, { recursive: true }) as string[]).filter((f) => !readdirSafe(join(root, f))).sort();
+    } catch { return []; }
+  };
+  const readdirSafe = (p: string): boolean => { try { readdirSync(p); return true; } catch { return false; } };
+
+  test('only the files it created or changed, not those it restored unchanged', async () => {
+    const { env, out } = setup();
+    const r = await wrap(['sh', '-c', 'mkdir -p "$MLINFRA_RUN_DIR/model" && echo w > "$MLINFRA_RUN_DIR/model/m.pt" && echo \'{"rows":1,"auc":0.9}\' > "$MLINFRA_RUN_DIR/metrics.json"'], env).p;
+    expect(r).toMatchObject({ exitCode: 0, runDirFiles: 2, outputFiles: 2 });
+    expect(files(out)).toEqual(['metrics.json', 'model/m.pt']);
+    expect(readFileSync(join(out, 'model', 'm.pt'), 'utf8')).toBe('w\n');
+  });
+
+  test('nothing when the step fails: a failed attempt\'s partial files never reach the next steps', async () => {
+    const { env, out } = setup();
+    const r = await wrap(['sh', '-c', 'echo half > "$MLINFRA_RUN_DIR/partial.txt"; exit 2'], env).p;
+    expect(r).toMatchObject({ exitCode: 2, outputFiles: 0 });
+    expect(files(out)).toEqual([]);
+  });
+
+  test('an upload that fails fails the step, saying where', async () => {
+    const { env } = setup();
+    // A file where the output prefix's directory must be: the file store cannot create it.
+    writeFileSync(join(dir, 'blocked'), 'x');
+    const w = wrap(['sh', '-c', 'echo new > "$MLINFRA_RUN_DIR/new.txt"'], { ...env, MLINFRA_STEP_OUTPUT_URI: `file://${join(dir, 'blocked')}/out/` });
+    const r = await w.p;
+    expect(r.exitCode).toBe(1);
+    expect(r.failure?.reason).toMatch(/^the step succeeded but its run-directory files could not be uploaded to file:\/\/.*blocked\/out\/: /);
+    expect(w.termination()).toEqual({ class: 'exit', reason: r.failure?.reason });
+  });
+});
+
+describe('a JobSet rank: the multi-node contract of contracts/pipeline-spec.ts, as on VMs', () => {
+  /** A stand-in `python3` on PATH that prints how it was started. */
+  const fakePython = () => {
+    mkdirSync(join(dir, 'bin'));
+    writeFileSync(join(dir, 'bin', 'python3'), '#!/bin/sh\necho "ARGV $*"\nenv | grep -E "^(MLINFRA_NODE_RANK|MLINFRA_GANG_ATTEMPT|MASTER_ADDR)=" | sort\n', { mode: 0o755 });
+    return `${join(dir, 'bin')}:/usr/bin:/bin`;
+  };
+  const rankEnv = (path: string) => ({
+    PATH: path, MLINFRA_NNODES: '2', JOB_COMPLETION_INDEX: '1', MLINFRA_GPUS_PER_NODE: '0', MLINFRA_RDZV_ENDPOINT: 'j1-node-0-0.j1:29500',
+    MASTER_ADDR: 'j1-node-0-0.j1', MASTER_PORT: '29500', MLINFRA_GANG_ID: 'j1', MLINFRA_JOBSET_RESTART_ATTEMPT: '2',
+  });
+
+  test('a python script runs under torchrun with the image\'s python: c10d at rank 0, one process per node on CPU, the gang attempt in the id', async () => {
+    const w = wrap(['python3', 'train.py', '--lr', '0.1'], rankEnv(fakePython()));
+    expect((await w.p).exitCode).toBe(0);
+    expect(w.out.text().split('\n')).toEqual([
+      'ARGV -m torch.distributed.run --nnodes 2 --nproc_per_node 1 --rdzv_backend c10d --rdzv_endpoint j1-node-0-0.j1:29500 --rdzv_id j1-3'
+        + ' --rdzv_conf is_host=false --max_restarts 0 --redirects 9:0 --tee 9:0 train.py --lr 0.1',
+      // JobSet's restart attempt 2 is the gang's third attempt; the completion index is the node rank.
+      'MASTER_ADDR=j1-node-0-0.j1', 'MLINFRA_GANG_ATTEMPT=3', 'MLINFRA_NODE_RANK=1', '',
+    ]);
+  });
+
+  test('any other command (its own torchrun, a launcher) runs as is, with the same env', async () => {
+    const path = fakePython();
+    writeFileSync(join(dir, 'bin', 'torchrun'), '#!/bin/sh\necho "torchrun $*"\necho "rank $MLINFRA_NODE_RANK of $MLINFRA_NNODES attempt $MLINFRA_GANG_ATTEMPT"\n', { mode: 0o755 });
+    const w = wrap(['torchrun', 'train.py'], rankEnv(path));
+    expect((await w.p).exitCode).toBe(0);
+    expect(w.out.text()).toBe('torchrun train.py\nrank 1 of 2 attempt 3\n');
+  });
 });

@@ -124,14 +124,6 @@ describe('pipeline run metrics', () => {
     }
     expect((await agent.api('POST', '/v1/pipeline-runs', body, { authorization: 'Bearer wrong' })).status).toBe(401);
   });
-
-  test('serve --pipeline-on-start goes through the same route', async () => {
-    const specFile = writeSpec(tmpDir(), spec('mon-onstart', 'exit 0'));
-    const a = await startAgent({ args: ['--pipeline-on-start', specFile] });
-    await waitFor('the on-start run to be counted', async () =>
-      sample(await metricsOf(a), 'mlinfra_pipeline_runs_total', { pipeline: 'mon-onstart', state: 'succeeded' }) === 1, 20_000, 100);
-    expect(a.output()).toContain('pipeline on start: run succeeded');
-  });
 });
 
 describe('autostop and drift metrics', () => {

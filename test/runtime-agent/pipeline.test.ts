@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { canonicalJson, newRunId, specHash, validatePipelineSpec, PipelineSpecError } from '../../src/runtime-agent/pipeline';
 import { runIdTime } from '../../src/runtime-agent/model-store';
 import { startFakeGcs } from './fake-gcs';
-import { startAgent, stopAllAgents, tmpDir, waitFor, type AgentHandle } from './helpers';
+import { startAgent, stopAllAgents, tmpDir, type AgentHandle } from './helpers';
 import { filesUnder, readJson, runCli, writeSpec } from './pipeline-helpers';
 
 afterAll(stopAllAgents);
@@ -340,46 +340,4 @@ describe('bad specs: exit 2 and a JSON error naming the steps', () => {
     expect(runIdTime(id)).toBe(Date.parse('2026-11-24T20:30:00Z'));
     expect(runIdTime('custom')).toBeNull();
   });
-});
-
-describe('serve --pipeline-on-start', () => {
-  test('runs the pipeline once after listening; a restart within the interval does not re-run it', async () => {
-    const artifacts = tmpDir();
-    const specFile = writeSpec(tmpDir(), {
-      version: 1, name: 'nightly', artifactsUri: `file://${artifacts}`, params: {}, autostop: true,
-      steps: [
-        run('train', `echo '{"auc": 0.6}' > "$MLINFRA_RUN_DIR/metrics.json"; echo trained`),
-        { kind: 'deployIfBetter', name: 'promote', after: ['train'], metric: 'auc', higherIsBetter: true },
-      ],
-    });
-    const dataDir = tmpDir();
-    const work = tmpDir();
-    const args = ['--pipeline-on-start', `file://${specFile}`, '--pipeline-work-dir', work];
-    const runsDone = (n: number) => (): boolean => {
-      const runs = fs.existsSync(path.join(artifacts, 'runs')) ? fs.readdirSync(path.join(artifacts, 'runs')) : [];
-      return runs.length === n && runs.every((id) => {
-        try { return readJson(path.join(artifacts, 'runs', id, 'run.json')).state === 'succeeded'; } catch { return false; }
-      });
-    };
-    const a1 = await startAgent({ dataDir, args });
-    await waitFor('the first run', runsDone(1), 20_000);
-    const [runId] = fs.readdirSync(path.join(artifacts, 'runs'));
-    expect(readJson(path.join(artifacts, 'models', 'current'))).toMatchObject({ runId, value: 0.6 });
-    expect(fs.existsSync(path.join(work, 'nightly', runId, 'steps.json'))).toBe(true);
-    await waitFor('the outcome log line', () => a1.output().includes('pipeline on start: run succeeded'));
-    await a1.kill();
-
-    const a2 = await startAgent({ dataDir, args });
-    await waitFor('the skip log line', () => a2.output().includes('pipeline on start: skipped, ran recently'));
-    expect(fs.readdirSync(path.join(artifacts, 'runs'))).toEqual([runId]);
-    await a2.kill();
-
-    const a3 = await startAgent({ dataDir, args: [...args, '--pipeline-min-interval-minutes', '0'] });
-    await waitFor('a second run', runsDone(2), 20_000);
-    await waitFor('the outcome log line', () => a3.output().includes('pipeline on start: run succeeded'));
-    const second = fs.readdirSync(path.join(artifacts, 'runs')).find((id) => id !== runId)!;
-    // not better (0.6 vs 0.6): models/current stays
-    expect(readJson(path.join(artifacts, 'runs', second, 'promotion.json'))).toMatchObject({ promoted: false, currentRunId: runId });
-    expect(readJson(path.join(artifacts, 'models', 'current')).runId).toBe(runId);
-  }, 40_000);
 });

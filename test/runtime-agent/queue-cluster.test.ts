@@ -190,4 +190,25 @@ test('fails when --queue comes without --cluster-artifacts, or with a malformed 
   const bad = run(['--queue', 'sqs://jobs', '--cluster-artifacts', `file://${dir}/b`]);
   expect(bad.status).toBe(2);
   expect(bad.stderr).toMatch(/pubsub:\/\/PROJECT\/TOPIC\/SUBSCRIPTION/);
+  const zero = run(['--queue', 'https://sqs.us-east-1.amazonaws.com/123456789012/jobs', '--cluster-artifacts', `file://${dir}/b`, '--max-duration-seconds', '0']);
+  // refused by the argument parser, like every numeric option (exit 1)
+  expect(zero.status).toBe(1);
+  expect(zero.stderr).toMatch(/--max-duration-seconds .*must be a number >= 0.001/);
 });
+
+test('a job\'s maxDurationSeconds stops it (class timeout), and serve --max-duration-seconds caps a longer limit', async () => {
+  const q = await sqs.create(`c${++n}`);
+  const bucket = tmpDir();
+  const a = await startAgent({ args: [...clusterArgs(q, bucket), '--max-duration-seconds', '3'], env: q.env });
+  const own = await a.api('POST', '/v1/cluster/jobs', { argv: ['sleep', '60'], maxDurationSeconds: 1, timeoutSeconds: 600 });
+  expect(own.status).toBe(201);
+  expect(own.json.spec.timeoutSeconds).toBe(1);
+  const capped = await a.api('POST', '/v1/cluster/jobs', { argv: ['sleep', '60'], timeoutSeconds: 600 });
+  for (const [r, limit] of [[own, 1], [capped, 3]] as const) {
+    const done = await waitCluster(a, r.json.id, ['succeeded', 'failed'], 40_000);
+    expect(done).toMatchObject({ state: 'failed', failure: { class: 'timeout' } });
+    const ran = Date.parse(done.attempts[0].endedAt) - Date.parse(done.attempts[0].startedAt);
+    expect(ran).toBeGreaterThanOrEqual(limit * 1000 - 500);
+    expect(ran).toBeLessThan(30_000);
+  }
+}, 90_000);

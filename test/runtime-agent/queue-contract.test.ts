@@ -93,6 +93,31 @@ describe('queue contract: SQS (the fake)', () => {
       await s.close();
     }
   });
+  test('receipt handles as SQS documents them: an older one deletes nothing, the lapsed latest cannot extend', async () => {
+    const s = await startSqsServer();
+    try {
+      const f = await s.create('handles', { leaseSeconds: 1 });
+      const q = openQueue(f.url, undefined, { ...process.env, ...f.env });
+      await q.send('h');
+      const [first] = await q.receive(1, 1, 0);
+      await sleep(1300);
+      // the lease lapsed: its holder can no longer extend it
+      await expect(q.extend(first, 5)).rejects.toThrow(/not in flight/);
+      const [second] = await q.receive(1, 5, 0);
+      expect(second.attempt).toBe(2);
+      await expect(q.extend(first, 5)).rejects.toThrow(/not a valid receipt handle/);
+      // a late ack by the first holder succeeds but deletes nothing (DeleteMessage API reference)
+      await q.ack(first);
+      expect(s.fake.staleDeletes).toBe(1);
+      expect(s.fake.bodies('handles')).toEqual(['h']);
+      // a release leaves the latest handle valid for a delete until the next receive
+      await q.release(second, 0);
+      await q.ack(second);
+      expect(s.fake.bodies('handles')).toEqual([]);
+    } finally {
+      await s.close();
+    }
+  });
 });
 
 describeWithTools([TOOLS.pubsubEmulator])('queue contract: Pub/Sub (the emulator)', () => {

@@ -8,6 +8,7 @@
  */
 import type { AddressInfo } from 'node:net';
 import { describeWithTools, TOOLS } from '../support/tools';
+import { addConditionalWrites } from '../support/s3-conditional';
 import { startFakeGcs, type FakeGcs } from './fake-gcs';
 import { requireBundle, stopAllAgents, tmpDir, waitFor } from './helpers';
 import { Cluster } from './queue-failover';
@@ -24,10 +25,12 @@ interface Tally {
   /** Attempts 1 that ended `interrupted`: released by their host, not left to lapse. */
   released: number;
   failoverMs: number[];
+  /** Attempt 1's end (released) to attempt 2's start, from the job record (notice rounds). */
+  handoverMs: number[];
 }
 
 async function rounds(cluster: Cluster, mode: 'kill' | 'notice'): Promise<Tally> {
-  const t: Tally = { lost: 0, duplicated: 0, stuck: 0, resumed: 0, resumedFrom: [], released: 0, failoverMs: [] };
+  const t: Tally = { lost: 0, duplicated: 0, stuck: 0, resumed: 0, resumedFrom: [], released: 0, failoverMs: [], handoverMs: [] };
   const ids: string[] = [];
   const stuck = new Set<string>();
   for (let r = 0; r < ROUNDS; r++) {
@@ -57,7 +60,10 @@ async function rounds(cluster: Cluster, mode: 'kill' | 'notice'): Promise<Tally>
       return j && ['succeeded', 'failed', 'cancelled'].includes(j.state) ? j : undefined;
     }, 40_000, 100).catch(() => undefined);
     if (!end) stuck.add(id);
-    if (end?.attempts[0]?.outcome === 'interrupted') t.released++;
+    if (end?.attempts[0]?.outcome === 'interrupted') {
+      t.released++;
+      t.handoverMs.push(Date.parse(end.attempts[1].startedAt) - Date.parse(end.attempts[0].endedAt));
+    }
   }
   t.stuck = stuck.size;
   for (const id of ids) {
@@ -70,11 +76,7 @@ async function rounds(cluster: Cluster, mode: 'kill' | 'notice'): Promise<Tally>
   return t;
 }
 
-/** Scenarios of a queue that are known to fail, each with the defect seen: skipped, not hidden (issue 17 stays open). */
-type KnownDefects = Partial<Record<'notice' | 'poison', string>>;
-
-function suite(name: string, startQueue: () => Promise<QueueServer>, bucket: () => Promise<{ artifacts: string; env: Record<string, string>; close(): Promise<void> }>,
-  known: KnownDefects = {}): void {
+function suite(name: string, startQueue: () => Promise<QueueServer>, bucket: () => Promise<{ artifacts: string; env: Record<string, string>; close(): Promise<void> }>): void {
   describe(name, () => {
     let server: QueueServer;
     let store: Awaited<ReturnType<typeof bucket>>;
@@ -98,26 +100,33 @@ function suite(name: string, startQueue: () => Promise<QueueServer>, bucket: () 
     }
 
     for (const mode of ['kill', 'notice'] as const) {
-      (mode === 'notice' && known.notice ? test.skip : test)(`${ROUNDS} rounds of ${mode === 'kill' ? 'kill -9 of the host' : 'a spot notice to the host'} mid-job: 0 lost, 0 duplicated, 0 stuck`, async () => {
+      test(`${ROUNDS} rounds of ${mode === 'kill' ? 'kill -9 of the host' : 'a spot notice to the host'} mid-job: 0 lost, 0 duplicated, 0 stuck`, async () => {
         const c = await cluster();
         try {
           const t = await rounds(c, mode);
           const sorted = [...t.failoverMs].sort((a, b) => a - b);
-          process.stderr.write(`${name} ${mode}: ${JSON.stringify({ ...t, failoverMs: undefined, resumedFrom: undefined, resumedFromMin: Math.min(...t.resumedFrom), failoverP50Ms: sorted[Math.floor(sorted.length / 2)], failoverMaxMs: sorted[sorted.length - 1] })}\n`);
+          const handover = [...t.handoverMs].sort((a, b) => a - b);
+          process.stderr.write(`${name} ${mode}: ${JSON.stringify({
+            ...t, failoverMs: undefined, handoverMs: undefined, resumedFrom: undefined, resumedFromMin: Math.min(...t.resumedFrom),
+            failoverP50Ms: sorted[Math.floor(sorted.length / 2)], failoverMaxMs: sorted[sorted.length - 1], handoverP50Ms: handover[Math.floor(handover.length / 2)],
+          })}\n`);
           expect({ lost: t.lost, duplicated: t.duplicated, stuck: t.stuck }).toEqual({ lost: 0, duplicated: 0, stuck: 0 });
           // every second attempt went on from a checkpoint the first one left, none from scratch
           expect(t.resumed).toBe(ROUNDS);
-          // a notice hands the lease back at once (the job runs elsewhere before the 3 s lease could lapse);
-          // after kill -9 the lease lapses and the attempt is left without an end (host lost)
+          // a notice hands the lease back at once; after kill -9 the lease lapses and the attempt is left
+          // without an end (host lost)
           expect(t.released).toBe(mode === 'notice' ? ROUNDS : 0);
-          if (mode === 'notice') expect(sorted[Math.floor(sorted.length / 2)]).toBeLessThan(3000);
+          // released, not lapsed: the next host recorded its start sooner than the 3 s lease could lapse.
+          // (Notice-to-running, failoverMs, also counts the job's own SIGTERM exit, the checkpoint upload
+          // and a Python start: on a loaded 2-core machine it is a figure, not a bound.)
+          if (mode === 'notice') expect(handover[Math.floor(handover.length / 2)]).toBeLessThan(3000);
         } finally {
           await c.close();
         }
-      }, 60_000 + ROUNDS * 30_000);
+      }, 60_000 + ROUNDS * 45_000);
     }
 
-    (known.poison ? test.skip : test)('a job that kills its host every time ends in the dead-letter queue after --max-attempts, with the reason in list', async () => {
+    test('a job that kills its host every time ends in the dead-letter queue after --max-attempts, with the reason in list', async () => {
       const c = await cluster();
       try {
         const id = await c.submit({ POISON: '1' });
@@ -130,14 +139,16 @@ function suite(name: string, startQueue: () => Promise<QueueServer>, bucket: () 
         expect(dead).toHaveLength(1);
         expect(JSON.parse(dead[0].body).id).toBe(id);
         expect(c.lines('starts.log').filter((l) => l[0] === id).map((l) => l[1])).toEqual(['1', '2', '3']);
-        const listed = (await c.hosts[0].agent.api('GET', '/v1/cluster/jobs')).json.jobs.find((j: any) => j.id === id);
+        // the poison job killed hosts until it was dead-lettered: ask one started since
+        await c.ensure();
+        const listed = (await c.hosts[c.hosts.length - 1].agent.api('GET', '/v1/cluster/jobs')).json.jobs.find((j: any) => j.id === id);
         expect(listed).toMatchObject({ state: 'failed', failure: { class: 'dead-letter' } });
         expect(listed.failure.reason).toMatch(/after 3 attempts .*3 ended with their host lost/);
         if (c.q.kind === 'pubsub' || dead[0].reason !== undefined) expect(dead[0].reason).toBe(listed.failure.reason);
       } finally {
         await c.close();
       }
-    }, 120_000);
+    }, 180_000);
   });
 }
 
@@ -147,13 +158,10 @@ suite('SQS (fake) + S3 (s3rver)', startSqsServer, async () => {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const S3rver = require('s3rver');
   const s3 = new S3rver({ port: 0, address: '127.0.0.1', silent: true, directory: tmpDir(), configureBuckets: [{ name: 'cluster' }] });
+  // job records are written conditionally (If-Match / If-None-Match), as S3 honours and s3rver does not
+  addConditionalWrites(s3);
   const endpoint = `http://127.0.0.1:${((await s3.run()) as AddressInfo).port}`;
   return { artifacts: 's3://cluster', env: { ...S3_ENV, AWS_ENDPOINT_URL_S3: endpoint }, close: () => s3.close() };
-}, {
-  // Seen in CI on a clean clone (2 cores): 1 of 20 notice rounds left a job stuck, and a poison job's
-  // first attempt started twice (a lease race on SQS's release-then-receive). Pub/Sub passes both.
-  notice: 'SQS: a job stuck after a spot notice (1 of 20 rounds)',
-  poison: 'SQS: attempt 1 of a poison job started on two hosts',
 });
 
 describeWithTools([TOOLS.pubsubEmulator])('Pub/Sub', () => {

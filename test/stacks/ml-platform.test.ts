@@ -52,16 +52,18 @@ describe('MlPlatformStack on aws', () => {
   test('the pipeline promotes to the model URI the endpoint serves', () => {
     expect(stack.endpoint.modelUri).toBe(stack.pipeline.model.uri);
     const model = Object.values(resources(json, 'aws_sagemaker_model'))[0] as any;
-    const uri = `s3://${ref(stack, stack.cluster.aws!.bucket, 'bucket')}/pipelines/${stack.pipeline.name}/models/current`;
-    expect(model.primary_container.environment.MODEL_URI).toBe(uri);
+    const uri = `s3://${ref(stack, stack.cluster.aws!.bucket, 'bucket')}/pipelines/${stack.pipeline.name}/models/versions`;
+    // Issue 16: no model until the first promotion rolls one out through the endpoint's record.
+    expect(model.primary_container.environment.MLINFRA_MODEL_VERSION).toBe('none');
+    expect(Object.values(resources(json, 'aws_s3_object')).some((o) => String(o.key).startsWith(`pipelines/${stack.pipeline.name}/models/endpoints/`))).toBe(true);
     const spec = Object.values(resources(json, 'aws_s3_object')).find((o) => String(o.key).startsWith(`pipelines/${stack.pipeline.name}/spec-`))!;
-    expect(JSON.parse(String(spec.content)).artifactsUri).toBe(uri.replace(/\/models\/current$/, ''));
+    expect(JSON.parse(String(spec.content)).artifactsUri).toBe(uri.replace(/\/models\/versions$/, ''));
   });
 
-  test('monitoring watches the cluster, the pipeline and the endpoint: 5 + 2 + 2 alarms', () => {
+  test('monitoring watches the cluster, the pipeline and the endpoint: 5 + 2 + 2 alarms, plus the cluster\'s wake alarm', () => {
     const alarms = Object.values(resources(json, 'aws_cloudwatch_metric_alarm')).map((a) => String(a.alarm_name));
-    expect(alarms).toHaveLength(9);
-    for (const n of ['gpu-idle-while-queued', 'gpu-xid-errors', 'agent-down', 'feature-drift', 'host-metrics-failed', 'pipeline-failed', 'pipeline-stale', 'p99-latency', 'error-rate']) {
+    expect(alarms).toHaveLength(10);
+    for (const n of ['wake', 'gpu-idle-while-queued', 'gpu-xid-errors', 'agent-down', 'feature-drift', 'host-metrics-failed', 'pipeline-failed', 'pipeline-stale', 'p99-latency', 'error-rate']) {
       expect(alarms.filter((a) => a.includes(n))).toHaveLength(1);
     }
   });
@@ -85,7 +87,8 @@ describe('MlPlatformStack on gcp', () => {
 
   test('the endpoint serves the promoted model and scales to zero', () => {
     const svc = Object.values(resources(json, 'google_cloud_run_v2_service'))[0] as any;
-    expect(svc.template.containers[0].env).toContainEqual({ name: 'MODEL_URI', value: `gs://${ref(stack, stack.cluster.gcp!.bucket, 'name')}/pipelines/${stack.pipeline.name}/models/current` });
+    // Issue 16: no model until the first promotion's revision.
+    expect(svc.template.containers[0].env).toContainEqual({ name: 'MLINFRA_MODEL_VERSION', value: 'none' });
     expect(svc.template.scaling).toEqual(expect.objectContaining({ min_instance_count: 0, max_instance_count: 8 }));
   });
 

@@ -8,8 +8,13 @@
  * would exceed maxReceiveCount, the 256 KiB body limit, a fresh receipt handle per receive.
  * Not modelled: authentication and signatures (any credentials pass), FIFO queues, delay queues,
  * message retention, batch calls, message attributes on receive, the 12 h visibility cap, and SQS's
- * occasional duplicate delivery. A stale receipt handle (the message was received again since) is
- * refused by ChangeMessageVisibility and DeleteMessage; real SQS may accept it for a delete.
+ * occasional duplicate delivery.
+ * Receipt handles as SQS documents them: each receive issues a new one; a handle stays the message's
+ * latest after a release (ChangeMessageVisibility 0) until the next receive, so a delete with it still
+ * deletes; a DeleteMessage with an older handle "succeeds, but the message will not be deleted"
+ * (https://docs.aws.amazon.com/AWSSimpleQueueService/latest/APIReference/API_DeleteMessage.html);
+ * ChangeMessageVisibility with an older handle is refused (ReceiptHandleIsInvalid), and with the
+ * latest one on a message no longer in flight (released or lapsed) answers MessageNotInflight.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import * as http from 'node:http';
@@ -22,6 +27,8 @@ interface Message {
   receiveCount: number;
   visibleAtMs: number;
   handle: string | null;
+  /** Handles of earlier receives: a delete with one succeeds and deletes nothing. */
+  readonly stale: Set<string>;
 }
 
 interface Queue {
@@ -48,6 +55,8 @@ export class FakeSqs {
   endpoint = '';
   /** Calls answered, by operation (for tests that check what the agent called). */
   readonly calls = new Map<string, number>();
+  /** DeleteMessage calls with an older receipt handle: answered 200, nothing deleted (as SQS does). */
+  staleDeletes = 0;
 
   async start(port = 0): Promise<string> {
     this.server = http.createServer((req, res) => void this.handle(req, res));
@@ -126,7 +135,7 @@ export class FakeSqs {
         const body = String(i.MessageBody ?? '');
         if (body.length === 0) throw new SqsError('InvalidParameterValue', 'The request must contain the parameter MessageBody.');
         if (Buffer.byteLength(body) > MAX_BODY) throw new SqsError('InvalidParameterValue', `One or more parameters are invalid. Reason: Message must be shorter than ${MAX_BODY} bytes.`);
-        const m: Message = { id: randomUUID(), body, attributes: i.MessageAttributes ?? {}, receiveCount: 0, visibleAtMs: 0, handle: null };
+        const m: Message = { id: randomUUID(), body, attributes: i.MessageAttributes ?? {}, receiveCount: 0, visibleAtMs: 0, handle: null, stale: new Set() };
         q.messages.push(m);
         return { MessageId: m.id, MD5OfMessageBody: md5(body) };
       }
@@ -151,11 +160,14 @@ export class FakeSqs {
         if (!Number.isFinite(t) || t < 0 || t > 43_200) throw new SqsError('InvalidParameterValue', 'VisibilityTimeout must be 0..43200');
         if (m.visibleAtMs <= Date.now()) throw new SqsError('MessageNotInflight', 'The message referred to is not in flight.');
         m.visibleAtMs = Date.now() + t * 1000;
-        if (t === 0) m.handle = null;
         return {};
       }
       case 'DeleteMessage': {
         const q = this.queueOf(i.QueueUrl);
+        if (q.messages.some((x) => x.stale.has(String(i.ReceiptHandle)))) {
+          this.staleDeletes++;
+          return {};
+        }
         const m = this.byHandle(q, i.ReceiptHandle);
         q.messages.splice(q.messages.indexOf(m), 1);
         return {};
@@ -188,11 +200,12 @@ export class FakeSqs {
         q.messages.splice(q.messages.indexOf(m), 1);
         q.deadLettered.push(m);
         const dlq = this.queues.get(q.redrive.deadLetterTargetArn.split(':').pop()!);
-        dlq?.messages.push({ ...m, id: m.id, receiveCount: 0, visibleAtMs: 0, handle: null });
+        dlq?.messages.push({ ...m, id: m.id, receiveCount: 0, visibleAtMs: 0, handle: null, stale: new Set() });
         continue;
       }
       m.receiveCount++;
       m.visibleAtMs = now + visibility * 1000;
+      if (m.handle !== null) m.stale.add(m.handle);
       m.handle = randomUUID();
       out.push(m);
     }

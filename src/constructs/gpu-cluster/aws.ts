@@ -22,14 +22,24 @@ import { SecurityGroup } from '@cdktf/provider-aws/lib/security-group';
 import { VpcSecurityGroupEgressRule } from '@cdktf/provider-aws/lib/vpc-security-group-egress-rule';
 import { VpcSecurityGroupIngressRule } from '@cdktf/provider-aws/lib/vpc-security-group-ingress-rule';
 import { Errors } from '../../core/errors';
-import { AwsHostGroup, StoredObject, StoreObjectOptions } from '../../contracts/host-group';
-import { AwsPolicyStatement, AwsPrincipal, IGrantable } from '../../core/grants';
+import { AwsHostGroup } from '../../contracts/host-group';
 import { resourceName } from '../../core/naming';
 import { privateBucket, versionedBucketName } from '../../core/aws-bucket';
-import { AwsTarget, Target } from '../../core/targets';
+import { AwsTarget } from '../../core/targets';
+import { awsCapabilities, awsRolePrincipal, importAwsGpuCluster, policyDocument, protectedPrefixes, Statement } from './aws-access';
+import { checkAwsPlacement, clusterEfa, efaNetworkInterfaces, ncclEnvironment } from './aws-fabric';
+import { AwsBacklogScaling, AwsJobQueue, buildAwsJobQueue, buildBacklogScaling, hostGroupStatements, hostQueueStatements } from './aws-queue';
 import { awsHostMetricsFailedScript, awsHostMetricsScript, renderBootstrap, secretReadCommand, shq } from './bootstrap';
-import { awsStatements, GpuClusterBackend, GpuClusterPlan, GpuClusterTarget } from './plan';
-import type { GpuClusterAttributes, GpuClusterProps } from './props';
+import { GpuClusterBackend, GpuClusterPlan, GpuClusterTarget, GpuClusterTargetRules } from './plan';
+import type { GpuClusterProps } from './props';
+
+export { awsRolePrincipal, importAwsGpuCluster, protectedPrefixes } from './aws-access';
+
+/**
+ * Files from the agent bundle AWS hosts load beside the agent: the SQS client (serve --queue) and the
+ * rollouts a promotion may run from a pipeline step (one per endpoint target).
+ */
+export const AWS_HOST_FILES = ['queue-sqs.js', 'autoscaling-aws.js', 'rollout-sagemaker.js', 'rollout-cloudrun.js', 'rollout-kubernetes.js'] as const;
 
 /** The unprivileged user jobs run as on hosts. */
 export const JOB_USER = 'mlinfra-job';
@@ -40,7 +50,7 @@ export const AWS_GPU_AMI_PARAMETER = '/aws/service/deeplearning/ami/x86_64/base-
 export interface AwsGpuClusterResources {
   readonly key: KmsKey;
   readonly bucket: S3Bucket;
-  readonly agentObjects: { readonly script: S3Object; readonly storage: S3Object };
+  readonly agentObjects: { readonly script: S3Object; readonly storage: S3Object; readonly extras: readonly S3Object[] };
   readonly tokenSecret: SecretsmanagerSecret;
   readonly role: IamRole;
   readonly instanceProfile: IamInstanceProfile;
@@ -52,40 +62,14 @@ export interface AwsGpuClusterResources {
   readonly loadBalancer: Lb;
   readonly targetGroup: LbTargetGroup;
   readonly listener: LbListener;
-}
-
-type Statement = AwsPolicyStatement & { readonly effect?: 'Allow' | 'Deny' };
-
-/** An IAM policy document from statements, as a data source (Terraform renders the JSON). */
-function policyDocument(scope: Construct, id: string, provider: AwsTarget['provider'], statements: readonly Statement[]): DataAwsIamPolicyDocument {
-  return new DataAwsIamPolicyDocument(scope, id, {
-    provider,
-    statement: statements.map((s) => ({ effect: s.effect ?? 'Allow', actions: [...s.actions], resources: [...s.resources] })),
-  });
-}
-
-/** Keys hosts may read but never write: the agent bundle and pipeline specs (`pipelines/<name>/spec-<hash>.json`). */
-export function protectedPrefixes(bucketArn: string): string[] {
-  return [`${bucketArn}/agent/*`, `${bucketArn}/pipelines/*/spec-*.json`];
-}
-
-/** The AWS principal of a role: each grant becomes one inline policy on exact ARNs. */
-export function awsRolePrincipal(owner: Construct, target: AwsTarget, role: { readonly arn: string; readonly name: string; readonly id: string }): AwsPrincipal {
-  let grants: Construct | undefined;
-  return {
-    kind: 'aws',
-    roleArn: role.arn,
-    roleName: role.name,
-    addToPolicy(grantId, statements) {
-      grants ??= new Construct(owner, 'granted');
-      const doc = policyDocument(grants, `${grantId}-doc`, target.provider, statements);
-      new IamRolePolicy(grants, grantId, { provider: target.provider, name: grantId, role: role.id, policy: doc.json });
-    },
-  };
+  /** The durable jobs queue and its dead-letter queue. */
+  readonly queue: AwsJobQueue;
+  /** Backlog target tracking, the wake-from-zero alarm and the drain lifecycle hook. */
+  readonly scaling: AwsBacklogScaling;
 }
 
 /** GpuCluster's rules on AWS: props other targets take are refused; the default AMI's GPU range. */
-function checkAwsProps(cluster: Construct, props: GpuClusterProps): { explicitType?: string; explicitTypeProp: string; storageFile: string } {
+function checkAwsProps(cluster: Construct, props: GpuClusterProps): GpuClusterTargetRules {
   if (props.machineType !== undefined) {
     throw Errors.conflict(cluster, 'machineType', props.machineType, 'instanceType on an aws target', 'applies to gcp targets only, not aws');
   }
@@ -102,7 +86,7 @@ function checkAwsProps(cluster: Construct, props: GpuClusterProps): { explicitTy
       'V100 (p3) is not offered with the default AMI on aws: the Deep Learning Base OSS Nvidia Driver AMI supports Turing (T4) and newer GPUs only',
       'T4, L4, A10G, L40S, A100-40GB, A100-80GB, H100, H200; or V100 with machineImage set to an AMI with NVIDIA\'s proprietary driver (e.g. the Deep Learning Base Proprietary Nvidia Driver AMI)');
   }
-  return { explicitType: props.instanceType, explicitTypeProp: 'instanceType', storageFile: 'storage-s3.js' };
+  return { explicitType: props.instanceType, explicitTypeProp: 'instanceType', storageFile: 'storage-s3.js', hostFiles: AWS_HOST_FILES };
 }
 
 /** GpuCluster on AWS, for the dispatch table in index.ts. */
@@ -112,79 +96,12 @@ export const AWS_GPU_CLUSTER: GpuClusterTarget = {
   importCluster: (scope, target, attrs) => importAwsGpuCluster(scope, target, attrs),
 };
 
-/** What grants, the store and schedulers use of a cluster on AWS: ARNs and names, created or imported. */
-interface AwsClusterRefs {
-  readonly bucketName: string;
-  readonly bucketArn: string;
-  /** The bucket as objects name it: after its versioning, when this app created it. */
-  readonly objectBucket: string;
-  readonly keyArn: string;
-  readonly tokenSecretArn: string;
-  readonly hostGroup: AwsHostGroup;
-}
-
-/** The cluster's capabilities on AWS: least-privilege grants on exact ARNs, objects in its bucket under its key. */
-function awsCapabilities(cluster: Construct, target: AwsTarget, r: AwsClusterRefs) {
-  const grantTo = (grantee: IGrantable, grantId: string, statements: AwsPolicyStatement[], method: string) =>
-    awsStatements(cluster, grantee, grantId, statements, method);
-  return {
-    hostGroup: r.hostGroup,
-    grantAgentAccess: (g: IGrantable, id: string) => grantTo(g, id, [
-      { actions: ['secretsmanager:GetSecretValue'], resources: [r.tokenSecretArn] },
-      { actions: ['kms:Decrypt'], resources: [r.keyArn] },
-    ], 'grantAgentAccess'),
-    grantArtifactsRead: (g: IGrantable, id: string) => grantTo(g, id, [
-      { actions: ['s3:ListBucket'], resources: [r.bucketArn] },
-      { actions: ['s3:GetObject'], resources: [`${r.bucketArn}/*`] },
-      { actions: ['kms:Decrypt'], resources: [r.keyArn] },
-    ], 'grantArtifactsRead'),
-    grantArtifactsWrite: (g: IGrantable, id: string) => grantTo(g, id, [
-      { actions: ['s3:PutObject', 's3:AbortMultipartUpload'], resources: [`${r.bucketArn}/*`] },
-      { actions: ['kms:GenerateDataKey', 'kms:Decrypt'], resources: [r.keyArn] },
-    ], 'grantArtifactsWrite'),
-    grantScale: (g: IGrantable, id: string) => grantTo(g, id, [
-      { actions: ['autoscaling:SetDesiredCapacity', 'autoscaling:UpdateAutoScalingGroup'], resources: [r.hostGroup.arn] },
-    ], 'grantScale'),
-    // Encrypted with the cluster's key like its other objects.
-    storeObject: (scope: Construct, id: string, o: StoreObjectOptions): StoredObject => ({
-      uri: `s3://${r.bucketName}/${o.key}`,
-      resource: new S3Object(scope, id, {
-        provider: target.provider, bucket: r.objectBucket, key: o.key, content: o.content, contentType: o.contentType,
-        kmsKeyId: r.keyArn, serverSideEncryption: 'aws:kms',
-      }),
-    }),
-  };
-}
-
-/** An existing cluster on AWS, from its attributes: grants, the store and schedules on its ARNs; nothing created. */
-export function importAwsGpuCluster(scope: Construct, target: Target, attrs: GpuClusterAttributes): GpuClusterBackend {
-  const t = target as AwsTarget;
-  const a = attrs.aws;
-  if (!a) throw Errors.missing(scope, 'aws', 'the host role, KMS key and Auto Scaling group ARN of the cluster (aws: { hostRoleArn, hostRoleName, kmsKeyArn, autoscalingGroupArn })');
-  const health = a.targetGroupArnSuffix && a.loadBalancerArnSuffix
-    ? { targetGroupArnSuffix: a.targetGroupArnSuffix, loadBalancerArnSuffix: a.loadBalancerArnSuffix } : undefined;
-  const secret = attrs.agentTokenSecret;
-  if (secret?.store !== 'aws-secrets-manager') {
-    throw Errors.invalid(scope, 'agentTokenSecret', secret?.store, "an aws-secrets-manager reference ({ store: 'aws-secrets-manager', arn, name })");
-  }
-  const bucketArn = `arn:${t.partition}:s3:::${attrs.bucketName}`;
-  return {
-    agentUrl: attrs.agentUrl,
-    agentTokenSecret: attrs.agentTokenSecret,
-    artifactsUri: `s3://${attrs.bucketName}`,
-    grantPrincipal: awsRolePrincipal(scope, t, { arn: a.hostRoleArn, name: a.hostRoleName, id: a.hostRoleName }),
-    ...awsCapabilities(scope, t, {
-      bucketName: attrs.bucketName, bucketArn, objectBucket: attrs.bucketName, keyArn: a.kmsKeyArn,
-      tokenSecretArn: secret.arn,
-      hostGroup: { kind: 'aws-autoscaling-group', name: attrs.groupName, arn: a.autoscalingGroupArn, ...(health ? { health } : {}) },
-    }),
-  };
-}
-
 export function buildAwsGpuCluster(cluster: Construct, target: AwsTarget, plan: GpuClusterPlan): GpuClusterBackend & { readonly hostGroup: AwsHostGroup; readonly resources: AwsGpuClusterResources } {
   const provider = target.provider;
   // A referenced max may be above 1: plan for several nodes.
   const multiNode = Token.isUnresolved(plan.nodes.max) || plan.nodes.max > 1;
+  checkAwsPlacement(cluster, plan, multiNode);
+  const efa = clusterEfa(plan, multiNode);
 
   // ---- storage: the cluster's own encrypted, private bucket (agent bundle, artifacts, pipeline specs)
   const storage = new Construct(cluster, 'storage');
@@ -196,7 +113,11 @@ export function buildAwsGpuCluster(cluster: Construct, target: AwsTarget, plan: 
     provider, bucket: versionedBucketName(bucket), key: `agent/${asset.assetHash}/${asset.fileName}`, source: asset.path,
     sourceHash: Fn.filemd5(asset.path), kmsKeyId: key.arn, serverSideEncryption: 'aws:kms',
   });
-  const agentObjects = { script: upload('agent-script', plan.agentBundle.script), storage: upload('agent-storage', plan.agentBundle.storage!.asset) };
+  const agentObjects = {
+    script: upload('agent-script', plan.agentBundle.script), storage: upload('agent-storage', plan.agentBundle.storage!.asset),
+    extras: plan.agentBundle.extras.map((f, i) => upload(`agent-file-${i}`, f.asset)),
+  };
+  const queue = buildAwsJobQueue(cluster, target, plan, key.arn);
   const s3Uri = (o: S3Object) => `s3://${bucket.bucket}/${o.key}`;
 
   // ---- the agent token: generated, kept only in Secrets Manager
@@ -239,8 +160,13 @@ export function buildAwsGpuCluster(cluster: Construct, target: AwsTarget, plan: 
     provider, securityGroupId: hostSg.id, ipProtocol: 'tcp', fromPort: plan.agentPort, toPort: plan.agentPort, referencedSecurityGroupId: lbSg.id, description: 'agent API and health checks via the load balancer',
   });
   if (multiNode) {
+    // EFA's OS bypass needs all traffic to and from the group itself, both ways: the egress to
+    // 0.0.0.0/0 below does not count for it (https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/efa-start.html#efa-start-security).
     new VpcSecurityGroupIngressRule(net, 'host-peers', {
-      provider, securityGroupId: hostSg.id, ipProtocol: '-1', referencedSecurityGroupId: hostSg.id, description: 'torchrun rendezvous and NCCL between hosts',
+      provider, securityGroupId: hostSg.id, ipProtocol: '-1', referencedSecurityGroupId: hostSg.id, description: 'torchrun rendezvous, NCCL and EFA between hosts',
+    });
+    new VpcSecurityGroupEgressRule(net, 'host-peers-out', {
+      provider, securityGroupId: hostSg.id, ipProtocol: '-1', referencedSecurityGroupId: hostSg.id, description: 'NCCL and EFA between hosts',
     });
   }
   // Hosts fetch Node.js, npm packages and cloud APIs through the NAT gateway.
@@ -267,10 +193,12 @@ export function buildAwsGpuCluster(cluster: Construct, target: AwsTarget, plan: 
     clusterName: plan.name, nodeVersion: plan.nodeVersion, nodeDistUrl: plan.nodeDistUrl,
     copyCommand: (uri, dest) => `aws s3 cp --only-show-errors --region ${target.region} ${shq(uri)} ${dest}`,
     agentScriptUri: s3Uri(agentObjects.script), agentStorageUri: s3Uri(agentObjects.storage), agentStorageFile: plan.agentBundle.storage!.fileName,
+    agentExtraFiles: agentObjects.extras.map((o, i) => ({ uri: s3Uri(o), file: plan.agentBundle.extras[i].fileName })),
+    clusterQueue: { queue: queue.jobs.url, deadLetterQueue: queue.deadLetter.url, artifacts: `s3://${bucket.bucket}/cluster`, lifecycleHook: `${plan.name}-drain`, groupName: plan.name },
     tokenCommand: secretReadCommand({ store: 'aws-secrets-manager', arn: tokenSecret.arn, name: tokenSecret.name }, target.region),
     peerTokenFetches: plan.peerTokenFetches,
     stopScript, idleStopMinutes: plan.idleStopMinutes, agentPort: plan.agentPort, extraServeArgs: plan.extraAgentArgs, preemption: 'aws',
-    environment: { MLINFRA_ARTIFACTS_URI: `s3://${bucket.bucket}`, AWS_REGION: target.region },
+    environment: { MLINFRA_ARTIFACTS_URI: `s3://${bucket.bucket}`, AWS_REGION: target.region, ...ncclEnvironment(multiNode, efa) },
     // Publishing needs the grants a MonitoringStack adds when it watches this cluster.
     hostMetrics: awsHostMetricsScript(plan.name, target.region),
     hostMetricsFailed: awsHostMetricsFailedScript(plan.name, target.region),
@@ -285,7 +213,8 @@ export function buildAwsGpuCluster(cluster: Construct, target: AwsTarget, plan: 
     // The script lives in a local (JSON string escaping) and is encoded by Terraform.
     userData: Fn.base64encode(new TerraformLocal(compute, 'user-data', script).asString),
     iamInstanceProfile: { arn: instanceProfile.arn },
-    vpcSecurityGroupIds: [hostSg.id],
+    // With EFA the security group goes on each interface; the ASG still picks the subnet.
+    ...(efa ? { networkInterfaces: efaNetworkInterfaces(efa, hostSg.id) } : { vpcSecurityGroupIds: [hostSg.id] }),
     // IMDSv2 only; hop limit 1 keeps containers on the host away from the host's credentials.
     metadataOptions: { httpEndpoint: 'enabled', httpTokens: 'required', httpPutResponseHopLimit: 1, instanceMetadataTags: 'disabled' },
     blockDeviceMappings: [{
@@ -321,6 +250,13 @@ export function buildAwsGpuCluster(cluster: Construct, target: AwsTarget, plan: 
     // EC2 health only: a host spends minutes installing drivers and the agent before /healthz answers.
     healthCheckType: 'EC2', healthCheckGracePeriod: 900,
     waitForCapacityTimeout: '0', capacityRebalance: plan.spot,
+    // New hosts start protected from scale-in; each agent clears its protection when idle and sets it
+    // again when it leases (SetInstanceProtection), so only idle hosts are ever scaled in
+    // (https://docs.aws.amazon.com/autoscaling/ec2/userguide/ec2-auto-scaling-instance-protection.html).
+    // Destroy still works: the provider lifts protection before draining (hashicorp/terraform-provider-aws#23187).
+    protectFromScaleIn: true,
+    // The backlog policy and the wake alarm read these group metrics.
+    enabledMetrics: ['GroupDesiredCapacity', 'GroupInServiceInstances'], metricsGranularity: '1Minute',
     ...(plan.spot ? {
       mixedInstancesPolicy: {
         instancesDistribution: {
@@ -331,7 +267,7 @@ export function buildAwsGpuCluster(cluster: Construct, target: AwsTarget, plan: 
       },
     } : { launchTemplate: { id: ltRef.launchTemplateId, version: ltRef.version } }),
     tag: [{ key: 'mlinfra:cluster', value: cluster.node.path, propagateAtLaunch: true }],
-    // Schedules, pipelines and idle stop move desired capacity; Terraform owns min and max only.
+    // Backlog scaling and idle stop move desired capacity; Terraform owns min and max only.
     lifecycle: { ignoreChanges: ['desired_capacity'] },
   });
 
@@ -345,7 +281,10 @@ export function buildAwsGpuCluster(cluster: Construct, target: AwsTarget, plan: 
     { actions: ['secretsmanager:GetSecretValue'], resources: [tokenSecret.arn] },
     { actions: ['kms:Decrypt', 'kms:GenerateDataKey'], resources: [key.arn] },
   ];
+  // The queue (README "Grants"); the bucket's cluster/ prefix is within the bucket grant above.
+  hostStatements.push(...hostQueueStatements(queue), ...hostGroupStatements(autoscalingGroup.arn));
   if (stopScript) hostStatements.push({ actions: ['autoscaling:TerminateInstanceInAutoScalingGroup'], resources: [autoscalingGroup.arn] });
+  const scaling = buildBacklogScaling(cluster, target, plan, autoscalingGroup, queue);
   const hostDoc = policyDocument(iam, 'host-doc', provider, hostStatements);
   new IamRolePolicy(iam, 'host', { provider, name: 'mlinfra-host', role: role.id, policy: hostDoc.json });
 
@@ -356,6 +295,7 @@ export function buildAwsGpuCluster(cluster: Construct, target: AwsTarget, plan: 
     grantPrincipal: awsRolePrincipal(cluster, target, role),
     ...awsCapabilities(cluster, target, {
       bucketName: bucket.bucket, bucketArn: bucket.arn, objectBucket: versionedBucketName(bucket), keyArn: key.arn, tokenSecretArn: tokenSecret.arn,
+      jobQueue: { kind: 'sqs', url: queue.jobs.url, arn: queue.jobs.arn, keyArn: key.arn },
       hostGroup: {
         kind: 'aws-autoscaling-group', name: autoscalingGroup.name, arn: autoscalingGroup.arn,
         health: { targetGroupArnSuffix: targetGroup.arnSuffix, loadBalancerArnSuffix: loadBalancer.arnSuffix },
@@ -363,7 +303,7 @@ export function buildAwsGpuCluster(cluster: Construct, target: AwsTarget, plan: 
     }),
     resources: {
       key, bucket, agentObjects, tokenSecret, role, instanceProfile, hostSecurityGroup: hostSg, loadBalancerSecurityGroup: lbSg,
-      launchTemplate, autoscalingGroup, placementGroup, loadBalancer, targetGroup, listener,
+      launchTemplate, autoscalingGroup, placementGroup, loadBalancer, targetGroup, listener, queue, scaling,
     },
   };
 }

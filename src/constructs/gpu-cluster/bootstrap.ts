@@ -21,6 +21,13 @@ export interface BootstrapOptions {
   /** The object-store module beside the agent (storage-s3.js / storage-gcs.js) and its file name. */
   readonly agentStorageUri: string;
   readonly agentStorageFile: string;
+  /** Further modules the agent loads from beside it (queue client, rollouts): each object URI and its file name. */
+  readonly agentExtraFiles?: readonly { readonly uri: string; readonly file: string }[];
+  /**
+   * The cluster's durable queue (issue 17): `serve --queue URL --dead-letter-queue URL --cluster-artifacts URI`,
+   * and on AWS the termination lifecycle hook the agent completes after draining (`--lifecycle-hook NAME`).
+   */
+  readonly clusterQueue?: { readonly queue: string; readonly deadLetterQueue: string; readonly artifacts: string; readonly lifecycleHook?: string; readonly groupName?: string };
   /** Shell command that prints the agent token on stdout. */
   readonly tokenCommand: string;
   /** Body of the script the agent runs to remove this host when idle (empty when idle stop is off). */
@@ -119,6 +126,11 @@ export function renderBootstrap(o: BootstrapOptions): string {
     '--token-file', TOKEN_FILE, '--preemption', o.preemption,
     ...(o.gpus !== undefined ? ['--gpus', String(o.gpus)] : []),
     ...(o.jobUser ? ['--job-user', o.jobUser] : []),
+    ...(o.clusterQueue ? [
+      '--queue', o.clusterQueue.queue, '--dead-letter-queue', o.clusterQueue.deadLetterQueue, '--cluster-artifacts', o.clusterQueue.artifacts,
+      // The group name is passed, not read from instance tags: IMDS tag access stays off.
+      ...(o.clusterQueue.lifecycleHook ? ['--lifecycle-hook', o.clusterQueue.lifecycleHook, ...(o.clusterQueue.groupName ? ['--asg-name', o.clusterQueue.groupName] : [])] : []),
+    ] : []),
     // The host's metrics agent scrapes this loopback-only, token-free copy of /metrics.
     ...(o.hostMetrics ? ['--metrics-local-port', String(HOST_METRICS.localPort)] : []),
   ];
@@ -170,7 +182,7 @@ export PATH="$MLINFRA_HOME/node/bin:$PATH"
 # install: the journal uses Node's built-in node:sqlite.
 ${o.copyCommand(o.agentScriptUri, '"$MLINFRA_HOME/agent/mlinfra-agent.js"')}
 ${o.copyCommand(o.agentStorageUri, `"$MLINFRA_HOME/agent/${o.agentStorageFile}"`)}
-
+${(o.agentExtraFiles ?? []).map((f) => `${o.copyCommand(f.uri, `"$MLINFRA_HOME/agent/${f.file}"`)}\n`).join('')}
 # The token is read from the secret store at every start into tmpfs; it is never in this script.
 cat > "$MLINFRA_HOME/fetch-token.sh" <<'MLINFRA_EOF'
 #!/bin/bash

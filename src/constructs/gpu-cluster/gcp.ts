@@ -1,4 +1,8 @@
-/** GpuCluster on GCP: instance template + regional MIG behind an internal passthrough NLB, one bucket, one secret. */
+/**
+ * GpuCluster on GCP: instance template + regional MIG behind an internal passthrough NLB, one bucket,
+ * one secret, the Pub/Sub jobs queue (gcp-queue.ts) with an autoscaler on its backlog, and compact
+ * placement for multi-node groups (gcp-placement.ts).
+ */
 import { Fn, TerraformAsset, Token } from 'cdktf';
 import { Construct } from 'constructs';
 import { ComputeFirewall } from '@cdktf/provider-google/lib/compute-firewall';
@@ -6,7 +10,9 @@ import { ComputeForwardingRule } from '@cdktf/provider-google/lib/compute-forwar
 import { ComputeInstanceTemplate } from '@cdktf/provider-google/lib/compute-instance-template';
 import { ComputeRegionBackendService } from '@cdktf/provider-google/lib/compute-region-backend-service';
 import { ComputeRegionHealthCheck } from '@cdktf/provider-google/lib/compute-region-health-check';
+import { ComputeRegionAutoscaler } from '@cdktf/provider-google/lib/compute-region-autoscaler';
 import { ComputeRegionInstanceGroupManager } from '@cdktf/provider-google/lib/compute-region-instance-group-manager';
+import type { ComputeResourcePolicy } from '@cdktf/provider-google/lib/compute-resource-policy';
 import { ProjectIamCustomRole } from '@cdktf/provider-google/lib/project-iam-custom-role';
 import { ProjectIamMember } from '@cdktf/provider-google/lib/project-iam-member';
 import { SecretManagerSecret } from '@cdktf/provider-google/lib/secret-manager-secret';
@@ -24,8 +30,10 @@ import { fitName, shortHash } from '../../core/naming';
 import { GcpTarget } from '../../core/targets';
 import { gcpHostMetricsScript, MLINFRA_HOME, renderBootstrap, secretReadCommand, shq } from './bootstrap';
 import { gcpIdleStopScript } from './gcp-idle-stop';
+import { checkGcpProps } from './gcp-props';
+import { buildCompactPlacementPolicy, checkGcpPlacement, GCP_NCCL_ENV } from './gcp-placement';
+import { buildGcpClusterQueue, buildGcpQueueAutoscaler, GcpClusterQueueResources } from './gcp-queue';
 import { GpuClusterBackend, GpuClusterPlan, GpuClusterTarget } from './plan';
-import type { GpuClusterProps } from './props';
 
 /**
  * Deep Learning VM image family: PyTorch 2.9 with CUDA 12.9 on Ubuntu 24.04, NVIDIA driver 580
@@ -58,6 +66,8 @@ export interface GcpGpuClusterResources {
   readonly bucketHostAccess: StorageBucketIamMember;
   readonly agentScriptObject: StorageBucketObject;
   readonly agentStorageObject: StorageBucketObject;
+  /** The rollout modules beside the agent (GCP_HOST_FILES). */
+  readonly agentExtraObjects: readonly StorageBucketObject[];
   readonly secret: SecretManagerSecret;
   readonly secretVersion: SecretManagerSecretVersion;
   readonly secretHostAccess: SecretManagerSecretIamMember;
@@ -76,33 +86,17 @@ export interface GcpGpuClusterResources {
   readonly scaleRole?: ProjectIamCustomRole;
   /** The host service account's conditional binding of `scaleRole` (idle stop only). */
   readonly autostopMember?: ProjectIamMember;
+  /** The jobs topic, its pull subscription, the dead-letter topic and subscription, and their grants. */
+  readonly queue: GcpClusterQueueResources;
+  /** Scales the group out on the subscription's backlog; never in (hosts leave by idle stop). */
+  readonly autoscaler: ComputeRegionAutoscaler;
+  /** Compact placement of a multi-node group's hosts (A2, A3, G2). */
+  readonly placementPolicy?: ComputeResourcePolicy;
 }
 
 
 /** Machine families that take Hyperdisk only (no Persistent Disk). */
 const HYPERDISK_ONLY = /^(a3-ultragpu|a4-|a4x-)/;
-
-/** GpuCluster's rules on GCP: props other targets take are refused; a max node count must be a number. */
-function checkGcpProps(cluster: Construct, props: GpuClusterProps): { explicitType?: string; explicitTypeProp: string; storageFile: string } {
-  if (props.instanceType !== undefined) {
-    throw Errors.conflict(cluster, 'instanceType', props.instanceType, 'machineType on a gcp target', 'applies to aws targets only, not gcp');
-  }
-  if (props.machineType !== undefined && !Token.isUnresolved(props.machineType) && !/^[a-z][a-z0-9]*-[a-z0-9-]+$/.test(props.machineType)) {
-    throw Errors.invalid(cluster, 'machineType', props.machineType, 'a Compute Engine machine type such as a2-highgpu-1g');
-  }
-  if (props.onDemandBaseNodes !== undefined && props.spot) {
-    throw Errors.conflict(cluster, 'onDemandBaseNodes', props.onDemandBaseNodes, 'aws targets only', 'is not supported on gcp');
-  }
-  // The MIG's size and the idle-stop floor are computed from it.
-  if (props.nodes !== undefined && Token.isUnresolved(props.nodes.max)) {
-    throw Errors.invalid(cluster, 'nodes.max', props.nodes.max, 'an integer from 1 to 1000 (a Terraform reference is supported on aws targets only)', 'is a Terraform reference');
-  }
-  if (props.agentImage !== undefined) {
-    throw Errors.conflict(cluster, 'agentImage', props.agentImage, 'kubernetes targets only (hosts on aws/gcp run the agent with Node.js directly)', 'does not apply to gcp');
-  }
-  if (props.kubernetes !== undefined) throw Errors.conflict(cluster, 'kubernetes', 'set', 'kubernetes targets only', 'does not apply to gcp');
-  return { explicitType: props.machineType, explicitTypeProp: 'machineType', storageFile: 'storage-gcs.js' };
-}
 
 /** GpuCluster on GCP, for the dispatch table in index.ts. */
 export const GCP_GPU_CLUSTER: GpuClusterTarget = {
@@ -128,8 +122,10 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
     throw Errors.conflict(cluster, 'spot', plan.spot, `spot: true, or a reservation for ${machineType} in the GcpTarget's reservations ({ '${machineType}': '<reservation name>' })`,
       `is false, and ${machineType} (${plan.shape.accelerator}) is not sold on demand`);
   }
+  // Multi-node groups need compact placement: refuse shapes that cannot have it, before anything exists.
+  const placement = checkGcpPlacement(cluster, plan, machineType);
   target.requireApis('compute.googleapis.com', 'iam.googleapis.com', 'cloudresourcemanager.googleapis.com', 'secretmanager.googleapis.com',
-    'storage.googleapis.com', 'logging.googleapis.com', 'monitoring.googleapis.com');
+    'storage.googleapis.com', 'logging.googleapis.com', 'monitoring.googleapis.com', 'pubsub.googleapis.com');
 
   // ---- identity: one service account for hosts
   const iam = new Construct(cluster, 'iam');
@@ -155,16 +151,22 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
       { action: { type: 'AbortIncompleteMultipartUpload' }, condition: { age: 7 } },
     ],
   });
-  // Hosts write artifacts and read the agent bundle: object access on this bucket only.
+  // Hosts read the agent bundle and keep artifacts, cluster job records, checkpoints and logs: get,
+  // create, list and delete (GCS overwrites a record by delete + create) on this bucket only; objectUser
+  // is those without objectAdmin's IAM and retention powers (iam/docs/roles-permissions/storage).
   const bucketHostAccess = new StorageBucketIamMember(storage, 'host-objects', {
-    provider, bucket: bucket.name, role: 'roles/storage.objectAdmin', member: hostMember,
+    provider, bucket: bucket.name, role: 'roles/storage.objectUser', member: hostMember,
   });
   const upload = (id: string, asset: TerraformAsset) => new StorageBucketObject(storage, id, {
     provider, bucket: bucket.name, name: `agent/${asset.assetHash}/${asset.fileName}`, source: asset.path,
   });
   const agentScriptObject = upload('agent-script', plan.agentBundle.script);
   const agentStorageObject = upload('agent-storage', plan.agentBundle.storage!.asset);
+  const agentExtraObjects = plan.agentBundle.extras.map((f, i) => upload(`agent-file-${i}`, f.asset));
   const gsUri = (o: StorageBucketObject) => `gs://${bucket.name}/${o.name}`;
+
+  // ---- the durable jobs queue every host leases from
+  const queue = buildGcpClusterQueue(cluster, { provider, project, name: plan.name, hostMember });
 
   // ---- the agent token: generated, kept only in Secret Manager
   const secrets = new Construct(cluster, 'secret');
@@ -228,10 +230,13 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
     clusterName: plan.name, nodeVersion: plan.nodeVersion, nodeDistUrl: plan.nodeDistUrl,
     copyCommand: (uri, dest) => `gcloud storage cp --no-user-output-enabled ${shq(uri)} ${dest}`,
     agentScriptUri: gsUri(agentScriptObject), agentStorageUri: gsUri(agentStorageObject), agentStorageFile: plan.agentBundle.storage!.fileName,
+    agentExtraFiles: agentExtraObjects.map((o, i) => ({ uri: gsUri(o), file: plan.agentBundle.extras[i].fileName })),
     tokenCommand: secretReadCommand({ store: 'gcp-secret-manager', project, secretId: secret.secretId }, region),
     peerTokenFetches: plan.peerTokenFetches,
-    stopScript, idleStopMinutes: plan.idleStopMinutes, agentPort: plan.agentPort, extraServeArgs: plan.extraAgentArgs, preemption: 'gcp',
-    environment: { MLINFRA_ARTIFACTS_URI: `gs://${bucket.name}`, GOOGLE_CLOUD_PROJECT: project },
+    stopScript, idleStopMinutes: plan.idleStopMinutes, agentPort: plan.agentPort, preemption: 'gcp',
+    // The queue, the cluster's records under gs://BUCKET/cluster, then the guards (plan.extraAgentArgs).
+    extraServeArgs: `${[...queue.agentArgs, '--cluster-artifacts', `gs://${bucket.name}/cluster`].map((a) => ` ${a}`).join('')}${plan.extraAgentArgs}`,
+    environment: { MLINFRA_ARTIFACTS_URI: `gs://${bucket.name}`, GOOGLE_CLOUD_PROJECT: project, ...(multiNode ? GCP_NCCL_ENV : {}) },
     // The host service account already holds roles/monitoring.metricWriter and logging.logWriter.
     hostMetrics: gcpHostMetricsScript(plan.name),
     // The driver installs on first boot: the agent is told the catalog's count and starts once they show.
@@ -239,6 +244,10 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
     // Jobs get the image's PyTorch environment (login-shell PATH; /opt/conda/bin where the image has it).
     jobPathFromLoginShell: true,
   });
+
+  const placementPolicy = placement.compact ? buildCompactPlacementPolicy(compute, {
+    provider, project, region, name: `${plan.name}-compact`, description: `${cluster.node.path}: hosts of one multi-node group placed together`,
+  }) : undefined;
 
   const instanceTemplate = new ComputeInstanceTemplate(compute, 'template', {
     // Prefixes over 37 characters get a shorter, collision-prone suffix (provider docs: name_prefix).
@@ -267,7 +276,9 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
       sourceImage: plan.machineImage ?? GCP_GPU_IMAGE,
     }],
     // No access_config: no public IP; egress through the target's Cloud NAT.
-    networkInterface: [{ subnetwork: target.subnetwork, ...(machineType.startsWith('a3-') ? { nicType: 'GVNIC' } : {}) }],
+    networkInterface: [{ subnetwork: target.subnetwork, ...(placement.gvnic ? { nicType: 'GVNIC' } : {}) }],
+    // At most one policy per template (provider docs: resource_policies).
+    ...(placementPolicy ? { resourcePolicies: [placementPolicy.selfLink] } : {}),
     metadata: {
       'startup-script': script,
       'enable-oslogin': 'TRUE',
@@ -293,7 +304,8 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
     provider, project, region, name: migName, baseInstanceName: plan.name,
     description: `${cluster.node.path}: ${plan.shape.accelerator} x${plan.shape.count} hosts`,
     version: [{ name: 'primary', instanceTemplate: instanceTemplate.selfLinkUnique }],
-    targetSize: plan.nodes.min,
+    // No target_size: the autoscaler below owns it (from nodes.min up); provider docs: "should never be
+    // set" on a group attached to an autoscaler.
     ...(target.zones?.length ? { distributionPolicyZones: [...target.zones] } : {}),
     // GPUs are zonal and rendezvous wants one zone; Google's shape for tightly coupled batch work.
     distributionPolicyTargetShape: 'ANY_SINGLE_ZONE',
@@ -308,8 +320,13 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
     // Driver wait, Node.js and npm install take minutes before /healthz answers: past the driver wait.
     autoHealingPolicies: { healthCheck: healthCheck.id, initialDelaySec: GCP_DRIVER_WAIT_SECONDS + 600 },
     waitForInstances: false,
-    // Pipelines, schedules and idle stop resize the group; Terraform sets only the starting size.
+    // The autoscaler and idle stop resize the group: Terraform never reverts them.
     lifecycle: { ignoreChanges: ['target_size'] },
+  });
+  // One queued job per GPU per host: a host leases only what its free GPUs can run.
+  const autoscaler = buildGcpQueueAutoscaler(compute, {
+    provider, project, region, name: plan.name, group: instanceGroupManager.id, description: `${cluster.node.path}: scale out on the jobs backlog`,
+    minNodes: plan.nodes.min, maxNodes: plan.nodes.max, messagesPerHost: Math.max(1, plan.shape.count), subscriptionName: queue.resources.jobsSubscription.name,
   });
 
   const backendService = new ComputeRegionBackendService(lbScope, 'backend', {
@@ -334,9 +351,10 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
   };
 
   const resources: GcpGpuClusterResources = {
-    serviceAccount, hostProjectRoles, bucket, bucketHostAccess, agentScriptObject, agentStorageObject,
+    serviceAccount, hostProjectRoles, bucket, bucketHostAccess, agentScriptObject, agentStorageObject, agentExtraObjects,
     secret, secretVersion, secretHostAccess, instanceTemplate, instanceGroupManager,
     clientFirewall, healthCheckFirewall, peerFirewall, healthCheck, backendService, forwardingRule, autostopMember,
+    queue: queue.resources, autoscaler, placementPolicy,
     get scaleRole() {
       return scaleRole;
     },
@@ -363,6 +381,11 @@ export function buildGcpGpuCluster(cluster: Construct, target: GcpTarget, plan: 
       bindScale(grantScope(), id, member);
     },
     hostGroup: { kind: 'gcp-instance-group-manager', name: instanceGroupManager.name, project, region },
+    jobQueue: queue.jobQueue,
+    // Publish on the jobs topic only: a submitter or a schedule, never a consumer.
+    grantEnqueue: (g, id) => {
+      queue.grantEnqueue(grantScope(), id, principalOf(g, 'grantEnqueue').member);
+    },
     storeObject: (scope: Construct, id: string, o: StoreObjectOptions): StoredObject => ({
       uri: `gs://${bucket.name}/${o.key}`,
       resource: new StorageBucketObject(scope, id, { provider, bucket: bucket.name, name: o.key, content: o.content, contentType: o.contentType }),

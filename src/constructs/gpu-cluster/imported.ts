@@ -1,5 +1,5 @@
 /** A GpuCluster made elsewhere, seen through IGpuCluster: grants, its store and schedules on its ARNs. */
-import { AnnotationMetadataEntryType, Token } from 'cdktf';
+import { Token } from 'cdktf';
 import { Construct } from 'constructs';
 import { HostGroup, StoredObject, StoreObjectOptions } from '../../contracts/host-group';
 import { AcceleratorShape, offeredCounts, resolveAccelerator, isAcceleratorName, ACCELERATOR_NAMES, TargetKind } from '../../core/accelerators';
@@ -8,7 +8,7 @@ import { Grant, grantOnce, GrantPrincipal, IGrantable } from '../../core/grants'
 import { SecretRef } from '../../core/secrets';
 import { Target, targetKind } from '../../core/targets';
 import { GpuClusterBackend, GpuClusterTarget } from './plan';
-import type { GpuClusterAttributes, IGpuCluster, NodeRange } from './props';
+import type { ClusterJobQueue, GpuClusterAttributes, IGpuCluster, NodeRange } from './props';
 
 class ImportedGpuCluster extends Construct implements IGpuCluster {
   public readonly watchKind = 'gpu-cluster' as const;
@@ -20,6 +20,7 @@ class ImportedGpuCluster extends Construct implements IGpuCluster {
   public readonly artifactsUri: string;
   public readonly grantPrincipal: GrantPrincipal;
   public readonly hostGroup: HostGroup;
+  public readonly jobQueue?: ClusterJobQueue;
   private readonly backend: GpuClusterBackend;
 
   constructor(scope: Construct, id: string, attrs: GpuClusterAttributes, targets: Readonly<Record<TargetKind, () => GpuClusterTarget>>) {
@@ -47,6 +48,7 @@ class ImportedGpuCluster extends Construct implements IGpuCluster {
     this.artifactsUri = backend.artifactsUri;
     this.grantPrincipal = backend.grantPrincipal;
     this.hostGroup = backend.hostGroup!;
+    this.jobQueue = backend.jobQueue;
   }
 
   public get groupName(): string {
@@ -55,13 +57,6 @@ class ImportedGpuCluster extends Construct implements IGpuCluster {
 
   public storeObject(scope: Construct, id: string, options: StoreObjectOptions): StoredObject {
     return this.backend.storeObject!(scope, id, options);
-  }
-
-  /** The hosts were configured where the cluster was made: say what their agent must be started with. */
-  public addStartupPipeline(specUri: string): void {
-    // Without a stack trace: the manifest stays byte-identical between synths.
-    this.node.addMetadata(AnnotationMetadataEntryType.WARN,
-      `imported cluster: its hosts run this pipeline only if their agent is started with --pipeline-on-start ${specUri}`, { stackTrace: false });
   }
 
   public addPeerToken(_peer: IGpuCluster, name: string): string {
@@ -80,6 +75,13 @@ class ImportedGpuCluster extends Construct implements IGpuCluster {
   }
   public grantScale(grantee: IGrantable): Grant {
     return grantOnce(this, grantee, 'scale', (id) => this.backend.grantScale(grantee, id));
+  }
+  public grantEnqueue(grantee: IGrantable): Grant {
+    const enqueue = this.backend.grantEnqueue;
+    if (!enqueue || !this.jobQueue) {
+      throw Errors.missing(this, 'aws.jobsQueueUrl', 'the jobs queue\'s URL and ARN (aws: { jobsQueueUrl, jobsQueueArn }, outputs of the GpuCluster that made it)');
+    }
+    return grantOnce(this, grantee, 'enqueue', (id) => enqueue.call(this.backend, grantee, id));
   }
 }
 

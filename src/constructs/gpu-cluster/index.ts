@@ -15,13 +15,13 @@ import { lazyModule } from '../../core/lazy';
 import { peerTokenFile, renderPeerTokenFetches } from './bootstrap';
 import { importedGpuCluster } from './imported';
 import { GpuClusterBackend, GpuClusterPlan, GpuClusterTarget, GpuClusterTargetRules } from './plan';
-import { GpuClusterAttributes, GpuClusterProps, IGpuCluster, KubernetesJobRuntime, NodeRange } from './props';
+import { ClusterJobQueue, GpuClusterAttributes, GpuClusterProps, IGpuCluster, KubernetesJobRuntime, NodeRange } from './props';
 import type { AwsGpuClusterResources } from './aws';
 import type { GcpGpuClusterResources } from './gcp';
 import type { KubernetesGpuClusterResources } from './kubernetes';
 import { DEFAULT_AGENT_IMAGE, DEFAULT_NODE_VERSION } from './node-runtime';
 
-export { GpuClusterAttributes, GpuClusterProps, IGpuCluster, KubernetesJobRuntime, NodeRange } from './props';
+export { ClusterJobQueue, GpuClusterAttributes, GpuClusterProps, IGpuCluster, KubernetesJobRuntime, NodeRange } from './props';
 export type { AwsGpuClusterResources, GcpGpuClusterResources, KubernetesGpuClusterResources };
 
 /**
@@ -42,13 +42,18 @@ const DEFAULTS = {
   agentImage: DEFAULT_AGENT_IMAGE,
   nodeVersion: DEFAULT_NODE_VERSION,
   nodeDistUrl: 'https://nodejs.org/dist',
+  maxJobDurationSeconds: 72 * 3600,
+  deadManMinutes: 30,
+  idleGpuUtilPercent: 5,
 };
 const MAX_NODES = 1000;
 
 /**
  * GPU hosts that scale with work, each running mlinfra-agent (the job runner) installed at boot.
- * - AWS: launch template (GPU AMI, IMDSv2, encrypted root), autoscaling group (spot through a mixed
- *   instances policy), IAM role, security groups, internal NLB, KMS key, bucket, Secrets Manager token.
+ * - AWS: launch template (GPU AMI, IMDSv2, encrypted root; EFA on multi-node P4/P5), autoscaling group
+ *   (spot through a mixed instances policy; scaled on the SQS jobs queue's backlog, busy hosts protected,
+ *   a drain hook), SQS jobs and dead-letter queues, IAM role, security groups, internal NLB, KMS key,
+ *   bucket, Secrets Manager token.
  * - GCP: instance template (guest accelerator, SPOT, shielded VM), regional MIG, internal load balancer,
  *   service account, firewall, bucket, Secret Manager token.
  * - Kubernetes: agent pods requesting `nvidia.com/gpu` with the catalog's node selectors and tolerations,
@@ -80,13 +85,13 @@ export class GpuCluster extends Construct implements IGpuCluster {
   public readonly grantPrincipal: GrantPrincipal;
   public readonly hostGroup: HostGroup;
   public readonly jobRuntime?: KubernetesJobRuntime;
+  public readonly jobQueue?: ClusterJobQueue;
   /** Escape hatches: the resources created on each target (only the one for `target` is set). */
   public readonly aws?: AwsGpuClusterResources;
   public readonly gcp?: GcpGpuClusterResources;
   public readonly kubernetes?: KubernetesGpuClusterResources;
   private readonly backend: GpuClusterBackend;
   private readonly targetBackend: GpuClusterTarget;
-  private readonly startupPipelines: string[] = [];
   private readonly peers: { name: string; ref: SecretRef }[] = [];
 
   constructor(scope: Construct, id: string, props: GpuClusterProps) {
@@ -111,6 +116,7 @@ export class GpuCluster extends Construct implements IGpuCluster {
     this.grantPrincipal = built.grantPrincipal;
     this.hostGroup = built.hostGroup;
     this.jobRuntime = built.jobRuntime;
+    this.jobQueue = built.jobQueue;
 
     // The nodes' price, from the catalog: the same rule on every target.
     const s = plan.shape;
@@ -129,25 +135,17 @@ export class GpuCluster extends Construct implements IGpuCluster {
       value: secretRefText(this.agentTokenSecret),
       description: `${this.node.path}: where the agent token is kept (a reference, not the token)`,
     });
+    if (this.jobQueue) {
+      new TerraformOutput(outputs, 'jobs-queue', {
+        value: this.jobQueue.kind === 'sqs' ? this.jobQueue.url : this.jobQueue.topicId,
+        description: `${this.node.path}: the durable jobs queue every host leases from`,
+      });
+    }
   }
 
   /** The host group's name, as host metrics carry it. */
   public get groupName(): string {
     return this.hostGroup.name;
-  }
-
-  /**
-   * Runs the pipeline spec at `specUri` (s3://, gs://) when a host starts, so a schedule that raises
-   * the group from zero gets its run. The agent skips a pipeline whose last run is recent, so agent
-   * restarts do not repeat it. AWS and GCP; on Kubernetes a CronJob runs pipelines.
-   */
-  public addStartupPipeline(specUri: string): void {
-    const none = this.targetBackend.noHostScripts;
-    if (none) throw Errors.conflict(this, 'addStartupPipeline', specUri, none.startupPipeline, `is not supported on ${this.target.kind}`);
-    if (!Token.isUnresolved(specUri) && !/^(s3|gs):\/\/[^\s'"$`\\]+$/.test(specUri)) {
-      throw Errors.invalid(this, 'addStartupPipeline', specUri, 'an s3:// or gs:// object URI without spaces or quotes');
-    }
-    this.startupPipelines.push(specUri);
   }
 
   /**
@@ -188,6 +186,13 @@ export class GpuCluster extends Construct implements IGpuCluster {
   }
   public grantScale(grantee: IGrantable): Grant {
     return grantOnce(this, grantee, 'scale', (id) => this.backend.grantScale(grantee, id));
+  }
+  public grantEnqueue(grantee: IGrantable): Grant {
+    const enqueue = this.backend.grantEnqueue;
+    if (!enqueue) {
+      throw Errors.conflict(this, 'grantEnqueue', grantee.grantPrincipal?.kind, 'aws or gcp clusters (Kubernetes jobs queue in Kueue)', `is not supported on ${this.target.kind}`);
+    }
+    return grantOnce(this, grantee, 'enqueue', (id) => enqueue.call(this.backend, grantee, id));
   }
 
   /**
@@ -264,6 +269,7 @@ export class GpuCluster extends Construct implements IGpuCluster {
     if (!token(nodeDistUrl) && !/^https:\/\/[^\s'"$`\\]+$/.test(nodeDistUrl)) {
       throw Errors.invalid(this, 'nodeDistUrl', nodeDistUrl, 'an https:// URL without quotes, spaces or $');
     }
+    const guards = this.guards(props);
     const agentImage = props.agentImage ?? DEFAULTS.agentImage;
     if (!token(agentImage) && !/^[a-z0-9][a-zA-Z0-9._/:@-]*$/.test(agentImage)) {
       throw Errors.invalid(this, 'agentImage', agentImage, 'a container image reference such as node:24.18.1-bookworm-slim');
@@ -273,7 +279,8 @@ export class GpuCluster extends Construct implements IGpuCluster {
     // The bundle is self-contained (hosts run no npm install): the agent plus the object-store module the
     // target's URIs need, bundled with its SDK.
     const storageFile = rules.storageFile;
-    for (const f of ['mlinfra-agent.js', ...(storageFile ? [storageFile] : [])]) {
+    const hostFiles = rules.hostFiles ?? [];
+    for (const f of ['mlinfra-agent.js', ...(storageFile ? [storageFile] : []), ...hostFiles]) {
       if (!existsSync(join(bundleDir, f))) {
         throw Errors.missingFile(this, 'agentBundleDir', join(props.agentBundleDir ? bundleDir : 'dist/agent', f), 'run `npm run build:agent` first, or point agentBundleDir at a built agent');
       }
@@ -283,6 +290,7 @@ export class GpuCluster extends Construct implements IGpuCluster {
     const storage = storageFile
       ? { asset: new TerraformAsset(bundleScope, 'storage', { path: join(bundleDir, storageFile), type: AssetType.FILE }), fileName: storageFile }
       : undefined;
+    const extras = hostFiles.map((f, i) => ({ asset: new TerraformAsset(bundleScope, `host-file-${i}`, { path: join(bundleDir, f), type: AssetType.FILE }), fileName: f }));
     const agentToken = generatedSecret(this, 'agent-token');
 
     return {
@@ -291,10 +299,29 @@ export class GpuCluster extends Construct implements IGpuCluster {
         name: resourceName(this, { maxLength: 40 }),
         shape, nodes: { min: nodes.min, max: nodes.max }, spot, onDemandBaseNodes, idleStopMinutes, diskGiB, agentPort,
         allowedCidrs: props.allowedCidrs, machineImage: props.machineImage, agentImage, nodeVersion, nodeDistUrl,
-        agentBundle: { script, storage }, agentToken: agentToken.result,
+        agentBundle: { script, storage, extras }, agentToken: agentToken.result, guards,
         peerTokenFetches: Lazy.stringValue({ produce: () => renderPeerTokenFetches(this.peers, (props.target as AwsTarget | GcpTarget).region) }),
-        extraAgentArgs: Lazy.stringValue({ produce: () => this.startupPipelines.map((u) => ` --pipeline-on-start ${u}`).join('') }),
+        extraAgentArgs: ` --max-duration-seconds ${guards.maxJobDurationSeconds} --dead-man-minutes ${guards.deadManMinutes} --idle-gpu-util-percent ${guards.idleGpuUtilPercent}`,
       },
+    };
+  }
+
+  /** The agent guards (issue 17 item 5): props with defaults, flags on AWS/GCP hosts only. */
+  private guards(props: GpuClusterProps): GpuClusterPlan['guards'] {
+    const none = this.targetBackend.noHostScripts;
+    const check = (prop: 'maxJobDurationSeconds' | 'deadManMinutes' | 'idleGpuUtilPercent', min: number, max: number, allowed: string): number => {
+      const v = props[prop];
+      if (v === undefined) return DEFAULTS[prop];
+      // Kubernetes jobs run as pods without this agent: activeDeadlineSeconds and Kueue take their place.
+      if (none) throw Errors.conflict(this, prop, v, 'aws or gcp targets (hosts that run mlinfra-agent)', `does not apply to ${props.target.kind}`);
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw Errors.outOfRange(this, prop, v, allowed);
+      return v;
+    };
+    return {
+      // 14 days: the queue keeps a message that long, so a longer job could not be re-queued.
+      maxJobDurationSeconds: check('maxJobDurationSeconds', 60, 14 * 86400, 'an integer number of seconds from 60 to 1209600 (14 days)'),
+      deadManMinutes: check('deadManMinutes', 0, 10080, 'an integer number of minutes from 0 (never) to 10080 (7 days)'),
+      idleGpuUtilPercent: check('idleGpuUtilPercent', 0, 100, 'an integer percentage from 0 (the queue alone decides idleness) to 100'),
     };
   }
 }

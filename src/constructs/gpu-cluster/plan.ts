@@ -7,7 +7,7 @@ import { AcceleratorShape } from '../../core/accelerators';
 import { AwsPolicyStatement, GrantPrincipal, IGrantable, principalOn } from '../../core/grants';
 import { SecretRef } from '../../core/secrets';
 import type { Target } from '../../core/targets';
-import type { GpuClusterAttributes, GpuClusterProps, NodeRange } from './props';
+import type { ClusterJobQueue, GpuClusterAttributes, GpuClusterProps, NodeRange } from './props';
 
 export type { NodeRange } from './props';
 
@@ -32,9 +32,16 @@ export interface GpuClusterPlan {
   readonly nodeDistUrl: string;
   /** The built agent and the manifest of what it needs beside it. */
   /** The agent and, on AWS/GCP, its object-store module (loaded by the agent for s3:// or gs:// URIs). */
-  readonly agentBundle: { readonly script: TerraformAsset; readonly storage?: { readonly asset: TerraformAsset; readonly fileName: string } };
-  /** Serve arguments added after construction (startup pipelines), rendered at synth; AWS and GCP hosts. */
+  readonly agentBundle: {
+    readonly script: TerraformAsset;
+    readonly storage?: { readonly asset: TerraformAsset; readonly fileName: string };
+    /** Other files the agent loads beside it on this target's hosts (GpuClusterTargetRules.hostFiles). */
+    readonly extras: readonly { readonly asset: TerraformAsset; readonly fileName: string }[];
+  };
+  /** Serve arguments every AWS/GCP host's agent takes, each with a leading space: the guards' flags. */
   readonly extraAgentArgs: string;
+  /** Guards passed to every host's agent (issue 17 item 5); AWS and GCP hosts. */
+  readonly guards: { readonly maxJobDurationSeconds: number; readonly deadManMinutes: number; readonly idleGpuUtilPercent: number };
   /** Token fetcher lines for peer clusters (addPeerToken), rendered at synth; AWS and GCP hosts. */
   readonly peerTokenFetches: string;
   /** A generated agent token: a reference resolved at apply time, written only to a secret store. */
@@ -52,6 +59,10 @@ export interface GpuClusterBackend {
   grantArtifactsRead(grantee: IGrantable, grantId: string): void;
   grantArtifactsWrite(grantee: IGrantable, grantId: string): void;
   grantScale(grantee: IGrantable, grantId: string): void;
+  /** The durable jobs queue hosts lease from (AWS, GCP). */
+  readonly jobQueue?: ClusterJobQueue;
+  /** Lets `grantee` enqueue into `jobQueue` only (AWS, GCP). */
+  grantEnqueue?(grantee: IGrantable, grantId: string): void;
   /** The group of hosts, as schedulers and monitors name it. @default - kubernetes: `plan.name` in the target's namespace */
   readonly hostGroup?: HostGroup;
   /** Keeps an object in the cluster's store, created in `scope` (AWS, GCP). */
@@ -67,6 +78,8 @@ export interface GpuClusterTargetRules {
   readonly explicitTypeProp: string;
   /** Object-store module the agent loads on this target's hosts (beside mlinfra-agent.js). */
   readonly storageFile?: string;
+  /** Further files from the agent bundle the hosts need beside the agent (queue client, rollouts); each must exist. */
+  readonly hostFiles?: readonly string[];
   /** Anything else the builder needs from the checks (Kubernetes settings). */
   readonly extra?: unknown;
 }
@@ -79,8 +92,8 @@ export interface GpuClusterTarget {
   /** Throws MlInfraError for props this target does not take or takes with its own limits. */
   checkProps(cluster: Construct, props: GpuClusterProps): GpuClusterTargetRules;
   build(cluster: Construct, target: Target, plan: GpuClusterPlan, rules: GpuClusterTargetRules): GpuClusterBackend & { readonly hostGroup: HostGroup; readonly resources: unknown };
-  /** Set where hosts have no start-up script: what to say instead of adding a startup pipeline or peer token. */
-  readonly noHostScripts?: { readonly startupPipeline: string; readonly peerToken: string };
+  /** Set where hosts have no start-up script: what to say instead of adding a peer token (startupPipeline: unused, kept for existing tables). */
+  readonly noHostScripts?: { readonly startupPipeline?: string; readonly peerToken: string };
   /** An existing cluster from its attributes, where the target supports importing one. */
   importCluster?(scope: Construct, target: Target, attrs: GpuClusterAttributes): GpuClusterBackend;
 }

@@ -103,7 +103,45 @@ export interface GpuClusterProps {
    * @default - DEFAULT_JOB_IMAGE, and a ResourceFlavor, ClusterQueue and LocalQueue for this cluster
    */
   readonly kubernetes?: KubernetesClusterOptions;
+  /**
+   * AWS, GCP: longest a job may run (seconds) before the agent stops it (SIGTERM, then SIGKILL after
+   * the grace period); a job's own `maxDurationSeconds` is capped by it. Agent flag `--max-duration-seconds`.
+   * @default 259200 (72 hours)
+   */
+  readonly maxJobDurationSeconds?: number;
+  /**
+   * AWS, GCP: a host that cannot reach its queue for this many minutes while no job runs stops itself
+   * (through the idle stop), so a host cut off from its work stops billing. 0 disables. Agent flag `--dead-man-minutes`.
+   * @default 30
+   */
+  readonly deadManMinutes?: number;
+  /**
+   * AWS, GCP: GPU utilisation (%) under which a running job counts as idle for the idle window: the agent
+   * reports it as hung (metric and log), and a host whose GPUs sit idle with nothing queued leaves.
+   * 0 counts only the queue. Agent flag `--idle-gpu-util-percent`.
+   * @default 5
+   */
+  readonly idleGpuUtilPercent?: number;
 }
+
+/**
+ * The cluster's durable jobs queue (issue 17; src/runtime-agent/queue/README.md): what submits and
+ * schedules enqueue into, and every host leases from.
+ */
+export type ClusterJobQueue =
+  | {
+    readonly kind: 'sqs';
+    /** The jobs queue's URL (what the agent and SendMessage take) and ARN (what policies name). */
+    readonly url: string;
+    readonly arn: string;
+    /** The KMS key the queue is encrypted with: senders need kms:GenerateDataKey and kms:Decrypt on it. */
+    readonly keyArn?: string;
+  }
+  | {
+    readonly kind: 'pubsub';
+    /** `projects/PROJECT/topics/TOPIC`: what Cloud Scheduler publishes to. */
+    readonly topicId: string;
+  };
 
 /**
  * A GPU cluster as other constructs see it: plain attributes and capabilities, never provider
@@ -136,15 +174,20 @@ export interface IGpuCluster extends IGrantable, IConstruct {
   grantAgentAccess(grantee: IGrantable): Grant;
   grantArtifactsRead(grantee: IGrantable): Grant;
   grantArtifactsWrite(grantee: IGrantable): Grant;
-  /** Lets `grantee` change the number of nodes (scale from zero for a schedule). */
+  /** Lets `grantee` change the number of nodes. */
   grantScale(grantee: IGrantable): Grant;
   /**
    * Keeps an object in the cluster's store (its bucket, under its key), created in `scope` with id
    * `id`. AWS and GCP.
    */
   storeObject(scope: IConstruct, id: string, options: StoreObjectOptions): StoredObject;
-  /** AWS/GCP: hosts started from zero run the pipeline spec at `specUri` (`serve --pipeline-on-start`). */
-  addStartupPipeline(specUri: string): void;
+  /**
+   * AWS, GCP: the durable queue hosts lease jobs from; a pipeline schedule enqueues its runs here.
+   * Undefined on Kubernetes (Kueue queues the Jobs).
+   */
+  readonly jobQueue?: ClusterJobQueue;
+  /** AWS, GCP: lets `grantee` enqueue into `jobQueue` (SQS SendMessage, Pub/Sub publish) and nothing else. */
+  grantEnqueue(grantee: IGrantable): Grant;
   /** AWS/GCP: hosts fetch `peer`'s agent token at every agent start; returns the file it lands in. */
   addPeerToken(peer: IGpuCluster, name: string): string;
 }
@@ -173,5 +216,8 @@ export interface GpuClusterAttributes {
     /** CloudWatch dimensions of the agent's NLB, for the agent-down alarm. @default - no agent-down alarm data */
     readonly targetGroupArnSuffix?: string;
     readonly loadBalancerArnSuffix?: string;
+    /** The jobs queue (SQS) the cluster's hosts lease from: URL and ARN. @default - no jobQueue: pipelines cannot be scheduled on it */
+    readonly jobsQueueUrl?: string;
+    readonly jobsQueueArn?: string;
   };
 }

@@ -3,7 +3,7 @@
  * SageMaker's blue/green deployment guardrails, application autoscaling, and data capture to an
  * encrypted bucket (for drift monitoring).
  */
-import { Annotations, Fn, Token } from 'cdktf';
+import { Fn, Token } from 'cdktf';
 import { Construct } from 'constructs';
 import { AppautoscalingPolicy } from '@cdktf/provider-aws/lib/appautoscaling-policy';
 import { AppautoscalingTarget } from '@cdktf/provider-aws/lib/appautoscaling-target';
@@ -13,7 +13,7 @@ import { IamRole } from '@cdktf/provider-aws/lib/iam-role';
 import { IamRolePolicy } from '@cdktf/provider-aws/lib/iam-role-policy';
 import { KmsKey } from '@cdktf/provider-aws/lib/kms-key';
 import { S3Bucket } from '@cdktf/provider-aws/lib/s3-bucket';
-import { SagemakerEndpoint, SagemakerEndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfiguration } from '@cdktf/provider-aws/lib/sagemaker-endpoint';
+import { SagemakerEndpoint } from '@cdktf/provider-aws/lib/sagemaker-endpoint';
 import { SagemakerEndpointConfiguration } from '@cdktf/provider-aws/lib/sagemaker-endpoint-configuration';
 import { SagemakerModel } from '@cdktf/provider-aws/lib/sagemaker-model';
 import {
@@ -26,7 +26,10 @@ import { privateBucket } from '../../core/aws-bucket';
 import { AwsTarget } from '../../core/targets';
 import { buildAwsImage, planAwsImage } from './aws-image';
 import type { ModelEndpointProps } from './index';
-import { ModelEndpointBackend, ModelEndpointPlan, ModelEndpointTargetBackend, replicaQuantity, RolloutSpec } from './plan';
+import { awsRegistryRecord, buildRollbackAlarms, checkRollbackOn } from './aws-registry';
+import { checkAwsRollout, sagemakerRouting } from './aws-rollout';
+import { ModelEndpointBackend, ModelEndpointPlan, ModelEndpointTargetBackend, replicaQuantity, RollbackThresholds } from './plan';
+import { NO_MODEL_VERSION } from './registry';
 
 export { hasLocalStorage };
 
@@ -47,87 +50,7 @@ export interface AwsModelEndpointResources {
   readonly scalingPolicy: AppautoscalingPolicy;
 }
 
-/** The most `maximum_execution_timeout_in_seconds` the AWS provider accepts. */
-export const MAX_EXECUTION_TIMEOUT_SECONDS = 14400;
-/**
- * How long the AWS provider waits for an endpoint to be InService after a create or update: a fixed
- * 60 minutes, not configurable (terraform-provider-aws#39090). A rollout whose waits exceed it fails
- * the apply while SageMaker carries on.
- */
-export const PROVIDER_ENDPOINT_WAIT_SECONDS = 3600;
-/** Time a new GPU fleet needs to start and pass /ping, budgeted inside the provider's wait. */
-const FLEET_START_ALLOWANCE_SECONDS = 900;
-
-/** Seconds a rollout spends waiting (bakes, steps, the old fleet's termination wait) once the new fleet is up. */
-export function rolloutWaitSeconds(r: RolloutSpec): number {
-  const bake = (r.bakeMinutes ?? 0) * 60;
-  switch (r.kind) {
-    case 'canary': return bake;
-    case 'linear': return r.stepMinutes! * 60 * (100 / r.percentPerStep!);
-    case 'blue-green': return 2 * bake;
-    default: return 0;
-  }
-}
-
-/**
- * Refuses a rollout one `terraform apply` cannot wait for, warns when it leaves the new fleet less
- * than 15 minutes to start, and warns when a gradual rollout has no alarm to roll back on.
- */
-export function checkAwsRollout(endpoint: Construct, plan: { readonly rollout: RolloutSpec; readonly rollbackAlarms: readonly string[] }): void {
-  const r = plan.rollout;
-  const waits = rolloutWaitSeconds(r);
-  if (waits >= PROVIDER_ENDPOINT_WAIT_SECONDS) {
-    throw Errors.outOfRange(endpoint, 'rollout', describeRollout(r),
-      `a rollout whose waits stay under ${PROVIDER_ENDPOINT_WAIT_SECONDS / 60} minutes on aws (it waits ${waits / 60} minutes; ` +
-      'the AWS provider waits at most 60 minutes for an endpoint update, terraform-provider-aws#39090): shorten bakeMinutes or stepMinutes, or take bigger steps');
-  }
-  if (waits > PROVIDER_ENDPOINT_WAIT_SECONDS - FLEET_START_ALLOWANCE_SECONDS) {
-    Annotations.of(endpoint).addWarning(`rollout ${describeRollout(r)} waits ${waits / 60} minutes: with the new fleet's start it may exceed ` +
-      'the 60 minutes the AWS provider waits for an endpoint update (terraform-provider-aws#39090); the apply then fails while SageMaker carries on');
-  }
-  if ((r.kind === 'canary' || r.kind === 'linear') && plan.rollbackAlarms.length === 0) {
-    Annotations.of(endpoint).addWarning(`rollout ${r.kind} has no rollbackAlarms: SageMaker shifts all traffic after the waits whatever the new version does`);
-  }
-}
-
-function describeRollout(r: RolloutSpec): string {
-  return Object.entries(r).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`).join(' ');
-}
-
-/** The SageMaker traffic routing and timings for a rollout. */
-export function sagemakerRouting(r: RolloutSpec): {
-  routing: SagemakerEndpointDeploymentConfigBlueGreenUpdatePolicyTrafficRoutingConfiguration;
-  terminationWaitInSeconds: number;
-  maximumExecutionTimeoutInSeconds: number;
-} {
-  const bake = (r.bakeMinutes ?? 0) * 60;
-  // Room for the green fleet to start (large GPU images and models take many minutes) on top of the waits.
-  const provisioning = 3600;
-  // The provider accepts 600..14400 (SageMaker's API takes up to 28800, the provider's schema does not).
-  const timeout = (waits: number) => Math.min(MAX_EXECUTION_TIMEOUT_SECONDS, Math.max(600, provisioning + waits));
-  switch (r.kind) {
-    case 'canary':
-      return {
-        routing: { type: 'CANARY', waitIntervalInSeconds: bake, canarySize: { type: 'CAPACITY_PERCENT', value: r.percent! } },
-        terminationWaitInSeconds: 0, maximumExecutionTimeoutInSeconds: timeout(bake),
-      };
-    case 'linear': {
-      const step = r.stepMinutes! * 60;
-      return {
-        routing: { type: 'LINEAR', waitIntervalInSeconds: step, linearStepSize: { type: 'CAPACITY_PERCENT', value: r.percentPerStep! } },
-        terminationWaitInSeconds: 0, maximumExecutionTimeoutInSeconds: timeout(step * (100 / r.percentPerStep!)),
-      };
-    }
-    case 'blue-green':
-      // Traffic moves at once after the bake; the old fleet stays as long again for a quick rollback.
-      return {
-        routing: { type: 'ALL_AT_ONCE', waitIntervalInSeconds: bake },
-        terminationWaitInSeconds: bake, maximumExecutionTimeoutInSeconds: timeout(2 * bake),
-      };
-    default:
-      return { routing: { type: 'ALL_AT_ONCE', waitIntervalInSeconds: 0 }, terminationWaitInSeconds: 0, maximumExecutionTimeoutInSeconds: timeout(0) };
-  }
-}
+export { checkAwsRollout, MAX_EXECUTION_TIMEOUT_SECONDS, PROVIDER_ENDPOINT_WAIT_SECONDS, rolloutWaitSeconds, sagemakerRouting } from './aws-rollout';
 
 /** What the AWS backend resolved from the props: SageMaker's own settings. */
 interface AwsEndpointPlan {
@@ -136,6 +59,7 @@ interface AwsEndpointPlan {
   readonly image: string;
   readonly imageCacheRepositoryArn?: string;
   readonly rollbackAlarms: readonly string[];
+  readonly rollbackOn?: Required<RollbackThresholds>;
   readonly invocationsPerInstanceTarget: number;
   readonly captureSamplingPercent: number;
   readonly modelKeyArn?: string;
@@ -169,7 +93,13 @@ function checkAws(endpoint: Construct, props: ModelEndpointProps, plan: ModelEnd
   if (!Array.isArray(rollbackAlarms) || rollbackAlarms.some((x) => typeof x !== 'string' || (literal(x) && !/^[^\s][ -~]{0,254}$/.test(x)))) {
     throw Errors.invalid(endpoint, 'rollbackAlarms', rollbackAlarms, 'CloudWatch alarm names (1-255 printable characters)');
   }
-  if (rollbackAlarms.length > 10) throw Errors.outOfRange(endpoint, 'rollbackAlarms', rollbackAlarms.length, 'at most 10 alarms (SageMaker)');
+  // SageMaker takes at most 10; with pipeline.model or rollbackOn, two are the endpoint's own.
+  const maxAlarms = plan.registry || props.rollbackOn !== undefined ? 8 : 10;
+  if (rollbackAlarms.length > maxAlarms) {
+    throw Errors.outOfRange(endpoint, 'rollbackAlarms', rollbackAlarms.length, `at most ${maxAlarms} alarms (SageMaker takes 10${maxAlarms < 10 ? '; the endpoint\'s own two are added' : ''})`);
+  }
+  // The endpoint's own alarms: always for pipeline.model (every promotion is a guarded rollout), else on request.
+  const rollbackOn = plan.registry || props.rollbackOn !== undefined ? checkRollbackOn(endpoint, props.rollbackOn) : undefined;
   const invocationsPerInstanceTarget = props.invocationsPerInstanceTarget ?? 100;
   if (literal(invocationsPerInstanceTarget) && (typeof invocationsPerInstanceTarget !== 'number' || !(invocationsPerInstanceTarget > 0) || invocationsPerInstanceTarget > 1e6)) {
     throw Errors.outOfRange(endpoint, 'invocationsPerInstanceTarget', invocationsPerInstanceTarget, 'a number of invocations per instance per minute above 0');
@@ -182,11 +112,11 @@ function checkAws(endpoint: Construct, props: ModelEndpointProps, plan: ModelEnd
   if (props.modelKeyArn !== undefined && literal(props.modelKeyArn) && !/^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/.test(props.modelKeyArn)) {
     throw Errors.invalid(endpoint, 'modelKeyArn', props.modelKeyArn, 'a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)');
   }
-  checkAwsRollout(endpoint, { rollout: r, rollbackAlarms });
+  checkAwsRollout(endpoint, { rollout: r, rollbackAlarms: [...(rollbackOn ? ['error-rate', 'p99-latency'] : []), ...rollbackAlarms] });
   // SageMaker's own instance list, not EC2's: e.g. T4 x8 is g4dn.metal on EC2 and not offered on SageMaker.
   const instanceType = props.instanceType
     ?? (shape ? sagemakerInstanceType(shape.accelerator, shape.count, { where: endpoint.node.path, countProp: 'acceleratorsPerReplica' }) : CPU_INSTANCE_TYPE);
-  return { shape, instanceType, rollbackAlarms, invocationsPerInstanceTarget, captureSamplingPercent, modelKeyArn: props.modelKeyArn };
+  return { shape, instanceType, rollbackAlarms, rollbackOn, invocationsPerInstanceTarget, captureSamplingPercent, modelKeyArn: props.modelKeyArn };
 }
 
 /** ModelEndpoint on AWS: SageMaker's rules and resources. */
@@ -244,6 +174,10 @@ function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, plan: Mod
   // SageMaker writes container logs here; created by us so that it has a retention.
   const logGroup = new CloudwatchLogGroup(storage, 'logs', { provider, name: `/aws/sagemaker/Endpoints/${name}`, retentionInDays: 30 });
 
+  // ---- rollback alarms: the endpoint's own, then any the user adds
+  const own = aws.rollbackOn ? buildRollbackAlarms(endpoint, target, name, VARIANT_NAME, aws.rollbackOn) : undefined;
+  const rollbackAlarms = [...(own ? [own.alarms.errorRate.name, own.alarms.p99Latency.name] : []), ...aws.rollbackAlarms];
+
   // ---- execution role: read exactly the model prefix, pull exactly the image's repository
   const iam = new Construct(endpoint, 'iam');
   const assume = new DataAwsIamPolicyDocument(iam, 'assume', {
@@ -251,6 +185,13 @@ function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, plan: Mod
   });
   const role = new IamRole(iam, 'role', { provider, name: `${name}-sm`, assumeRolePolicy: assume.json, description: `${endpoint.node.path}: SageMaker execution role` });
   const { bucket, prefix } = plan.model;
+  const volumeKeyArn = hasLocalStorage(instanceType) ? undefined : key.arn;
+  // pipeline.model: the record a promotion reads, the hosts' rollout rights, and the store's key.
+  const storeKeyArn = plan.registry ? awsRegistryRecord(endpoint, target, plan, plan.registry, {
+    name, variant: VARIANT_NAME, image: aws.image, executionRoleArn: role.arn, executionRoleName: role.name, instanceType,
+    initialInstanceCount: plan.replicas.min, environment: plan.env, kmsKeyArn: volumeKeyArn, rollbackAlarms,
+  }) : undefined;
+  const modelKeyArn = aws.modelKeyArn ?? storeKeyArn;
   const statements: DataAwsIamPolicyDocumentStatement[] = [
     { sid: 'ReadModel', effect: 'Allow', actions: ['s3:GetObject'], resources: [`arn:${partition}:s3:::${bucket}/${prefix}*`] },
     {
@@ -270,12 +211,12 @@ function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, plan: Mod
       { sid: 'EncryptCapture', effect: 'Allow', actions: ['kms:GenerateDataKey', 'kms:Encrypt', 'kms:Decrypt'], resources: [key.arn] },
     );
   }
-  if (aws.modelKeyArn) statements.push({ sid: 'DecryptModel', effect: 'Allow', actions: ['kms:Decrypt'], resources: [aws.modelKeyArn] });
-  if (aws.rollbackAlarms.length) {
+  if (modelKeyArn) statements.push({ sid: 'DecryptModel', effect: 'Allow', actions: ['kms:Decrypt'], resources: [modelKeyArn] });
+  if (rollbackAlarms.length) {
     // Deployment guardrails read the rollback alarms with the execution role.
     statements.push({
       sid: 'ReadRollbackAlarms', effect: 'Allow', actions: ['cloudwatch:DescribeAlarms'],
-      resources: aws.rollbackAlarms.map((a) => `arn:${partition}:cloudwatch:${target.region}:${target.accountId}:alarm:${a}`),
+      resources: rollbackAlarms.map((a) => `arn:${partition}:cloudwatch:${target.region}:${target.accountId}:alarm:${a}`),
     });
   }
   const doc = new DataAwsIamPolicyDocument(iam, 'execution-doc', { provider, statement: statements });
@@ -289,7 +230,10 @@ function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, plan: Mod
     // No name: Terraform picks a unique one, so a new image or model is a new SageMaker model
     // created before the old one goes (create_before_destroy), and the endpoint update is blue/green.
     executionRoleArn: role.arn,
-    primaryContainer: {
+    primaryContainer: plan.registry ? {
+      // pipeline.model: no model until the first promotion rolls `<name>-v<N>` out (registry.ts).
+      image: aws.image, environment: { ...plan.env, MLINFRA_MODEL_VERSION: NO_MODEL_VERSION },
+    } : {
       image: aws.image,
       environment: { ...plan.env, MODEL_URI: plan.model.uri },
       ...(archive
@@ -302,7 +246,7 @@ function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, plan: Mod
   });
   const config = new SagemakerEndpointConfiguration(serving, 'config', {
     provider, namePrefix: `${name.slice(0, 36)}-`,
-    kmsKeyArn: hasLocalStorage(instanceType) ? undefined : key.arn,
+    kmsKeyArn: volumeKeyArn,
     productionVariants: [{
       variantName: VARIANT_NAME, modelName: model.name, instanceType,
       initialInstanceCount: plan.replicas.min, initialVariantWeight: 1,
@@ -326,9 +270,13 @@ function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, plan: Mod
         terminationWaitInSeconds: routing.terminationWaitInSeconds,
         maximumExecutionTimeoutInSeconds: routing.maximumExecutionTimeoutInSeconds,
       },
-      autoRollbackConfiguration: aws.rollbackAlarms.length ? { alarms: aws.rollbackAlarms.map((alarmName) => ({ alarmName })) } : undefined,
+      autoRollbackConfiguration: rollbackAlarms.length ? { alarms: rollbackAlarms.map((alarmName) => ({ alarmName })) } : undefined,
     },
     dependsOn: [logGroup],
+    // pipeline.model: each promotion moves the endpoint to the config `<name>-v<N>` (UpdateEndpoint);
+    // Terraform keeps the config it last saw and never moves it back. Only that field: a change to the
+    // deployment config still applies (developer.hashicorp.com/terraform/language/meta-arguments/lifecycle#ignore_changes).
+    ...(plan.registry ? { lifecycle: { ignoreChanges: ['endpoint_config_name'] } } : {}),
   });
 
   // ---- autoscaling on invocations per instance
@@ -369,6 +317,7 @@ function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, plan: Mod
       invocations: { system: 'cloudwatch', namespace: 'AWS/SageMaker', name: 'Invocations', unit: 'count', dimensions },
     },
     grantPrincipal: principal,
+    rollbackAlarms: own?.alarms,
     grantInvoke(grantee, grantId) {
       const p = grantee.grantPrincipal;
       if (p.kind !== 'aws') throw Errors.crossCloudGrant(endpoint, 'grantInvoke', p.kind, 'aws');

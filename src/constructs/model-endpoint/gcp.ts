@@ -23,7 +23,9 @@ import { fitName, shortHash } from '../../core/naming';
 import { suppressPolicyRule } from '../../core/suppressions';
 import { GcpTarget } from '../../core/targets';
 import type { ModelEndpointProps } from './index';
+import { gcpRegistryRecord } from './gcp-registry';
 import { ModelEndpointBackend, ModelEndpointPlan, ModelEndpointTargetBackend, replicaQuantity } from './plan';
+import { NO_MODEL_VERSION } from './registry';
 
 /**
  * Startup probe windows (failureThreshold x periodSeconds): Cloud Run caps them at 240 s without a GPU
@@ -214,7 +216,8 @@ function buildGcpModelEndpoint(endpoint: Construct, target: GcpTarget, given: Mo
   const gpu = !!gcp.shape;
   const { cpu, memoryGiB } = gcp;
   const env: CloudRunV2ServiceTemplateContainersEnv[] = [
-    { name: 'MODEL_URI', value: plan.model.uri },
+    // pipeline.model: no model until the first promotion's revision (MLINFRA_MODEL_URI, registry.ts).
+    plan.registry ? { name: 'MLINFRA_MODEL_VERSION', value: NO_MODEL_VERSION } : { name: 'MODEL_URI', value: plan.model.uri },
     ...Object.entries(plan.env).map(([k, value]) => ({ name: k, value })),
     ...Object.entries(plan.secretEnv).map(([k, ref]) => ({
       name: k, valueSource: { secretKeyRef: { secret: ref.store === 'gcp-secret-manager' ? `projects/${ref.project}/secrets/${ref.secretId}` : '', version: 'latest' } },
@@ -230,7 +233,8 @@ function buildGcpModelEndpoint(endpoint: Construct, target: GcpTarget, given: Mo
     ingress: gcp.public ? 'INGRESS_TRAFFIC_ALL' : 'INGRESS_TRAFFIC_INTERNAL_ONLY',
     template: {
       // `<service>-<revision>`: a stable name traffic can point at while the next revision is tried.
-      revision: `${name}-${plan.revision}`,
+      // pipeline.model: Cloud Run names the first; each promotion creates `<service>-v<N>`.
+      revision: plan.registry ? undefined : `${name}-${plan.revision}`,
       serviceAccount: serviceAccount.email,
       executionEnvironment: 'EXECUTION_ENVIRONMENT_GEN2',
       scaling: { minInstanceCount: plan.replicas.min, maxInstanceCount: plan.replicas.max },
@@ -253,7 +257,13 @@ function buildGcpModelEndpoint(endpoint: Construct, target: GcpTarget, given: Mo
     // service holds no state (models live in the registry): destroy removes it like the rest.
     deletionProtection: false,
     dependsOn: [modelAccess, ...(previousModelAccess ? [previousModelAccess] : []), ...secretAccess],
+    // pipeline.model: each promotion PATCHes the template (revision `<service>-v<N>`, env) and the traffic
+    // split; Terraform must neither revert them nor re-send a template whose revision name exists
+    // (revision names are unique: cloud.google.com/run/docs/reference/rest/v2/RevisionTemplate;
+    // developer.hashicorp.com/terraform/language/meta-arguments/lifecycle#ignore_changes).
+    ...(plan.registry ? { lifecycle: { ignoreChanges: ['template', 'traffic'] } } : {}),
   });
+  if (plan.registry) gcpRegistryRecord(endpoint, target, plan, plan.registry, service, serviceAccount);
   const publicInvoker = gcp.public ? new CloudRunV2ServiceIamMember(serving, 'public-invoker', {
     provider, project, location: target.region, name: service.name, role: 'roles/run.invoker', member: 'allUsers',
   }) : undefined;

@@ -5,7 +5,7 @@ import { ContainerImage } from '../../core/container-image';
 import { Errors } from '../../core/errors';
 import { Grant, GrantPrincipal, grantOnce, IGrantable } from '../../core/grants';
 import { lazyModule } from '../../core/lazy';
-import { IModelArtifact, parseModelUri } from '../../core/model';
+import { IModelArtifact, IModelRegistry, isModelRegistry, parseModelUri } from '../../core/model';
 import { resourceName } from '../../core/naming';
 import { SecretRef } from '../../core/secrets';
 import { Target, targetKind } from '../../core/targets';
@@ -13,7 +13,8 @@ import { tfLiteral } from '../../core/terraform-literal';
 import type { AwsModelEndpointResources } from './aws';
 import type { GcpModelEndpointResources } from './gcp';
 import type { KubernetesModelEndpointResources } from './kubernetes';
-import { Color, EndpointMetrics, ModelEndpointBackend, ModelEndpointPlan, ModelEndpointTargetBackend, ReplicaRange, RolloutSpec } from './plan';
+import { Color, EndpointMetrics, ModelEndpointBackend, ModelEndpointPlan, ModelEndpointTargetBackend, ReplicaRange, RollbackAlarms, RollbackThresholds, RolloutSpec } from './plan';
+import { checkRegistry } from './registry';
 import { checkRollout } from './rollout';
 
 // One backend per target: its rules and resources. Each loads (with its provider package) when a
@@ -24,7 +25,7 @@ const BACKENDS: Record<TargetKind, () => ModelEndpointTargetBackend> = {
   kubernetes: lazyModule(() => (require('./kubernetes') as typeof import('./kubernetes')).KUBERNETES_MODEL_ENDPOINT as ModelEndpointTargetBackend),
 };
 
-export { Color, EndpointMetrics, MetricRef, ReplicaRange, RolloutKind, RolloutSpec } from './plan';
+export { Color, EndpointMetrics, MetricRef, ReplicaRange, RollbackAlarm, RollbackAlarms, RollbackThresholds, RolloutKind, RolloutSpec } from './plan';
 export { Rollout } from './rollout';
 export type { AwsModelEndpointResources } from './aws';
 export type { GcpModelEndpointResources } from './gcp';
@@ -49,8 +50,13 @@ export interface PreviousVersion {
 export interface ModelEndpointProps {
   /** Where the endpoint runs. */
   readonly target: Target;
-  /** The model: an artifact (e.g. `pipeline.model`) or an `s3://` / `gs://` URI, passed to the container as `MODEL_URI`. */
-  readonly model: IModelArtifact | string;
+  /**
+   * The model. `pipeline.model`: the pipeline's registry; Terraform starts the endpoint with no model and
+   * each promotion rolls its version out (the server gets `MLINFRA_MODEL_VERSION`, and the files in
+   * /opt/ml/model on AWS, `MLINFRA_MODEL_URI` on GCP, `MODEL_URI` on Kubernetes). A hand-managed model:
+   * an artifact or an `s3://` / `gs://` URI, passed to the container as `MODEL_URI` and changed by deploys.
+   */
+  readonly model: IModelRegistry | IModelArtifact | string;
   /**
    * The serving image: `ContainerImage.fromRegistry('ghcr.io/acme/server:1.0')`, `.fromEcr(...)`,
    * `.fromArtifactRegistry(...)` or a string. Made pullable per target: AWS serves an image from
@@ -71,8 +77,17 @@ export interface ModelEndpointProps {
   readonly replicas: ReplicaRange;
   /** @default Rollout.allAtOnce() */
   readonly rollout?: RolloutSpec;
-  /** AWS: CloudWatch alarm names that roll a deployment back when they fire. @default - none */
+  /**
+   * AWS: more CloudWatch alarm names that roll a deployment back when they fire, besides the endpoint's
+   * own (`rollbackOn`). @default - none
+   */
   readonly rollbackAlarms?: string[];
+  /**
+   * AWS: the endpoint's own rollback alarms (5xx error rate, p99 latency), which SageMaker watches during
+   * every deployment and `MonitoringStack.watch(endpoint)` reuses.
+   * @default - 5 % errors, 1000 ms p99, over 2 minutes
+   */
+  readonly rollbackOn?: RollbackThresholds;
   /** Plain environment for the container. Secret-looking names are refused: use `secretEnv`. @default - only MODEL_URI */
   readonly env?: Record<string, string>;
   /**
@@ -137,6 +152,8 @@ export interface IModelEndpoint extends IGrantable {
   readonly target: Target;
   readonly url: string;
   readonly metrics: EndpointMetrics;
+  /** AWS: the alarms SageMaker rolls a deployment back on (MonitoringStack.watch reuses them). */
+  readonly rollbackAlarms?: RollbackAlarms;
   grantInvoke(grantee: IGrantable): Grant;
 }
 
@@ -161,6 +178,7 @@ const TARGET_PROPS: { readonly [P in keyof ModelEndpointProps]?: { readonly on: 
   captureSamplingPercent: { on: ['aws'] },
   modelKeyArn: { on: ['aws'] },
   rollbackAlarms: { on: ['aws'], hint: 'alarm-driven rollback is SageMaker\'s' },
+  rollbackOn: { on: ['aws'], hint: 'alarm-driven rollback is SageMaker\'s' },
   cpu: { on: ['gcp', 'kubernetes'], hint: 'use instanceType on aws' },
   memoryGiB: { on: ['gcp', 'kubernetes'], hint: 'use instanceType on aws' },
   secretEnv: { on: ['gcp', 'kubernetes'], hint: 'SageMaker models have no secret environment' },
@@ -193,6 +211,7 @@ export class ModelEndpoint extends Construct implements IModelEndpoint {
   /** HTTPS invoke URL (AWS: SageMaker runtime; GCP: Cloud Run), or the in-cluster Service URL on Kubernetes. */
   public readonly url: string;
   public readonly metrics: EndpointMetrics;
+  public readonly rollbackAlarms?: RollbackAlarms;
   /** The serving identity (execution role, service account): grant it what the model server reads. */
   public readonly grantPrincipal: GrantPrincipal;
   public readonly accelerator?: AcceleratorShape;
@@ -225,6 +244,7 @@ export class ModelEndpoint extends Construct implements IModelEndpoint {
     this.kubernetes = b.kubernetes;
     this.url = b.url;
     this.metrics = b.metrics;
+    this.rollbackAlarms = b.rollbackAlarms;
     this.grantPrincipal = b.grantPrincipal;
 
     const outputs = new Construct(this, 'outputs');
@@ -248,8 +268,9 @@ export class ModelEndpoint extends Construct implements IModelEndpoint {
 
     // ---- model
     if (props.model === undefined) throw Errors.missing(this, 'model', 'an IModelArtifact (e.g. pipeline.model) or an s3:// / gs:// URI');
+    const registry = isModelRegistry(props.model) ? props.model : undefined;
     const modelUri = typeof props.model === 'string' ? props.model : props.model?.uri;
-    const model = { ...parseModelUri(modelUri, this, 'model'), uri: modelUri as string };
+    const model = { ...(registry ? checkRegistry(this, kind, props, registry) : parseModelUri(modelUri, this, 'model')), uri: modelUri as string };
     const want = rules.modelScheme;
     if (want && model.scheme !== want) {
       throw Errors.conflict(this, 'model', modelUri, `a ${want}:// URI on a ${kind} target (copy the model to ${want === 's3' ? 'S3' : 'GCS'} first: cross-cloud model copy is not done here)`,
@@ -358,7 +379,7 @@ export class ModelEndpoint extends Construct implements IModelEndpoint {
       // Values reach Terraform as templates on every target: `${` and `%{` stay literal.
       env: Object.fromEntries(Object.entries(env).map(([k, v]) => [k, tfLiteral(v)])), secretEnv, port, healthPath, revision,
       previous: previous ? { revision: previous.revision, image: previous.image, modelUri: prevModel, deployed: previous.deployed } : undefined,
-      rolloutStep, color, live,
+      rolloutStep, color, live, registry: registry ? { registry } : undefined,
     };
   }
 }

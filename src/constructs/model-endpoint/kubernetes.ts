@@ -20,7 +20,9 @@ import { recordCost } from '../../core/facts';
 import { kubernetesPeer } from '../../core/grants';
 import { KubernetesTarget } from '../../core/targets';
 import type { ModelEndpointProps } from './index';
+import { kubernetesRegistryRecord, STORE_CREDENTIALS_DIR, storeAccess } from './kubernetes-registry';
 import { ModelEndpointBackend, ModelEndpointPlan, ModelEndpointTargetBackend, replicaQuantity } from './plan';
+import { NO_MODEL_VERSION } from './registry';
 
 /** Pods carrying this label (value "true") may call the endpoint: in its namespace, or in a granted one. */
 export { ENDPOINT_CLIENT_LABEL };
@@ -55,6 +57,11 @@ export interface PlannedDeployment {
  */
 export function plannedDeployments(plan: ModelEndpointPlan, image: string): PlannedDeployment[] {
   const { min, max } = plan.replicas;
+  if (plan.registry) {
+    // pipeline.model: no model until the first promotion; the canary waits at zero replicas for one.
+    const none = { image, modelUri: '', revision: NO_MODEL_VERSION };
+    return [{ key: 'stable', ...none, min, max }, ...(plan.rollout.kind === 'all-at-once' ? [] : [{ key: 'canary', ...none, min: 0, max: 0 } as PlannedDeployment])];
+  }
   const next = { image, modelUri: plan.model.uri, revision: plan.revision };
   const prev = plan.previous ? { image: plan.previous.image ?? image, modelUri: plan.previous.modelUri ?? plan.model.uri, revision: plan.previous.revision } : undefined;
   const r = plan.rollout;
@@ -108,6 +115,8 @@ interface KubernetesEndpointPlan {
   readonly memoryGiB?: number;
   readonly cpuTargetPercent: number;
   readonly serviceAccountName?: string;
+  /** pipeline.model: how the pods reach the artifact store. */
+  readonly store?: ReturnType<typeof storeAccess>;
 }
 
 const literal = (v: unknown) => !Token.isUnresolved(v);
@@ -146,7 +155,8 @@ function checkKubernetes(endpoint: Construct, target: KubernetesTarget, props: M
   if (sa !== undefined && literal(sa) && !/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/.test(sa)) {
     throw Errors.invalid(endpoint, 'serviceAccountName', sa, 'a Kubernetes service account name (DNS subdomain)');
   }
-  return { shape, nodeSelector, cpu: props.cpu, memoryGiB: m, cpuTargetPercent, serviceAccountName: sa };
+  const store = plan.registry ? storeAccess(endpoint, target) : undefined;
+  return { shape, nodeSelector, cpu: props.cpu, memoryGiB: m, cpuTargetPercent, serviceAccountName: sa, store };
 }
 
 /** ModelEndpoint on Kubernetes: its rules and resources. */
@@ -173,7 +183,8 @@ function buildKubernetesModelEndpoint(endpoint: Construct, target: KubernetesTar
   const app = { app: name };
   const labels = { ...target.labels, ...app, 'app.kubernetes.io/name': 'mlinfra-model-endpoint', 'app.kubernetes.io/instance': name };
   const meta = (n: string, extra: Record<string, string> = {}) => ({ name: n, namespace, labels: { ...labels, ...extra } });
-  const blueGreen = plan.rollout.kind === 'blue-green';
+  // pipeline.model: the registry rollout moves a canary then the stable Deployment, behind one selector.
+  const blueGreen = plan.rollout.kind === 'blue-green' && !plan.registry;
 
   const identity = new Construct(endpoint, 'identity');
   // The server never calls the Kubernetes API: no token is mounted.
@@ -223,6 +234,7 @@ function buildKubernetesModelEndpoint(endpoint: Construct, target: KubernetesTar
               name: 'server', image: d.image,
               env: [
                 { name: 'MODEL_URI', value: d.modelUri },
+                ...(plan.registry ? [{ name: 'MLINFRA_MODEL_VERSION', value: NO_MODEL_VERSION }, ...k8s.store!.env] : []),
                 { name: 'PORT', value: String(plan.port) },
                 ...Object.entries(plan.env).map(([k, value]) => ({ name: k, value })),
                 ...Object.entries(plan.secretEnv).map(([k, ref]) => ({
@@ -238,14 +250,20 @@ function buildKubernetesModelEndpoint(endpoint: Construct, target: KubernetesTar
               readinessProbe: probe(5, 3),
               livenessProbe: probe(20, 3),
               securityContext: nonRoot,
+              volumeMount: k8s.store?.volume ? [{ name: k8s.store.volume.name, mountPath: STORE_CREDENTIALS_DIR, readOnly: true }] : undefined,
             }],
+            volume: k8s.store?.volume ? [k8s.store.volume] : undefined,
           },
         },
       },
-      // The HPA owns the replica count after creation.
-      lifecycle: { ignoreChanges: ['spec[0].replicas'] },
+      // The HPA owns the replica count after creation. pipeline.model: the rollout patches the server's
+      // env (MODEL_URI, MLINFRA_MODEL_VERSION) and the canary's replicas; Terraform leaves them
+      // (developer.hashicorp.com/terraform/language/meta-arguments/lifecycle#ignore_changes).
+      lifecycle: { ignoreChanges: plan.registry ? ['spec[0].replicas', 'spec[0].template[0].spec[0].container[0].env'] : ['spec[0].replicas'] },
     });
     deployments[d.key] = deployment;
+    // A canary at zero replicas has no autoscaler: the rollout sizes it, and an HPA does not scale from 0.
+    if (d.max === 0) continue;
     autoscalers[d.key] = new HorizontalPodAutoscalerV2(workload, `${d.key}-autoscaler`, {
       provider, metadata: meta(`${name}-${d.key}`),
       spec: {
@@ -278,6 +296,11 @@ function buildKubernetesModelEndpoint(endpoint: Construct, target: KubernetesTar
   const podDisruptionBudget = new PodDisruptionBudgetV1(workload, 'disruption-budget', {
     provider, metadata: meta(name), spec: { maxUnavailable: '1', selector: { matchLabels: { ...app } } },
   });
+
+  if (plan.registry) {
+    kubernetesRegistryRecord(endpoint, target, plan, plan.registry,
+      { stable: deployments.stable.metadata.name, canary: deployments.canary?.metadata.name }, meta);
+  }
 
   let grants: Construct | undefined;
   return {

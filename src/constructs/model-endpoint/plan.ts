@@ -11,6 +11,7 @@ import type { AwsModelEndpointResources } from './aws';
 import type { GcpModelEndpointResources } from './gcp';
 import type { ModelEndpointProps } from './index';
 import type { KubernetesModelEndpointResources } from './kubernetes';
+import type { RegistryPlan } from './registry';
 
 export type RolloutKind = 'all-at-once' | 'canary' | 'linear' | 'blue-green';
 
@@ -78,6 +79,8 @@ export interface ModelEndpointPlan {
   readonly rolloutStep: number;
   readonly color: Color;
   readonly live: Color;
+  /** Set when the model is `pipeline.model`: Terraform starts the endpoint with no model; promotions roll out. */
+  readonly registry?: RegistryPlan;
 }
 
 /** What a backend built: the endpoint's public surface on its target, and its escape hatch. */
@@ -88,6 +91,7 @@ export interface ModelEndpointBackend {
   /** The catalog shape on this target; undefined for a CPU-only endpoint. */
   readonly shape?: AcceleratorShape;
   grantInvoke(grantee: IGrantable, grantId: string): void;
+  readonly rollbackAlarms?: RollbackAlarms;
   /** Only the built target's is set. */
   readonly aws?: AwsModelEndpointResources;
   readonly gcp?: GcpModelEndpointResources;
@@ -135,4 +139,30 @@ export interface EndpointMetrics {
   readonly errors: MetricRef;
   /** All requests. */
   readonly invocations: MetricRef;
+}
+
+/** Thresholds of an endpoint's own rollback alarms. */
+export interface RollbackThresholds {
+  /** Share of requests answered with a 5xx. @default 5 */
+  readonly errorRatePercent?: number;
+  /** p99 model latency in milliseconds. @default 1000 */
+  readonly p99LatencyMs?: number;
+  /** Minutes over threshold before an alarm fires (a bake should last longer). @default 2 */
+  readonly evaluationMinutes?: number;
+}
+
+/** One rollback alarm: its name (what SageMaker watches), its ARN and its threshold. */
+export interface RollbackAlarm {
+  readonly name: string;
+  readonly arn: string;
+  readonly threshold: number;
+  readonly evaluationMinutes: number;
+}
+
+/** An endpoint's own rollback alarms. */
+export interface RollbackAlarms {
+  /** 5xx share of requests, in percent. */
+  readonly errorRate: RollbackAlarm;
+  /** p99 latency; the threshold in milliseconds. */
+  readonly p99Latency: RollbackAlarm;
 }

@@ -2,6 +2,7 @@
 import { Annotations, Lazy } from 'cdktf';
 import { Construct } from 'constructs';
 import { CloudwatchDashboard } from '@cdktf/provider-aws/lib/cloudwatch-dashboard';
+import { CloudwatchCompositeAlarm } from '@cdktf/provider-aws/lib/cloudwatch-composite-alarm';
 import { CloudwatchLogGroup } from '@cdktf/provider-aws/lib/cloudwatch-log-group';
 import { CloudwatchLogMetricFilter } from '@cdktf/provider-aws/lib/cloudwatch-log-metric-filter';
 import { CloudwatchMetricAlarm, CloudwatchMetricAlarmConfig } from '@cdktf/provider-aws/lib/cloudwatch-metric-alarm';
@@ -15,7 +16,7 @@ import { Errors } from '../../core/errors';
 import { resourceName } from '../../core/naming';
 import { AwsTarget } from '../../core/targets';
 import { AGENT_METRICS, awsHostLogGroups, HOST_METRICS } from '../../contracts/host-metrics';
-import type { MetricRef } from '../model-endpoint';
+import type { MetricRef, RollbackAlarm } from '../model-endpoint';
 import { AwsNotifyDeliveryResources, buildAwsNotifyDelivery } from './aws-notify';
 import { ALARMS, MonitoringBackend, NotifyPlan, WatchedCluster, WatchedEndpoint, WatchedPipeline } from './plan';
 
@@ -219,11 +220,21 @@ export function buildAwsMonitoring(scope: Construct, target: AwsTarget, notify: 
       const metric = (r: MetricRef) => ({ namespace: r.namespace, metricName: r.name, dimensions: { ...r.dimensions } });
       // SageMaker's ModelLatency is in microseconds.
       const scale = m.latency.unit === 'microseconds' ? 1000 : m.latency.unit === 'seconds' ? 0.001 : 1;
-      alarm(watch, w.id, ALARMS.p99, `p99 latency above ${t.p99LatencyMs} ms for ${t.evaluationMinutes} min`, {
+      // The endpoint's own rollback alarm, when it watches the same condition: a composite alarm on it
+      // carries this stack's notifications (docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/Create_Composite_Alarm.html).
+      const notifyOn = (name: string, own: RollbackAlarm, description: string) => new CloudwatchCompositeAlarm(watch, name, {
+        provider, alarmName: resourceName(watch, { maxLength: 255, suffix: name }), alarmDescription: `${scope.node.path}: ${description} (endpoint alarm ${own.name})`,
+        alarmRule: `ALARM("${own.name}")`, alarmActions: [topic.arn], okActions: [topic.arn],
+      });
+      const latencyText = `p99 latency above ${t.p99LatencyMs} ms for ${t.evaluationMinutes} min`;
+      const errorText = `more than ${t.errorRatePercent}% of requests failed (5xx) for ${t.evaluationMinutes} min`;
+      if (w.reuse?.p99Latency) notifyOn(ALARMS.p99, w.reuse.p99Latency, latencyText);
+      else alarm(watch, w.id, ALARMS.p99, latencyText, {
         ...metric(m.latency), extendedStatistic: 'p99', period: 60, threshold: t.p99LatencyMs * scale,
         evaluationPeriods: t.evaluationMinutes, datapointsToAlarm: t.evaluationMinutes, treatMissingData: 'notBreaching',
       });
-      alarm(watch, w.id, ALARMS.errorRate, `more than ${t.errorRatePercent}% of requests failed (5xx) for ${t.evaluationMinutes} min`, {
+      if (w.reuse?.errorRate) notifyOn(ALARMS.errorRate, w.reuse.errorRate, errorText);
+      else alarm(watch, w.id, ALARMS.errorRate, errorText, {
         threshold: t.errorRatePercent, evaluationPeriods: t.evaluationMinutes, datapointsToAlarm: t.evaluationMinutes, treatMissingData: 'notBreaching',
         metricQuery: [
           { id: 'errors', metric: { ...metric(m.errors), period: 60, stat: 'Sum' }, returnData: false },

@@ -8,7 +8,7 @@ import { TargetKind } from '../../core/accelerators';
 import { recordEdge } from '../../core/facts';
 import { WatchKind } from '../../contracts/watchable';
 import type { IGpuCluster } from '../gpu-cluster';
-import type { IModelEndpoint } from '../model-endpoint';
+import type { IModelEndpoint, RollbackAlarm } from '../model-endpoint';
 import {
   ClusterThresholds, EndpointThresholds, IWatchablePipeline, MonitoringBackend, NotifyPlan, PipelineThresholds,
 } from './plan';
@@ -88,7 +88,7 @@ export interface EndpointWatchOptions {
   readonly errorRatePercent?: number;
   /**
    * Minutes over threshold before either alarm fires.
-   * @default 5
+   * @default 5; for an endpoint with its own rollback alarms (AWS), their window
    */
   readonly evaluationMinutes?: number;
 }
@@ -177,9 +177,19 @@ export class MonitoringStack extends Construct {
 
   private watchEndpoint(e: IModelEndpoint, options: EndpointWatchOptions): void {
     this.checkTarget('watch(endpoint).target', e, e.target);
-    const thresholds = this.endpointThresholds(options);
+    const own = e.rollbackAlarms;
+    // The endpoint's rollback alarms stand in for this watch's where the thresholds are the same (or
+    // not given): one alarm per condition, notified here. Their names are plain strings: no cycle.
+    const thresholds = this.endpointThresholds({
+      ...options,
+      p99LatencyMs: options.p99LatencyMs ?? own?.p99Latency.threshold,
+      errorRatePercent: options.errorRatePercent ?? own?.errorRate.threshold,
+      evaluationMinutes: options.evaluationMinutes ?? own?.errorRate.evaluationMinutes,
+    });
+    const same = (a: RollbackAlarm | undefined, v: number) => (a && a.threshold === v && a.evaluationMinutes === thresholds.evaluationMinutes ? a : undefined);
+    const reuse = own ? { p99Latency: same(own.p99Latency, thresholds.p99LatencyMs), errorRate: same(own.errorRate, thresholds.errorRatePercent) } : undefined;
     this.watched.add(e);
-    this.backend.watchEndpoint({ id: this.watchId(e, 'endpoint'), endpoint: e, thresholds });
+    this.backend.watchEndpoint({ id: this.watchId(e, 'endpoint'), endpoint: e, thresholds, reuse });
   }
 
   private watchCluster(c: IGpuCluster, options: ClusterWatchOptions): void {

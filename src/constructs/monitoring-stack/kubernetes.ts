@@ -23,7 +23,7 @@ import { alertmanagerSetup } from './alertmanager-receivers';
 import { buildDcgmExporter, DCGM_EXPORTER_IMAGE } from './kubernetes-dcgm';
 import { MonitoringBackend, NotifyPlan, WatchedCluster, WatchedEndpoint, WatchedPipeline } from './plan';
 import {
-  AgentScrape, CLUSTER_LABEL, clusterRules, endpointRules, matchers, pipelineRules, PROMETHEUS_ETC, PrometheusRuleGroup,
+  AgentScrape, CLUSTER_LABEL, clusterGpu, clusterRules, endpointRules, matchers, pipelineRules, PROMETHEUS_ETC, PrometheusRuleGroup,
   renderPrometheusConfig, renderRules, selector,
 } from './prometheus';
 
@@ -337,10 +337,10 @@ export function buildKubernetesMonitoring(scope: Construct, target: KubernetesTa
       bindIn(secret.namespace);
       groups.push({ name: `mlinfra-cluster-${w.id}`, rules: clusterRules(w, secret.namespace) });
       const sel = matchers({ [CLUSTER_LABEL]: w.clusterName });
-      const gpu = matchers({ namespace: secret.namespace }, `pod=~${JSON.stringify(`${w.clusterName}-[0-9]+`)}`);
+      const gpu = (metric: string) => clusterGpu(metric, secret.namespace, w.clusterName);
       panels.push(
-        { title: `${w.id}: GPU utilisation (%)`, exprs: [`avg by (pod, gpu) (DCGM_FI_DEV_GPU_UTIL${gpu})`] },
-        { title: `${w.id}: GPU memory used (MiB), temperature (C), power (W)`, exprs: [`sum by (pod) (DCGM_FI_DEV_FB_USED${gpu})`, `max by (pod) (DCGM_FI_DEV_GPU_TEMP${gpu})`, `sum by (pod) (DCGM_FI_DEV_POWER_USAGE${gpu})`] },
+        { title: `${w.id}: GPU utilisation (%)`, exprs: [`avg by (pod, gpu) (${gpu('DCGM_FI_DEV_GPU_UTIL')})`] },
+        { title: `${w.id}: GPU memory used (MiB), temperature (C), power (W)`, exprs: [`sum by (pod) (${gpu('DCGM_FI_DEV_FB_USED')})`, `max by (pod) (${gpu('DCGM_FI_DEV_GPU_TEMP')})`, `sum by (pod) (${gpu('DCGM_FI_DEV_POWER_USAGE')})`] },
         // max, not sum: every gateway replica reports the same counts (read from the API server).
         { title: `${w.id}: jobs queued and running, GPUs busy`, exprs: [`max(mlinfra_agent_jobs_queued${sel})`, `max(mlinfra_agent_jobs_running${sel})`, `max(mlinfra_agent_gpus_busy${sel})`] },
         { title: `${w.id}: job failures by class, autostops`, exprs: [`sum by (failure_class) (increase(mlinfra_agent_jobs_finished_total${matchers({ [CLUSTER_LABEL]: w.clusterName, state: 'failed' })}[1h]))`, `sum(increase(mlinfra_agent_autostop_total${sel}[1h]))`] },

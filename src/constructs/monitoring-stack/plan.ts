@@ -1,6 +1,6 @@
 /** What MonitoringStack hands its backends: watched constructs with validated thresholds. */
 import type { IGpuCluster } from '../gpu-cluster';
-import type { IModelEndpoint } from '../model-endpoint';
+import type { IModelEndpoint, RollbackAlarm } from '../model-endpoint';
 import type { NotifyDestination } from '../../core/notify';
 import type { IWatchable } from '../../contracts/watchable';
 
@@ -53,6 +53,8 @@ export interface WatchedEndpoint {
   readonly id: string;
   readonly endpoint: IModelEndpoint;
   readonly thresholds: EndpointThresholds;
+  /** The endpoint's own alarms with these thresholds: notified on, not duplicated (AWS). */
+  readonly reuse?: { readonly errorRate?: RollbackAlarm; readonly p99Latency?: RollbackAlarm };
 }
 
 /** Where alerts go. */

@@ -52,15 +52,26 @@ export const promql = {
   },
 };
 
+/**
+ * A DCGM series (`DCGM_FI_DEV_GPU_UTIL`...) of one cluster's job pods on Kubernetes. Job and JobSet pods
+ * have random names, so DCGM's `pod` label is joined to the gateway's list of the cluster's live pods
+ * (HOST_METRICS.gatewayJobPods, selected by the cluster label the gateway puts on every job pod).
+ */
+export function clusterGpu(metric: string, namespace: string, cluster: string): string {
+  const pods = `${HOST_METRICS.gatewayJobPods}${matchers({ [CLUSTER_LABEL]: cluster })}`;
+  // Aggregated by job_pod first: the gateway's replicas report the same pods under their own `pod` label.
+  return `(${metric}${matchers({ namespace })} * on (pod) group_left() label_replace(max by (job_pod) (${pods}), "pod", "$1", "job_pod", "(.+)"))`;
+}
+
 /** Kubernetes rules of one watched cluster: DCGM exporter GPU metrics and the agent's own. */
 export function clusterRules(w: WatchedCluster, namespace: string): PrometheusRule[] {
   const t = w.thresholds;
-  const gpu = matchers({ namespace }, `pod=~${q(`${w.clusterName}-[0-9]+`)}`);
+  const gpu = (metric: string) => clusterGpu(metric, namespace, w.clusterName);
   const labels = { watch: w.id, [CLUSTER_LABEL]: w.clusterName };
   return [
     {
       alert: 'MlinfraGpuIdleWhileQueued',
-      expr: `${promql.queued(w.clusterName)} > 0 and on() avg(DCGM_FI_DEV_GPU_UTIL${gpu}) < ${t.gpuIdlePercent}`,
+      expr: `${promql.queued(w.clusterName)} > 0 and on() avg(${gpu('DCGM_FI_DEV_GPU_UTIL')}) < ${t.gpuIdlePercent}`,
       for: minutes(t.gpuIdleMinutes),
       labels: { ...labels, alarm: ALARMS.gpuIdle, severity: 'warning' },
       annotations: { summary: `GPUs under ${t.gpuIdlePercent}% busy for ${t.gpuIdleMinutes}m while jobs are queued`, description: 'Jobs wait but GPUs idle: a stuck scheduler, a job holding slots without using them, or a GPU the agent cannot use.' },
@@ -68,7 +79,7 @@ export function clusterRules(w: WatchedCluster, namespace: string): PrometheusRu
     {
       alert: 'MlinfraGpuXidErrors',
       // DCGM_FI_DEV_XID_ERRORS holds the last XID code seen (0: none).
-      expr: `max by (pod, gpu) (DCGM_FI_DEV_XID_ERRORS${gpu}) > 0`,
+      expr: `max by (pod, gpu) (${gpu('DCGM_FI_DEV_XID_ERRORS')}) > 0`,
       for: '0m',
       labels: { ...labels, alarm: ALARMS.xid, severity: 'critical' },
       annotations: { summary: 'NVIDIA XID error on {{ $labels.pod }} GPU {{ $labels.gpu }} (XID {{ $value }})', description: 'See NVIDIA\'s XID table; 48, 63, 64, 74, 79 and 94/95 usually need the node drained.' },

@@ -4,7 +4,7 @@ import { Duration } from '../../core/duration';
 import { Errors } from '../../core/errors';
 import { tfLiteral } from '../../core/terraform-literal';
 import { GrantPrincipal, IGrantable } from '../../core/grants';
-import { IModelArtifact } from '../../core/model';
+import { IModelRegistry, modelRegistry } from '../../core/model';
 import { resourceName } from '../../core/naming';
 import { TargetKind } from '../../core/accelerators';
 import { recordEdge } from '../../core/facts';
@@ -16,6 +16,7 @@ import { canonicalJson, ENV_NAME, PIPELINE_NAME, PIPELINE_SPEC_VERSION, specId, 
 import type { PipelineSpec, PipelineStepSpec, RunStepSpec } from '../../contracts/pipeline-spec';
 import { TrainingPipelinePlan, TrainingPipelineTarget } from './plan';
 import { findCycle, validTimezone } from './dag';
+import { multiNode } from './multi-node';
 import { Schedule } from './schedule';
 import type { AwsTrainingPipelineResources } from './aws';
 import type { GcpTrainingPipelineResources } from './gcp';
@@ -47,8 +48,12 @@ export interface RunStepOptions {
   readonly timeout?: Duration;
   /** Plain environment. Secret-looking names are refused; MLINFRA_* is reserved. @default - none */
   readonly env?: Record<string, string>;
-  /** GPUs the step takes (0 to the cluster's accelerators per node). @default 1 */
+  /** GPUs the step takes (0 to the cluster's accelerators per node). One node only: with `nodes` > 1 give `gpusPerNode`. @default 1 */
   readonly gpus?: number;
+  /** Hosts it runs on at once (a gang, one rank per host; contract: MULTI_NODE_ENV in contracts/pipeline-spec). @default 1 */
+  readonly nodes?: number;
+  /** With `nodes` > 1: GPUs on each node (0 to the cluster's accelerators per node). @default - every accelerator of the node */
+  readonly gpusPerNode?: number;
   /**
    * A bigger cluster on the same target: an attempt that runs out of memory is resubmitted there.
    * @default - OOM is a failure like any other (retried on the same cluster)
@@ -90,8 +95,8 @@ export interface TrainingPipelineProps {
   /** The DAG, in the order the spec lists it. */
   readonly steps: StepDefinition[];
   /**
-   * When to run. AWS/GCP: the schedule raises the cluster's group from zero and new hosts run the
-   * pipeline (so the cluster needs `nodes.min` 0); Kubernetes: a CronJob scales the agent up and runs it.
+   * When to run. AWS/GCP: the schedule enqueues one run on the cluster's jobs queue (EventBridge
+   * Scheduler -> SQS, Cloud Scheduler -> Pub/Sub) and one host leases it; Kubernetes: a CronJob runs it.
    * @default - no schedule: run it with `mlinfra-agent run-pipeline <specUri>`
    */
   readonly schedule?: Schedule;
@@ -143,8 +148,8 @@ export class TrainingPipeline extends Construct implements IGrantable, IWatchabl
   public readonly specId: string;
   /** Model store root: runs under `runs/<run-id>/`, the promoted model at `models/current`. */
   public readonly artifactsUri: string;
-  /** The promoted model, for a ModelEndpoint. */
-  public readonly model: IModelArtifact;
+  /** The model registry promotions write, for a ModelEndpoint (`model: pipeline.model`). */
+  public readonly model: IModelRegistry;
   public readonly schedule?: Schedule;
   /** The name the agent labels this pipeline's metrics with (`pipeline="..."`): the spec's name. */
   public get pipelineName(): string {
@@ -170,7 +175,7 @@ export class TrainingPipeline extends Construct implements IGrantable, IWatchabl
     this.spec = plan.spec;
     this.specId = plan.specId;
     this.artifactsUri = plan.spec.artifactsUri;
-    this.model = { uri: `${plan.spec.artifactsUri}/models/current` };
+    this.model = modelRegistry(plan.name, plan.spec.artifactsUri, props.cluster);
     this.schedule = props.schedule;
     this.grantPrincipal = props.cluster.grantPrincipal;
 
@@ -262,7 +267,8 @@ export class TrainingPipeline extends Construct implements IGrantable, IWatchabl
     const artifactsUri = (props.artifacts ?? `${cluster.artifactsUri}/pipelines/${name}`).replace(/\/+$/, '');
     if (props.artifacts !== undefined && !Token.isUnresolved(props.artifacts)) {
       const scheme = backend.artifactsScheme;
-      if (!props.artifacts.startsWith(scheme) || props.artifacts.length <= scheme.length + 1 || /\s/.test(props.artifacts)) {
+      if (backend.checkArtifacts) backend.checkArtifacts(this, props.artifacts, cluster);
+      else if (!props.artifacts.startsWith(scheme) || props.artifacts.length <= scheme.length + 1 || /\s/.test(props.artifacts)) {
         throw Errors.invalid(this, 'artifacts', props.artifacts, `a ${scheme} URI (the cluster's hosts read and write it), e.g. ${cluster.artifactsUri}/pipelines/${name}`);
       }
     }
@@ -341,9 +347,10 @@ export class TrainingPipeline extends Construct implements IGrantable, IWatchabl
       timeoutSeconds = r.timeout.toSeconds();
     }
     const perNode = cluster.accelerator.count;
-    const gpus = r.gpus ?? Math.min(1, perNode);
+    const multi = multiNode(this, cluster, at, s, r);
+    const gpus = multi?.gpusPerNode ?? r.gpus ?? Math.min(1, perNode);
     if (!Number.isInteger(gpus) || gpus < 0 || gpus > perNode) {
-      throw Errors.outOfRange(this, `${at}.gpus`, gpus, `an integer from 0 to ${perNode} for step "${s}" (${cluster.accelerator.accelerator} x${perNode} per node)`);
+      throw Errors.outOfRange(this, `${at}.${multi ? 'gpusPerNode' : 'gpus'}`, gpus, `an integer from 0 to ${perNode} for step "${s}" (${cluster.accelerator.accelerator} x${perNode} per node)`);
     }
     const env: Record<string, string> = {};
     for (const [k, v] of Object.entries(r.env ?? {})) {
@@ -381,6 +388,8 @@ export class TrainingPipeline extends Construct implements IGrantable, IWatchabl
     }
     return {
       kind: 'run', name: s, argv: step.argv.map(tfLiteral), env, after: [...after], retries, gpus,
+      // written only for a multi-node step, so single-node specs (and their specId) stay as they were
+      ...(multi ? { nodes: multi.nodes, gpusPerNode: gpus } : {}),
       ...(timeoutSeconds !== undefined ? { timeoutSeconds } : {}), ...(onOom ? { onOom } : {}),
     };
   }

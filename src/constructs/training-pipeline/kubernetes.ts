@@ -41,6 +41,13 @@ export function buildKubernetesTrainingPipeline(pipeline: Construct, target: Kub
   if (!gw || token.store !== 'kubernetes-secret') {
     throw Errors.invalid(pipeline, 'cluster', cluster.node.path, 'a GpuCluster on this Kubernetes target (created in this app)', 'has no Kubernetes job runtime');
   }
+  // Multi-node steps are JobSets: their pods land on several nodes, which a ReadWriteOnce volume cannot follow.
+  const multi = plan.spec.steps.filter((s) => s.kind === 'run' && (s.nodes ?? 1) > 1).map((s) => s.name);
+  if (multi.length && gw.storage?.volumeClaim) {
+    throw Errors.conflict(pipeline, 'steps', multi,
+      'single-node steps on a cluster whose artifacts are its file:// volume; for multi-node steps give the KubernetesTarget an artifactStore (s3:// or gs://)',
+      `have multi-node steps (${multi.map((m) => `"${m}"`).join(', ')}), but this cluster keeps artifacts on a single-node volume that pods on a second node cannot mount`);
+  }
   const provider = target.provider;
   const namespace = target.namespace;
   const labels = { ...target.labels, 'app.kubernetes.io/name': 'mlinfra-pipeline', 'app.kubernetes.io/instance': plan.name };
@@ -51,7 +58,8 @@ export function buildKubernetesTrainingPipeline(pipeline: Construct, target: Kub
   });
   const specUri = `file://${SPEC_DIR}/spec.json`;
 
-  // The runner's identity: no Kubernetes API calls (it reads its token and those of onOom clusters from mounts).
+  // The runner's identity. Only the runner pod mounts its token (below); the account grants nothing
+  // until a ModelEndpoint serving this pipeline's model binds its rollout Role to it.
   const serviceAccount = new ServiceAccountV1(pipeline, 'service-account', {
     provider, metadata: meta(`${plan.name}-runner`), automountServiceAccountToken: false,
   });
@@ -100,7 +108,10 @@ export function buildKubernetesTrainingPipeline(pipeline: Construct, target: Kub
             metadata: { labels: { ...labels, [AGENT_CLIENT_LABEL]: 'true' } },
             spec: {
               serviceAccountName: serviceAccount.metadata.name,
-              automountServiceAccountToken: false,
+              // A promotion lists the endpoint records and patches the endpoints' Deployments with this
+              // token (runtime-agent/registry/endpoints.ts). The pod's setting wins over the account's false
+              // (kubernetes.io/docs/tasks/configure-pod-container/configure-service-account/#opt-out-of-api-credential-automounting).
+              automountServiceAccountToken: true,
               restartPolicy: 'Never',
               enableServiceLinks: false,
               securityContext: { runAsNonRoot: true, runAsUser: UID, runAsGroup: UID, fsGroup: UID, seccompProfile: { type: 'RuntimeDefault' } },
@@ -121,6 +132,8 @@ export function buildKubernetesTrainingPipeline(pipeline: Construct, target: Kub
                   '--work-dir', workDir],
                 env: [
                   { name: 'HOME', value: '/tmp' },
+                  // Job pods have their own disks: the run directory travels through the store (runtime-agent/k8s/step-files.ts).
+                  ...(artifactsDir ? [] : [{ name: 'MLINFRA_STEP_FILES', value: 'object-store' }]),
                   ...Object.entries(st.env ?? {}).map(([name, value]) => ({ name, value })),
                   ...(st.credentials ? [{ name: st.credentials.envVar, value: `${CREDENTIALS_DIR}/${st.credentials.key}` }] : []),
                 ],

@@ -10,6 +10,8 @@ import { Errors } from '../../core/errors';
 export interface TrainingPipelineTarget {
   /** The URI scheme a pipeline's `artifacts` must use on this target (what its hosts read and write). */
   readonly artifactsScheme: string;
+  /** This target's own rule on an explicit `artifacts` URI, in place of the scheme check. */
+  checkArtifacts?(pipeline: Construct, artifacts: string, cluster: IGpuCluster): void;
   /** This target's rules on a schedule; throws before any resource exists. */
   checkSchedule(pipeline: Construct, schedule: Schedule, timezone: string, cluster: IGpuCluster): void;
   /** Where a step's onOom cluster's token is read from, arranging for it to be there. */

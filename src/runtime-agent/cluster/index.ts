@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { registerGangRoutes } from './gang-routes';
 import { resolveClusterOptions, type ClusterOptionsInput } from './options';
 import { registerClusterRoutes } from './routes';
 import { ClusterWorker, type ClusterWorkerDeps } from './worker';
@@ -10,6 +11,7 @@ export { ClusterWorker } from './worker';
 export function startCluster(input: ClusterOptionsInput, app: FastifyInstance, deps: Omit<ClusterWorkerDeps, 'options'>): ClusterWorker {
   const worker = new ClusterWorker({ ...deps, options: resolveClusterOptions(input) });
   registerClusterRoutes(app, worker);
+  registerGangRoutes(app, worker, { ...deps, options: resolveClusterOptions(input) });
   worker.start();
   return worker;
 }

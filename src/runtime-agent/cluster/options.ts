@@ -20,6 +20,12 @@ export interface ClusterOptions {
   readonly logShipSeconds: number;
   /** Wait between receives that found nothing (or the SQS long poll). @default 10 */
   readonly pollSeconds: number;
+  /**
+   * Longest run of one attempt of a cluster job (a job's own `maxDurationSeconds`/`timeoutSeconds` is
+   * capped by it); past it the job is stopped and fails with class `timeout`.
+   * @default - no cluster-wide cap: only the job's own limit applies
+   */
+  readonly maxDurationSeconds?: number;
 }
 
 export type ClusterOptionsInput = Partial<ClusterOptions> & { readonly queue: string; readonly artifacts: string };
@@ -46,5 +52,6 @@ export function resolveClusterOptions(input: ClusterOptionsInput): ClusterOption
   if (!Number.isFinite(o.checkpointSeconds) || o.checkpointSeconds <= 0) fail('--checkpoint-seconds', o.checkpointSeconds, 'a number > 0');
   if (!Number.isFinite(o.logShipSeconds) || o.logShipSeconds <= 0) fail('--log-ship-seconds', o.logShipSeconds, 'a number > 0');
   if (!Number.isFinite(o.pollSeconds) || o.pollSeconds < 0 || o.pollSeconds > 20) fail('--queue-poll-seconds', o.pollSeconds, 'a number 0..20');
+  if (o.maxDurationSeconds !== undefined && !(Number.isFinite(o.maxDurationSeconds) && o.maxDurationSeconds > 0)) fail('--max-duration-seconds', o.maxDurationSeconds, 'a number of seconds > 0');
   return o;
 }

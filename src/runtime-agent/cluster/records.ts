@@ -44,7 +44,20 @@ export interface ClusterMessage {
   readonly submittedAt: string;
 }
 
+/** A conditional write lost (checked by code: storage-s3.js and storage-gcs.js carry their own copy of the class). */
+export function isPreconditionFailed(e: unknown): boolean {
+  return (e as { code?: unknown } | null)?.code === 'precondition_failed';
+}
+
 export const CLUSTER_JOB_ID = /^[a-z0-9]{8,12}-[a-f0-9]{12}$/;
+
+/** Why a job went to the dead-letter queue, as `list` shows it. */
+export function deadLetterReason(job: ClusterJob, maxAttempts: number): string {
+  const last = job.attempts[job.attempts.length - 1];
+  const lost = job.attempts.filter((a) => !a.endedAt).length;
+  return `dead-lettered after ${job.attempts.length} attempts (--max-attempts ${maxAttempts}); ${lost} ended with their host lost; `
+    + `the last on ${last.host} at ${last.startedAt}${last.outcome ? ` (${last.outcome}${last.failure ? `: ${last.failure.reason}` : ''})` : ' (host lost)'}`;
+}
 
 /** Time-sortable: base36 milliseconds, then 48 random bits. */
 export function newClusterJobId(): string {
@@ -74,14 +87,48 @@ export class ClusterStore {
   }
 
   async read(id: string): Promise<ClusterJob | null> {
-    const uri = this.jobUri(id);
-    if (!(await this.storage.exists(uri))) return null;
-    return JSON.parse(await this.getText(uri)) as ClusterJob;
+    return (await this.readTagged(id))?.job ?? null;
   }
 
-  async write(job: ClusterJob): Promise<void> {
+  /** The record and its version tag (S3 ETag, GCS generation): the tag a `put` must name to replace it. */
+  async readTagged(id: string): Promise<{ job: ClusterJob; tag: string } | null> {
+    for (let i = 0; ; i++) {
+      const v = await this.storage.readVersioned(this.jobUri(id));
+      if (!v) return null;
+      try {
+        return { job: JSON.parse(v.text) as ClusterJob, tag: v.tag };
+      } catch (e) {
+        // a torn read of a write in progress (s3rver's PUT is not atomic; S3's and GCS's are): read again
+        if (i >= 3) throw e;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  }
+
+  /**
+   * Writes the record only if it still carries `tag` (null: only if absent) and returns the new tag;
+   * throws PreconditionFailed when another writer got there first. Every record write is conditional:
+   * a host whose lease lapsed (or who released it) can never overwrite the new holder's record.
+   */
+  put(job: ClusterJob, tag: string | null): Promise<string> {
     job.updatedAt = new Date().toISOString();
-    await this.putText(this.jobUri(job.id), `${JSON.stringify(job)}\n`);
+    return this.storage.writeIf(this.jobUri(job.id), `${JSON.stringify(job)}\n`, tag);
+  }
+
+  /** Asks for a cancel in the record (a queued job ends cancelled at once), retrying when the lease holder wrote meanwhile. */
+  async requestCancel(id: string): Promise<ClusterJob | null> {
+    for (let round = 0; ; round++) {
+      const cur = await this.readTagged(id);
+      if (!cur || CLUSTER_TERMINAL.includes(cur.job.state)) return cur?.job ?? null;
+      cur.job.cancelRequested = true;
+      if (cur.job.state === 'queued') cur.job.state = 'cancelled';
+      try {
+        await this.put(cur.job, cur.tag);
+        return cur.job;
+      } catch (e) {
+        if (!isPreconditionFailed(e) || round >= 9) throw e;
+      }
+    }
   }
 
   /** Every job record, newest first. A record that cannot be read is skipped. */
@@ -125,10 +172,6 @@ export class ClusterStore {
     } finally {
       await fs.promises.rm(f, { force: true });
     }
-  }
-
-  private putText(uri: string, text: string): Promise<void> {
-    return this.putBytes(uri, Buffer.from(text));
   }
 
   private async putBytes(uri: string, bytes: Buffer): Promise<void> {

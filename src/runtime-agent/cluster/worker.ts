@@ -6,9 +6,12 @@ import { openQueue, type JobQueue, type LeasedMessage } from '../queue/index';
 import type { Scheduler } from '../scheduler';
 import type { Storage } from '../storage/index';
 import type { JobRecord, JobSpec } from '../types';
-import { saveCheckpoint, shipLog, type Lease } from './lease';
+import { capDuration, commitLease, confirmLease, leaseGone, saveCheckpoint, shipLog, superseded, type Lease } from './lease';
+import { gangLaunch, holdsGangRank } from './gang';
 import type { ClusterOptions } from './options';
-import { CLUSTER_JOB_ID, CLUSTER_TERMINAL, ClusterStore, newClusterJobId, type ClusterAttempt, type ClusterJob, type ClusterMessage } from './records';
+import { enqueueJob, enqueuePipelineRun } from './enqueue';
+import { PipelineRuns, pipelineRunOf, type PipelineRunMessage, type PipelineRunner } from './pipeline-runs';
+import { CLUSTER_JOB_ID, CLUSTER_TERMINAL, ClusterStore, deadLetterReason, isPreconditionFailed, type ClusterAttempt, type ClusterJob, type ClusterMessage } from './records';
 
 export interface ClusterWorkerDeps {
   readonly options: ClusterOptions;
@@ -20,8 +23,9 @@ export interface ClusterWorkerDeps {
   /** This host in job records (the default: hostname/pid). */
   readonly host?: string;
   readonly env?: NodeJS.ProcessEnv;
+  /** Runs pipeline-run messages on this host. @default - none: such messages are released for another host */
+  readonly runPipeline?: PipelineRunner;
 }
-
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -34,6 +38,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export class ClusterWorker {
   readonly queue: JobQueue;
   readonly store: ClusterStore;
+  readonly pipelines: PipelineRuns;
   private readonly leases = new Map<string, Lease>();
   private readonly ended = new Map<string, JobRecord>();
   /** Messages between receive and their local submit (bucket reads and writes): extended too. */
@@ -53,6 +58,10 @@ export class ClusterWorker {
     this.queue = openQueue(d.options.queue, d.options.deadLetterQueue, d.env);
     this.store = new ClusterStore(d.storage, d.options.artifacts, path.join(d.dataDir, 'cluster-tmp'));
     this.host = d.host ?? `${os.hostname()}/${process.pid}`;
+    this.pipelines = new PipelineRuns({
+      queue: this.queue, storage: d.storage, artifacts: d.options.artifacts, host: this.host, leaseSeconds: d.options.leaseSeconds, logger: d.logger,
+      runner: d.runPipeline, draining: () => this.draining, track: (p) => this.track(p),
+    });
     d.scheduler.on('job:finished', (job) => this.track(this.onFinished(job)));
     d.scheduler.on('job:started', (job) => this.foreign(job));
   }
@@ -63,6 +72,9 @@ export class ClusterWorker {
     this.timer = setInterval(() => this.tick(), tickMs);
     this.timer.unref();
   }
+
+  /** Leases held now (scale-in protection stays on while any is). */
+  get leaseCount(): number { return this.leases.size; }
 
   /** Stops leasing (a notice, a shutdown): running jobs keep their leases until they end. */
   drain(): void {
@@ -78,28 +90,13 @@ export class ClusterWorker {
   }
 
   /** Enqueues a job for the cluster. Throws 413 for a message the queue cannot take, 503 when the queue did not take it. */
-  async enqueue(spec: JobSpec): Promise<ClusterJob> {
-    const id = newClusterJobId();
-    const now = new Date().toISOString();
-    const body = JSON.stringify({ v: 1, id, spec, submittedAt: now } satisfies ClusterMessage);
-    const bytes = Buffer.byteLength(body);
-    if (bytes > this.queue.maxMessageBytes) {
-      throw new AgentError(413, 'payload_too_large', `the job is ${bytes} bytes as a queue message; the ${this.queue.kind} queue takes at most ${this.queue.maxMessageBytes}: put large inputs in the bucket and pass their URI`, 'body');
-    }
-    try {
-      await this.queue.send(body);
-    } catch (e) {
-      throw new AgentError(503, 'queue_unavailable', `the cluster queue did not accept the job (nothing was enqueued; retry): ${(e as Error).message}`, undefined, { retryAfterSeconds: 5 });
-    }
-    const job: ClusterJob = { id, spec, state: 'queued', createdAt: now, updatedAt: now, attempts: [] };
-    // The queue holds the job now. Its record is written here only if no host has leased it yet
-    // (that host wrote a newer one); a lost record is written again by the host that leases the job.
-    try {
-      if (!(await this.store.exists(id))) await this.store.write(job);
-    } catch (e) {
-      this.d.logger.warn({ jobId: id, err: (e as Error).message }, 'cluster job record not written at submit');
-    }
-    return job;
+  enqueue(spec: JobSpec): Promise<ClusterJob> {
+    return enqueueJob(this.queue, this.store, spec, this.d.logger);
+  }
+
+  /** Enqueues one run of a pipeline (what its schedule sends). */
+  enqueuePipelineRun(pipeline: string, spec: string): Promise<{ messageId: string }> {
+    return enqueuePipelineRun(this.queue, pipeline, spec);
   }
 
   async get(id: string): Promise<ClusterJob | null> {
@@ -107,13 +104,8 @@ export class ClusterWorker {
   }
 
   /** Cancels through the bucket: a queued job is dropped when leased, a running one is stopped by its host's next tick. */
-  async cancel(id: string): Promise<ClusterJob | null> {
-    const job = await this.get(id);
-    if (!job || CLUSTER_TERMINAL.includes(job.state)) return job;
-    job.cancelRequested = true;
-    if (job.state === 'queued') job.state = 'cancelled';
-    await this.store.write(job);
-    return job;
+  cancel(id: string): Promise<ClusterJob | null> {
+    return CLUSTER_JOB_ID.test(id) ? this.store.requestCancel(id) : Promise.resolve(null);
   }
 
   private track(p: Promise<void>): void {
@@ -174,64 +166,84 @@ export class ClusterWorker {
 
   private async take(m: LeasedMessage): Promise<void> {
     const o = this.d.options;
-    let msg: ClusterMessage;
+    let run: PipelineRunMessage | undefined;
+    let msg: ClusterMessage | undefined;
     try {
-      msg = JSON.parse(m.body) as ClusterMessage;
-      if (msg.v !== 1 || !CLUSTER_JOB_ID.test(msg.id) || !Array.isArray(msg.spec?.argv)) throw new Error('not a v1 cluster job');
+      run = pipelineRunOf(m.body);
+      msg = run ? undefined : JSON.parse(m.body) as ClusterMessage;
+      if (msg && (msg.v !== 1 || !CLUSTER_JOB_ID.test(msg.id) || !Array.isArray(msg.spec?.argv))) throw new Error('not a v1 cluster job');
     } catch (e) {
       await this.queue.deadLetter(m, `malformed message: ${(e as Error).message}`);
       return;
     }
-    const now = new Date().toISOString();
-    const job: ClusterJob = (await this.store.read(msg.id)) ?? { id: msg.id, spec: msg.spec, state: 'queued', createdAt: msg.submittedAt, updatedAt: now, attempts: [] };
-    if (CLUSTER_TERMINAL.includes(job.state)) {
-      // at-least-once delivery: it already ended (or was cancelled while queued)
-      this.d.logger.info({ jobId: job.id, state: job.state, attempt: m.attempt }, 'cluster job already ended: message dropped');
-      await this.queue.ack(m);
-      return;
+    if (!msg) return this.pipelines.take(m, run!);
+    // record writes are conditional: when another writer got in between (the submitter, a cancel), decide again
+    for (let round = 0; ; round++) {
+      const conflict = (e: unknown): boolean => isPreconditionFailed(e) && round < 4;
+      const now = new Date().toISOString();
+      const cur = await this.store.readTagged(msg.id);
+      const job: ClusterJob = cur?.job ?? { id: msg.id, spec: msg.spec, state: 'queued', createdAt: msg.submittedAt, updatedAt: now, attempts: [] };
+      if (CLUSTER_TERMINAL.includes(job.state)) {
+        // at-least-once delivery: it already ended (or was cancelled while queued)
+        this.d.logger.info({ jobId: job.id, state: job.state, attempt: m.attempt }, 'cluster job already ended: message dropped');
+        await this.queue.ack(m);
+        return;
+      }
+      // attempts are counted by starts recorded in the bucket, not by deliveries: a host without free
+      // GPUs that looks at a message and puts it back must not use up the job's attempts
+      if (job.attempts.length >= o.maxAttempts) {
+        const reason = deadLetterReason(job, o.maxAttempts);
+        if (!(await confirmLease(this.queue, m, o.leaseSeconds, this.d.logger))) return;
+        Object.assign(job, { state: 'failed', failure: { class: 'dead-letter', reason } });
+        const wrote = await this.store.put(job, cur?.tag ?? null).then(() => true, (e: unknown) => { if (conflict(e)) return false; throw e; });
+        if (!wrote) continue;
+        await this.queue.deadLetter(m, reason);
+        this.d.logger.warn({ jobId: job.id, reason }, 'cluster job dead-lettered');
+        return;
+      }
+      // one rank of a gang per host (gang.ts)
+      if (!this.fits(job.spec.gpus) || this.draining || holdsGangRank(job.spec, this.leases.values())) {
+        // another host (or this one, later) takes it; a short delay keeps this host from taking it back at once
+        await this.queue.release(m, this.draining ? 0 : Math.min(2, o.pollSeconds));
+        return;
+      }
+      if (!(await confirmLease(this.queue, m, o.leaseSeconds, this.d.logger))) return;
+      const attempt: ClusterAttempt = { attempt: job.attempts.length + 1, host: this.host, startedAt: now, deliveries: m.attempt };
+      job.state = 'running';
+      job.attempts.push(attempt);
+      let tag: string;
+      try {
+        tag = await this.store.put(job, cur?.tag ?? null);
+      } catch (e) {
+        if (conflict(e)) continue;
+        throw e;
+      }
+      return this.startLocal(m, job, attempt, tag);
     }
-    // attempts are counted by starts recorded in the bucket, not by deliveries: a host without free
-    // GPUs that looks at a message and puts it back must not use up the job's attempts
-    if (job.attempts.length >= o.maxAttempts) {
-      const last = job.attempts[job.attempts.length - 1];
-      const lost = job.attempts.filter((a) => !a.endedAt).length;
-      const reason = `dead-lettered after ${job.attempts.length} attempts (--max-attempts ${o.maxAttempts}); ${lost} ended with their host lost; `
-        + `the last on ${last.host} at ${last.startedAt}${last.outcome ? ` (${last.outcome}${last.failure ? `: ${last.failure.reason}` : ''})` : ' (host lost)'}`;
-      Object.assign(job, { state: 'failed', failure: { class: 'dead-letter', reason } });
-      await this.store.write(job);
-      await this.queue.deadLetter(m, reason);
-      this.d.logger.warn({ jobId: job.id, reason }, 'cluster job dead-lettered');
-      return;
-    }
-    if (!this.fits(job.spec.gpus) || this.draining) {
-      // another host (or this one, later) takes it; a short delay keeps this host from taking it back at once
-      await this.queue.release(m, this.draining ? 0 : Math.min(2, o.pollSeconds));
-      return;
-    }
-    const attempt: ClusterAttempt = { attempt: job.attempts.length + 1, host: this.host, startedAt: now, deliveries: m.attempt };
-    job.state = 'running';
-    job.attempts.push(attempt);
-    await this.store.write(job);
+  }
+
+  /** Runs a leased attempt (already recorded in the bucket) through the local scheduler. */
+  private async startLocal(m: LeasedMessage, job: ClusterJob, attempt: ClusterAttempt, tag: string): Promise<void> {
     const ckpt = job.spec.checkpointDir !== undefined && !this.d.storage.isLocal(job.spec.checkpointDir) ? job.spec.checkpointDir : this.store.checkpointUri(job.id);
     const spec: JobSpec = {
-      ...job.spec, retries: 0, checkpointDir: ckpt,
+      ...job.spec, retries: 0, checkpointDir: ckpt, ...capDuration(job.spec.timeoutSeconds, this.d.options.maxDurationSeconds),
       env: { ...job.spec.env, MLINFRA_CLUSTER_JOB_ID: job.id, MLINFRA_CLUSTER_ATTEMPT: String(attempt.attempt) },
     };
     let local: JobRecord;
     this.starting.add(job.id);
     try {
-      local = (await this.d.scheduler.submit(spec, `cluster:${job.id}:${attempt.attempt}`)).job;
+      local = (await this.d.scheduler.submit(gangLaunch(spec), `cluster:${job.id}:${attempt.attempt}`)).job;
     } catch (e) {
       this.starting.delete(job.id);
       if (e instanceof AgentError && e.statusCode === 400) {
         // no host can run what this host refuses as invalid (a bad URI, a relative cwd)
-        await this.endJob({ msg: m, job, attempt } as Lease, 'failed', null, { class: 'exit', reason: `refused: ${e.message}` });
+        await this.endJob({ msg: m, job, attempt, tag, writes: Promise.resolve() } as Lease, 'failed', null, { class: 'exit', reason: `refused: ${e.message}` });
         return;
       }
       throw e;
     }
     const t = Date.now();
-    const lease: Lease = { msg: m, job, attempt, localId: local.id, ckptUri: ckpt, lastExtendMs: 0, lastCheckpointMs: t, lastLogMs: t, logOffset: 0, logSeq: 0, busy: false };
+    const lease: Lease = { msg: m, job, attempt, localId: local.id, ckptUri: ckpt, lastExtendMs: 0, lastCheckpointMs: t, lastLogMs: t, logOffset: 0, logSeq: 0, busy: false, tag, writes: Promise.resolve() };
     this.leases.set(local.id, lease);
     this.starting.delete(job.id);
     this.d.logger.info({ jobId: job.id, localId: local.id, attempt: attempt.attempt, deliveries: m.attempt }, 'cluster job leased');
@@ -259,6 +271,7 @@ export class ClusterWorker {
     const o = this.d.options;
     const now = Date.now();
     const every = (o.leaseSeconds * 1000) / 3;
+    this.pipelines.tick(now);
     for (const [m, t] of this.taking) {
       if (now - t.lastExtendMs < every) continue;
       t.lastExtendMs = now;
@@ -278,7 +291,7 @@ export class ClusterWorker {
         // before this host writes the record again (with the checkpoint time), so a cancel is not overwritten
         await this.checkCancelled(l);
         if (logDue) await shipLog(l, this.d.dataDir, this.store, this.d.logger);
-        if (ckptDue && !(await saveCheckpoint(l, this.d.dataDir, this.d.storage, this.store, this.d.logger))) this.checkpointFailures++;
+        if (ckptDue && !(await saveCheckpoint(l, this.d.dataDir, this.d.storage, () => this.commit(l), this.d.logger))) this.checkpointFailures++;
       })().finally(() => {
         l.busy = false;
       }));
@@ -291,9 +304,12 @@ export class ClusterWorker {
    */
   private leaseError(l: Lease, e: unknown): void {
     const msg = (e as Error).message;
-    const gone = /ReceiptHandleIsInvalid|MessageNotInflight|not a valid receipt handle|not in flight|INVALID_ARGUMENT|FAILED_PRECONDITION|NOT_FOUND/i.test(`${(e as Error).name} ${msg}`);
-    if (gone) this.loseLease(l, msg);
+    if (leaseGone(e)) this.loseLease(l, msg);
     else this.d.logger.warn({ jobId: l.job.id, err: msg }, 'lease extension failed');
+  }
+
+  private commit(l: Lease, final = false): Promise<boolean> {
+    return commitLease(l, this.store, this.host, (why) => this.loseLease(l, why), final);
   }
 
   private loseLease(l: Lease, why: string): void {
@@ -307,7 +323,6 @@ export class ClusterWorker {
     }
   }
 
-
   /**
    * Reads the job's record: a cancel stops the run; so does a newer attempt or an end written by
    * another host (this host's lease lapsed unseen: Pub/Sub accepts an expired ack id silently).
@@ -315,8 +330,7 @@ export class ClusterWorker {
   private async checkCancelled(l: Lease): Promise<void> {
     const rec = await this.store.read(l.job.id).catch(() => null);
     if (!rec || !this.leases.has(l.localId) || l.lost) return;
-    const newer = rec.attempts.length > l.attempt.attempt || (CLUSTER_TERMINAL.includes(rec.state) && rec.attempts[l.attempt.attempt - 1]?.host !== this.host);
-    if (newer) {
+    if (superseded(rec, l, this.host)) {
       this.loseLease(l, `the job record shows attempt ${rec.attempts.length} (${rec.state}) on ${rec.attempts[rec.attempts.length - 1]?.host}`);
       return;
     }
@@ -329,7 +343,6 @@ export class ClusterWorker {
       }
     }
   }
-
 
   private async onFinished(local: JobRecord): Promise<void> {
     const l = this.leases.get(local.id);
@@ -353,7 +366,11 @@ export class ClusterWorker {
       Object.assign(l.attempt, { endedAt: new Date().toISOString(), outcome: 'interrupted', exitCode: local.exitCode, failure });
       l.job.state = 'queued';
       this.leases.delete(local.id);
-      await this.store.write(l.job).catch((e: unknown) => this.d.logger.warn({ jobId: l.job.id, err: (e as Error).message }, 'cluster job record not written'));
+      const ours = await this.commit(l, true).catch((e: unknown) => {
+        this.d.logger.warn({ jobId: l.job.id, err: (e as Error).message }, 'cluster job record not written');
+        return true;
+      });
+      if (!ours) return;
       await this.queue.release(l.msg, 0);
       this.d.logger.info({ jobId: l.job.id, attempt: l.attempt.attempt }, 'cluster job released for another host');
       return;
@@ -363,8 +380,7 @@ export class ClusterWorker {
       Object.assign(l.attempt, { endedAt: new Date().toISOString(), outcome: 'failed', exitCode: local.exitCode, failure });
       l.job.state = 'queued';
       this.leases.delete(local.id);
-      await this.store.write(l.job);
-      await this.queue.release(l.msg, 0);
+      if (await this.commit(l, true)) await this.queue.release(l.msg, 0);
       return;
     }
     return this.endJob(l, 'failed', local.exitCode, failure);
@@ -375,7 +391,8 @@ export class ClusterWorker {
     Object.assign(l.attempt, { endedAt: new Date().toISOString(), outcome: state, exitCode, failure });
     Object.assign(l.job, { state, exitCode, failure });
     this.leases.delete(l.localId);
-    await this.store.write(l.job);
+    // another host holds the job now: the message is its to ack
+    if (!(await this.commit(l, true))) return;
     await this.queue.ack(l.msg);
     this.d.logger.info({ jobId: l.job.id, state, attempt: l.attempt.attempt }, 'cluster job ended');
   }

@@ -7,6 +7,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { PassThrough } from 'node:stream';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { HOST_METRICS } from '../../contracts/host-metrics';
 import { AgentError, badRequest, notFound } from '../errors';
 import { JOB_BODY_SCHEMA, PIPELINE_RUN_BODY_SCHEMA, toAgentError } from '../server';
 import { TERMINAL_STATES, type JobState } from '../types';
@@ -16,12 +17,16 @@ import {
   CLUSTER_LABEL, GatewayConfig, JOB_ID_LABEL, JOBSET_API_VERSION, KubeObject, podView, renderJob, renderJobSet, SPEC_ANNOTATION, SubmitSpec, viewOf,
 } from './objects';
 
-/** POST /v1/jobs on Kubernetes: the agent's body plus `nodes` (a JobSet when > 1) and `shards` (batch). */
+/**
+ * POST /v1/jobs on Kubernetes: the agent's body plus `nodes` (a JobSet when > 1), `gpusPerNode` (the pipeline
+ * step's name for per-node GPUs; wins over `gpus`) and `shards` (batch).
+ */
 export const GATEWAY_JOB_BODY_SCHEMA = {
   ...JOB_BODY_SCHEMA,
   properties: {
     ...JOB_BODY_SCHEMA.properties,
     nodes: { type: 'integer', minimum: 1, maximum: 1000 },
+    gpusPerNode: { type: 'integer', minimum: 0, maximum: 64 },
     shards: { type: 'integer', minimum: 1, maximum: 100_000 },
   },
 } as const;
@@ -41,7 +46,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** The body as the schema let it through (types checked there). */
 interface Body {
-  argv: string[]; name?: string; env?: Record<string, string>; cwd?: string; gpus?: number; nodes?: number; priority?: number; retries?: number;
+  argv: string[]; name?: string; env?: Record<string, string>; cwd?: string; gpus?: number; gpusPerNode?: number; nodes?: number; priority?: number; retries?: number;
   timeoutSeconds?: number; kind?: 'train' | 'batch'; checkpointDir?: string; artifactUri?: string; input?: string; output?: string; shards?: number;
 }
 interface StoredSpec { name?: string; kind?: string; argv?: string[]; envKeys?: string[]; gpus?: number; nodes?: number; retries?: number; timeoutSeconds?: number }
@@ -111,7 +116,7 @@ export async function buildGateway(d: GatewayDeps): Promise<FastifyInstance> {
     if (!b.argv[0]) throw badRequest('argv[0] (the program) must not be empty', 'argv.0');
     const s: SubmitSpec = {
       ...(b.name !== undefined ? { name: b.name } : {}), argv: b.argv, env: b.env ?? {}, ...(b.cwd !== undefined ? { cwd: b.cwd } : {}),
-      gpus: b.gpus ?? 0, nodes: b.nodes ?? 1, priority: b.priority ?? 0, retries: b.retries ?? 0,
+      gpus: b.gpusPerNode ?? b.gpus ?? 0, nodes: b.nodes ?? 1, priority: b.priority ?? 0, retries: b.retries ?? 0,
       ...(b.timeoutSeconds !== undefined ? { timeoutSeconds: b.timeoutSeconds } : {}), kind: b.kind ?? 'train',
       ...(b.checkpointDir !== undefined ? { checkpointDir: b.checkpointDir } : {}), ...(b.artifactUri !== undefined ? { artifactUri: b.artifactUri } : {}),
       ...(b.input !== undefined ? { input: b.input } : {}), ...(b.output !== undefined ? { output: b.output } : {}),
@@ -208,6 +213,12 @@ export async function buildGateway(d: GatewayDeps): Promise<FastifyInstance> {
       ['mlinfra_agent_gpus_busy', 'GPUs requested by running jobs.', running.reduce((n, v) => n + v.gpus * v.nodes, 0)],
       ...(c.quotaGpus !== undefined ? [['mlinfra_agent_gpus', 'GPUs in the ClusterQueue quota.', c.quotaGpus] as const] : []),
     ].map(([name, help, value]) => `# HELP ${name} ${help}\n# TYPE ${name} gauge\n${name} ${value}\n`);
+    // Live job pods by name: DCGM names the pod using each GPU, and this ties the pod to the cluster
+    // (the pods carry its label; their names are random), so per-cluster GPU panels join on it.
+    const live = pods.filter((p) => p.metadata?.name && !['Succeeded', 'Failed'].includes(p.status?.phase ?? ''));
+    const info = HOST_METRICS.gatewayJobPods;
+    lines.push(`# HELP ${info} Live job pods of this cluster (value 1), to join per-pod GPU metrics to it.\n# TYPE ${info} gauge\n`
+      + live.map((p) => `${info}{job_pod=${JSON.stringify(p.metadata!.name)},job_id=${JSON.stringify(p.metadata?.labels?.[JOB_ID_LABEL] ?? '')}} 1\n`).join(''));
     const pipelines = c.pipelineRunsConfigMap ? pipelineMetricsText(await readPipelineRuns(d.kube, c.namespace, c.pipelineRunsConfigMap)) : '';
     return reply.type('text/plain; version=0.0.4; charset=utf-8').send(lines.join('') + pipelines);
   });

@@ -1,6 +1,6 @@
 /**
- * The few Kubernetes API calls the gateway makes, over node:http(s) with the pod's service account:
- * create, get, list (label selector), delete, and pod logs (streamed with follow).
+ * The few Kubernetes API calls the gateway and a promoting pod make, over node:http(s) with the pod's
+ * service account: create, get, list (label selector), replace, patch, delete, and pod logs (streamed with follow).
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -34,20 +34,31 @@ export const JOBSETS: Resource = { api: '/apis/jobset.x-k8s.io/v1alpha2', plural
 export const PODS: Resource = { api: '/api/v1', plural: 'pods' };
 export const LOCALQUEUES: Resource = { api: '/apis/kueue.x-k8s.io/v1beta2', plural: 'localqueues' };
 export const CONFIGMAPS: Resource = { api: '/api/v1', plural: 'configmaps' };
+export const DEPLOYMENTS: Resource = { api: '/apis/apps/v1', plural: 'deployments' };
 
-const SA = '/var/run/secrets/kubernetes.io/serviceaccount';
+/** Where the kubelet mounts a pod's service account token, CA and namespace. */
+export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
-/** A client from the pod's environment and service account files. */
-export function inClusterOptions(env: NodeJS.ProcessEnv = process.env): KubeClientOptions {
+/** A client from the pod's environment and service account files (`dir`: tests point it at their own files). */
+export function inClusterOptions(env: NodeJS.ProcessEnv = process.env, dir = SERVICE_ACCOUNT_DIR): KubeClientOptions {
   const host = env.KUBERNETES_SERVICE_HOST;
   if (!host) throw new Error('KUBERNETES_SERVICE_HOST is not set: not running in a pod');
   const port = env.KUBERNETES_SERVICE_PORT ?? '443';
   return {
     server: `https://${host.includes(':') ? `[${host}]` : host}:${port}`,
     // Re-read on every call: projected tokens rotate.
-    token: () => fs.readFileSync(`${SA}/token`, 'utf8').trim(),
-    ca: fs.readFileSync(`${SA}/ca.crt`),
+    token: () => fs.readFileSync(`${dir}/token`, 'utf8').trim(),
+    ca: fs.readFileSync(`${dir}/ca.crt`),
   };
+}
+
+/**
+ * The pod's client and namespace when this process runs in a pod with its service account token
+ * mounted; null elsewhere (KUBERNETES_SERVICE_HOST unset, or automountServiceAccountToken: false).
+ */
+export function inClusterClient(env: NodeJS.ProcessEnv = process.env, dir = SERVICE_ACCOUNT_DIR): { client: KubeClient; namespace: string } | null {
+  if (!env.KUBERNETES_SERVICE_HOST || !fs.existsSync(`${dir}/token`)) return null;
+  return { client: new KubeClient(inClusterOptions(env, dir)), namespace: fs.readFileSync(`${dir}/namespace`, 'utf8').trim() };
 }
 
 export class KubeClient {
@@ -60,12 +71,12 @@ export class KubeClient {
     return `${r.api}/namespaces/${encodeURIComponent(namespace)}/${r.plural}${name ? `/${encodeURIComponent(name)}` : ''}${sub ? `/${sub}` : ''}`;
   }
 
-  private raw(method: string, path: string, body?: unknown): Promise<http.IncomingMessage> {
+  private raw(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<http.IncomingMessage> {
     const lib = this.url.protocol === 'https:' ? https : http;
     return new Promise((resolve, reject) => {
       const headers: Record<string, string> = { authorization: `Bearer ${this.o.token()}`, accept: 'application/json' };
       const data = body === undefined ? undefined : JSON.stringify(body);
-      if (data !== undefined) { headers['content-type'] = 'application/json'; headers['content-length'] = String(Buffer.byteLength(data)); }
+      if (data !== undefined) { headers['content-type'] = contentType; headers['content-length'] = String(Buffer.byteLength(data)); }
       const req = lib.request({
         protocol: this.url.protocol, hostname: this.url.hostname, port: this.url.port, path, method, headers,
         ...(this.o.ca ? { ca: this.o.ca } : {}),
@@ -76,8 +87,8 @@ export class KubeClient {
     });
   }
 
-  private async json(method: string, path: string, body?: unknown): Promise<KubeObject & { items?: KubeObject[] }> {
-    const res = await this.raw(method, path, body);
+  private async json(method: string, path: string, body?: unknown, contentType?: string): Promise<KubeObject & { items?: KubeObject[] }> {
+    const res = await this.raw(method, path, body, contentType);
     let text = '';
     res.setEncoding('utf8');
     for await (const chunk of res) text += chunk;
@@ -103,6 +114,15 @@ export class KubeClient {
   /** PUT: the object's metadata.resourceVersion makes it a compare-and-swap (409 when another write came first). */
   replace(r: Resource, namespace: string, name: string, obj: unknown): Promise<KubeObject> {
     return this.json('PUT', this.path(r, namespace, name), obj);
+  }
+  /**
+   * A strategic merge patch: lists such as containers and env merge by their `name` key, so a patch that
+   * names one container's env vars leaves the image, ports and other vars alone (a JSON merge patch would
+   * replace the whole list). Built-in kinds only; custom resources take merge patches.
+   * (kubernetes.io/docs/tasks/manage-kubernetes-objects/update-api-object-kubectl-patch/)
+   */
+  patch(r: Resource, namespace: string, name: string, patch: unknown): Promise<KubeObject> {
+    return this.json('PATCH', this.path(r, namespace, name), patch, 'application/strategic-merge-patch+json');
   }
   /** Foreground: the object stays (with a deletion timestamp) until its pods are gone. */
   delete(r: Resource, namespace: string, name: string): Promise<KubeObject> {

@@ -250,8 +250,9 @@ export function renderJob(c: GatewayConfig, id: string, s: SubmitSpec): KubeObje
  * A multi-node job: a JobSet of one replicated Job, Indexed, one pod per node. JobSet creates a
  * headless Service named after the JobSet (network.subdomain defaults to it), and with
  * enableDNSHostnames pod `<jobset>-node-0-<i>` resolves as `<jobset>-node-0-<i>.<jobset>`; rank 0
- * hosts torchrun's c10d rendezvous. torchrun reads its flags from PET_* (as the Kubeflow training
- * operator sets them), so `torchrun train.py` runs unchanged.
+ * hosts torchrun's c10d rendezvous. The env is the multi-node contract of contracts/pipeline-spec.ts
+ * (MULTI_NODE_ENV), as on VMs; k8s-wrap runs a `.py` command under torchrun like gang-rank does. torchrun
+ * also reads its flags from PET_* (as the Kubeflow training operator sets them), so `torchrun train.py` runs unchanged.
  */
 export function renderJobSet(c: GatewayConfig, id: string, s: SubmitSpec): KubeObject {
   const { metadata, labels } = metaFor(c, id, s);
@@ -259,7 +260,13 @@ export function renderJobSet(c: GatewayConfig, id: string, s: SubmitSpec): KubeO
   const env = [
     { name: 'MLINFRA_NNODES', value: String(s.nodes) },
     { name: 'MLINFRA_NODE_RANK', valueFrom: { fieldRef: { fieldPath: "metadata.annotations['batch.kubernetes.io/job-completion-index']" } } },
-    { name: 'MLINFRA_RENDEZVOUS_ENDPOINT', value: `${leader}:${RENDEZVOUS_PORT}` },
+    { name: 'MLINFRA_GPUS_PER_NODE', value: String(s.gpus) },
+    { name: 'MLINFRA_RDZV_ENDPOINT', value: `${leader}:${RENDEZVOUS_PORT}` },
+    { name: 'MASTER_ADDR', value: leader },
+    { name: 'MASTER_PORT', value: String(RENDEZVOUS_PORT) },
+    { name: 'MLINFRA_GANG_ID', value: id },
+    // 0 on the first run, n after n gang restarts (JobSet's own annotation); k8s-wrap makes it MLINFRA_GANG_ATTEMPT (1, 2 ...).
+    { name: 'MLINFRA_JOBSET_RESTART_ATTEMPT', valueFrom: { fieldRef: { fieldPath: "metadata.annotations['jobset.sigs.k8s.io/restart-attempt']" } } },
     { name: 'PET_NNODES', value: String(s.nodes) },
     { name: 'PET_NPROC_PER_NODE', value: String(Math.max(1, s.gpus)) },
     { name: 'PET_RDZV_BACKEND', value: 'c10d' },

@@ -10,9 +10,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { classifyExit } from '../failure';
+import { rankCommand } from '../gang-rank';
 import { Storage } from '../storage';
 import type { Failure } from '../types';
 import { TERMINATION_LOG } from './objects';
+import { digestDir, STEP_OUTPUT_ENV, uploadStepOutputs } from './step-files';
 
 export interface WrapOptions {
   readonly argv: readonly string[];
@@ -35,6 +37,8 @@ export interface WrapResult {
   readonly checkpointFiles: { restored: number; saved: number };
   /** Files of the pipeline run directory brought from MLINFRA_RUN_DIR_URI before the command ran. */
   readonly runDirFiles: number;
+  /** Files the step created or changed, uploaded to MLINFRA_STEP_OUTPUT_URI (after a success only). */
+  readonly outputFiles: number;
 }
 
 const TAIL_BYTES = 16 * 1024;
@@ -46,6 +50,23 @@ function oomKills(cgroupDir: string): number {
   } catch {
     return 0;
   }
+}
+
+/**
+ * The command of one JobSet rank, as gang-rank runs a rank on VMs: a python script under torchrun (with
+ * the image's own python: `python3` from PATH unless the command names one), anything else as is.
+ * Sets MLINFRA_GANG_ATTEMPT (1-based) from JobSet's restart attempt.
+ */
+export function multiNodeArgv(argv: readonly string[], env: NodeJS.ProcessEnv): string[] {
+  const attempt = Number(env.MLINFRA_JOBSET_RESTART_ATTEMPT ?? 0) + 1;
+  env.MLINFRA_GANG_ATTEMPT = String(Number.isFinite(attempt) ? attempt : 1);
+  const cmd = rankCommand([...argv], {
+    gang: env.MLINFRA_GANG_ID ?? 'gang', attempt: Number(env.MLINFRA_GANG_ATTEMPT), nodes: Number(env.MLINFRA_NNODES),
+    gpusPerNode: Number(env.MLINFRA_GPUS_PER_NODE ?? 0), rank: Number(env.MLINFRA_NODE_RANK ?? 0), endpoint: env.MLINFRA_RDZV_ENDPOINT ?? '',
+  });
+  if (cmd === argv || cmd.length === argv.length) return [...argv];
+  cmd[0] = /(^|\/)python3?(\.\d+)?$/.test(argv[0]) ? argv[0] : 'python3';
+  return cmd;
 }
 
 export async function runWrapped(o: WrapOptions): Promise<WrapResult> {
@@ -61,6 +82,8 @@ export async function runWrapped(o: WrapOptions): Promise<WrapResult> {
     env.MLINFRA_SHARD_INDEX = env.JOB_COMPLETION_INDEX;
     if (env.MLINFRA_NNODES) env.MLINFRA_NODE_RANK = env.JOB_COMPLETION_INDEX;
   }
+  // A JobSet rank: the multi-node contract (contracts/pipeline-spec.ts), a `.py` command under torchrun.
+  const argv = Number(env.MLINFRA_NNODES) > 1 ? multiNodeArgv(o.argv, env) : [...o.argv];
 
   // Checkpoints live in the artifact store; the job sees a local directory.
   const storage = new Storage();
@@ -80,11 +103,15 @@ export async function runWrapped(o: WrapOptions): Promise<WrapResult> {
     fs.mkdirSync(env.MLINFRA_RUN_DIR, { recursive: true });
     runDirFiles = await storage.getDir(env.MLINFRA_RUN_DIR_URI, env.MLINFRA_RUN_DIR);
   }
+  // A pipeline step on Kubernetes: what it saw, so only its own new or changed files go back (step-files.ts).
+  // Of a JobSet's ranks only node rank 0 sends files back: one writer per step prefix.
+  const outputUri = env[STEP_OUTPUT_ENV] && env.MLINFRA_RUN_DIR && Number(env.MLINFRA_NODE_RANK ?? 0) === 0 ? env[STEP_OUTPUT_ENV] : undefined;
+  const seen = outputUri ? digestDir(env.MLINFRA_RUN_DIR!) : undefined;
 
   const oomBefore = oomKills(cgroupDir);
   let tail = '';
   let stoppedBy: 'preemption' | undefined;
-  const child = spawn(o.argv[0], o.argv.slice(1), { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(argv[0], argv.slice(1), { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   child.stdout!.on('data', (c: Buffer) => out.write(c));
   child.stderr!.on('data', (c: Buffer) => {
     err.write(c);
@@ -121,11 +148,23 @@ export async function runWrapped(o: WrapOptions): Promise<WrapResult> {
       err.write(`mlinfra k8s-wrap: checkpoint upload to ${ckptUri} failed: ${(e as Error).message}\n`);
     }
   }
+  let exitCode = spawnError ? 127 : code ?? 128 + (signal ? (os.constants.signals as Record<string, number>)[signal] ?? 0 : 0);
+  let outputFiles = 0;
+  // Only a success sends files back: a failed attempt's partial files must not reach the next steps.
+  if (outputUri && seen && exitCode === 0 && !failure) {
+    try {
+      outputFiles = await uploadStepOutputs(storage, env.MLINFRA_RUN_DIR!, seen, outputUri);
+    } catch (e) {
+      // The step's files would be lost to the steps after it: the step fails (and retries), saying why.
+      failure = { class: 'exit', reason: `the step succeeded but its run-directory files could not be uploaded to ${outputUri}: ${(e as Error).message}` };
+      err.write(`mlinfra k8s-wrap: ${failure.reason}\n`);
+      exitCode = 1;
+    }
+  }
   try {
     fs.writeFileSync(termLog, JSON.stringify(failure ?? { class: null, reason: 'succeeded' }));
   } catch (e) {
     err.write(`mlinfra k8s-wrap: cannot write ${termLog}: ${(e as Error).message}\n`);
   }
-  const exitCode = spawnError ? 127 : code ?? 128 + (signal ? (os.constants.signals as Record<string, number>)[signal] ?? 0 : 0);
-  return { exitCode, failure, checkpointFiles: { restored, saved }, runDirFiles };
+  return { exitCode, failure, checkpointFiles: { restored, saved }, runDirFiles, outputFiles };
 }

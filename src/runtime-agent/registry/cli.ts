@@ -53,7 +53,7 @@ export function addModelsCommand(program: Command, io: ModelsIo): void {
   // Every endpoint registered under models/endpoints/ rolls the version out before the pointer moves.
   const moveOptions = async (reg: ModelRegistry, o: Record<string, unknown>) => ({
     reason: o.reason as string | undefined,
-    ...(o.rollout === false ? {} : { rollout: rolloutToAll(await readEndpoints(new Storage(), reg.artifactsUri)) }),
+    ...(o.rollout === false ? {} : { rollout: rolloutToAll(await readEndpoints(new Storage(), reg.artifactsUri, { pipeline: reg.pipeline })) }),
   });
   withStore(models.command('promote')).description('Roll VERSION out to the endpoints that serve this pipeline, then make it current.')
     .argument('<version>').option('--reason <text>', 'recorded in the history')

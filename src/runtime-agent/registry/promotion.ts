@@ -107,7 +107,7 @@ export async function registerRun(r: RegisterRunInput): Promise<RegistryOutcome 
       ...(r.pipelineSpecHash ? { pipelineSpecHash: r.pipelineSpecHash } : {}),
     });
     version = v.version;
-    await registry.promote(v.version, { reason: r.reason, rollout: rolloutToAll(await readEndpoints(r.storage, r.artifactsUri)) });
+    await registry.promote(v.version, { reason: r.reason, rollout: rolloutToAll(await readEndpoints(r.storage, r.artifactsUri, { pipeline: r.pipeline })) });
     r.say(`registered and serving ${v.version} (${registry.root})`);
     return { version: v.version };
   } catch (e) {
