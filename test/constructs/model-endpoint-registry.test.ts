@@ -93,7 +93,15 @@ describe('AWS: SageMaker endpoint on the registry', () => {
       initialInstanceCount: 2, environment: {}, traffic: { type: 'CANARY', percent: 10, waitSeconds: 300 },
       rollbackAlarms: [expect.stringContaining('rollback_error-rate'), expect.stringContaining('rollback_p99-latency')],
       terminationWaitSeconds: 0, maxWaitSeconds: 3900,
+      // every version's config keeps the capture and the GPU startup timeouts of the Terraform-made one
+      dataCapture: {
+        samplingPercent: 20, kmsKeyId: expect.stringMatching(/^\$\{aws_kms_key\.ltv-api_storage_key_[^.]+\.arn\}$/),
+        destinationS3Uri: expect.stringMatching(/^s3:\/\/\$\{aws_s3_bucket\.ltv-api_storage_capture_[^.]+\.bucket\}\/ml-platform-ltv-api-[0-9a-f]{8}\/$/),
+      },
+      startupTimeoutSeconds: 1800,
     });
+    const config = all(json, 'aws_sagemaker_endpoint_configuration')[0];
+    expect(r.dataCapture).toMatchObject({ samplingPercent: config.data_capture_config.initial_sampling_percentage, destinationS3Uri: config.data_capture_config.destination_s3_uri, kmsKeyId: config.data_capture_config.kms_key_id });
     expect(ep().name).toContain('ltv-api');
   });
 
@@ -107,6 +115,8 @@ describe('AWS: SageMaker endpoint on the registry', () => {
       { effect: 'Allow', actions: ['sagemaker:UpdateEndpoint'], resources: [arn('endpoint', n), arn('endpoint-config', `${n}-v*`)] },
       { effect: 'Allow', actions: ['sagemaker:DescribeEndpoint'], resources: [arn('endpoint', n)] },
       { effect: 'Allow', actions: ['iam:PassRole'], resources: [expect.stringMatching(/^\$\{aws_iam_role\.ltv-api_iam_role_[^.]+\.arn\}$/)] },
+      // a config whose data capture is encrypted with the endpoint's key: SageMaker creates a grant for the caller
+      { effect: 'Allow', actions: ['kms:CreateGrant', 'kms:DescribeKey'], resources: [expect.stringMatching(/^\$\{aws_kms_key\.ltv-api_storage_key_[^.]+\.arn\}$/)] },
     ]);
     // Attached to the cluster's host role.
     const policy = Object.entries(resources(json, 'aws_iam_role_policy')).find(([k]) => k.includes('rollout'))![1] as any;
@@ -150,6 +160,8 @@ describe('GCP: Cloud Run service on the registry', () => {
     expect(obj.name).toBe(`pipelines/${pipeline.pipelineName}/models/endpoints/${svc().name}.json`);
     expect(record(obj.content)).toEqual({
       kind: 'cloudrun', name: svc().name, service: `projects/ml-platform-prod/locations/us-central1/services/${svc().name}`, canaryPercent: 10, bakeSeconds: 300,
+      // the image Terraform would deploy: a new image reaches serving with the next version's revision
+      image: svc().template.containers[0].image,
     });
   });
 

@@ -86,3 +86,17 @@ test('fails when the API refuses the call (e.g. no permission), naming the statu
     .rejects.toThrow(/Cloud Run GET .*other: 404/);
   expect((await reg.state()).current).toBeNull();
 });
+
+test('the record\'s image replaces the live one in the new revision (Terraform ignores the template the rollout owns)', async () => {
+  const reg = await registry();
+  const image = 'us-central1-docker.pkg.dev/p1/serving/ltv-server@sha256:' + 'b'.repeat(64);
+  await reg.promote('v1', { rollout: (v) => rolloutCloudRun({ ...cfg(), image }, v, { token: async () => 'tok-1', sleep: async () => undefined }) });
+  const patch = fake.calls.find((c) => c.method === 'PATCH')!;
+  expect(patch.body.template.containers[0].image).toBe(image);
+  expect(patch.body.template.revision).toBe('ltv-api-v1');
+  // without an image in the record, the live template's image stays
+  await reg.promote('v2', { rollout });
+  const second = fake.calls.filter((c) => c.method === 'PATCH')[2].body;
+  expect(second.template.revision).toBe('ltv-api-v2');
+  expect(second.template.containers[0].image).toBe(image);
+});

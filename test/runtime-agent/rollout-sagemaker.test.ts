@@ -85,6 +85,31 @@ test('a promotion creates the version\'s model and config, updates with canary +
   expect((await reg.state()).current).toBe('v1');
 });
 
+test('a version\'s config keeps the endpoint\'s data capture and GPU startup timeouts (else capture stops at the first rollout)', async () => {
+  const reg = await registryWithTwo();
+  await reg.promote('v1', { rollout: async () => undefined });
+  fake.calls.length = 0;
+  fake.outcome = 'succeed';
+  const capture = { samplingPercent: 20, destinationS3Uri: 's3://ltv-capture/ltv-api/', kmsKeyId: 'arn:aws:kms:us-east-1:123456789012:key/k1' };
+  await reg.promote('v2', { rollout: (v) => rolloutSageMaker({ ...cfg, dataCapture: capture, startupTimeoutSeconds: 1800 }, v, { client: deps.client(), sleep: deps.sleep }) });
+  const create = fake.calls.find((c) => c.op === 'CreateEndpointConfig')!;
+  expect(create.body).toEqual({
+    EndpointConfigName: 'ltv-api-v2', KmsKeyId: cfg.kmsKeyArn,
+    ProductionVariants: [{
+      VariantName: 'AllTraffic', ModelName: 'ltv-api-v2', InstanceType: 'ml.g6.xlarge', InitialInstanceCount: 1,
+      ContainerStartupHealthCheckTimeoutInSeconds: 1800, ModelDataDownloadTimeoutInSeconds: 1800,
+    }],
+    DataCaptureConfig: {
+      EnableCapture: true, InitialSamplingPercentage: 20, DestinationS3Uri: capture.destinationS3Uri, KmsKeyId: capture.kmsKeyId,
+      CaptureOptions: [{ CaptureMode: 'Input' }, { CaptureMode: 'Output' }],
+      CaptureContentTypeHeader: { JsonContentTypes: ['application/json'] },
+    },
+  });
+  expect((await reg.state()).current).toBe('v2');
+  // later tests start from v1 serving
+  await reg.promote('v1', { rollout });
+});
+
 test.each([
   ['a rollback alarm fires', 'rollback', undefined, /rolled ltv-api back to ltv-api-v1/],
   ['the new fleet fails its health check', 'fail', undefined, /did not pass the ping health check/],

@@ -73,6 +73,9 @@ export interface AwsRegistryServing {
   readonly environment: Readonly<Record<string, string>>;
   readonly kmsKeyArn?: string;
   readonly rollbackAlarms: readonly string[];
+  /** Data capture as the Terraform-made config has it: every version's config must keep it. */
+  readonly dataCapture?: { readonly samplingPercent: number; readonly destinationS3Uri: string; readonly kmsKeyId: string };
+  readonly startupTimeoutSeconds?: number;
 }
 
 /** The traffic of a SageMaker rollout (rollout-sagemaker.ts `traffic`), from the endpoint's rollout. */
@@ -99,6 +102,7 @@ export function awsRegistryRecord(endpoint: Construct, target: AwsTarget, plan: 
     kind: 'sagemaker', name: s.name, endpointName: s.name, region: target.region, image: s.image,
     executionRoleArn: s.executionRoleArn, variantName: s.variant, instanceType: s.instanceType, initialInstanceCount: s.initialInstanceCount,
     environment: s.environment, ...(s.kmsKeyArn ? { kmsKeyArn: s.kmsKeyArn } : {}),
+    ...(s.dataCapture ? { dataCapture: s.dataCapture } : {}), ...(s.startupTimeoutSeconds ? { startupTimeoutSeconds: s.startupTimeoutSeconds } : {}),
     traffic: sagemakerTraffic(plan.rollout), rollbackAlarms: s.rollbackAlarms,
     terminationWaitSeconds: routing.terminationWaitInSeconds, maxWaitSeconds: routing.maximumExecutionTimeoutInSeconds,
   };
@@ -115,7 +119,7 @@ export function awsRegistryRecord(endpoint: Construct, target: AwsTarget, plan: 
     { actions: ['sagemaker:DescribeEndpoint'], resources: [arn('endpoint', s.name)] },
     { actions: ['iam:PassRole'], resources: [s.executionRoleArn] },
     // An endpoint config with a KMS key: SageMaker creates a grant on it for the caller.
-    ...(s.kmsKeyArn ? [{ actions: ['kms:CreateGrant', 'kms:DescribeKey'], resources: [s.kmsKeyArn] }] : []),
+    ...(s.kmsKeyArn || s.dataCapture ? [{ actions: ['kms:CreateGrant', 'kms:DescribeKey'], resources: [...new Set([s.kmsKeyArn, s.dataCapture?.kmsKeyId].filter((k): k is string => Boolean(k)))] }] : []),
   ]));
   return stored.keyArn;
 }

@@ -36,6 +36,8 @@ export { hasLocalStorage };
 /** The one production variant: SageMaker blue/green updates need the same variant name every time. */
 export const VARIANT_NAME = 'primary';
 const CPU_INSTANCE_TYPE = 'ml.m5.xlarge';
+// GPU servers load large weights before /ping answers (Terraform's config and every rollout's).
+const STARTUP_TIMEOUT_SECONDS = 1800;
 
 export interface AwsModelEndpointResources {
   readonly role: IamRole;
@@ -190,6 +192,8 @@ function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, plan: Mod
   const storeKeyArn = plan.registry ? awsRegistryRecord(endpoint, target, plan, plan.registry, {
     name, variant: VARIANT_NAME, image: aws.image, executionRoleArn: role.arn, executionRoleName: role.name, instanceType,
     initialInstanceCount: plan.replicas.min, environment: plan.env, kmsKeyArn: volumeKeyArn, rollbackAlarms,
+    dataCapture: captureBucket ? { samplingPercent: aws.captureSamplingPercent, destinationS3Uri: `s3://${captureBucket.bucket}/${name}/`, kmsKeyId: key.arn } : undefined,
+    startupTimeoutSeconds: aws.shape ? STARTUP_TIMEOUT_SECONDS : undefined,
   }) : undefined;
   const modelKeyArn = aws.modelKeyArn ?? storeKeyArn;
   const statements: DataAwsIamPolicyDocumentStatement[] = [
@@ -251,7 +255,7 @@ function buildAwsModelEndpoint(endpoint: Construct, target: AwsTarget, plan: Mod
       variantName: VARIANT_NAME, modelName: model.name, instanceType,
       initialInstanceCount: plan.replicas.min, initialVariantWeight: 1,
       // GPU servers load large weights before /ping answers.
-      ...(aws.shape ? { containerStartupHealthCheckTimeoutInSeconds: 1800, modelDataDownloadTimeoutInSeconds: 1800 } : {}),
+      ...(aws.shape ? { containerStartupHealthCheckTimeoutInSeconds: STARTUP_TIMEOUT_SECONDS, modelDataDownloadTimeoutInSeconds: STARTUP_TIMEOUT_SECONDS } : {}),
     }],
     dataCaptureConfig: captureBucket ? {
       enableCapture: true, initialSamplingPercentage: aws.captureSamplingPercent,

@@ -23,7 +23,7 @@ export function cloudRunCanaryPercent(r: RolloutSpec): number {
   return 100;
 }
 
-export function gcpRegistryRecord(endpoint: Construct, target: GcpTarget, plan: ModelEndpointPlan, reg: RegistryPlan, service: CloudRunV2Service, runtime: ServiceAccount): void {
+export function gcpRegistryRecord(endpoint: Construct, target: GcpTarget, plan: ModelEndpointPlan, reg: RegistryPlan, service: CloudRunV2Service, runtime: ServiceAccount, image: string): void {
   const registry = reg.registry;
   if (!registry.storeEndpointRecord) {
     throw Errors.conflict(endpoint, 'model', registry.artifactsUri, "pipeline.model of a pipeline whose artifacts are in its cluster's bucket (the default artifacts)",
@@ -34,6 +34,9 @@ export function gcpRegistryRecord(endpoint: Construct, target: GcpTarget, plan: 
   const record = {
     kind: 'cloudrun', name: plan.name, service: `projects/${target.project}/locations/${target.region}/services/${plan.name}`,
     canaryPercent, bakeSeconds: canaryPercent < 100 ? bakeSeconds(plan.rollout) : 0,
+    // Terraform ignores the live template (the rollout owns it), so a new image reaches serving through
+    // the record: the next version's revision runs it.
+    image,
   };
   const scope = new Construct(endpoint, 'registry');
   registry.storeEndpointRecord(scope, 'record', plan.name, recordJson(record));

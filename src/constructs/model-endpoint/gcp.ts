@@ -263,7 +263,7 @@ function buildGcpModelEndpoint(endpoint: Construct, target: GcpTarget, given: Mo
     // developer.hashicorp.com/terraform/language/meta-arguments/lifecycle#ignore_changes).
     ...(plan.registry ? { lifecycle: { ignoreChanges: ['template', 'traffic'] } } : {}),
   });
-  if (plan.registry) gcpRegistryRecord(endpoint, target, plan, plan.registry, service, serviceAccount);
+  if (plan.registry) gcpRegistryRecord(endpoint, target, plan, plan.registry, service, serviceAccount, gcp.image);
   const publicInvoker = gcp.public ? new CloudRunV2ServiceIamMember(serving, 'public-invoker', {
     provider, project, location: target.region, name: service.name, role: 'roles/run.invoker', member: 'allUsers',
   }) : undefined;

@@ -14,6 +14,8 @@ export interface CloudRunRolloutConfig {
   /** Share of traffic the new revision gets while it bakes; 100 moves all traffic at once. */
   readonly canaryPercent: number;
   readonly bakeSeconds: number;
+  /** The serving image as Terraform last set it (the record); the live template keeps its own when absent. */
+  readonly image?: string;
   /** @default 'https://run.googleapis.com' */
   readonly apiUrl?: string;
   /** @default 5 */
@@ -31,7 +33,7 @@ export interface CloudRunDeps {
 
 interface Service {
   name: string;
-  template: { revision?: string; containers: { env?: { name: string; value?: string }[] }[]; [k: string]: unknown };
+  template: { revision?: string; containers: { image?: string; env?: { name: string; value?: string }[] }[]; [k: string]: unknown };
   traffic?: { type: string; revision?: string; percent?: number }[];
   latestReadyRevision?: string;
   trafficStatuses?: { type: string; revision?: string; percent?: number }[];
@@ -89,7 +91,7 @@ export async function rolloutCloudRun(cfg: CloudRunRolloutConfig, v: ModelVersio
     ...(c.env ?? []).filter((e) => e.name !== 'MLINFRA_MODEL_URI' && e.name !== 'MLINFRA_MODEL_VERSION'),
     { name: 'MLINFRA_MODEL_URI', value: v.modelUri }, { name: 'MLINFRA_MODEL_VERSION', value: v.version },
   ];
-  const template = { ...svc.template, revision: rev, containers: svc.template.containers.map((c, i) => (i === 0 ? { ...c, env: envOf(c) } : c)) };
+  const template = { ...svc.template, revision: rev, containers: svc.template.containers.map((c, i) => (i === 0 ? { ...c, ...(cfg.image ? { image: cfg.image } : {}), env: envOf(c) } : c)) };
   const split = (pct: number) => [
     { type: 'TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION', revision: rev, percent: pct },
     ...(previous && pct < 100 ? [{ type: 'TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION', revision: previous, percent: 100 - pct }] : []),

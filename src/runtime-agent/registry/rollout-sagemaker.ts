@@ -25,6 +25,10 @@ export interface SageMakerRolloutConfig {
   readonly environment?: Readonly<Record<string, string>>;
   /** KMS key for the endpoint's storage volume. */
   readonly kmsKeyArn?: string;
+  /** The endpoint's data capture, carried to every version's config (a config without it stops capture). */
+  readonly dataCapture?: { readonly samplingPercent: number; readonly destinationS3Uri: string; readonly kmsKeyId?: string };
+  /** GPU servers load large weights before /ping answers: the variant's startup and download timeouts. */
+  readonly startupTimeoutSeconds?: number;
   /** How traffic moves: all at once, a canary share then the rest, or linear steps. */
   readonly traffic: { readonly type: 'ALL_AT_ONCE' } | { readonly type: 'CANARY' | 'LINEAR'; readonly percent: number; readonly waitSeconds: number };
   /** Alarms that make SageMaker roll back during the deployment. */
@@ -92,8 +96,20 @@ export async function rolloutSageMaker(cfg: SageMakerRolloutConfig, v: ModelVers
   })));
   await idempotent(() => client.send(new sdk.CreateEndpointConfigCommand({
     EndpointConfigName: name,
-    ProductionVariants: [{ VariantName: cfg.variantName, ModelName: name, InstanceType: cfg.instanceType as never, InitialInstanceCount: cfg.initialInstanceCount }],
+    ProductionVariants: [{
+      VariantName: cfg.variantName, ModelName: name, InstanceType: cfg.instanceType as never, InitialInstanceCount: cfg.initialInstanceCount,
+      ...(cfg.startupTimeoutSeconds ? { ContainerStartupHealthCheckTimeoutInSeconds: cfg.startupTimeoutSeconds, ModelDataDownloadTimeoutInSeconds: cfg.startupTimeoutSeconds } : {}),
+    }],
     ...(cfg.kmsKeyArn ? { KmsKeyId: cfg.kmsKeyArn } : {}),
+    // Same capture as the config Terraform created (model-endpoint/aws.ts).
+    ...(cfg.dataCapture ? {
+      DataCaptureConfig: {
+        EnableCapture: true, InitialSamplingPercentage: cfg.dataCapture.samplingPercent, DestinationS3Uri: cfg.dataCapture.destinationS3Uri,
+        ...(cfg.dataCapture.kmsKeyId ? { KmsKeyId: cfg.dataCapture.kmsKeyId } : {}),
+        CaptureOptions: [{ CaptureMode: 'Input' as const }, { CaptureMode: 'Output' as const }],
+        CaptureContentTypeHeader: { JsonContentTypes: ['application/json'] },
+      },
+    } : {}),
   })));
 
   const t = cfg.traffic;
