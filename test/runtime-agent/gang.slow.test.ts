@@ -192,10 +192,11 @@ describeWithTools([TOOLS.torch])('gang jobs on the cluster queue (real torch.dis
     expect((await a.api('GET', '/v1/cluster/gangs/nope')).status).toBe(404);
     expect(sqs.fake.bodies(q.url.split('/').pop()!)).toEqual([]);
     // the CLI: submit --nodes N enqueues a gang of N rank messages; an agent without a queue says what is missing
-    const cli = await runCli(['submit', '--url', a.url, '--nodes', '2', '--gpus-per-node', '0', '--gang-timeout-seconds', '1', '--', 'sleep', '9'], { MLINFRA_AGENT_TOKEN: a.token });
+    const cli = await runCli(['submit', '--url', a.url, '--nodes', '2', '--gpus-per-node', '0', '--gang-timeout-seconds', '120', '--', 'sleep', '9'], { MLINFRA_AGENT_TOKEN: a.token });
     expect(cli.code).toBe(0);
     const id = cli.stdout.trim();
-    expect((await a.api('GET', `/v1/cluster/gangs/${id}`)).json).toMatchObject({ nodes: 2, gpusPerNode: 0, timeoutSeconds: 1, spec: { argv: ['sleep', '9'] } });
+    expect((await a.api('GET', `/v1/cluster/gangs/${id}`)).json).toMatchObject({ nodes: 2, gpusPerNode: 0, timeoutSeconds: 120, spec: { argv: ['sleep', '9'] } });
+    // a long barrier timeout: the cancel below must not race the gang's own timeout on a loaded machine
     expect((await a.api('POST', `/v1/cluster/gangs/${id}/cancel`)).json).toMatchObject({ state: 'cancelled' });
     const plain = await startAgent();
     const refused = await runCli(['submit', '--url', plain.url, '--nodes', '2', '--', 'true'], { MLINFRA_AGENT_TOKEN: plain.token });

@@ -51,6 +51,15 @@ export async function saveCheckpoint(l: Lease, dataDir: string, storage: Storage
   return true;
 }
 
+/**
+ * The upload at the job's end failed (the run ends with a setup or storage error): kept in the record
+ * like a failed periodic upload, so `status` says which checkpoint a new attempt restores.
+ */
+export function noteFinalUploadFailure(l: Lease, failure: { reason?: string } | null | undefined): void {
+  if (!failure?.reason?.startsWith('setup or storage error') || l.job.checkpoint?.error) return;
+  l.job.checkpoint = { ...l.job.checkpoint, error: failure.reason, errorAt: new Date().toISOString() };
+}
+
 /** Ships what the job's local log gained since the last chunk (at most 16 MiB a chunk). */
 export async function shipLog(l: Lease, dataDir: string, store: ClusterStore, logger: Logger): Promise<void> {
   l.lastLogMs = Date.now();

@@ -6,7 +6,7 @@ import { openQueue, type JobQueue, type LeasedMessage } from '../queue/index';
 import type { Scheduler } from '../scheduler';
 import type { Storage } from '../storage/index';
 import type { JobRecord, JobSpec } from '../types';
-import { capDuration, commitLease, confirmLease, leaseGone, saveCheckpoint, shipLog, superseded, type Lease } from './lease';
+import { capDuration, commitLease, confirmLease, leaseGone, noteFinalUploadFailure, saveCheckpoint, shipLog, superseded, type Lease } from './lease';
 import { gangLaunch, holdsGangRank } from './gang';
 import type { ClusterOptions } from './options';
 import { enqueueJob, enqueuePipelineRun } from './enqueue';
@@ -359,6 +359,7 @@ export class ClusterWorker {
       return;
     }
     const failure = local.failure;
+    noteFinalUploadFailure(l, failure);
     if (local.state === 'succeeded') return this.endJob(l, 'succeeded', local.exitCode, null);
     if (local.state === 'cancelled' || l.job.cancelRequested) return this.endJob(l, 'cancelled', local.exitCode, failure);
     if (local.state === 'interrupted') {
