@@ -30,7 +30,8 @@ describe('serve --lifecycle-hook (AWS scale-in protection and termination drain)
         scope: 'eu-west-1/autoscaling',
         params: { AutoScalingGroupName: 'mlx-gpu', 'InstanceIds.member.1': INSTANCE, ProtectedFromScaleIn: 'false', Version: '2011-01-01' },
       });
-      await waitFor('idle stop ran', () => fs.existsSync(`${dir}/stopped`), 10_000);
+      // the shell creates the file before `date` writes to it: wait for a whole line
+      await waitFor('idle stop ran', () => fs.existsSync(`${dir}/stopped`) && fs.readFileSync(`${dir}/stopped`, 'utf8').includes('\n'), 10_000);
       const firstStop = Number(fs.readFileSync(`${dir}/stopped`, 'utf8').split('\n')[0]);
       expect(protection()[0].at).toBeLessThan(firstStop);
 
