@@ -17,7 +17,10 @@ const dir = mkdtempSync(join(tmpdir(), 'mlinfra-agent-profile-'));
 execFileSync(process.execPath, [join(ROOT, 'scripts', 'build-agent.mjs'), '--outdir', join(dir, 'agent'), '--no-minify'], { stdio: 'ignore' });
 writeFileSync(join(dir, 'token'), TOKEN);
 const port = await new Promise((res) => {
-  const srv = createServer().listen(0, '127.0.0.1', () => srv.close(() => res(srv.address().port)));
+  const srv = createServer().listen(0, '127.0.0.1', () => {
+    const { port } = srv.address();
+    srv.close(() => res(port));
+  });
 });
 const proc = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${join(dir, 'prof')}`, join(dir, 'agent', 'mlinfra-agent.js'), 'serve',
   '--port', String(port), '--data-dir', join(dir, 'data'), '--token-file', join(dir, 'token'), '--log-level', 'warn', '--max-cpu-jobs', '2'],
