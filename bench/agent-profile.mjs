@@ -71,3 +71,15 @@ for (const [id, t] of selfTime) {
 }
 const top = (m, n) => Object.entries(m).sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => `${(v / total * 100).toFixed(1).padStart(6)}%  ${k}`).join('\n');
 process.stdout.write(`\nself time (of ${(total / 1e6).toFixed(1)} s sampled)\n${top(self, 25)}\n\ninclusive time\n${top(incl, 40)}\n`);
+
+// PROFILE_CALLERS=mkdir,open: where the time of these functions comes from (their 4 nearest callers)
+for (const fn of (process.env.PROFILE_CALLERS ?? '').split(',').filter(Boolean)) {
+  const stacks = {};
+  for (const [id, t] of selfTime) {
+    if (byId.get(id).callFrame.functionName !== fn) continue;
+    const chain = [];
+    for (let c = parent.get(id); c !== undefined && chain.length < 4; c = parent.get(c)) chain.push(name(byId.get(c)));
+    stacks[chain.join(' < ')] = (stacks[chain.join(' < ')] ?? 0) + t;
+  }
+  process.stdout.write(`\ncallers of ${fn}\n${top(stacks, 6)}\n`);
+}

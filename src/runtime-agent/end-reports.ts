@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import type { Logger } from 'pino';
 import type { DiskGuard } from './faults';
 import type { Journal } from './journal';
+import type { RunDirTrash } from './supervisor';
 
 /**
  * Reports of ends committed with a deferred fsync (see WalSync): each runs once the journal's shared
@@ -10,7 +11,7 @@ import type { Journal } from './journal';
 export class EndReports {
   private readonly pending = new Set<Promise<void>>();
 
-  constructor(private readonly journal: Journal, private readonly guard: DiskGuard, private readonly logger: Logger) {}
+  constructor(private readonly journal: Journal, private readonly guard: DiskGuard, private readonly logger: Logger, private readonly trash: RunDirTrash) {}
 
   /** Waits for the journal's fdatasync; a failed one is a disk fault (noted) or logged: the commit stands either way. */
   synced(): Promise<void> {
@@ -31,10 +32,12 @@ export class EndReports {
     while (this.pending.size > 0) await Promise.allSettled(this.pending);
   }
 
-  /** Removes a finished run's directory off the event loop (held and retried through the guard on a disk fault). */
+  /** Removes a finished run's directory (see RunDirTrash; held and retried through the guard on a disk fault). */
   removeDir(dir: string): void {
-    fs.rm(dir, { recursive: true, force: true }, (e) => {
-      if (e) this.guard.durable(() => fs.rmSync(dir, { recursive: true, force: true }));
-    });
+    try {
+      this.trash.discard(dir);
+    } catch {
+      this.guard.durable(() => fs.rmSync(dir, { recursive: true, force: true }));
+    }
   }
 }

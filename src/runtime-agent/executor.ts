@@ -3,14 +3,14 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import type { ExitFacts } from './failure';
+import type { RunLauncher } from './launcher';
 import type { JobLog } from './logs';
-import { readShimStatus, SHIM_NAME, SHIM_SCRIPT, type FifoPool } from './supervisor';
+import { commandScript, readShimPid, readShimStatus, RUN_MARKER_ENV, SHIM_NAME, SHIM_SCRIPT, type FifoPool } from './supervisor';
 import { setLongTimeout, type LongTimer } from './timers';
 
-export type StopReason = 'cancel' | 'timeout' | 'preemption' | 'shutdown' | 'disk';
+export { RUN_MARKER_ENV } from './supervisor';
 
-/** Every process of a run carries this variable: it finds the run's processes that left its group. */
-export const RUN_MARKER_ENV = 'MLINFRA_RUN_MARKER';
+export type StopReason = 'cancel' | 'timeout' | 'preemption' | 'shutdown' | 'disk';
 
 export interface RunParams {
   readonly argv: readonly string[];
@@ -28,6 +28,8 @@ export interface RunParams {
   /** The run's directory (FIFOs and the shim's status): see supervisor.ts. */
   readonly runDir: string;
   readonly pool: FifoPool;
+  /** Starts the shim without forking the agent (runs as the agent's user only). */
+  readonly launcher?: RunLauncher;
 }
 
 export interface RunHandle {
@@ -270,16 +272,47 @@ function supervise(p: SuperviseParams, w: Watch, oomBefore: number | null, fifos
 
 /**
  * Starts one process of a job under its supervisor shim (see supervisor.ts), in its own session and
- * process group; its output reaches the job's log through the run's FIFOs. A program that cannot
- * be started at all resolves `done` with `spawnError`.
+ * process group, through the run launcher when it can (else spawned detached); its output reaches
+ * the job's log through the run's FIFOs. A program that cannot be started at all resolves `done`
+ * with `spawnError`.
  */
 export async function runProcess(p: RunParams): Promise<RunHandle> {
   const oomBefore = readOomKills();
-  await p.pool.take(p.runDir, p.uid !== undefined ? { uid: p.uid, gid: p.gid ?? p.uid } : undefined);
-  // read ends open before the spawn: a pipe's data is dropped when its last fd closes, so a job that
+  const owner = p.uid !== undefined ? { uid: p.uid, gid: p.gid ?? p.uid } : undefined;
+  await p.pool.take(p.runDir, owner);
+  const launcher = p.launcher?.usable && owner === undefined ? p.launcher : undefined;
+  let script = launcher ? commandScript(p.runDir, p.argv, p.cwd, p.env, launcher.env) : null;
+  const viaLauncher = launcher !== undefined && script !== null;
+  script ??= commandScript(p.runDir, p.argv, p.cwd, p.env, p.env);
+  // what spawn refuses too: the run fails as a setup error
+  if (script === null) throw new TypeError(`the command ${JSON.stringify(p.argv)} holds a NUL byte`);
+  const cmdFile = path.join(p.runDir, 'c');
+  fs.writeFileSync(cmdFile, script, { mode: 0o600 });
+  if (owner) fs.chownSync(cmdFile, owner.uid, owner.gid);
+  // read ends open before the start: a pipe's data is dropped when its last fd closes, so a job that
   // ends before the agent opened them would lose its output
   const fifos = { out: openFifo(path.join(p.runDir, 'o')), err: openFifo(path.join(p.runDir, 'e')) };
-  const child = spawn('/bin/sh', ['-c', SHIM_SCRIPT, SHIM_NAME, p.runDir, ...p.argv], {
+  const common = { runDir: p.runDir, marker: p.marker, log: p.log, timeoutSeconds: p.timeoutSeconds, startedMs: Date.now(), graceMs: p.graceMs, argv0: p.argv[0] };
+  if (viaLauncher) {
+    // opened before the launch too: its end of file (the shim gone) is only seen by a reader that was there
+    const shimEnd = openFifo(path.join(p.runDir, 'x'));
+    const launched = await launcher.launch(p.runDir, p.marker);
+    let pid = 'pid' in launched ? launched.pid : null;
+    if ('lost' in launched) {
+      // the launcher died with this request in flight: the shim may have started (its pid file says)
+      pid = await waitForShimPid(p.runDir, LOST_LAUNCH_WAIT_MS);
+      if (pid === null) {
+        shimEnd.destroy();
+        fifos.out.destroy();
+        fifos.err.destroy();
+        killRunTree(null, p.marker, 'SIGKILL');
+        return notStarted(launched.lost);
+      }
+    }
+    if (pid !== null) return launchedRun(common, pid, shimEnd, oomBefore, fifos);
+    shimEnd.destroy(); // unavailable: nothing started, spawn instead
+  }
+  const child = spawn('/bin/sh', ['-c', SHIM_SCRIPT, SHIM_NAME, p.runDir], {
     cwd: p.cwd,
     env: p.env,
     detached: true,
@@ -290,9 +323,7 @@ export async function runProcess(p: RunParams): Promise<RunHandle> {
   if (child.pid === undefined) {
     fifos.out.destroy();
     fifos.err.destroy();
-    const spawnError = await new Promise<string>((resolve) => child.once('error', (e) => resolve(e.message)));
-    const facts: ExitFacts = { exitCode: null, signal: null, stderrTail: '', spawnError };
-    return { pid: null, pgid: null, procStart: null, done: Promise.resolve(facts), stop: () => undefined, detach: () => undefined };
+    return notStarted(await new Promise<string>((resolve) => child.once('error', (e) => resolve(e.message))));
   }
   child.on('error', () => undefined);
   const pid = child.pid;
@@ -306,7 +337,64 @@ export async function runProcess(p: RunParams): Promise<RunHandle> {
       else child.once('exit', exited);
     },
   };
-  return supervise({ runDir: p.runDir, marker: p.marker, log: p.log, timeoutSeconds: p.timeoutSeconds, startedMs: Date.now(), graceMs: p.graceMs, argv0: p.argv[0] }, watch, oomBefore, fifos);
+  return supervise(common, watch, oomBefore, fifos);
+}
+
+function notStarted(spawnError: string): RunHandle {
+  const facts: ExitFacts = { exitCode: null, signal: null, stderrTail: '', spawnError };
+  return { pid: null, pgid: null, procStart: null, done: Promise.resolve(facts), stop: () => undefined, detach: () => undefined };
+}
+
+/** How long a launch the launcher died on may take to show its shim's pid file. */
+const LOST_LAUNCH_WAIT_MS = 2000;
+
+async function waitForShimPid(runDir: string, ms: number): Promise<number | null> {
+  for (const t0 = Date.now(); Date.now() - t0 < ms; await new Promise((r) => setTimeout(r, 50))) {
+    const pid = readShimPid(runDir);
+    if (pid !== null) return pid;
+  }
+  return readShimPid(runDir);
+}
+
+/** How often a launched shim's liveness is checked besides its end-of-file (a backstop: the FIFO is what ends it). */
+const LAUNCHED_POLL_MS = 1000;
+
+/** Watches a shim the launcher started: not our child, so its end is the end of file on `x`. */
+function launchedRun(p: SuperviseParams, pid: number, shimEnd: net.Socket, oomBefore: number | null, fifos: { out: net.Socket; err: net.Socket }): RunHandle {
+  const procStart = procStartTime(pid);
+  let poll: NodeJS.Timeout | undefined;
+  const watch: Watch = {
+    pid,
+    procStart,
+    // reaped by the launcher once it ends: then its pid may be reused
+    ownsGroup: () => shimAlive(pid, procStart),
+    onExit: (exited) => {
+      let fired = false;
+      const fire = (): void => {
+        if (fired) return;
+        fired = true;
+        clearInterval(poll);
+        shimEnd.destroy();
+        exited(null, 'SIGKILL');
+      };
+      shimEnd.on('end', fire).on('error', fire);
+      shimEnd.resume();
+      poll = setInterval(() => {
+        if (!shimAlive(pid, procStart)) fire();
+      }, LAUNCHED_POLL_MS);
+      poll.unref();
+    },
+  };
+  const h = supervise(p, watch, oomBefore, fifos);
+  return {
+    ...h,
+    detach: () => {
+      clearInterval(poll);
+      shimEnd.removeAllListeners('end').removeAllListeners('error').on('error', () => undefined);
+      shimEnd.destroy();
+      h.detach();
+    },
+  };
 }
 
 /** How often a re-attached shim (not our child: no exit event) is checked. */

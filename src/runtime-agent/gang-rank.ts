@@ -20,6 +20,9 @@ import * as os from 'node:os';
 import { type AbortRecord, attemptUri, GANG_ENV, type GangRecord, writeAbort } from './cluster/gang';
 import { joinUri, localPathOf, PreconditionFailed, Storage } from './storage/index';
 
+/** The slowest the barrier polls (it starts at 250 ms). */
+const BARRIER_MAX_POLL_MS = 2000;
+
 export const EXIT_ABORTED = 75;
 export const EXIT_TIMEOUT = 76;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -109,7 +112,8 @@ export async function gangRankMain(argv: string[], env: NodeJS.ProcessEnv = proc
   // the barrier: all N registered, or an abort, or the timeout
   const deadline = Date.now() + timeoutS * 1000;
   let rank0: RankRegistration | undefined;
-  for (;;) {
+  // every rank lists the bucket: fast while the gang gathers, slower when it waits for hosts (a listing is a billed request)
+  for (let pollMs = 250; ; pollMs = Math.min(BARRIER_MAX_POLL_MS, pollMs * 1.25)) {
     const objs = await storage.list(dir);
     if (objs.some((o) => o.key === 'abort.json')) {
       const a = await storage.readVersioned(joinUri(dir, 'abort.json'));
@@ -129,7 +133,7 @@ export async function gangRankMain(argv: string[], env: NodeJS.ProcessEnv = proc
       log(a.reason);
       return EXIT_TIMEOUT;
     }
-    await sleep(250);
+    await sleep(Math.min(pollMs, Math.max(0, deadline - Date.now()) + 1));
   }
   const endpoint = `${rank0.addr}:${rank0.port}`;
   const cmd = rankCommand(argv, { gang: gangId, attempt, nodes, gpusPerNode, rank, endpoint });

@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import { diskFaultOf } from './db';
 import { attachRun, RUN_MARKER_ENV, runProcess, type RunHandle, type StopReason } from './executor';
 import { classifyExit, type ExitFacts } from './failure';
+import type { RunLauncher } from './launcher';
 import type { JobLog } from './logs';
 import { runPaths, stageIn, stageOut, type StagingContext } from './staging';
 import { runDirOf, type FifoPool } from './supervisor';
@@ -23,6 +24,7 @@ export interface RunContext extends StagingContext {
   readonly graceMs: number;
   readonly log: JobLog;
   readonly pool: FifoPool;
+  readonly launcher?: RunLauncher;
 }
 
 export interface RunSlot {
@@ -104,7 +106,7 @@ export async function executeRun(ctx: RunContext, job: JobRecord, run: RunSlot, 
         facts = { exitCode: null, signal: null, stderrTail: '', stoppedBy: run.stopReason };
       } else {
         const handle = await runProcess({
-          ...common, argv: spec.argv, env, cwd: spec.cwd, pool: ctx.pool,
+          ...common, argv: spec.argv, env, cwd: spec.cwd, pool: ctx.pool, launcher: ctx.launcher,
           ...(u ? { uid: u.uid, gid: u.gid } : {}),
         });
         run.handle = handle;

@@ -8,7 +8,8 @@ import { executeRun, workDir } from './job-run';
 import { recoverJournal } from './recovery';
 import { checkSpec, Slots } from './slots';
 import { SubmitBatch } from './submit-batch';
-import { FifoPool, runDirOf } from './supervisor';
+import { RunLauncher } from './launcher';
+import { FifoPool, RunDirTrash, runDirOf } from './supervisor';
 import { TERMINAL_STATES, type JobRecord, type JobSpec, type RunRecord, type ShardRecord } from './types';
 
 export type { SchedulerEvents, SchedulerOptions } from './active-job';
@@ -27,8 +28,10 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
   readonly guard: DiskGuard;
   /** What status answers for jobs whose end a disk fault keeps out of the journal, or whose end awaits its fdatasync. */
   private readonly unjournaled = new Map<string, JobRecord>();
-  /** FIFO pairs for the runs' supervisors (see supervisor.ts). */
+  /** FIFO sets for the runs' supervisors (see supervisor.ts). */
   private readonly pool: FifoPool;
+  /** Starts the runs' supervisors (see launcher.ts). */
+  private readonly launcher: RunLauncher;
   /** Ends committed, reported once their fdatasync is done. */
   private readonly reports: EndReports;
 
@@ -38,6 +41,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.paused = o.paused;
     this.slots = new Slots(o.gpus, o.maxCpuJobs);
     this.pool = new FifoPool(o.dataDir);
+    this.launcher = new RunLauncher(o.baseEnv);
     this.batch = new SubmitBatch(o.journal, (jobs) => {
       for (const job of jobs) {
         this.enqueue(job);
@@ -53,7 +57,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
         this.scheduleTick();
       },
     });
-    this.reports = new EndReports(o.journal, this.guard, o.logger);
+    this.reports = new EndReports(o.journal, this.guard, o.logger, new RunDirTrash(o.dataDir));
   }
 
   get gpuCount(): number {
@@ -161,6 +165,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
       for (const a of this.active.values()) this.force(a, 'shutdown', graceMs);
       await allDone;
     }
+    this.launcher.close();
     await this.reports.drain(); // the journal closes next: every end is reported first
   }
 
@@ -172,6 +177,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     this.draining = true;
     this.guard.close();
     for (const a of this.active.values()) for (const run of a.runs) run.handle?.detach();
+    this.launcher.close();
   }
 
   private force(a: ActiveJob, reason: StopReason, graceMs: number): void {
@@ -286,7 +292,7 @@ export class Scheduler extends EventEmitter<SchedulerEvents> {
     const { spec, id } = a.job;
     const ctx = {
       dataDir: this.o.dataDir, storage: this.o.storage, baseEnv: this.o.baseEnv, graceMs: this.o.graceMs, jobUser: this.o.jobUser,
-      log: this.o.logs.live(id), pool: this.pool,
+      log: this.o.logs.live(id), pool: this.pool, launcher: this.launcher,
     };
     const res = await executeRun(ctx, a.job, run, (h: RunHandle) => {
       // not fsynced on its own: the marker journaled before the spawn already finds the run after a crash

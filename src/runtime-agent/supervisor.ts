@@ -4,36 +4,74 @@ import { constants } from 'node:os';
 import * as path from 'node:path';
 
 /**
- * The run supervisor: a few lines of `/bin/sh` that the agent starts for every process of a job
- * (detached, so the shim leads the run's process group and session). It outlives the agent:
- * it keeps a read end of the run's FIFOs open so the job never gets EPIPE while no agent reads,
+ * The run supervisor: a few lines of `/bin/sh` that runs every process of a job in its own session and
+ * process group (started by the run launcher, see launcher.ts, or spawned detached). It outlives the
+ * agent: it keeps a read end of the run's FIFOs open so the job never gets EPIPE while no agent reads,
  * waits for the job, writes its exit status to `<runDir>/s` (the file's mtime is the end time) and
  * then kills what is left of the group. A restarted agent reads `s`, or re-attaches to a shim that
  * is still running (found by its journaled pid, else by `p`, the pid it writes first: a kill of the
  * agent between the spawn and the pid's journal record loses nothing). Cost measured against alternatives (see README): a Node process per job costs
  * ~40 ms and ~40 MiB; dash costs ~2 ms and ~1 MiB.
  *
+ * The job itself is `<runDir>/c` (see commandScript), sourced in a subshell with its output on the
+ * FIFOs. The shim holds `x`, a third FIFO the job never gets: its end of file tells the agent the shim
+ * is gone (the shim is not the agent's child when the launcher started it).
  * `trap : TERM INT HUP`: a signal meant for the job (sent to the whole group) must not end the shim
  * before it records how the job ended; a trapped (not ignored) signal is reset to its default in the
- * job. `command -v` tells a missing program (status `N`) from a program that exits 127. The job runs
- * in a subshell that execs it: dash applies a simple command's redirections in the parent, so its
- * "Terminated" notice for a job killed by a signal would land in the job's own log.
+ * job. The redirections sit inside the subshell: dash's "Terminated" notice for a job killed by a
+ * signal goes to the shim's stderr (/dev/null), not into the job's log. `n` marks a program that was
+ * not found (status `N`, told apart from a program that exits 127).
  */
 export const SHIM_SCRIPT = [
-  'd=$1; shift',
+  'd=$1',
   'echo $$ >"$d/p"',
   'trap : TERM INT HUP',
-  'exec 3<>"$d/o" 4<>"$d/e"',
-  'if command -v -- "$1" >/dev/null 2>&1; then',
-  '  (exec "$@" >"$d/o" 2>"$d/e" 3>&- 4>&-)',
-  '  r=$?',
-  'else',
-  '  r=N',
-  'fi',
+  'exec 3<>"$d/o" 4<>"$d/e" 5<>"$d/x"',
+  '(exec >"$d/o" 2>"$d/e" 3>&- 4>&- 5>&-; . "$d/c")',
+  'r=$?',
+  '[ -e "$d/n" ] && r=N',
   'echo "$r" >"$d/s"',
   'exec 3>&- 4>&-',
   'kill -KILL 0',
 ].join('\n');
+
+/** Every process of a run carries this variable: it finds the run's processes that left its group. */
+export const RUN_MARKER_ENV = 'MLINFRA_RUN_MARKER';
+
+/** A word for /bin/sh, quoted so that nothing in it is expanded. */
+export function shellQuote(s: string): string {
+  return `'${s.replace(/'/g, "'\\''")}'`;
+}
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/**
+ * The job as a script for the shim to source (`<runDir>/c`): its working directory, what its
+ * environment changes against the shim's own (`from`), then the program. Null when the environment
+ * cannot be written as shell assignments (a name that is no identifier, a NUL in a value): such a run
+ * is spawned with its whole environment instead.
+ */
+export function commandScript(runDir: string, argv: readonly string[], cwd: string | undefined, env: NodeJS.ProcessEnv, from: NodeJS.ProcessEnv): string | null {
+  const lines: string[] = [];
+  if (cwd !== undefined) lines.push(`cd -- ${shellQuote(cwd)} || exit 1`);
+  for (const [k, v] of Object.entries(env)) {
+    if (v === undefined || from[k] === v) continue;
+    if (!ENV_NAME.test(k) || v.includes('\0')) return null;
+    lines.push(`export ${k}=${shellQuote(v)}`);
+  }
+  for (const k of Object.keys(from)) {
+    if (env[k] !== undefined || from[k] === undefined) continue;
+    if (!ENV_NAME.test(k)) return null;
+    lines.push(`unset ${k}`);
+  }
+  if (argv.some((a) => a.includes('\0'))) return null;
+  lines.push(
+    `if command -v -- ${shellQuote(argv[0])} >/dev/null 2>&1; then exec ${argv.map(shellQuote).join(' ')}; fi`,
+    `: >${shellQuote(path.join(runDir, 'n'))}`,
+    'exit 127',
+  );
+  return `${lines.join('\n')}\n`;
+}
 
 /** Name the shim shows in `ps` ($0). */
 export const SHIM_NAME = 'mlinfra-run';
@@ -88,17 +126,19 @@ export function readShimPid(runDir: string): number | null {
   }
 }
 
-/** The run's directory: its FIFOs (`o`, `e`), the shim's pid (`p`) and status (`s`). */
+/** The run's directory: its FIFOs (`o`, `e`, `x`), the job (`c`), the shim's pid (`p`) and status (`s`). */
 export function runDirOf(dataDir: string, runId: number): string {
   return path.join(dataDir, 'runs', String(runId));
 }
 
-/** FIFO pairs made per `mkfifo` call: one exec for many runs instead of one per run (~2 ms each). */
+/** Run directories made per refill: one exec for many runs instead of one per run (~2 ms each). */
 const FIFO_BATCH = 32;
 
+const FIFOS = ['o', 'e', 'x'] as const;
+
 /**
- * Ready-made FIFO pairs under `<dataDir>/runs/.pool`, moved into a run's directory with two renames.
- * Refilled in the background with one `mkfifo` per batch.
+ * Ready-made run directories (each with its FIFOs `o`, `e`, `x`) under `<dataDir>/runs/.pool`, each
+ * moved into place with one rename. Refilled in the background with one `/bin/sh` per batch.
  */
 export class FifoPool {
   private readonly dir: string;
@@ -120,16 +160,22 @@ export class FifoPool {
     }
   }
 
-  /** Creates `runDir` (owned by `owner` when given) and moves a FIFO pair into it as `o` and `e`. */
+  /** Moves a ready directory to `runDir` (owned by `owner` when given), with its FIFOs `o`, `e` and `x`. */
   async take(runDir: string, owner?: { uid: number; gid: number }): Promise<void> {
     while (this.free.length === 0) await this.refill();
     const n = this.free.shift()!;
     if (this.free.length < FIFO_BATCH / 4) void this.refill().catch(() => undefined);
-    fs.mkdirSync(runDir, { recursive: true, mode: 0o700 });
-    fs.renameSync(path.join(this.dir, `${n}.o`), path.join(runDir, 'o'));
-    fs.renameSync(path.join(this.dir, `${n}.e`), path.join(runDir, 'e'));
+    const from = path.join(this.dir, String(n));
+    try {
+      fs.renameSync(from, runDir);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOTEMPTY' && (e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      // a stale directory of the same run id (removed at start, unless that failed): replace it
+      fs.rmSync(runDir, { recursive: true, force: true });
+      fs.renameSync(from, runDir);
+    }
     if (owner) {
-      for (const f of [runDir, path.join(runDir, 'o'), path.join(runDir, 'e')]) fs.chownSync(f, owner.uid, owner.gid);
+      for (const f of [runDir, ...FIFOS.map((k) => path.join(runDir, k))]) fs.chownSync(f, owner.uid, owner.gid);
     }
   }
 
@@ -137,8 +183,10 @@ export class FifoPool {
     this.refilling ??= new Promise<void>((resolve, reject) => {
       fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
       const ids = Array.from({ length: FIFO_BATCH }, () => this.next++);
-      const files = ids.flatMap((n) => [path.join(this.dir, `${n}.o`), path.join(this.dir, `${n}.e`)]);
-      execFile('mkfifo', ['-m', '600', ...files], (err) => {
+      const dirs = ids.map((n) => path.join(this.dir, String(n)));
+      const fifos = dirs.flatMap((d) => FIFOS.map((k) => path.join(d, k)));
+      const script = `mkdir -m 700 -- ${dirs.map(shellQuote).join(' ')} && mkfifo -m 600 -- ${fifos.map(shellQuote).join(' ')}`;
+      execFile('/bin/sh', ['-c', script], (err) => {
         this.refilling = undefined;
         if (err) {
           reject(new Error(`cannot create the run FIFOs (mkfifo): ${err.message}`));
@@ -151,3 +199,56 @@ export class FifoPool {
     return this.refilling;
   }
 }
+
+/**
+ * Finished runs' directories: each moved aside with one rename, then removed in batches by one
+ * `rm -rf` a second later (a recursive removal per run costs the event loop a dozen calls).
+ * Whatever a stop left behind is removed at the next start.
+ */
+export class RunDirTrash {
+  private readonly dir: string;
+  private made = false;
+  private timer: NodeJS.Timeout | undefined;
+  private batch = 0;
+
+  constructor(dataDir: string) {
+    this.dir = path.join(dataDir, 'runs', '.trash');
+    try {
+      for (const e of fs.readdirSync(path.dirname(this.dir))) {
+        if (e === '.trash' || e.startsWith('.trash.')) fs.rmSync(path.join(path.dirname(this.dir), e), { recursive: true, force: true });
+      }
+    } catch {
+      // no runs yet, or a disk fault (discard() then fails, and its caller retries)
+    }
+  }
+
+  /** Moves `runDir` aside for removal. Throws what the rename throws (a disk fault), except that it is gone already. */
+  discard(runDir: string): void {
+    if (!this.made) {
+      fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+      this.made = true;
+    }
+    try {
+      fs.renameSync(runDir, path.join(this.dir, path.basename(runDir)));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw e;
+    }
+    this.timer ??= setTimeout(() => this.flush(), TRASH_DELAY_MS).unref();
+  }
+
+  private flush(): void {
+    this.timer = undefined;
+    const batch = `${this.dir}.${this.batch++}`;
+    try {
+      fs.renameSync(this.dir, batch);
+      this.made = false;
+    } catch {
+      return; // retried with the next discard
+    }
+    execFile('rm', ['-rf', '--', batch], () => undefined);
+  }
+}
+
+/** How long finished run directories wait to be removed together. */
+const TRASH_DELAY_MS = 1000;

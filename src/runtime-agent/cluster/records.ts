@@ -64,6 +64,9 @@ export function newClusterJobId(): string {
   return `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
 }
 
+/** What a host keeps of log chunks it has read (followers of a long job read them again every poll). */
+const CHUNK_CACHE_BYTES = 16 * 1024 * 1024;
+
 /** Job records, checkpoints and log chunks under the cluster's artifacts prefix, through the agent's storage backends. */
 export class ClusterStore {
   constructor(private readonly storage: Storage, readonly artifacts: string, private readonly tmpDir: string) {
@@ -138,7 +141,7 @@ export class ClusterStore {
     for (const o of objects) {
       if (!o.key.endsWith('.json')) continue;
       try {
-        out.push(JSON.parse(await this.getText(o.uri)) as ClusterJob);
+        out.push(JSON.parse((await this.getBytes(o.uri)).toString('utf8')) as ClusterJob);
       } catch {
         // written half by a host that died, or removed meanwhile
       }
@@ -152,23 +155,48 @@ export class ClusterStore {
     await this.putBytes(joinUri(this.logPrefix(id), name), chunk);
   }
 
-  /** The job's log across attempts and hosts, chunk after chunk. */
-  async logs(id: string): Promise<string> {
+  /**
+   * The job's log across attempts and hosts, chunk after chunk, as bytes (a character split between
+   * two chunks stays whole). Chunks are written once under names never reused, so each is fetched
+   * once: a follower polling a long job costs one listing and its new chunks, not the whole log.
+   */
+  async logs(id: string): Promise<Buffer> {
     const chunks = await this.storage.list(this.logPrefix(id));
-    let out = '';
-    for (const c of chunks) out += await this.getText(c.uri);
-    return out;
+    const parts: Buffer[] = [];
+    for (const c of chunks) {
+      let bytes = this.chunks.get(c.uri);
+      if (!bytes) {
+        bytes = await this.getBytes(c.uri);
+        this.remember(c.uri, bytes);
+      }
+      parts.push(bytes);
+    }
+    return Buffer.concat(parts);
+  }
+
+  /** Log chunks read so far, oldest first, up to CHUNK_CACHE_BYTES. */
+  private readonly chunks = new Map<string, Buffer>();
+  private chunkBytes = 0;
+
+  private remember(uri: string, bytes: Buffer): void {
+    this.chunks.set(uri, bytes);
+    this.chunkBytes += bytes.length;
+    for (const [k, v] of this.chunks) {
+      if (this.chunkBytes <= CHUNK_CACHE_BYTES) break;
+      this.chunks.delete(k);
+      this.chunkBytes -= v.length;
+    }
   }
 
   private tmp(): string {
     return path.join(this.tmpDir, randomBytes(8).toString('hex'));
   }
 
-  private async getText(uri: string): Promise<string> {
+  private async getBytes(uri: string): Promise<Buffer> {
     const f = this.tmp();
     try {
       await this.storage.get(uri, f);
-      return await fs.promises.readFile(f, 'utf8');
+      return await fs.promises.readFile(f);
     } finally {
       await fs.promises.rm(f, { force: true });
     }
