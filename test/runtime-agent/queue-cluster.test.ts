@@ -164,9 +164,14 @@ test('a checkpoint upload that fails is logged and recorded, and the job is not 
     expect(saved.state).toBe('running');
     const sdk = await import('@aws-sdk/client-s3');
     const client = new sdk.S3Client({ endpoint, forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' } });
-    const listed = await client.send(new sdk.ListObjectsV2Command({ Bucket: 'ckpt' }));
-    await client.send(new sdk.DeleteObjectsCommand({ Bucket: 'ckpt', Delete: { Objects: (listed.Contents ?? []).map((o) => ({ Key: o.Key! })) } }));
-    await client.send(new sdk.DeleteBucketCommand({ Bucket: 'ckpt' }));
+    // the job keeps uploading meanwhile: empty the bucket until it can be deleted
+    await waitFor('the bucket deleted', async () => {
+      const listed = await client.send(new sdk.ListObjectsV2Command({ Bucket: 'ckpt' }));
+      const keys = (listed.Contents ?? []).map((o) => ({ Key: o.Key! }));
+      if (keys.length > 0) await client.send(new sdk.DeleteObjectsCommand({ Bucket: 'ckpt', Delete: { Objects: keys } }));
+      await client.send(new sdk.DeleteBucketCommand({ Bucket: 'ckpt' }));
+      return true;
+    }, 10_000, 10);
     client.destroy();
     const failing = await waitFor('the upload error in the record', async () => {
       const j = (await a.api('GET', `/v1/cluster/jobs/${id}`)).json;
