@@ -109,6 +109,8 @@ describeWithTools([TOOLS.torch])('gang jobs on the cluster queue (real torch.dis
     };
     await waitFor('both nodes past step 3', () => ckpt(0) >= 3 && ckpt(1) >= 3, 180_000, 200);
     const g1 = (await hs[0].api('GET', `/v1/cluster/gangs/${id}`)).json;
+    // past the barrier: shown running, with its ranks (the record itself stays queued until the end)
+    expect(g1).toMatchObject({ state: 'running', attempt: 1, ranks: { registered: 2, done: 0 } });
     const rank1Job = (await hs[0].api('GET', `/v1/cluster/jobs/${g1.attempts[0].rankJobs[1]}`)).json;
     const victim = hs.find((h) => rank1Job.attempts[0].host.endsWith(`/${h.pid}`))!;
     expect(victim).toBeDefined();

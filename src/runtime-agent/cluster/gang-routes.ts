@@ -24,10 +24,23 @@ export const GANG_BODY_SCHEMA = {
 
 type GangBody = Partial<Omit<JobSpec, 'argv'>> & { argv: string[]; nodes: number; gpusPerNode?: number; gangTimeoutSeconds?: number };
 
-export function gangJson(g: GangRecord): Record<string, unknown> {
+/** The current attempt's ranks, as its prefix in the bucket shows them. */
+export interface GangProgress {
+  readonly registered: number;
+  readonly done: number;
+  readonly aborted: boolean;
+}
+
+/**
+ * A gang as the API shows it. `running` is derived, never stored: a queued gang whose current attempt
+ * has all N ranks registered (past the barrier, so its program runs) and no abort.
+ */
+export function gangJson(g: GangRecord, progress?: GangProgress): Record<string, unknown> {
   const { env, ...spec } = g.spec;
+  const running = g.state === 'queued' && progress !== undefined && progress.registered >= g.nodes && !progress.aborted;
   return {
-    id: g.id, kind: 'gang', state: g.state, nodes: g.nodes, gpusPerNode: g.gpusPerNode, timeoutSeconds: g.timeoutSeconds,
+    id: g.id, kind: 'gang', state: running ? 'running' : g.state, nodes: g.nodes, gpusPerNode: g.gpusPerNode, timeoutSeconds: g.timeoutSeconds,
+    ...(progress ? { ranks: { registered: progress.registered, done: progress.done } } : {}),
     spec: { ...spec, envKeys: Object.keys(env ?? {}) }, attempt: g.attempts.length, attempts: g.attempts, failure: g.failure ?? null,
     createdAt: g.createdAt, updatedAt: g.updatedAt,
   };
@@ -56,7 +69,8 @@ export function registerGangRoutes(app: FastifyInstance, worker: ClusterWorker, 
   app.get<{ Params: { id: string } }>('/v1/cluster/gangs/:id', async (req) => {
     const g = /^[a-z0-9-]{1,40}$/.test(req.params.id) ? await gangs.store.read(req.params.id) : null;
     if (!g) throw notFound(`no gang ${req.params.id}`);
-    return gangJson(g);
+    const attempt = g.attempts.length;
+    return gangJson(g, g.state === 'queued' && attempt > 0 ? await gangs.store.progress(g.id, attempt) : undefined);
   });
 
   app.post<{ Params: { id: string } }>('/v1/cluster/gangs/:id/cancel', async (req) => {

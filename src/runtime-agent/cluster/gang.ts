@@ -125,8 +125,17 @@ export class GangStore {
   }
 
   async doneCount(id: string, attempt: number): Promise<number> {
+    return (await this.progress(id, attempt)).done;
+  }
+
+  /** What the attempt's prefix shows: ranks registered, ranks done, whether it was aborted (one listing). */
+  async progress(id: string, attempt: number): Promise<{ registered: number; done: number; aborted: boolean }> {
     const objs = await this.storage.list(attemptUri(this.uri(id), attempt));
-    return objs.filter((o) => /^done-\d+\.json$/.test(o.key)).length;
+    return {
+      registered: objs.filter((o) => /^rank-\d+\.json$/.test(o.key)).length,
+      done: objs.filter((o) => /^done-\d+\.json$/.test(o.key)).length,
+      aborted: objs.some((o) => o.key === 'abort.json'),
+    };
   }
 }
 
