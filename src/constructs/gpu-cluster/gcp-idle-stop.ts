@@ -41,10 +41,14 @@ const STORAGE = E.MLINFRA_STORAGE_API || 'https://storage.googleapis.com';
 const POLL_MS = Number(E.MLINFRA_STOP_POLL_MS || 2000);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (m) => console.log('mlinfra idle stop: ' + m);
+// a named error: the journal line says a Google API call failed, with its method, URL and answer
+class GoogleApiError extends Error {
+  constructor(message) { super(message); this.name = 'GoogleApiError'; }
+}
 async function call(url, init, okStatuses) {
   const r = await fetch(url, init);
   if (okStatuses && okStatuses.includes(r.status)) return r;
-  if (!r.ok) throw new Error((init && init.method || 'GET') + ' ' + url + ' -> ' + r.status + ' ' + (await r.text()).slice(0, 300));
+  if (!r.ok) throw new GoogleApiError((init && init.method || 'GET') + ' ' + url + ' -> ' + r.status + ' ' + (await r.text()).slice(0, 300));
   return r;
 }
 const md = async (path) => (await call(MD + path, { headers: { 'Metadata-Flavor': 'Google' } })).text();

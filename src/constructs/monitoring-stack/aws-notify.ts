@@ -48,6 +48,11 @@ export interface DeliveryTarget {
 export const DELIVERY_HANDLER = `// mlinfra alarm delivery: SNS (CloudWatch alarm) -> Slack, PagerDuty, webhooks.
 import { SecretsManagerClient, GetSecretValueCommand } from '@aws-sdk/client-secrets-manager';
 
+// a named error: the Lambda's log and retry reason say which step failed
+class DeliveryError extends Error {
+  constructor(message) { super(message); this.name = 'DeliveryError'; }
+}
+
 const sm = new SecretsManagerClient({});
 const cache = new Map();
 const TTL_MS = 5 * 60 * 1000;
@@ -57,14 +62,14 @@ async function secret(name) {
   if (hit && hit.at > Date.now() - TTL_MS) return hit.value;
   const out = await sm.send(new GetSecretValueCommand({ SecretId: name }));
   const value = (out.SecretString ?? '').trim();
-  if (!value) throw new Error('secret ' + name + ' is empty');
+  if (!value) throw new DeliveryError('secret ' + name + ' is empty');
   cache.set(name, { value, at: Date.now() });
   return value;
 }
 
 async function post(url, body, headers = {}) {
   const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body), signal: AbortSignal.timeout(10000) });
-  if (!res.ok) throw new Error('POST to ' + new URL(url).host + ' answered ' + res.status);
+  if (!res.ok) throw new DeliveryError('POST to ' + new URL(url).host + ' answered ' + res.status);
 }
 
 function parse(record) {
@@ -94,7 +99,7 @@ export async function deliver(targets, alarm) {
     }
   }
   // Throwing makes Lambda retry the asynchronous invocation.
-  if (failures.length) throw new Error('delivery failed: ' + failures.join('; '));
+  if (failures.length) throw new DeliveryError('delivery failed: ' + failures.join('; '));
 }
 
 export async function handler(event) {
