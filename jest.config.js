@@ -17,6 +17,7 @@ const SLOW = [
   'runtime-agent/fuzz', 'runtime-agent/prometheus', 'runtime-agent/monitoring', 'runtime-agent/bootstrap-contract',
   'runtime-agent/faults', 'runtime-agent/api', 'runtime-agent/cli', 'runtime-agent/failures', 'runtime-agent/autostop',
   'runtime-agent/gcs', 'runtime-agent/k8s-gateway', 'runtime-agent/registry', 'runtime-agent/queue-cluster', 'runtime-agent/queue-contract',
+  'runtime-agent/queue-client-cli', 'runtime-agent/queue-pipeline',
 ].map((f) => `/test/${f}\\.test\\.ts$`);
 
 module.exports = {

@@ -50,7 +50,6 @@ await new Promise((r) => proc.on('exit', r));
 
 const file = readdirSync(join(dir, 'prof')).find((f) => f.endsWith('.cpuprofile'));
 const p = JSON.parse(readFileSync(join(dir, 'prof', file), 'utf8'));
-rmSync(dir, { recursive: true, force: true });
 const byId = new Map(p.nodes.map((n) => [n.id, n]));
 const parent = new Map();
 for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
@@ -72,6 +71,32 @@ for (const [id, t] of selfTime) {
 const top = (m, n) => Object.entries(m).sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => `${(v / total * 100).toFixed(1).padStart(6)}%  ${k}`).join('\n');
 process.stdout.write(`\nself time (of ${(total / 1e6).toFixed(1)} s sampled)\n${top(self, 25)}\n\ninclusive time\n${top(incl, 40)}\n`);
 
+// self time by where the code comes from: the unminified bundle marks each module with a `// path` line
+const bundleLines = readFileSync(join(dir, 'agent', 'mlinfra-agent.js'), 'utf8').split('\n');
+const marks = [];
+bundleLines.forEach((l, i) => {
+  const m = /^\/\/ (node_modules\/((?:@[^/]+\/)?[^/]+)|src\/runtime-agent\/(.+))/.exec(l);
+  if (m) marks.push([i, m[2] ?? `agent: ${m[3]}`]);
+});
+const moduleOf = (n) => {
+  const { url, lineNumber } = n.callFrame;
+  if (!url.endsWith('mlinfra-agent.js')) return url.startsWith('node:') || !url ? `node${url ? '' : ' (native, gc, idle)'}` : url;
+  let lo = 0;
+  for (let hi = marks.length - 1; lo < hi;) {
+    const mid = (lo + hi + 1) >> 1;
+    if (marks[mid][0] <= lineNumber) lo = mid;
+    else hi = mid - 1;
+  }
+  return marks[lo]?.[1] ?? 'bundle';
+};
+const byModule = {};
+for (const [id, t] of selfTime) {
+  const n = byId.get(id);
+  const k = n.callFrame.functionName === '(idle)' ? '(idle)' : moduleOf(n);
+  byModule[k] = (byModule[k] ?? 0) + t;
+}
+process.stdout.write(`\nself time by module\n${top(byModule, 25)}\n`);
+
 // PROFILE_CALLERS=mkdir,open: where the time of these functions comes from (their 4 nearest callers)
 for (const fn of (process.env.PROFILE_CALLERS ?? '').split(',').filter(Boolean)) {
   const stacks = {};
@@ -83,3 +108,4 @@ for (const fn of (process.env.PROFILE_CALLERS ?? '').split(',').filter(Boolean))
   }
   process.stdout.write(`\ncallers of ${fn}\n${top(stacks, 6)}\n`);
 }
+rmSync(dir, { recursive: true, force: true });

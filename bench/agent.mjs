@@ -60,6 +60,60 @@ async function startAgent(args = [], node = process.execPath, nodeFlags = NODE_F
   return { url, proc, dir, close };
 }
 
+/**
+ * The floor runner (bench/floor-runner.mjs): what any durable, supervised HTTP job runner costs on
+ * this machine before its own code, printed beside each goal.
+ */
+async function startFloor(slots = 2) {
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'mlinfra-floor-bench-'));
+  const proc = spawn(process.execPath, [join(ROOT, 'bench', 'floor-runner.mjs'), String(port), dir, String(slots)], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const url = `http://127.0.0.1:${port}`;
+  for (const t0 = Date.now(); ; await new Promise((r) => setTimeout(r, 20))) {
+    try {
+      if ((await fetch(`${url}/healthz`)).ok) break;
+    } catch {
+      if (Date.now() - t0 > 20_000) throw new Error('the floor runner did not start');
+    }
+  }
+  return {
+    url, proc, async close() {
+      proc.kill('SIGTERM');
+      await new Promise((r) => proc.on('exit', r));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A Node.js process that only listens with node:http and holds a SQLite journal open in WAL mode with
+ * the driver the agent uses here: the least an agent with a SQLite journal can take in memory.
+ */
+async function startFloorIdle(nodeFlags) {
+  const dir = mkdtempSync(join(tmpdir(), 'mlinfra-floor-rss-'));
+  const [major, minor] = process.versions.node.split('.').map(Number);
+  const sqlite = major > 22 || (major === 22 && minor >= 13)
+    ? `const { DatabaseSync } = require('node:sqlite'); new DatabaseSync(${JSON.stringify(join(dir, 'j'))}).exec('PRAGMA journal_mode=WAL');`
+    : `const D = require('better-sqlite3'); new D(${JSON.stringify(join(dir, 'j'))}).pragma('journal_mode = WAL');`;
+  const proc = spawn(process.execPath, [...nodeFlags, '-e', `${sqlite} require('node:http').createServer().listen(0, '127.0.0.1', () => process.stdout.write('up\\n'));`],
+    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, NODE_PATH: join(ROOT, 'node_modules') } });
+  await new Promise((r) => proc.stdout.once('data', r));
+  return {
+    proc, async close() {
+      proc.kill('SIGKILL');
+      await new Promise((r) => proc.on('exit', r));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Resident memory of a process now, in MiB: all, anonymous (heap), file-backed (the node binary's pages). */
+function rssOf(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const mib = (k) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN) / 1024;
+  return `${mib('VmRSS').toFixed(1)} MiB (anonymous ${mib('RssAnon').toFixed(1)}, file ${mib('RssFile').toFixed(1)})`;
+}
+
 const auth = { authorization: `Bearer ${TOKEN}` };
 async function submit(url, spec) {
   const res = await fetch(`${url}/v1/jobs`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify(spec) });
@@ -69,6 +123,7 @@ async function submit(url, spec) {
 /** Resolves when the job is terminal (the follow stream ends then); returns the bytes streamed. */
 async function follow(url, id) {
   const res = await fetch(`${url}/v1/jobs/${id}/logs?follow=1`, { headers: auth });
+  if (res.status !== 200) throw new Error(`follow: ${res.status} ${await res.text()}`);
   let bytes = 0;
   for await (const chunk of res.body) bytes += chunk.length;
   return bytes;
@@ -99,18 +154,24 @@ export async function benchAgent({ jobs = 200, submits = 2000, concurrency = 16,
   const print = (s) => { lines.push(s); process.stdout.write(`${s}\n`); };
   print(`mlinfra-agent bench: bundle ${(statSync(BUNDLE).size / 1024).toFixed(1)} KiB, node ${process.version}`);
 
-  // 1. idle RSS of a fresh agent (and of the same on another Node.js, e.g. 22 LTS with node:sqlite: BENCH_NODE=/path/to/node)
-  // and with --max-semi-space-size=1 (a 1 MiB young generation: what an idle agent does not need)
-  const variants = [[process.execPath, NODE_FLAGS], [process.execPath, [...NODE_FLAGS, '--max-semi-space-size=1']]];
-  if (process.env.BENCH_NODE) variants.push([process.env.BENCH_NODE, NODE_FLAGS]);
-  for (const [node, flags] of variants) {
-    const a = await startAgent([], node, flags);
+  // 1. RSS of a fresh agent 1.5 s after start, and idle 30 s later (V8's memory reducer shrinks the heap
+  // of an idle process after ~10-20 s: what a host pays while no job comes); beside it the same on
+  // another Node.js (e.g. 22 LTS with node:sqlite: BENCH_NODE=/path/to/node), with
+  // --max-semi-space-size=1 (a 1 MiB young generation), and the floor. All idle side by side.
+  {
+    const variants = [[process.execPath, NODE_FLAGS], [process.execPath, [...NODE_FLAGS, '--max-semi-space-size=1']]];
+    if (process.env.BENCH_NODE) variants.push([process.env.BENCH_NODE, NODE_FLAGS]);
+    const running = [];
+    for (const [node, flags] of variants) {
+      const version = node === process.execPath ? process.version : 'BENCH_NODE';
+      running.push({ name: `agent (${version}${flags.length ? ` ${flags.join(' ')}` : ''})`, h: await startAgent([], node, flags) });
+    }
+    running.push({ name: 'floor (node:http listening + a SQLite journal open, no agent code)', h: await startFloorIdle(NODE_FLAGS) });
     await new Promise((r) => setTimeout(r, 1500));
-    const status = readFileSync(`/proc/${a.proc.pid}/status`, 'utf8');
-    const kb = (k) => Number(new RegExp(`${k}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN) / 1024;
-    const version = node === process.execPath ? process.version : 'BENCH_NODE';
-    print(`idle RSS after start (${version}${flags.length ? ` ${flags.join(' ')}` : ''}): ${kb('VmRSS').toFixed(1)} MiB (anonymous ${kb('RssAnon').toFixed(1)}, file ${kb('RssFile').toFixed(1)}) (goal <= 50 MiB; ${load()})`);
-    await a.close();
+    const early = running.map((x) => rssOf(x.h.proc.pid));
+    await new Promise((r) => setTimeout(r, 30_000));
+    running.forEach((x, i) => print(`RSS of ${x.name}: 1.5 s after start ${early[i]}; idle 30 s later ${rssOf(x.h.proc.pid)}${i === 0 ? ` (goal <= 50 MiB; ${load()})` : ''}`));
+    for (const x of running) await x.h.close();
   }
 
   // 2. per-job overhead: /bin/true through the agent (submit -> terminal) vs spawned directly
@@ -133,6 +194,16 @@ export async function benchAgent({ jobs = 200, submits = 2000, concurrency = 16,
     print(`/bin/true x${jobs}, via agent (submit -> terminal, sequential): p50 ${ms(pct(viaAgent, 50))}, p99 ${ms(pct(viaAgent, 99))}`);
     print(`per-job overhead: p50 ${ms(pct(viaAgent, 50) - pct(direct, 50))}, p99 ${ms(pct(viaAgent, 99) - pct(direct, 99))}; agent p50 = ${(pct(viaAgent, 50) / pct(direct, 50)).toFixed(2)}x of direct (goal <= 2x; ${load()})`);
     await a.close();
+    const f = await startFloor();
+    for (let i = 0; i < 10; i++) await follow(f.url, await submit(f.url, { argv: ['/bin/true'] }));
+    const viaFloor = [];
+    for (let i = 0; i < jobs; i++) {
+      const t = performance.now();
+      await follow(f.url, await submit(f.url, { argv: ['/bin/true'] }));
+      viaFloor.push(performance.now() - t);
+    }
+    print(`  floor (bench/floor-runner.mjs: two requests, two fdatasyncs, a /bin/sh supervisor): p50 ${ms(pct(viaFloor, 50))} = ${(pct(viaFloor, 50) / pct(direct, 50)).toFixed(2)}x of direct, p99 ${ms(pct(viaFloor, 99))}`);
+    await f.close();
   }
 
   // 2b. throughput: 1,000 trivial jobs at 2 slots, 16 submitters (each waits for its job's end) vs 2 direct spawners
@@ -148,6 +219,14 @@ export async function benchAgent({ jobs = 200, submits = 2000, concurrency = 16,
     const cpuPerJob = (cpuMs(a.proc.pid) - cpu0) / throughputJobs;
     print(`${throughputJobs} jobs at 2 slots: direct ${direct.toFixed(2)} s (${(throughputJobs / direct).toFixed(0)}/s), agent ${agent.toFixed(2)} s (${(throughputJobs / agent).toFixed(0)}/s) = ${(direct / agent).toFixed(2)}x of direct (goal >= 0.8x); agent CPU ${cpuPerJob.toFixed(2)} ms/job (${load()})`);
     await a.close();
+    const f = await startFloor(2);
+    const t2 = performance.now();
+    const fcpu0 = cpuMs(f.proc.pid);
+    await pool(throughputJobs, concurrency, async () => follow(f.url, await submit(f.url, { argv: ['/bin/true'] })));
+    const floor = (performance.now() - t2) / 1000;
+    const floorCpu = (cpuMs(f.proc.pid) - fcpu0) / throughputJobs;
+    print(`  floor (bench/floor-runner.mjs, same load): ${floor.toFixed(2)} s (${(throughputJobs / floor).toFixed(0)}/s) = ${(direct / floor).toFixed(2)}x of direct; its CPU ${floorCpu.toFixed(2)} ms/job (${load()})`);
+    await f.close();
   }
 
   // 3. durable submits per second (scheduler paused: every submit is an fsynced journal insert)

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { constants } from 'node:os';
-import * as fs from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import pino from 'pino';
 import { Agent, AGENT_VERSION } from './agent';
 import { AgentClient, type JobJson } from './client';
+import { actionOf, type CliIo, connectionOf, connectionOptions, readToken, write } from './cli-io';
 import { AgentError } from './errors';
 import { stdoutDestination } from './log-destination';
 import { addGuardOptions, defaultDataDir, guardOptionsOf, SERVE_DEFAULTS as D, ServeOptionError } from './options';
@@ -15,13 +15,7 @@ import { addModelsCommand } from './registry/cli';
 import { Storage } from './storage/index';
 import { TERMINAL_STATES, type JobState } from './types';
 
-/** Everything the CLI touches from the outside world (tests and embedders can pass their own). */
-export interface CliIo {
-  readonly env: NodeJS.ProcessEnv;
-  readonly stdout: NodeJS.WritableStream;
-  readonly stderr: NodeJS.WritableStream;
-  readonly exit: (code: number) => void;
-}
+export type { CliIo } from './cli-io';
 
 const int = (name: string, min: number, max: number) => (v: string): number => {
   const n = Number(v);
@@ -33,18 +27,6 @@ const num = (name: string, min: number) => (v: string): number => {
   if (v.trim() === '' || !Number.isFinite(n) || n < min) throw new InvalidArgumentError(`${name} must be a number >= ${min}`);
   return n;
 };
-
-function readToken(file: string | undefined, env: NodeJS.ProcessEnv): string | undefined {
-  if (file) return fs.readFileSync(file, 'utf8').trim();
-  return env.MLINFRA_AGENT_TOKEN?.trim() || undefined;
-}
-
-function write(s: NodeJS.WritableStream, text: string | Uint8Array): Promise<void> {
-  return new Promise((resolve) => {
-    if (s.write(text)) resolve();
-    else s.once('drain', () => resolve());
-  });
-}
 
 /** The exit code `submit --follow` ends with: the job's own, or 128+signal, 1 otherwise. */
 export function exitCodeOf(job: JobJson): number {
@@ -166,27 +148,12 @@ export function buildCli(io: CliIo): Command {
       process.on('SIGINT', onSignal);
     });
 
-  const clientOpts = (c: Command): Command => c
-    .option('--url <url>', 'agent URL (or MLINFRA_AGENT_URL)')
-    .option('--token-file <file>', 'file holding the bearer token (or MLINFRA_AGENT_TOKEN)');
+  const clientOpts = (c: Command): Command => connectionOptions(c);
   const clientOf = (o: Record<string, unknown>): AgentClient => {
-    const url = (o.url as string | undefined) ?? io.env.MLINFRA_AGENT_URL ?? 'http://127.0.0.1:7070';
-    const token = readToken(o.tokenFile as string | undefined, io.env);
-    if (!token) throw new AgentError(401, 'no_token', 'no token: pass --token-file FILE or set MLINFRA_AGENT_TOKEN');
+    const { url, token } = connectionOf(o, io.env);
     return new AgentClient(url, token);
   };
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  const run = (fn: (...args: any[]) => Promise<number>) => async (...args: unknown[]): Promise<void> => {
-    let code: number;
-    try {
-      code = await fn(...args);
-    } catch (e) {
-      const err = e instanceof AgentError ? e.toJSON() : { error: { code: 'client_error', message: (e as Error).message } };
-      await write(io.stderr, `${JSON.stringify(err)}\n`);
-      code = e instanceof AgentError && e.code === 'not_supported' ? 2 : 1;
-    }
-    io.exit(code);
-  };
+  const run = actionOf(io, (e) => (e instanceof AgentError && e.code === 'not_supported' ? 2 : 1));
   const streamLogs = async (client: AgentClient, id: string, follow: boolean): Promise<void> => {
     // bytes as they are: a chunk may end inside a UTF-8 character
     for await (const chunk of await client.logs(id, follow)) await write(io.stdout, chunk);

@@ -18,6 +18,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import { type AbortRecord, attemptUri, GANG_ENV, type GangRecord, writeAbort } from './cluster/gang';
+import { Heartbeat, heartbeatMs, lostReason, Peers } from './gang-liveness';
 import { joinUri, localPathOf, PreconditionFailed, Storage } from './storage/index';
 
 /** The slowest the barrier polls (it starts at 250 ms). */
@@ -102,8 +103,9 @@ export async function gangRankMain(argv: string[], env: NodeJS.ProcessEnv = proc
     await storage.writeIf(joinUri(dir, `rank-${rank}.json`), `${JSON.stringify(reg)}\n`, null);
   } catch (e) {
     if (!(e instanceof PreconditionFailed)) throw e;
-    // a second holder of this rank: its first host was lost after registering; this attempt cannot meet again
-    const a = await abort('exit', `rank ${rank} registered twice in attempt ${attempt} (its first host was lost)`);
+    // a second holder of this rank: its first host was lost after registering; this attempt cannot meet
+    // again. A lost host is not the program's failure: kind lost does not use a retry.
+    const a = await abort('lost', `rank ${rank} registered twice in attempt ${attempt}: its first host was lost`);
     log(`aborted: ${a.reason}`);
     return EXIT_ABORTED;
   }
@@ -144,6 +146,11 @@ export async function gangRankMain(argv: string[], env: NodeJS.ProcessEnv = proc
   };
   if (env.MLINFRA_GANG_CHECKPOINT_URI) fs.mkdirSync(childEnv.MLINFRA_CHECKPOINT_DIR!, { recursive: true });
   log(`all ${nodes} ranks registered; rendezvous ${endpoint}; running ${cmd.slice(0, 3).join(' ')} ...`);
+  // liveness: this rank beats; the others watch it (gang-liveness.ts)
+  const beatMs = heartbeatMs(env);
+  const heartbeat = new Heartbeat(storage, dir, rank, host, beatMs, log);
+  await heartbeat.start();
+  const peers = new Peers(storage, dir, nodes, rank, beatMs, Date.now() + BARRIER_MAX_POLL_MS);
   // in the rank's process group: the agent's own stop (SIGTERM, then SIGKILL to the group) reaches torchrun and its workers too
   const child = spawn(cmd[0], cmd.slice(1), { env: childEnv, stdio: 'inherit' });
   const exited = new Promise<number>((resolve) => {
@@ -167,6 +174,7 @@ export async function gangRankMain(argv: string[], env: NodeJS.ProcessEnv = proc
   process.once('SIGTERM', onTerm);
   let done = false;
   const watch = (async () => {
+    let lastLook = Date.now();
     while (!done) {
       await sleep(500);
       const a = await storage.readVersioned(joinUri(dir, 'abort.json')).catch(() => null);
@@ -178,6 +186,18 @@ export async function gangRankMain(argv: string[], env: NodeJS.ProcessEnv = proc
         }
         return;
       }
+      // a peer's host gone while this rank's program still runs (a collective can hang for the
+      // backend's timeout, 10 minutes or more): end the attempt now, as lost
+      if (done || Date.now() - lastLook < beatMs) continue;
+      lastLook = Date.now();
+      const l = await peers.look().catch(() => null);
+      if (!l || l.aborted || l.lost.length === 0 || done) continue;
+      const rec = await abort('lost', lostReason(l.lost, `rank ${rank} stopped its program`)).catch(() => null);
+      if (rec && !done) {
+        log(`stopping: ${rec.reason}`);
+        stop(rec.reason);
+      }
+      return;
     }
   })();
   const code = await exited;
@@ -185,14 +205,23 @@ export async function gangRankMain(argv: string[], env: NodeJS.ProcessEnv = proc
   await watch;
   process.removeListener('SIGTERM', onTerm);
   if (code === 0 && !stopping) {
+    // done before the beats stop: a peer never takes a finished rank for a lost one
     await storage.writeIf(joinUri(dir, `done-${rank}.json`), `${JSON.stringify({ rank, host, at: new Date().toISOString() })}\n`, null).catch((e: unknown) => {
       if (!(e instanceof PreconditionFailed)) throw e;
-    });
+    }).finally(() => heartbeat.stop());
     return 0;
   }
-  if (stopping === 'SIGTERM') return code === 0 ? 143 : code;
-  if (stopping) return EXIT_ABORTED;
-  const a = await abort('exit', `rank ${rank} on ${host} exited with code ${code}`);
+  if (stopping) {
+    heartbeat.stop();
+    return stopping === 'SIGTERM' ? (code === 0 ? 143 : code) : EXIT_ABORTED;
+  }
+  // The program failed. Its cause may be a peer whose host went away (the collective broke): beat on
+  // while the peers are looked at, so they can tell this rank is alive too.
+  const lost = await peers.settle().catch(() => []);
+  heartbeat.stop();
+  const a = lost.length > 0
+    ? await abort('lost', lostReason(lost, `rank ${rank} on ${host} then exited with code ${code}`))
+    : await abort('exit', `rank ${rank} on ${host} exited with code ${code}`);
   log(`rank ${rank} failed (exit ${code}): every rank stops (${a.reason})`);
   return code;
 }

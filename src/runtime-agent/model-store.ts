@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { joinUri, type Storage } from './storage/index';
+import { joinUri, localPathOf, type Storage } from './storage/index';
+import { FileStore } from './storage/file';
 
 /** `<artifactsUri>/models/current`: which run's model is promoted (written by a deployIfBetter step). */
 export interface CurrentModel {
@@ -24,11 +26,29 @@ export function runIdTime(runId: string): number | null {
   return Number.isFinite(t) ? t : null;
 }
 
+/** A file as uploadRun sent it: its stat signature, and its digest when it had changed just before. */
+interface Sent {
+  readonly sig: string;
+  readonly sha?: string;
+}
+
+/** How recent a change must be for a file's times alone not to tell a later change (far above a jiffy). */
+const RACY_MS = 1000;
+
+async function sha256Of(file: string): Promise<string> {
+  const h = createHash('sha256');
+  for await (const chunk of fs.createReadStream(file)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+
 /**
  * The model store of one pipeline: `<artifactsUri>/runs/<run-id>/...` and `<artifactsUri>/models/current`,
  * on any backend of `Storage` (file://, s3://, gs://).
  */
 export class ModelStore {
+  /** Per run directory, each file as it was sent last: unchanged files are not sent again (see uploadRun). */
+  private readonly sent = new Map<string, Map<string, Sent>>();
+
   constructor(private readonly storage: Storage, readonly artifactsUri: string) {}
 
   runUri(runId: string): string {
@@ -79,9 +99,40 @@ export class ModelStore {
     return c;
   }
 
-  /** Copies a local run directory to `runs/<run-id>/` (files are overwritten, nothing is deleted). */
+  /**
+   * Copies a local run directory to `runs/<run-id>/` (files are overwritten, nothing is deleted). The
+   * runner calls it after every step: a file this store already sent and that has not changed since
+   * (same size, mtime, ctime and inode) is not sent again, so a run of N steps sends each output once,
+   * not N times. Returns how many files were sent.
+   */
   async uploadRun(runId: string, localDir: string): Promise<number> {
-    return this.storage.putDir(localDir, this.runUri(runId));
+    const key = `${runId}\0${path.resolve(localDir)}`;
+    const sent = this.sent.get(key) ?? new Map<string, Sent>();
+    this.sent.set(key, sent);
+    let n = 0;
+    for (const f of await new FileStore().list(localDir)) {
+      const local = localPathOf(f.uri);
+      const st = await fs.promises.stat(local);
+      const sig = `${st.size}:${st.mtimeMs}:${st.ctimeMs}:${st.ino}`;
+      // file times tick coarsely (a jiffy): a file changed shortly before it was sent could change
+      // again within the same tick with the same size. Such a file is also known by its digest.
+      const racy = Math.max(st.mtimeMs, st.ctimeMs) > Date.now() - RACY_MS;
+      const prev = sent.get(f.key);
+      let sha: string | undefined;
+      if (prev?.sig === sig) {
+        if (prev.sha === undefined) continue;
+        sha = await sha256Of(local);
+        if (sha === prev.sha) {
+          if (!racy) sent.set(f.key, { sig });
+          continue;
+        }
+      }
+      if (racy) sha ??= await sha256Of(local);
+      await this.storage.put(local, joinUri(this.runUri(runId), f.key));
+      sent.set(f.key, { sig, ...(racy ? { sha } : {}) });
+      n++;
+    }
+    return n;
   }
 
   /**

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import type { Logger } from 'pino';
 import { AgentClient, type JobJson } from './client';
 import { ModelStore, type CurrentModel } from './model-store';
-import { registerRun, type RegistryOutcome } from './registry/promotion';
+import { registerRun, syncRegistryEndpoints, type RegistryOutcome } from './registry/promotion';
 import { StepJobs, stepJobBody } from './pipeline-jobs';
 import { escalateStep } from './pipeline-escalate';
 import { applyResume, promotedBefore, restoreRun, type ResumeOptions, type ResumeRecord, type RestoredRun } from './pipeline-resume';
@@ -74,7 +74,8 @@ class PipelineRun {
     if (!RUN_ID_PATTERN.test(this.runId)) throw new PipelineSpecError(`run id must match ${RUN_ID_PATTERN.source}, got ${JSON.stringify(this.runId)}`, [], 'runId');
     this.runDir = path.resolve(o.workDir, this.spec.name, this.runId);
     this.store = new ModelStore(o.storage, this.spec.artifactsUri);
-    this.files = RunDirSync.fromEnv(o.env ?? process.env, o.storage, this.spec.artifactsUri, this.runId, this.runDir, this.store.runUri(this.runId), this.spec.steps);
+    this.files = RunDirSync.fromEnv(o.env ?? process.env, o.storage, this.spec.artifactsUri, this.runId, this.runDir, this.store.runUri(this.runId), this.spec.steps,
+      () => this.store.uploadRun(this.runId, this.runDir));
     this.local = new AgentClient(o.agentUrl, o.token);
     this.hash = specHash(o.rawSpec ?? o.spec);
     this.jobs = new StepJobs({ pollMs: o.pollMs ?? 200, lostAfterMs: o.lostAfterMs ?? 120_000, runDir: this.runDir, logger: o.logger, onLog: o.onLog });
@@ -331,6 +332,8 @@ class PipelineRun {
         this.promoted ??= false;
         await fs.promises.writeFile(path.join(this.runDir, 'promotion.json'), `${JSON.stringify(promotion, null, 2)}\n`);
         say(`not promoted: ${this.store.currentUri} still points at run ${current!.runId}`);
+        // an endpoint added since the last promotion serves nothing until it gets the current version
+        await syncRegistryEndpoints({ storage: this.o.storage, artifactsUri: this.spec.artifactsUri, pipeline: this.spec.name, say });
       }
       rec.state = 'succeeded';
       rec.reason = reason;

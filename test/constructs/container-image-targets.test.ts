@@ -180,7 +180,9 @@ export class ECRClient { async send() { return { authorizationData: [{ authoriza
   test('fails at once, with the registry\'s answer, when the pull is denied', async () => {
     got.length = 0;
     await expect(invoke({ registry: 'r', registryId: '1', repository: 'ml-ghcr-abc123/missing/x', reference: '1' })).rejects.toThrow(/403 .*upstream denied.*credential secret/s);
-    expect(got).toHaveLength(1);
+    // a named error: the invocation's failure says which step failed
+    await expect(invoke({ registry: 'r', registryId: '1', repository: 'ml-ghcr-abc123/missing/x', reference: '1' })).rejects.toThrow(/PullError: pulling ml-ghcr-abc123\/missing\/x:1/);
+    expect(got).toHaveLength(2);
   });
 });
 

@@ -423,6 +423,8 @@ describe('GpuCluster on GCP', () => {
     fakeSmi(4);
     expect(run(4, 30)).toMatchObject({ status: 0, stdout: expect.stringContaining('4 GPU(s) visible') });
     fakeSmi(0);
+    // the script's 5 s poll, shortened: the bound is what is under test
+    writeFileSync(join(dir, 'sleep'), '#!/bin/sh\nexec /bin/sleep 0.2\n', { mode: 0o755 });
     const failed = run(4, 1);
     expect(failed.status).toBe(1);
     expect(failed.stderr).toContain('did not show 4 GPU(s) within 1s');

@@ -158,11 +158,29 @@ describe('GCP: Cloud Run service on the registry', () => {
   test('the record holds what rolloutCloudRun reads', () => {
     const obj = one(json, 'google_storage_bucket_object', 'ltv-api_registry_record');
     expect(obj.name).toBe(`pipelines/${pipeline.pipelineName}/models/endpoints/${svc().name}.json`);
-    expect(record(obj.content)).toEqual({
+    const rec = record(obj.content);
+    expect(rec).toEqual({
       kind: 'cloudrun', name: svc().name, service: `projects/ml-platform-prod/locations/us-central1/services/${svc().name}`, canaryPercent: 10, bakeSeconds: 300,
-      // the image Terraform would deploy: a new image reaches serving with the next version's revision
+      // the image and template Terraform would deploy (it ignores the live template): each rollout
+      // deploys them, and a changed template is rolled out again by the next sync
       image: svc().template.containers[0].image,
+      template: expect.any(Object),
     });
+    // the Admin API v2 shape of the same template: camelCase, ports a list, no revision name
+    const tf = svc().template;
+    const c = tf.containers[0];
+    expect(rec.template).toEqual({
+      serviceAccount: tf.service_account, executionEnvironment: tf.execution_environment,
+      scaling: { minInstanceCount: tf.scaling.min_instance_count, maxInstanceCount: tf.scaling.max_instance_count },
+      nodeSelector: { accelerator: tf.node_selector.accelerator }, gpuZonalRedundancyDisabled: tf.gpu_zonal_redundancy_disabled,
+      containers: [{
+        name: c.name, image: c.image, env: c.env, ports: [{ containerPort: c.ports.container_port }],
+        resources: { limits: c.resources.limits, cpuIdle: c.resources.cpu_idle, startupCpuBoost: c.resources.startup_cpu_boost },
+        startupProbe: { httpGet: { path: c.startup_probe.http_get.path, port: c.startup_probe.http_get.port }, periodSeconds: c.startup_probe.period_seconds, failureThreshold: c.startup_probe.failure_threshold, timeoutSeconds: c.startup_probe.timeout_seconds },
+        livenessProbe: { httpGet: { path: c.liveness_probe.http_get.path, port: c.liveness_probe.http_get.port }, periodSeconds: c.liveness_probe.period_seconds, failureThreshold: c.liveness_probe.failure_threshold, timeoutSeconds: c.liveness_probe.timeout_seconds },
+      }],
+    });
+    expect(tf.revision).toBeUndefined();
   });
 
   test('the hosts get run.developer on this service and actAs on its runtime account only; serving reads every version', () => {
@@ -187,7 +205,11 @@ describe('Kubernetes: Deployments on the registry', () => {
       { name: 'AWS_ENDPOINT_URL_S3', value: 'http://minio.minio.svc:9000' }, { name: 'AWS_SHARED_CREDENTIALS_FILE', value: '/var/run/mlinfra/store/credentials' }]));
     expect(dep('stable').spec.template.spec.volume).toEqual([{ name: 'store-credentials', secret: { secret_name: 'store', items: [{ key: 'credentials', path: 'credentials' }] } }]);
     expect(dep('canary').spec.replicas).toBe('0');
-    for (const k of ['stable', 'canary']) expect(dep(k).lifecycle.ignore_changes).toEqual(['spec[0].replicas', 'spec[0].template[0].spec[0].container[0].env']);
+    // only the two entries the rollout patches, by index: the rest of env (a changed LOG_LEVEL) still applies
+    for (const k of ['stable', 'canary']) {
+      expect(dep(k).lifecycle.ignore_changes).toEqual(['spec[0].replicas', 'spec[0].template[0].spec[0].container[0].env[0]', 'spec[0].template[0].spec[0].container[0].env[1]']);
+      expect(dep(k).spec.template.spec.container[0].env.slice(0, 2).map((e: { name: string }) => e.name)).toEqual(['MODEL_URI', 'MLINFRA_MODEL_VERSION']);
+    }
     expect(all(json, 'kubernetes_horizontal_pod_autoscaler_v2').filter((h) => h.metadata.name.includes('ltv-api'))).toHaveLength(1);
   });
 

@@ -41,6 +41,22 @@ test('a CUDA out-of-memory exit is classed oom, with the line, in the terminatio
   expect(w.termination()).toEqual(r.failure);
 });
 
+test('output still in the pipes when the process exits is read before the exit is classed', async () => {
+  // the writer outlives the exit by a little (a worker flushing after its launcher): the pipe has not ended yet
+  const w = wrap(['sh', '-c', '(sleep 0.3; echo "CUDA out of memory. Tried to allocate 4.00 GiB" >&2) & exit 1']);
+  const r = await w.p;
+  expect(r.failure?.class).toBe('oom');
+  expect(w.err.text()).toBe('CUDA out of memory. Tried to allocate 4.00 GiB\n');
+});
+
+test('a grandchild that keeps the pipes open does not hold the result past the drain bound', async () => {
+  const t0 = Date.now();
+  const w = wrap(['sh', '-c', 'sleep 6 & exit 2']);
+  const r = await w.p;
+  expect(r.failure).toEqual({ class: 'exit', reason: 'exited with code 2' });
+  expect(Date.now() - t0).toBeLessThan(5_000);
+});
+
 test('a kernel OOM kill (the cgroup\'s oom_kill counter went up) is classed oom', async () => {
   const cg = join(dir, 'cgroup');
   mkdirSync(cg);

@@ -8,25 +8,15 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
-import { BUNDLE, requireBundle, startAgent, stopAllAgents, tmpDir, waitFor, type AgentHandle } from './helpers';
-import { startSqsServer, type QueueFixture } from './queue-helpers';
+import { BUNDLE, startAgent, tmpDir, waitFor, type AgentHandle } from './helpers';
+import { clusterFlags, sqsForFile, type QueueFixture } from './queue-helpers';
 
 const S3RVER_ENV = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1' };
-let sqs: Awaited<ReturnType<typeof startSqsServer>>;
+const sqs = sqsForFile();
 let n = 0;
 
-beforeAll(async () => {
-  requireBundle();
-  sqs = await startSqsServer();
-});
-afterAll(async () => {
-  await stopAllAgents();
-  await sqs?.close();
-});
-
 function clusterArgs(q: QueueFixture, bucket: string, extra: string[] = []): string[] {
-  return ['--queue', q.url, '--dead-letter-queue', q.deadLetterUrl, '--cluster-artifacts', `file://${bucket}`, '--lease-seconds', '3',
-    '--checkpoint-seconds', '0.3', '--log-ship-seconds', '0.3', '--queue-poll-seconds', '0.2', '--max-attempts', '3', ...extra];
+  return clusterFlags(q, bucket, '--checkpoint-seconds', '0.3', '--log-ship-seconds', '0.3', '--max-attempts', '3', ...extra);
 }
 
 async function waitCluster(a: AgentHandle, id: string, states: string[], timeoutMs = 30_000): Promise<any> {

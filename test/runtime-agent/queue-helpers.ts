@@ -1,7 +1,7 @@
 /** Queue fixtures for the cluster tests: the SQS fake and the real Pub/Sub emulator, behind one shape. */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { FakeSqs } from '../support/fake-sqs';
-import { freePort, waitFor } from './helpers';
+import { freePort, requireBundle, stopAllAgents, waitFor } from './helpers';
 
 /** One cluster queue (and its dead-letter queue) to point agents at. */
 export interface QueueFixture {
@@ -42,6 +42,34 @@ export async function startSqsServer(): Promise<QueueServer & { readonly fake: F
     },
     close: () => fake.close(),
   };
+}
+
+type SqsServer = QueueServer & { readonly fake: FakeSqs };
+
+/**
+ * The SQS fake for the agents of one test file: started before its tests (with the bundle checked),
+ * stopped after them with every agent. Call at the file's top level.
+ */
+export function sqsForFile(): SqsServer {
+  let server: SqsServer | undefined;
+  beforeAll(async () => {
+    requireBundle();
+    server = await startSqsServer();
+  });
+  afterAll(async () => {
+    await stopAllAgents();
+    await server?.close();
+  });
+  const started = (): SqsServer => {
+    if (!server) throw new Error('the SQS fake starts in beforeAll: use it inside a test');
+    return server;
+  };
+  return { kind: 'sqs', get fake() { return started().fake; }, create: (name, o) => started().create(name, o), close: async () => undefined };
+}
+
+/** serve flags of a cluster host on `q` with a file:// bucket (3 s leases, 0.2 s polls), then `extra`. */
+export function clusterFlags(q: QueueFixture, bucket: string, ...extra: string[]): string[] {
+  return ['--queue', q.url, '--dead-letter-queue', q.deadLetterUrl, '--cluster-artifacts', `file://${bucket}`, '--lease-seconds', '3', '--queue-poll-seconds', '0.2', ...extra];
 }
 
 const PROJECT = 'mlinfra-test';

@@ -11,20 +11,11 @@ import pino from 'pino';
 import { runPipeline, validatePipelineSpec } from '../../src/runtime-agent/pipeline';
 import { ModelRegistry } from '../../src/runtime-agent/registry/registry';
 import { Storage } from '../../src/runtime-agent/storage/index';
-import { requireBundle, startAgent, stopAllAgents, tmpDir, waitFor, type AgentHandle } from './helpers';
+import { startAgent, tmpDir, waitFor, type AgentHandle } from './helpers';
 import { readJson, writeSpec } from './pipeline-helpers';
-import { startSqsServer } from './queue-helpers';
+import { sqsForFile } from './queue-helpers';
 
-let sqs: Awaited<ReturnType<typeof startSqsServer>>;
-
-beforeAll(async () => {
-  requireBundle();
-  sqs = await startSqsServer();
-});
-afterAll(async () => {
-  await stopAllAgents();
-  await sqs?.close();
-});
+const sqs = sqsForFile();
 
 const lines = (file: string): string[] => (fs.existsSync(file) ? fs.readFileSync(file, 'utf8').trim().split('\n').filter(Boolean) : []);
 

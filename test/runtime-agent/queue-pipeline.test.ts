@@ -8,24 +8,15 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { openQueue } from '../../src/runtime-agent/queue/index';
-import { BUNDLE, requireBundle, startAgent, stopAllAgents, tmpDir, waitFor, type AgentHandle } from './helpers';
+import { BUNDLE, startAgent, tmpDir, waitFor, type AgentHandle } from './helpers';
 import { runCli, writeSpec } from './pipeline-helpers';
-import { startSqsServer, type QueueFixture } from './queue-helpers';
+import { clusterFlags, sqsForFile, type QueueFixture } from './queue-helpers';
 
-let sqs: Awaited<ReturnType<typeof startSqsServer>>;
+const sqs = sqsForFile();
 let n = 0;
 
-beforeAll(async () => {
-  requireBundle();
-  sqs = await startSqsServer();
-});
-afterAll(async () => {
-  await stopAllAgents();
-  await sqs?.close();
-});
-
 function clusterArgs(q: QueueFixture, bucket: string): string[] {
-  return ['--queue', q.url, '--dead-letter-queue', q.deadLetterUrl, '--cluster-artifacts', `file://${bucket}`, '--lease-seconds', '3', '--queue-poll-seconds', '0.2'];
+  return clusterFlags(q, bucket);
 }
 
 /** A one-step pipeline whose step appends a line to `shared/ran.log` (and sleeps `seconds`). */

@@ -35,6 +35,11 @@ const rollout = (v: Parameters<typeof rolloutCloudRun>[1]) => rolloutCloudRun(cf
 test('revision names start with the service name and end with the version', () => {
   expect(revisionName(SERVICE, 'v3')).toBe('ltv-api-v3');
   expect(revisionName(`projects/p/locations/l/services/${'s'.repeat(70)}`, 'v3')).toHaveLength(63);
+  // with the config's digest (lower-case hex): still the service's prefix, 63 characters at most
+  expect(revisionName(SERVICE, 'v3', '0a1b2c3d')).toBe('ltv-api-v3-0a1b2c3d');
+  const long = revisionName(`projects/p/locations/l/services/${'s'.repeat(70)}`, 'v12', '0a1b2c3d');
+  expect(long).toHaveLength(63);
+  expect(long).toMatch(/^s+-v12-0a1b2c3d$/);
 });
 
 test('a promotion creates the version\'s revision with a 10 % canary, bakes, then moves all traffic', async () => {
@@ -99,4 +104,37 @@ test('the record\'s image replaces the live one in the new revision (Terraform i
   const second = fake.calls.filter((c) => c.method === 'PATCH')[2].body;
   expect(second.template.revision).toBe('ltv-api-v2');
   expect(second.template.containers[0].image).toBe(image);
+});
+
+test('the record\'s template is what each revision runs; the same version with a changed template is a new revision, an unchanged one is left alone', async () => {
+  const reg = await registry();
+  const image = 'us-central1-docker.pkg.dev/p1/serving/ltv-server:2.1';
+  const template = (memory: string) => ({
+    serviceAccount: 'ltv-api@p1.iam.gserviceaccount.com', scaling: { minInstanceCount: 1, maxInstanceCount: 3 },
+    containers: [{ name: 'server', image, env: [{ name: 'MLINFRA_MODEL_VERSION', value: 'none' }, { name: 'LOG_LEVEL', value: 'info' }],
+      ports: [{ containerPort: 8080 }], resources: { limits: { cpu: '4', memory } } }],
+  });
+  const roll = (memory: string) => (v: Parameters<typeof rolloutCloudRun>[1]) =>
+    rolloutCloudRun({ ...cfg(), canaryPercent: 100, image, template: template(memory) }, v, { token: async () => 't', sleep: async () => undefined });
+  await reg.promote('v1', { rollout: roll('16Gi') });
+  const v1 = await reg.show('v1');
+  const first = fake.calls.find((c) => c.method === 'PATCH')!.body.template;
+  const rev16 = first.revision as string;
+  expect(rev16).toMatch(/^ltv-api-v1-[0-9a-f]{8}$/);
+  // the record's template whole (the live one's PORT_NAME env is not kept), with the model's env
+  expect(first).toEqual({
+    ...template('16Gi'), revision: rev16,
+    containers: [{ ...template('16Gi').containers[0], env: [{ name: 'LOG_LEVEL', value: 'info' }, { name: 'MLINFRA_MODEL_URI', value: v1.modelUri }, { name: 'MLINFRA_MODEL_VERSION', value: 'v1' }] }],
+  });
+  // the same version and template again: one GET, nothing changed
+  fake.calls.length = 0;
+  expect(await roll('16Gi')(v1)).toEqual({ revision: rev16, previousRevision: rev16 });
+  expect(fake.calls.map((c) => c.method)).toEqual(['GET']);
+  // memory raised by a `cdktf deploy`: the same version as a new revision that runs it
+  const r = await roll('32Gi')(v1);
+  expect(r.previousRevision).toBe(rev16);
+  expect(r.revision).toMatch(/^ltv-api-v1-[0-9a-f]{8}$/);
+  expect(r.revision).not.toBe(rev16);
+  expect(fake.service().template.containers[0].resources.limits.memory).toBe('32Gi');
+  expect(fake.service().latestReadyRevision).toBe(r.revision);
 });

@@ -36,10 +36,16 @@ const ecr = new ECRClient({});
 const ACCEPT = ['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json',
   'application/vnd.oci.image.manifest.v1+json', 'application/vnd.docker.distribution.manifest.v2+json'].join(', ');
 
+// Named, as the alert delivery functions' errors are: Terraform's invocation error and the log say which
+// step failed. (This runs in Lambda on its own: the library's MlInfraError is not there.)
+class PullError extends Error {
+  constructor(message) { super(message); this.name = 'PullError'; }
+}
+
 export async function handler(event) {
   const out = await ecr.send(new GetAuthorizationTokenCommand({}));
   const token = out.authorizationData && out.authorizationData[0] && out.authorizationData[0].authorizationToken;
-  if (!token) throw new Error('ECR returned no authorization token');
+  if (!token) throw new PullError('ECR returned no authorization token');
   const base = process.env.MLINFRA_REGISTRY_URL || ('https://' + event.registry);
   const url = base + '/v2/' + event.repository + '/manifests/' + event.reference;
   const deadline = Date.now() + Number(process.env.MLINFRA_WARM_SECONDS || 600) * 1000;
@@ -61,7 +67,7 @@ export async function handler(event) {
     if (!retry || Date.now() + pause > deadline) break;
     await new Promise((r) => setTimeout(r, pause));
   }
-  throw new Error('pulling ' + event.repository + ':' + event.reference + ' through the ECR pull-through cache failed: ' + last
+  throw new PullError('pulling ' + event.repository + ':' + event.reference + ' through the ECR pull-through cache failed: ' + last
     + ' (check the cache rule\\'s upstream credential secret and that the image exists upstream)');
 }
 `;

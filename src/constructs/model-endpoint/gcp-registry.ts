@@ -23,7 +23,8 @@ export function cloudRunCanaryPercent(r: RolloutSpec): number {
   return 100;
 }
 
-export function gcpRegistryRecord(endpoint: Construct, target: GcpTarget, plan: ModelEndpointPlan, reg: RegistryPlan, service: CloudRunV2Service, runtime: ServiceAccount, image: string): void {
+export function gcpRegistryRecord(endpoint: Construct, target: GcpTarget, plan: ModelEndpointPlan, reg: RegistryPlan, service: CloudRunV2Service, runtime: ServiceAccount, image: string,
+  template: Record<string, unknown>): void {
   const registry = reg.registry;
   if (!registry.storeEndpointRecord) {
     throw Errors.conflict(endpoint, 'model', registry.artifactsUri, "pipeline.model of a pipeline whose artifacts are in its cluster's bucket (the default artifacts)",
@@ -34,9 +35,10 @@ export function gcpRegistryRecord(endpoint: Construct, target: GcpTarget, plan: 
   const record = {
     kind: 'cloudrun', name: plan.name, service: `projects/${target.project}/locations/${target.region}/services/${plan.name}`,
     canaryPercent, bakeSeconds: canaryPercent < 100 ? bakeSeconds(plan.rollout) : 0,
-    // Terraform ignores the live template (the rollout owns it), so a new image reaches serving through
-    // the record: the next version's revision runs it.
-    image,
+    // Terraform ignores the live template (the rollout owns it), so what it would change reaches
+    // serving through the record: each rollout deploys this template, and a sync (every pipeline run,
+    // `models sync`) rolls the current version out again when it changed (registry/cloudrun-template.ts).
+    image, template,
   };
   const scope = new Construct(endpoint, 'registry');
   registry.storeEndpointRecord(scope, 'record', plan.name, recordJson(record));

@@ -225,6 +225,24 @@ function buildGcpModelEndpoint(endpoint: Construct, target: GcpTarget, given: Mo
   ];
   const probe = { httpGet: { path: plan.healthPath, port: plan.port } };
   const serving = new Construct(endpoint, 'serving');
+  const container = {
+    name: 'server', image: gcp.image, env,
+    resources: {
+      limits: { cpu: String(cpu), memory: `${memoryGiB}Gi`, ...(gpu ? { 'nvidia.com/gpu': '1' } : {}) },
+      // GPU instances must keep CPU allocated (instance-based billing); CPU-only ones may idle it.
+      cpuIdle: !gpu, startupCpuBoost: true,
+    },
+    // Model load can take minutes: the startup window is the longest Cloud Run allows for the kind.
+    startupProbe: { ...probe, periodSeconds: 10, failureThreshold: (gpu ? CLOUD_RUN_STARTUP_WINDOW_SECONDS.gpu : CLOUD_RUN_STARTUP_WINDOW_SECONDS.cpu) / 10, timeoutSeconds: 5 },
+    livenessProbe: { ...probe, periodSeconds: 30, failureThreshold: 3, timeoutSeconds: 5 },
+  };
+  // The revision template, less its name and ports, in the field names Terraform and the Admin API v2 share.
+  const template = {
+    serviceAccount: serviceAccount.email,
+    executionEnvironment: 'EXECUTION_ENVIRONMENT_GEN2',
+    scaling: { minInstanceCount: plan.replicas.min, maxInstanceCount: plan.replicas.max },
+    ...(gpu ? { nodeSelector: { accelerator: CLOUD_RUN_GPU }, gpuZonalRedundancyDisabled: !gcp.gpuZonalRedundancy } : {}),
+  };
   const service = new CloudRunV2Service(serving, 'service', {
     provider, project, location: target.region, name,
     description: `${endpoint.node.path}: model server`,
@@ -233,37 +251,25 @@ function buildGcpModelEndpoint(endpoint: Construct, target: GcpTarget, given: Mo
     ingress: gcp.public ? 'INGRESS_TRAFFIC_ALL' : 'INGRESS_TRAFFIC_INTERNAL_ONLY',
     template: {
       // `<service>-<revision>`: a stable name traffic can point at while the next revision is tried.
-      // pipeline.model: Cloud Run names the first; each promotion creates `<service>-v<N>`.
+      // pipeline.model: Cloud Run names the first; each promotion creates `<service>-v<N>-<config>`.
       revision: plan.registry ? undefined : `${name}-${plan.revision}`,
-      serviceAccount: serviceAccount.email,
-      executionEnvironment: 'EXECUTION_ENVIRONMENT_GEN2',
-      scaling: { minInstanceCount: plan.replicas.min, maxInstanceCount: plan.replicas.max },
-      ...(gpu ? { nodeSelector: { accelerator: CLOUD_RUN_GPU }, gpuZonalRedundancyDisabled: !gcp.gpuZonalRedundancy } : {}),
-      containers: [{
-        name: 'server', image: gcp.image, env,
-        ports: { containerPort: plan.port },
-        resources: {
-          limits: { cpu: String(cpu), memory: `${memoryGiB}Gi`, ...(gpu ? { 'nvidia.com/gpu': '1' } : {}) },
-          // GPU instances must keep CPU allocated (instance-based billing); CPU-only ones may idle it.
-          cpuIdle: !gpu, startupCpuBoost: true,
-        },
-        // Model load can take minutes: the startup window is the longest Cloud Run allows for the kind.
-        startupProbe: { ...probe, periodSeconds: 10, failureThreshold: (gpu ? CLOUD_RUN_STARTUP_WINDOW_SECONDS.gpu : CLOUD_RUN_STARTUP_WINDOW_SECONDS.cpu) / 10, timeoutSeconds: 5 },
-        livenessProbe: { ...probe, periodSeconds: 30, failureThreshold: 3, timeoutSeconds: 5 },
-      }],
+      ...template,
+      containers: [{ ...container, ports: { containerPort: plan.port } }],
     },
     traffic: cloudRunTraffic(name, plan),
     // The provider defaults deletion_protection to true, which makes `terraform destroy` fail. The
     // service holds no state (models live in the registry): destroy removes it like the rest.
     deletionProtection: false,
     dependsOn: [modelAccess, ...(previousModelAccess ? [previousModelAccess] : []), ...secretAccess],
-    // pipeline.model: each promotion PATCHes the template (revision `<service>-v<N>`, env) and the traffic
-    // split; Terraform must neither revert them nor re-send a template whose revision name exists
+    // pipeline.model: each rollout PATCHes the template (the record's, named `<service>-v<N>-<config>`,
+    // with the model's env) and the traffic split; Terraform must neither revert them nor re-send a
+    // template whose revision name exists
     // (revision names are unique: cloud.google.com/run/docs/reference/rest/v2/RevisionTemplate;
     // developer.hashicorp.com/terraform/language/meta-arguments/lifecycle#ignore_changes).
     ...(plan.registry ? { lifecycle: { ignoreChanges: ['template', 'traffic'] } } : {}),
   });
-  if (plan.registry) gcpRegistryRecord(endpoint, target, plan, plan.registry, service, serviceAccount, gcp.image);
+  // The API's ports is a list (Terraform's a block): cloud.google.com/run/docs/reference/rest/v2/Container
+  if (plan.registry) gcpRegistryRecord(endpoint, target, plan, plan.registry, service, serviceAccount, gcp.image, { ...template, containers: [{ ...container, ports: [{ containerPort: plan.port }] }] });
   const publicInvoker = gcp.public ? new CloudRunV2ServiceIamMember(serving, 'public-invoker', {
     provider, project, location: target.region, name: service.name, role: 'roles/run.invoker', member: 'allUsers',
   }) : undefined;

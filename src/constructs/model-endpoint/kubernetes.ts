@@ -29,6 +29,8 @@ export { ENDPOINT_CLIENT_LABEL };
 const TRACK_LABEL = 'mlinfra.dev/track';
 const COLOR_LABEL = 'mlinfra.dev/color';
 const UID = '1000';
+/** The server's env entries a registry rollout owns: MODEL_URI (env[0]) and MLINFRA_MODEL_VERSION (env[1]). */
+export const MODEL_ENV_PATHS = ['spec[0].template[0].spec[0].container[0].env[0]', 'spec[0].template[0].spec[0].container[0].env[1]'];
 
 export interface KubernetesModelEndpointResources {
   /** Absent when `serviceAccountName` names an existing one. */
@@ -233,6 +235,7 @@ function buildKubernetesModelEndpoint(endpoint: Construct, target: KubernetesTar
             container: [{
               name: 'server', image: d.image,
               env: [
+                // first, in this order: MODEL_ENV_PATHS names them by index
                 { name: 'MODEL_URI', value: d.modelUri },
                 ...(plan.registry ? [{ name: 'MLINFRA_MODEL_VERSION', value: NO_MODEL_VERSION }, ...k8s.store!.env] : []),
                 { name: 'PORT', value: String(plan.port) },
@@ -257,9 +260,12 @@ function buildKubernetesModelEndpoint(endpoint: Construct, target: KubernetesTar
         },
       },
       // The HPA owns the replica count after creation. pipeline.model: the rollout patches the server's
-      // env (MODEL_URI, MLINFRA_MODEL_VERSION) and the canary's replicas; Terraform leaves them
-      // (developer.hashicorp.com/terraform/language/meta-arguments/lifecycle#ignore_changes).
-      lifecycle: { ignoreChanges: plan.registry ? ['spec[0].replicas', 'spec[0].template[0].spec[0].container[0].env'] : ['spec[0].replicas'] },
+      // MODEL_URI and MLINFRA_MODEL_VERSION (env[0] and env[1]: its strategic merge by name keeps their
+      // places) and the canary's replicas; Terraform leaves those two entries and still applies the
+      // rest of env. An index selects one element of a nested block list in ignore_changes
+      // (developer.hashicorp.com/terraform/language/meta-arguments/lifecycle#ignore_changes;
+      // github.com/hashicorp/terraform/issues/22587).
+      lifecycle: { ignoreChanges: plan.registry ? ['spec[0].replicas', ...MODEL_ENV_PATHS] : ['spec[0].replicas'] },
     });
     deployments[d.key] = deployment;
     // A canary at zero replicas has no autoscaler: the rollout sizes it, and an HPA does not scale from 0.

@@ -65,6 +65,11 @@ export const GCP_DELIVERY_ENTRY_POINT = 'deliver';
  */
 export const GCP_DELIVERY_HANDLER = `// mlinfra alert delivery on GCP: Cloud Monitoring -> Pub/Sub push -> Slack and webhooks.
 'use strict';
+// a named error: the function's log and Pub/Sub's retry say which step failed
+class DeliveryError extends Error {
+  constructor(message) { super(message); this.name = 'DeliveryError'; }
+}
+
 const TTL_MS = 5 * 60 * 1000;
 const secrets = new Map();
 let token;
@@ -73,7 +78,7 @@ async function accessToken() {
   if (token && token.until > Date.now()) return token.value;
   const base = process.env.MLINFRA_METADATA_URL || 'http://metadata.google.internal';
   const res = await fetch(base + '/computeMetadata/v1/instance/service-accounts/default/token', { headers: { 'Metadata-Flavor': 'Google' }, signal: AbortSignal.timeout(5000) });
-  if (!res.ok) throw new Error('the metadata server answered ' + res.status);
+  if (!res.ok) throw new DeliveryError('the metadata server answered ' + res.status);
   const body = await res.json();
   token = { value: body.access_token, until: Date.now() + Math.max(0, Number(body.expires_in || 0) - 60) * 1000 };
   return token.value;
@@ -85,26 +90,26 @@ async function secret(name) {
   const base = process.env.MLINFRA_SECRETMANAGER_URL || 'https://secretmanager.googleapis.com';
   const url = base + '/v1/projects/' + encodeURIComponent(process.env.MLINFRA_PROJECT) + '/secrets/' + encodeURIComponent(name) + '/versions/latest:access';
   const res = await fetch(url, { headers: { authorization: 'Bearer ' + await accessToken() }, signal: AbortSignal.timeout(10000) });
-  if (!res.ok) throw new Error('reading secret ' + name + ' answered ' + res.status);
+  if (!res.ok) throw new DeliveryError('reading secret ' + name + ' answered ' + res.status);
   const body = await res.json();
   const value = Buffer.from((body.payload && body.payload.data) || '', 'base64').toString('utf8').trim();
-  if (!value) throw new Error('secret ' + name + ' is empty');
+  if (!value) throw new DeliveryError('secret ' + name + ' is empty');
   secrets.set(name, { value, at: Date.now() });
   return value;
 }
 
 async function post(url, body, headers) {
   const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body), signal: AbortSignal.timeout(10000) });
-  if (!res.ok) throw new Error('POST to ' + new URL(url).host + ' answered ' + res.status);
+  if (!res.ok) throw new DeliveryError('POST to ' + new URL(url).host + ' answered ' + res.status);
 }
 
 // A Pub/Sub push body: { message: { data: base64(notification JSON), attributes, messageId }, subscription }.
 function parse(body) {
   if (typeof body === 'string' || Buffer.isBuffer(body)) body = JSON.parse(body.toString());
   const data = body && body.message && body.message.data;
-  if (typeof data !== 'string') throw new Error('no message.data');
+  if (typeof data !== 'string') throw new DeliveryError('no message.data');
   const n = JSON.parse(Buffer.from(data, 'base64').toString('utf8'));
-  if (!n || typeof n.incident !== 'object') throw new Error('no incident in the message');
+  if (!n || typeof n.incident !== 'object') throw new DeliveryError('no incident in the message');
   return n;
 }
 
@@ -125,7 +130,7 @@ async function deliverAll(targets, notification) {
       failures.push(t.kind + ': ' + err.message);
     }
   }
-  if (failures.length) throw new Error('delivery failed: ' + failures.join('; '));
+  if (failures.length) throw new DeliveryError('delivery failed: ' + failures.join('; '));
 }
 
 exports.deliver = async (req, res) => {

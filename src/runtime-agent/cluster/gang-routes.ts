@@ -70,7 +70,10 @@ export function registerGangRoutes(app: FastifyInstance, worker: ClusterWorker, 
     const g = /^[a-z0-9-]{1,40}$/.test(req.params.id) ? await gangs.store.read(req.params.id) : null;
     if (!g) throw notFound(`no gang ${req.params.id}`);
     const attempt = g.attempts.length;
-    return gangJson(g, g.state === 'queued' && attempt > 0 ? await gangs.store.progress(g.id, attempt) : undefined);
+    if (g.state !== 'queued' || attempt === 0) return gangJson(g);
+    const p = await gangs.store.progress(g.id, attempt);
+    const now = await gangs.look(g, p);
+    return gangJson(now, now === g ? p : now.state === 'queued' ? await gangs.store.progress(now.id, now.attempts.length) : undefined);
   });
 
   app.post<{ Params: { id: string } }>('/v1/cluster/gangs/:id/cancel', async (req) => {

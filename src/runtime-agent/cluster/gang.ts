@@ -19,12 +19,15 @@ import { AgentError } from '../errors';
 import type { Scheduler } from '../scheduler';
 import { joinUri, PreconditionFailed, type Storage } from '../storage/index';
 import type { JobRecord, JobSpec } from '../types';
-import { newClusterJobId } from './records';
+import { CLUSTER_TERMINAL, newClusterJobId } from './records';
 import type { ClusterWorker } from './worker';
 
 export type GangState = 'queued' | 'succeeded' | 'failed' | 'cancelled';
-/** Why an attempt stopped: a rank's program failed (or its host vanished), a notice, the barrier timed out, a cancel. */
-export type AbortKind = 'exit' | 'preempted' | 'timeout' | 'cancelled' | 'superseded';
+/**
+ * Why an attempt stopped: a rank's program failed, a rank's host stopped reporting (lost: kill -9, a
+ * reclaim with no notice), a notice, the barrier timed out, a cancel. Only `exit` uses a retry.
+ */
+export type AbortKind = 'exit' | 'lost' | 'preempted' | 'timeout' | 'cancelled' | 'superseded';
 
 export interface GangAttempt {
   readonly attempt: number;
@@ -77,6 +80,11 @@ export const gangUri = (artifacts: string, id: string): string => joinUri(artifa
 export const attemptUri = (gang: string, attempt: number): string => joinUri(gang, String(attempt));
 
 const TERMINAL: readonly GangState[] = ['succeeded', 'failed', 'cancelled'];
+/** Tries of a gang move after a rank ends (1, 2, 4 and 8 s apart by default). */
+const MOVE_ON_TRIES = 5;
+/** How long a look waits on an attempt ended on every rank before it moves the gang itself (the host that should may be gone). */
+const STUCK_MS = 30_000;
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Reads and updates gang records with conditional writes; `update` retries when another host won. */
 export class GangStore {
@@ -191,18 +199,44 @@ export function gangLaunch(spec: JobSpec): JobSpec {
 export class GangCoordinator {
   readonly store: GangStore;
 
+  /** `backoffMs`: the first wait before a gang move is tried again (doubling, at most 16 s); `stuckMs`: see look(). */
   constructor(private readonly worker: ClusterWorker, private readonly storage: Storage, artifacts: string, private readonly maxAttempts: number,
-    private readonly logger: Logger) {
+    private readonly logger: Logger, private readonly backoffMs = 1000, private readonly stuckMs = STUCK_MS) {
     this.store = new GangStore(storage, artifacts);
   }
+
+  /** Gang attempts seen ended on every rank but not moved on: when this host first saw each. */
+  private readonly stuck = new Map<string, number>();
 
   listen(scheduler: Scheduler): void {
     scheduler.on('job:finished', (job: JobRecord) => {
       const id = job.spec.env?.[GANG_ENV.id];
       if (id === undefined) return;
       const attempt = Number(job.spec.env[GANG_ENV.attempt]);
-      this.rankEnded(id, attempt, job.state === 'succeeded').catch((e: unknown) => this.logger.error({ gangId: id, err: (e as Error).message }, 'gang bookkeeping failed'));
+      void this.moveOn(id, attempt, job.state === 'succeeded');
     });
+  }
+
+  /**
+   * rankEnded, tried again on a bucket error (a 5xx, a lock left by a writer that died): no other
+   * host may see this rank end, so giving up here could leave the gang where it is for good.
+   */
+  private async moveOn(id: string, attempt: number, ok: boolean): Promise<void> {
+    await this.retrying(() => this.rankEnded(id, attempt, ok), (e, i) => this.logger.warn({ gangId: id, attempt, err: e.message, try: i }, 'gang bookkeeping failed: trying again'))
+      .catch((e: Error) => this.logger.error({ gangId: id, attempt, err: e.message }, `gang bookkeeping failed ${MOVE_ON_TRIES} times`));
+  }
+
+  /** `fn`, tried MOVE_ON_TRIES times (backoffMs, doubling, at most 16 s apart); throws the last error. */
+  private async retrying<T>(fn: () => Promise<T>, onRetry: (e: Error, tried: number) => void = () => undefined): Promise<T> {
+    for (let i = 1; ; i++) {
+      try {
+        return await fn();
+      } catch (e) {
+        if (i >= MOVE_ON_TRIES) throw e;
+        onRetry(e as Error, i);
+        await sleep(Math.min(16_000, this.backoffMs * 2 ** (i - 1)));
+      }
+    }
   }
 
   /** Records the gang, then enqueues its N ranks. A queue failure part-way cancels what was sent: nothing is half-accepted. */
@@ -241,18 +275,67 @@ export class GangCoordinator {
       if (e instanceof AgentError) throw e;
       throw new AgentError(503, 'queue_unavailable', `the gang's ranks were not all enqueued (those sent are cancelled; retry): ${(e as Error).message}`);
     }
+    let pushed = false;
     const updated = await this.store.update(g.id, (r) => {
+      pushed = false;
+      // ended meanwhile (a cancel), or another host queued this attempt (look): these ranks must not run
+      if (TERMINAL.includes(r.state) || r.attempts.length !== attempt - 1) return false;
       r.attempts.push({ attempt, rankJobs: sent, queuedAt: new Date().toISOString() });
+      pushed = true;
       return true;
+    }).catch(async (e: unknown) => {
+      // ranks the record does not name would run as nobody's attempt
+      for (const j of sent) await this.worker.cancel(j).catch(() => undefined);
+      throw e;
     });
-    this.logger.info({ gangId: g.id, attempt, rankJobs: sent }, 'gang attempt queued');
+    if (pushed) this.logger.info({ gangId: g.id, attempt, rankJobs: sent }, 'gang attempt queued');
+    else for (const id of sent) await this.worker.cancel(id).catch(() => undefined);
     return updated ?? g;
+  }
+
+  /**
+   * A look at a gang (GET) also moves on one that no host moved (that host stopped first), once it has
+   * stayed so for STUCK_MS by this host's clock: every rank job of the current attempt ended (all done,
+   * or an abort) and the attempt has no end; or its end is written but attempt A+1 was never queued
+   * (twice as long: the host that wrote it may still be retrying the queue). Both moves are guarded
+   * If-Match writes, so a host moving the gang meanwhile is never raced. Returns the record after.
+   */
+  async look(g: GangRecord, p: { done: number; aborted: boolean }): Promise<GangRecord> {
+    const a = g.attempts[g.attempts.length - 1];
+    if (TERMINAL.includes(g.state) || !a) return g;
+    const requeue = a.outcome !== undefined;
+    const key = `${g.id}/${a.attempt}${requeue ? '+' : ''}`;
+    if (!requeue && p.done < g.nodes && !p.aborted) {
+      this.stuck.delete(key);
+      return g;
+    }
+    const jobs = requeue ? [] : await Promise.all(a.rankJobs.map((j) => this.worker.store.read(j).catch(() => null)));
+    if (jobs.some((j) => !j || !CLUSTER_TERMINAL.includes(j.state))) return g;
+    const since = this.stuck.get(key);
+    if (since === undefined) {
+      if (this.stuck.size > 1000) this.stuck.clear();
+      this.stuck.set(key, Date.now());
+      return g;
+    }
+    if (Date.now() - since < this.stuckMs * (requeue ? 2 : 1)) return g;
+    this.stuck.delete(key);
+    this.logger.warn({ gangId: g.id, attempt: a.attempt }, requeue ? 'gang attempt ended but the next was never queued: queued here' : 'every rank of the gang attempt ended but no host moved it on: moved here');
+    if (requeue) {
+      await this.cancelRanks(a);
+      await this.queueAttempt(g, a.attempt + 1);
+    } else {
+      await this.rankEnded(g.id, a.attempt, jobs.every((j) => j!.state === 'succeeded'));
+    }
+    return (await this.store.read(g.id)) ?? g;
   }
 
   /** A rank of `attempt` ended on this host: succeed the gang when all N are done; otherwise move on from its abort. */
   private async rankEnded(id: string, attempt: number, ok: boolean): Promise<void> {
     const g = await this.store.read(id);
     if (!g || TERMINAL.includes(g.state) || g.attempts.length !== attempt) return;
+    // decided already: another host marked this attempt's end and is sending the next one (counting
+    // its failure again here would charge one failure twice)
+    if (g.attempts[attempt - 1]?.outcome) return;
     if (ok) {
       if ((await this.store.doneCount(id, attempt)) >= g.nodes) await this.finish(id, attempt, 'succeeded', 'succeeded', undefined);
       return;
@@ -282,17 +365,20 @@ export class GangCoordinator {
     if (!won || !next) return;
     this.logger.warn({ gangId: id, attempt, reason: abort.reason }, 'gang attempt aborted: re-queued as a whole');
     await this.cancelRanks(next.attempts[attempt - 1]);
-    await this.queueAttempt(next, attempt + 1);
+    // this host alone moves the gang on now (the attempt's end is written): a queue that keeps
+    // refusing fails the gang with the cause rather than leave it queued with no ranks
+    await this.retrying(() => this.queueAttempt(next, attempt + 1)).catch((e: Error) =>
+      this.finish(id, attempt, 'failed', abort.kind, `${abort.reason}; attempt ${attempt + 1} could not be enqueued: ${e.message}`, 'queue'));
   }
 
-  private async finish(id: string, attempt: number, state: GangState, outcome: GangAttempt['outcome'], reason: string | undefined): Promise<GangRecord | null> {
+  private async finish(id: string, attempt: number, state: GangState, outcome: GangAttempt['outcome'], reason: string | undefined, failureClass?: string): Promise<GangRecord | null> {
     let won = false;
     const g = await this.store.update(id, (r) => {
       if (TERMINAL.includes(r.state)) return false;
       const last = r.attempts[r.attempts.length - 1];
       if (last && last.attempt === attempt && !last.outcome) Object.assign(last, { endedAt: new Date().toISOString(), outcome, ...(reason ? { reason } : {}) });
       r.state = state;
-      r.failure = state === 'succeeded' ? null : { class: outcome ?? state, reason: reason ?? state };
+      r.failure = state === 'succeeded' ? null : { class: failureClass ?? outcome ?? state, reason: reason ?? state };
       won = true;
       return true;
     });

@@ -95,8 +95,12 @@ export class ClusterStore {
 
   /** The record and its version tag (S3 ETag, GCS generation): the tag a `put` must name to replace it. */
   async readTagged(id: string): Promise<{ job: ClusterJob; tag: string } | null> {
+    return this.readAt(this.jobUri(id));
+  }
+
+  private async readAt(uri: string): Promise<{ job: ClusterJob; tag: string } | null> {
     for (let i = 0; ; i++) {
-      const v = await this.storage.readVersioned(this.jobUri(id));
+      const v = await this.storage.readVersioned(uri);
       if (!v) return null;
       try {
         return { job: JSON.parse(v.text) as ClusterJob, tag: v.tag };
@@ -134,19 +138,24 @@ export class ClusterStore {
     }
   }
 
-  /** Every job record, newest first. A record that cannot be read is skipped. */
-  async list(): Promise<ClusterJob[]> {
+  /**
+   * Every job record, newest first. A torn read (a write in progress) is read again; a record removed
+   * meanwhile is left out; one that still cannot be read is named in `unreadable`, never dropped unsaid.
+   */
+  async list(): Promise<{ jobs: ClusterJob[]; unreadable: { key: string; error: string }[] }> {
     const objects = await this.storage.list(joinUri(this.artifacts, 'jobs'));
-    const out: ClusterJob[] = [];
+    const jobs: ClusterJob[] = [];
+    const unreadable: { key: string; error: string }[] = [];
     for (const o of objects) {
       if (!o.key.endsWith('.json')) continue;
       try {
-        out.push(JSON.parse((await this.getBytes(o.uri)).toString('utf8')) as ClusterJob);
-      } catch {
-        // written half by a host that died, or removed meanwhile
+        const r = await this.readAt(o.uri);
+        if (r) jobs.push(r.job);
+      } catch (e) {
+        unreadable.push({ key: o.key, error: (e as Error).message });
       }
     }
-    return out.sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+    return { jobs: jobs.sort((a, b) => (a.id < b.id ? 1 : a.id > b.id ? -1 : 0)), unreadable };
   }
 
   /** Uploads one log chunk: `<artifacts>/logs/<id>/<attempt>-<seq>.log`, names that sort in order. */

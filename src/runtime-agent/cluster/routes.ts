@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { badRequest, notFound } from '../errors';
 import { JOB_BODY_SCHEMA } from '../server';
@@ -52,7 +53,10 @@ export function registerClusterRoutes(app: FastifyInstance, worker: ClusterWorke
     return reply.code(201).send({ ...clusterJobJson(job), queue: worker.queue.kind });
   });
 
-  app.get('/v1/cluster/jobs', async () => ({ jobs: (await worker.store.list()).map(clusterJobJson) }));
+  app.get('/v1/cluster/jobs', async () => {
+    const { jobs, unreadable } = await worker.store.list();
+    return { jobs: jobs.map(clusterJobJson), ...(unreadable.length > 0 ? { unreadable } : {}) };
+  });
 
   app.get<{ Params: { id: string } }>('/v1/cluster/jobs/:id', async (req) => {
     const job = await worker.get(req.params.id);
@@ -60,10 +64,22 @@ export function registerClusterRoutes(app: FastifyInstance, worker: ClusterWorke
     return clusterJobJson(job);
   });
 
-  app.get<{ Params: { id: string } }>('/v1/cluster/jobs/:id/logs', async (req, reply) => {
+  // ?from=N: only the bytes past N (a follower's next poll), with the whole length (x-log-length)
+  // and the SHA-256 of the first N bytes (x-log-head-sha256): a late chunk of an earlier attempt
+  // sorts before text the follower printed, and the follower tells that from the digest
+  app.get<{ Params: { id: string }; Querystring: { from?: string } }>('/v1/cluster/jobs/:id/logs', async (req, reply) => {
+    const from = req.query.from;
+    if (from !== undefined && !/^\d{1,15}$/.test(from)) throw badRequest(`from must be a byte offset (a whole number), got ${JSON.stringify(from)}`, 'from');
     const job = await worker.get(req.params.id);
     if (!job) throw notFound(`no cluster job ${req.params.id}`);
-    return reply.type('text/plain; charset=utf-8').send(await worker.store.logs(job.id));
+    const log = await worker.store.logs(job.id);
+    void reply.type('text/plain; charset=utf-8');
+    if (from === undefined) return reply.send(log);
+    const n = Math.min(Number(from), log.length);
+    return reply
+      .header('x-log-length', String(log.length))
+      .header('x-log-head-sha256', createHash('sha256').update(log.subarray(0, n)).digest('hex'))
+      .send(log.subarray(Number(from)));
   });
 
   // one pipeline run, as its schedule enqueues it (run-pipeline --queue and a laptop's client call this)

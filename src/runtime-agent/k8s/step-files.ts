@@ -89,8 +89,6 @@ export interface MergeResult {
 export class RunDirSync {
   private readonly order: Map<string, number>;
   private readonly ancestors = new Map<string, Set<string>>();
-  /** What was last uploaded from the run directory: `size:mtimeMs` per file. */
-  private readonly uploaded = new Map<string, string>();
   /** Which step wrote each file / metrics key last. */
   private readonly owner = new Map<string, string>();
   /** metrics.json as each step was given it. */
@@ -103,6 +101,8 @@ export class RunDirSync {
     private readonly runUri: string,
     private readonly outputsUri: string,
     steps: readonly StepInfo[],
+    /** Sends what changed in the run directory to `runUri` (ModelStore.uploadRun: one record of what was sent, shared with the runner's own uploads). */
+    private readonly upload: () => Promise<number>,
   ) {
     this.order = new Map(steps.map((s, i) => [s.name, i]));
     const byName = new Map(steps.map((s) => [s.name, s]));
@@ -114,9 +114,9 @@ export class RunDirSync {
   }
 
   /** From the runner's environment, or undefined when steps share the run directory. */
-  static fromEnv(env: NodeJS.ProcessEnv, storage: Storage, artifactsUri: string, runId: string, runDir: string, runUri: string, steps: readonly StepInfo[]): RunDirSync | undefined {
+  static fromEnv(env: NodeJS.ProcessEnv, storage: Storage, artifactsUri: string, runId: string, runDir: string, runUri: string, steps: readonly StepInfo[], upload: () => Promise<number>): RunDirSync | undefined {
     if (env[STEP_FILES_ENV] !== 'object-store') return undefined;
-    return new RunDirSync(storage, runDir, runUri, joinUri(artifactsUri, `step-outputs/${runId}/`), steps);
+    return new RunDirSync(storage, runDir, runUri, joinUri(artifactsUri, `step-outputs/${runId}/`), steps, upload);
   }
 
   /** One at a time; a failure names what was being done (the runner fails the step with it). */
@@ -130,13 +130,7 @@ export class RunDirSync {
   /** Uploads what changed since the last step started; returns the env the step's job needs. */
   before(step: string): Promise<Record<string, string>> {
     return this.serial(`cannot upload the run directory to ${this.runUri} for step "${step}"`, async () => {
-      for (const f of walkFiles(this.runDir)) {
-        const st = fs.statSync(path.join(this.runDir, ...f.split('/')));
-        const sig = `${st.size}:${st.mtimeMs}`;
-        if (this.uploaded.get(f) === sig) continue;
-        await this.storage.put(path.join(this.runDir, ...f.split('/')), joinUri(this.runUri, f));
-        this.uploaded.set(f, sig);
-      }
+      await this.upload();
       this.metricsSeen.set(step, readMetrics(path.join(this.runDir, METRICS)));
       return { MLINFRA_RUN_DIR_URI: this.runUri, [STEP_OUTPUT_ENV]: this.outputUri(step) };
     });

@@ -9,6 +9,8 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { finished } from 'node:stream/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { classifyExit } from '../failure';
 import { rankCommand } from '../gang-rank';
 import { Storage } from '../storage';
@@ -133,6 +135,14 @@ export async function runWrapped(o: WrapOptions): Promise<WrapResult> {
     : await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (c, s) => resolve({ code: c, signal: s })));
   signals.off('SIGTERM', onTerm);
   if (killTimer) clearTimeout(killTimer);
+  // 'exit' can come before the last stderr bytes are read (the OOM line is often the last line).
+  // Wait for the pipes to end, but not for a stray grandchild that still holds them open.
+  if (!spawnError) {
+    const ended = Promise.all([finished(child.stdout!), finished(child.stderr!)]).catch(() => undefined);
+    const bound = new AbortController();
+    await Promise.race([ended, sleep(2_000, undefined, { signal: bound.signal }).catch(() => undefined)]);
+    bound.abort();
+  }
 
   let failure = classifyExit({
     exitCode: code, signal, stderrTail: tail, spawnError, stoppedBy,

@@ -1,10 +1,11 @@
 /**
- * `mlinfra-agent models list | show VERSION | promote VERSION | rollback`: the model registry of a
+ * `mlinfra-agent models list | show VERSION | promote VERSION | rollback | sync`: the model registry of a
  * pipeline, read and moved straight in its artifact store with the caller's cloud credentials.
  */
 import type { Command } from 'commander';
 import { Storage } from '../storage/index';
-import { readEndpoints, rolloutToAll } from './endpoints';
+import { registryRollout } from './endpoints';
+import { syncRegistryEndpoints } from './promotion';
 import { ModelRegistry, RegistryError, type ModelVersion } from './registry';
 
 export interface ModelsIo {
@@ -53,7 +54,7 @@ export function addModelsCommand(program: Command, io: ModelsIo): void {
   // Every endpoint registered under models/endpoints/ rolls the version out before the pointer moves.
   const moveOptions = async (reg: ModelRegistry, o: Record<string, unknown>) => ({
     reason: o.reason as string | undefined,
-    ...(o.rollout === false ? {} : { rollout: rolloutToAll(await readEndpoints(new Storage(), reg.artifactsUri, { pipeline: reg.pipeline })) }),
+    ...(o.rollout === false ? {} : { rollout: await registryRollout(new Storage(), reg.artifactsUri, reg.pipeline) }),
   });
   withStore(models.command('promote')).description('Roll VERSION out to the endpoints that serve this pipeline, then make it current.')
     .argument('<version>').option('--reason <text>', 'recorded in the history')
@@ -61,6 +62,15 @@ export function addModelsCommand(program: Command, io: ModelsIo): void {
     .action(act(async (version: string, o: Record<string, unknown>) => {
       const reg = registryOf(o);
       return reg.promote(version, await moveOptions(reg, o));
+    }));
+  withStore(models.command('sync')).description('Roll the current version out to every endpoint that does not serve it yet (one added since the last promotion, or one a failed rollout left behind); print what changed as JSON.')
+    .action(act(async (o: Record<string, unknown>) => {
+      const reg = registryOf(o);
+      const lines: string[] = [];
+      const { synced, unchecked } = await syncRegistryEndpoints({ storage: new Storage(), artifactsUri: reg.artifactsUri, pipeline: reg.pipeline, say: (l) => lines.push(l) });
+      if (unchecked) throw new RegistryError('unreadable', unchecked);
+      if (synced.some((e) => e.error)) throw new RegistryError('rollout_failed', lines.join('; '));
+      return { synced };
     }));
   withStore(models.command('rollback')).description('Roll the version that served before the current one out again, and make it current.')
     .option('--reason <text>', 'recorded in the history')

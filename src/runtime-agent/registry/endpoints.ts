@@ -9,7 +9,8 @@
 import { CONFIGMAPS, DEPLOYMENTS, inClusterClient, KubeApiError, type KubeClient } from '../k8s/kube-client';
 import { joinUri, type Storage } from '../storage/index';
 import type { Deployment, DeploymentApi, KubernetesRolloutConfig } from './rollout-kubernetes';
-import type { CloudRunRolloutConfig } from './rollout-cloudrun';
+import { cloudRunConfigDigest } from './cloudrun-template';
+import type { CloudRunDeps, CloudRunRolloutConfig } from './rollout-cloudrun';
 import type { SageMakerRolloutConfig } from './rollout-sagemaker';
 import type { ModelVersion } from './registry';
 
@@ -23,6 +24,92 @@ export interface EndpointDeps {
   readonly kubernetes?: () => DeploymentApi;
   /** @default inClusterClient(): in a pod with its token mounted, the service account's client */
   readonly cluster?: InCluster;
+  /** Where each endpoint's served version is noted after its rollout (see servingUri); none: not noted. */
+  readonly notes?: ServingNotes;
+  /** For Cloud Run rollouts. @default the VM's service account token, real sleeps */
+  readonly cloudRun?: CloudRunDeps;
+}
+
+/** The artifact store that keeps `models/serving/<endpoint>.json`, the version each endpoint was last rolled out to. */
+export interface ServingNotes {
+  readonly storage: Storage;
+  readonly artifactsUri: string;
+}
+
+/**
+ * `<artifacts>/models/serving/<endpoint>.json`: `{version, at}` of the endpoint's last successful
+ * rollout, and `config`, the digest of the serving config it rolled out (Cloud Run: cloudrun-template.ts).
+ */
+export function servingUri(artifactsUri: string, endpoint: string): string {
+  return joinUri(artifactsUri, `models/serving/${endpoint}.json`);
+}
+
+interface Served { readonly version: string | null; readonly config?: string }
+
+/** The version (and config digest) an endpoint was last rolled out to; version null: never, or a note that cannot be read. */
+async function served(n: ServingNotes, endpoint: string): Promise<Served> {
+  const rec = await n.storage.readVersioned(servingUri(n.artifactsUri, endpoint)).catch(() => null);
+  try {
+    const v = rec ? (JSON.parse(rec.text) as { version?: unknown; config?: unknown }) : {};
+    return typeof v.version === 'string' ? { version: v.version, ...(typeof v.config === 'string' ? { config: v.config } : {}) } : { version: null };
+  } catch {
+    return { version: null };
+  }
+}
+
+/** The digest of what an endpoint's record asks serving to run, where its rollout deploys it (Cloud Run). */
+function configOf(e: EndpointRollout): string | undefined {
+  return e.kind === 'cloudrun' ? cloudRunConfigDigest(e) : undefined;
+}
+
+/**
+ * Notes that `endpoint` serves `version` (with `config`). Best effort: a note that cannot be written
+ * only means the next sync rolls the same version out again.
+ */
+async function noteServed(n: ServingNotes, endpoint: string, version: string, config: string | undefined): Promise<void> {
+  const uri = servingUri(n.artifactsUri, endpoint);
+  const text = `${JSON.stringify({ version, ...(config ? { config } : {}), at: new Date().toISOString() })}\n`;
+  try {
+    const cur = await n.storage.readVersioned(uri);
+    await n.storage.writeIf(uri, text, cur?.tag ?? null);
+  } catch {
+    // another writer noted at the same time, or the store refused: the next sync looks again
+  }
+}
+
+export interface SyncedEndpoint {
+  readonly endpoint: string;
+  /** The version noted before the sync (null: none: a new endpoint, or one whose rollout never finished). */
+  readonly from: string | null;
+  readonly to: string;
+  /** The same version again: its serving config changed since it was rolled out (a `cdktf deploy`). */
+  readonly configChanged?: boolean;
+  /** Set when its rollout failed (it keeps serving what it served). */
+  readonly error?: string;
+}
+
+/**
+ * Rolls the current version out to every endpoint whose note does not name it: an endpoint added
+ * after the last promotion (Terraform starts it with no model), or one whose last rollout failed; and
+ * to a Cloud Run endpoint whose record's template changed since its rollout. The others are not
+ * touched. Each endpoint is tried on its own; failures are returned, not thrown. `models sync` and
+ * every pipeline run call it.
+ */
+export async function syncEndpoints(endpoints: readonly EndpointRollout[], current: ModelVersion, notes: ServingNotes, deps: Omit<EndpointDeps, 'notes'> = {}): Promise<SyncedEndpoint[]> {
+  const out: SyncedEndpoint[] = [];
+  for (const e of endpoints) {
+    const was = await served(notes, e.name);
+    const config = configOf(e);
+    if (was.version === current.version && was.config === config) continue;
+    const r = { endpoint: e.name, from: was.version, to: current.version, ...(was.version === current.version ? { configChanged: true } : {}) };
+    try {
+      await rolloutToAll([e], { ...deps, notes })(current);
+      out.push(r);
+    } catch (err) {
+      out.push({ ...r, error: (err as Error).message });
+    }
+  }
+  return out;
 }
 
 /** Labels of the endpoint record ConfigMaps (the construct sets them: model-endpoint/kubernetes-registry.ts). */
@@ -104,6 +191,11 @@ async function readStoreRecords(storage: Storage, artifactsUri: string): Promise
   return out;
 }
 
+/** What a promotion or rollback rolls out through: every endpoint of the pipeline, each noted once it serves. */
+export async function registryRollout(storage: Storage, artifactsUri: string, pipeline: string): Promise<(v: ModelVersion) => Promise<void>> {
+  return rolloutToAll(await readEndpoints(storage, artifactsUri, { pipeline }), { notes: { storage, artifactsUri } });
+}
+
 /**
  * A registry rollout over every endpoint. Each rollout module is a file of its own beside the agent
  * bundle (the SDKs load only when a promotion runs on that target).
@@ -122,11 +214,12 @@ export function rolloutToAll(endpoints: readonly EndpointRollout[], deps: Endpoi
         await (require('./rollout-sagemaker') as typeof import('./rollout-sagemaker')).rolloutSageMaker(e, v);
       } else if (e.kind === 'cloudrun') {
         // eslint-disable-next-line @typescript-eslint/no-require-imports
-        await (require('./rollout-cloudrun') as typeof import('./rollout-cloudrun')).rolloutCloudRun(e, v);
+        await (require('./rollout-cloudrun') as typeof import('./rollout-cloudrun')).rolloutCloudRun(e, v, deps.cloudRun);
       } else {
         // eslint-disable-next-line @typescript-eslint/no-require-imports
         await (require('./rollout-kubernetes') as typeof import('./rollout-kubernetes')).rolloutKubernetes(kubernetes(e.name), e, v);
       }
+      if (deps.notes) await noteServed(deps.notes, e.name, v.version, configOf(e));
     }
   };
 }

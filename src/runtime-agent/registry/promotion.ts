@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import type { Storage } from '../storage/index';
-import { readEndpoints, rolloutToAll } from './endpoints';
+import { readEndpoints, registryRollout, syncEndpoints, type SyncedEndpoint } from './endpoints';
 import type { ModelVersion, MoveOptions } from './registry';
 import { ModelRegistry, RegistryError } from './registry';
 
@@ -107,12 +107,39 @@ export async function registerRun(r: RegisterRunInput): Promise<RegistryOutcome 
       ...(r.pipelineSpecHash ? { pipelineSpecHash: r.pipelineSpecHash } : {}),
     });
     version = v.version;
-    await registry.promote(v.version, { reason: r.reason, rollout: rolloutToAll(await readEndpoints(r.storage, r.artifactsUri, { pipeline: r.pipeline })) });
+    await registry.promote(v.version, { reason: r.reason, rollout: await registryRollout(r.storage, r.artifactsUri, r.pipeline) });
     r.say(`registered and serving ${v.version} (${registry.root})`);
     return { version: v.version };
   } catch (e) {
     const error = `${version ? `registered ${version} but it does not serve: ` : ''}${(e as Error).message}`;
     r.say(`failed: ${error}`);
     return { version, error };
+  }
+}
+
+/**
+ * For a run that did not promote: the endpoints that do not serve the registry's current version (one
+ * added since the last promotion, or one a failed rollout left behind) get it now, each on its own, and
+ * so does a Cloud Run endpoint whose serving config changed since its rollout (syncEndpoints). A
+ * registry with no current version changes nothing. Failures are said and returned, never thrown
+ * (`unchecked`: the registry or the endpoint records could not be read).
+ */
+export async function syncRegistryEndpoints(r: { storage: Storage; artifactsUri: string; pipeline: string; say: (line: string) => void }): Promise<{ synced: SyncedEndpoint[]; unchecked?: string }> {
+  try {
+    const current = await new ModelRegistry(r.storage, r.artifactsUri, r.pipeline).current();
+    if (!current) return { synced: [] };
+    const synced = await syncEndpoints(await readEndpoints(r.storage, r.artifactsUri, { pipeline: r.pipeline }), current, { storage: r.storage, artifactsUri: r.artifactsUri });
+    for (const e of synced) {
+      r.say(e.error
+        ? `endpoint ${e.endpoint} does not serve ${e.to} (the registry's current version): ${e.error}`
+        : e.configChanged
+          ? `endpoint ${e.endpoint} serves ${e.to} with its new serving config (its template changed since ${e.to} was rolled out)`
+          : `endpoint ${e.endpoint} now serves ${e.to}, the registry's current version (it served ${e.from ?? 'nothing noted'})`);
+    }
+    return { synced };
+  } catch (e) {
+    const unchecked = `endpoints not checked against the registry: ${(e as Error).message}`;
+    r.say(unchecked);
+    return { synced: [], unchecked };
   }
 }

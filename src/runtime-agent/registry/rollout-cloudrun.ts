@@ -6,6 +6,7 @@
  * (cloud.google.com/run/docs/reference/rest/v2/projects.locations.services/patch; revision names must
  * start with the service name: cloud.google.com/run/docs/reference/rest/v2/RevisionTemplate).
  */
+import { cloudRunConfigDigest } from './cloudrun-template';
 import type { ModelVersion } from './registry';
 
 export interface CloudRunRolloutConfig {
@@ -16,6 +17,12 @@ export interface CloudRunRolloutConfig {
   readonly bakeSeconds: number;
   /** The serving image as Terraform last set it (the record); the live template keeps its own when absent. */
   readonly image?: string;
+  /**
+   * The revision template as Terraform last set it (the record, Admin API v2 shape, no revision name):
+   * each rollout deploys it, so a changed template reaches serving. Absent (an older record): the live
+   * template is kept and only its image and model env change.
+   */
+  readonly template?: Service['template'];
   /** @default 'https://run.googleapis.com' */
   readonly apiUrl?: string;
   /** @default 5 */
@@ -33,17 +40,22 @@ export interface CloudRunDeps {
 
 interface Service {
   name: string;
-  template: { revision?: string; containers: { image?: string; env?: { name: string; value?: string }[] }[]; [k: string]: unknown };
+  template: { revision?: string; containers: { image?: string; env?: { name: string; value?: string }[]; [k: string]: unknown }[]; [k: string]: unknown };
   traffic?: { type: string; revision?: string; percent?: number }[];
   latestReadyRevision?: string;
   trafficStatuses?: { type: string; revision?: string; percent?: number }[];
   [k: string]: unknown;
 }
 
-/** Cloud Run revision names: the service name, a dash, the version; 63 characters at most. */
-export function revisionName(service: string, version: string): string {
+/**
+ * Cloud Run revision names: the service name, a dash, the version (and the config's digest, when the
+ * record carries a template: the same version with another template is another revision); 63
+ * characters at most.
+ */
+export function revisionName(service: string, version: string, digest?: string): string {
   const s = service.split('/').pop()!;
-  return `${s.slice(0, 63 - version.length - 1).replace(/-+$/, '')}-${version}`;
+  const tail = digest ? `${version}-${digest}` : version;
+  return `${s.slice(0, 63 - tail.length - 1).replace(/-+$/, '')}-${tail}`;
 }
 
 async function defaultToken(): Promise<string> {
@@ -84,14 +96,15 @@ export async function rolloutCloudRun(cfg: CloudRunRolloutConfig, v: ModelVersio
   const patch = async (s: Service) => waitOp(await call('PATCH', cfg.service, s));
 
   const svc = await call<Service>('GET', cfg.service);
-  const rev = revisionName(cfg.service, v.version);
+  const rev = revisionName(cfg.service, v.version, cloudRunConfigDigest(cfg));
   const previous = svc.latestReadyRevision ?? null;
   if (previous === rev) return { revision: rev, previousRevision: previous };
   const envOf = (c: Service['template']['containers'][number]) => [
     ...(c.env ?? []).filter((e) => e.name !== 'MLINFRA_MODEL_URI' && e.name !== 'MLINFRA_MODEL_VERSION'),
     { name: 'MLINFRA_MODEL_URI', value: v.modelUri }, { name: 'MLINFRA_MODEL_VERSION', value: v.version },
   ];
-  const template = { ...svc.template, revision: rev, containers: svc.template.containers.map((c, i) => (i === 0 ? { ...c, ...(cfg.image ? { image: cfg.image } : {}), env: envOf(c) } : c)) };
+  const base = cfg.template ?? svc.template;
+  const template = { ...base, revision: rev, containers: base.containers.map((c, i) => (i === 0 ? { ...c, ...(cfg.image ? { image: cfg.image } : {}), env: envOf(c) } : c)) };
   const split = (pct: number) => [
     { type: 'TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION', revision: rev, percent: pct },
     ...(previous && pct < 100 ? [{ type: 'TRAFFIC_TARGET_ALLOCATION_TYPE_REVISION', revision: previous, percent: 100 - pct }] : []),

@@ -77,6 +77,8 @@ export async function rolloutKubernetes(api: DeploymentApi, cfg: KubernetesRollo
   const env = stable.spec.template.spec.containers.find((c) => c.name === container)?.env ?? [];
   const served: Served = { uri: env.find((e) => e.name === 'MODEL_URI')?.value ?? null, version: env.find((e) => e.name === 'MLINFRA_MODEL_VERSION')?.value || null };
   const next: Served = { uri: v.modelUri, version: v.version };
+  // already served (a retried promotion, or a sync of an endpoint that has it): nothing to bake again
+  if (served.version === next.version && served.uri === next.uri) return { previousVersion: served.version };
 
   if (cfg.canary) {
     await api.patchDeployment(ns, cfg.canary, envPatch(next, Math.max(1, cfg.canaryReplicas ?? 1)));

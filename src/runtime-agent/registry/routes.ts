@@ -13,7 +13,7 @@ import type { FastifyInstance } from 'fastify';
 import { AgentError, badRequest } from '../errors';
 import { PIPELINE_NAME } from '../pipeline';
 import type { Storage } from '../storage/index';
-import { readEndpoints, rolloutToAll } from './endpoints';
+import { registryRollout } from './endpoints';
 import { ModelRegistry, RegistryError, type MoveOptions } from './registry';
 
 /** s3://bucket[/prefix], gs://bucket[/prefix] or file:///absolute/path: the pipeline's artifactsUri. */
@@ -57,7 +57,7 @@ export function registerModelRoutes(app: FastifyInstance, storage: Storage): voi
   // the CLI's moveOptions: every endpoint registered for the pipeline rolls out, unless rollout is false
   const moveOptions = async (reg: ModelRegistry, b: MoveBody): Promise<MoveOptions> => ({
     ...(b.reason !== undefined ? { reason: b.reason } : {}),
-    ...(b.rollout === false ? {} : { rollout: rolloutToAll(await readEndpoints(storage, reg.artifactsUri, { pipeline: reg.pipeline })) }),
+    ...(b.rollout === false ? {} : { rollout: await registryRollout(storage, reg.artifactsUri, reg.pipeline) }),
   });
   const query = { type: 'object', required: ['artifacts'], additionalProperties: false, properties: { artifacts: artifactsProp } } as const;
 

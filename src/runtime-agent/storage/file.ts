@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
@@ -8,7 +9,9 @@ import { localPathOf, PreconditionFailed } from './index';
 
 /** A lock older than this was left by a writer that died mid-write: it is broken. */
 const STALE_LOCK_MS = 30_000;
-const LOCK_WAIT_MS = 10_000;
+/** Longer than STALE_LOCK_MS: a writer waiting on a dead writer's lock (another host's) breaks it rather than fail. */
+const LOCK_WAIT_MS = 40_000;
+const HOST = os.hostname();
 
 const tagOf = (text: string) => createHash('sha256').update(text).digest('hex').slice(0, 32);
 
@@ -92,18 +95,43 @@ export class FileStore implements ObjectStore {
   }
 }
 
+/**
+ * Takes `lock` (O_EXCL create). The lock names its holder (host, pid, a nonce): a holder on this host
+ * that is gone (kill -9 mid-write) is broken at once, any other only when older than STALE_LOCK_MS.
+ * A breaker reads the lock again just before removing it, so it does not remove one just taken anew.
+ */
 async function acquire(lock: string): Promise<void> {
   const deadline = Date.now() + LOCK_WAIT_MS;
+  const mine = `${HOST} ${process.pid} ${randomBytes(6).toString('hex')}\n`;
   for (;;) {
     try {
-      await (await fs.promises.open(lock, 'wx')).close();
+      const fh = await fs.promises.open(lock, 'wx');
+      try {
+        await fh.writeFile(mine);
+      } finally {
+        await fh.close();
+      }
       return;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
     }
+    const held = await fs.promises.readFile(lock, 'utf8').catch(() => undefined);
     const st = await fs.promises.stat(lock).catch(() => undefined);
-    if (st && Date.now() - st.mtimeMs > STALE_LOCK_MS) await fs.promises.rm(lock, { force: true });
-    else if (Date.now() > deadline) throw new Error(`${lock} is held by another writer for over ${LOCK_WAIT_MS / 1000} s`);
+    if (held !== undefined && st && (holderGone(held) || Date.now() - st.mtimeMs > STALE_LOCK_MS)) {
+      if ((await fs.promises.readFile(lock, 'utf8').catch(() => undefined)) === held) await fs.promises.rm(lock, { force: true });
+    } else if (Date.now() > deadline) throw new Error(`${lock} is held by another writer for over ${LOCK_WAIT_MS / 1000} s`);
     else await sleep(5 + Math.floor(Math.random() * 10));
+  }
+}
+
+/** The lock's holder ran on this host and its process is gone. An empty lock (its holder is still writing it) is not. */
+function holderGone(held: string): boolean {
+  const [host, pid] = held.split(' ');
+  if (host !== HOST || !/^\d+$/.test(pid ?? '')) return false;
+  try {
+    process.kill(Number(pid), 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
   }
 }
